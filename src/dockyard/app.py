@@ -1,0 +1,283 @@
+"""The App facade: the one way the CLI, API, scheduler and UI use dockyard."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from dockyard import clock
+from dockyard.config.loader import LoadedConfig, load_config
+from dockyard.config.model import Job
+from dockyard.domain import JobRecord, RunRecord, RunStatus, StepStatus
+from dockyard.errors import DockyardError, NotFoundError
+from dockyard.project import DbtProject, dbt_environment, resolve_secrets
+from dockyard.recorder import RunObserver, StoreRecorder
+from dockyard.runner.command import build_argv, parse_command
+from dockyard.runner.executor import Executor
+from dockyard.runner.plan import RunPlan, StepPlan
+from dockyard.schedule import next_fire_times
+from dockyard.store.store import Store
+
+ACTIVE = {RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING}
+
+
+@dataclass
+class Check:
+    """One line of ``dockyard validate``."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ValidationReport:
+    checks: list[Check] = field(default_factory=list)
+    jobs: list[tuple[JobRecord, list]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+class App:
+    """Everything dockyard does, over one loaded config and one store."""
+
+    def __init__(self, loaded: LoadedConfig, store_url: str | None = None):
+        self.loaded = loaded
+        self.config = loaded.config
+        self._store_url = store_url
+        self._synced = False
+
+    @classmethod
+    def open(cls, config_path: str | Path | None = None, store_url: str | None = None) -> App:
+        return cls(load_config(config_path), store_url)
+
+    # -- wiring -----------------------------------------------------------------------------
+    @cached_property
+    def project(self) -> DbtProject:
+        return DbtProject(self.loaded)
+
+    @property
+    def state_dir(self) -> Path:
+        return (self.loaded.base_dir / self.config.state_dir).resolve()
+
+    @property
+    def store_url(self) -> str:
+        url = self._store_url or os.environ.get("DOCKYARD_STORE_URL") or self.config.store.url
+        if not url:
+            return f"sqlite:///{self.state_dir / 'dockyard.db'}"
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            # a relative SQLite path is relative to dockyard.yml, not to the current folder
+            return "sqlite:///" + str((self.loaded.base_dir / url[len("sqlite:///"):]).resolve())
+        return url
+
+    @cached_property
+    def store(self) -> Store:
+        store = Store(self.store_url)
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
+    # -- jobs -------------------------------------------------------------------------------
+    def sync(self) -> dict[str, int]:
+        """Write environments and jobs from the config into the store; returns name -> id."""
+        self.store.sync_environments([
+            {"name": name, "target": env.target, "schema": env.schema_, "threads": env.threads}
+            for name, env in self.config.environments.items()])
+        ids = self.store.sync_jobs([
+            {"name": job.name, "environment": job.environment, "cron": job.cron,
+             "timezone": job.schedule.timezone if job.schedule else "UTC",
+             "definition": job.model_dump(mode="json", by_alias=True, exclude_none=True)}
+            for job in self.config.jobs])
+        self._synced = True
+        return ids
+
+    def jobs(self) -> list[JobRecord]:
+        if not self._synced:
+            self.sync()
+        names = {j.name for j in self.config.jobs}
+        return [j for j in self.store.list_jobs() if j.name in names]
+
+    def job(self, ref: str | int) -> tuple[JobRecord, Job]:
+        """A job by id, name or identifier, with its config."""
+        for record in self.jobs():
+            if str(ref) in (str(record.id), record.name, record.definition.get("identifier")):
+                return record, self.loaded.job(record.name)
+        self.loaded.job(str(ref))  # raises ConfigError with a suggestion
+        raise NotFoundError(f"no job '{ref}'")
+
+    @staticmethod
+    def next_fires(job: JobRecord, count: int = 1) -> list:
+        if not job.cron:
+            return []
+        return next_fire_times(job.cron, job.timezone, clock.now(), count)
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self, connection: bool = False) -> ValidationReport:
+        report = ValidationReport()
+        report.checks.append(Check("config", True, str(self.loaded.path)))
+        try:
+            project = self.project
+            report.checks.append(Check("dbt project", True, f"{project.name} at {project.project_dir}"))
+        except DockyardError as exc:
+            report.checks.append(Check("dbt project", False, exc.render()))
+            return report
+        for name in self.config.environments:
+            try:
+                env = self.config.environments[name]
+                target = project.target_for(name)
+                resolve_secrets(self.loaded, name)
+                detail = f"target {target} in {project.profiles_dir(env) / 'profiles.yml'}"
+                report.checks.append(Check(f"environment {name}", True, detail))
+            except DockyardError as exc:
+                report.checks.append(Check(f"environment {name}", False, exc.render()))
+                continue
+            if connection:
+                report.checks.append(self._debug_connection(name))
+        for record in self.jobs():
+            report.jobs.append((record, self.next_fires(record, 3)))
+        return report
+
+    def _debug_connection(self, env_name: str) -> Check:
+        from dockyard.runner.probe import dbt_debug
+
+        target = self.project.target_for(env_name)
+        ok, detail = dbt_debug(
+            project_dir=self.project.project_dir,
+            profiles_dir=self.project.effective_profiles_dir(env_name, target),
+            target=target,
+            env=dbt_environment(self.loaded, env_name, resolve_secrets(self.loaded, env_name)),
+            secrets=list(resolve_secrets(self.loaded, env_name).values()))
+        return Check(f"connection {env_name}", ok, detail)
+
+    # -- runs -------------------------------------------------------------------------------
+    def run_job(self, ref: str | int, *, environment: str | None = None, trigger: str = "manual",
+                cause: str | None = None, observer: RunObserver | None = None,
+                on_start=None) -> RunRecord:
+        """Run a job in the foreground and return its final record."""
+        record, job = self.job(ref)
+        env_name = environment or job.environment
+        if env_name not in self.config.environments:
+            raise NotFoundError(f"no environment '{env_name}'",
+                                hint=f"environments: {', '.join(self.config.environments)}")
+        target = self.project.target_for(env_name, job.settings.target_name)
+        secrets = resolve_secrets(self.loaded, env_name)
+        commands = job.all_commands
+        run_id = self.store.create_run(record.id, record.name, env_name, commands, trigger=trigger,
+                                       cause=cause or f"Triggered {trigger}")
+        run_dir = self.state_dir / "runs" / str(run_id)
+        self.store.transition_run(run_id, RunStatus.STARTING, expected={RunStatus.QUEUED},
+                                  worker_id=f"{socket.gethostname()}:{os.getpid()}",
+                                  artifacts_dir=str(run_dir))
+        plan = self._plan(run_id, env_name, target, job, commands, secrets, run_dir)
+        executor = Executor(plan, StoreRecorder(self.store, run_id, commands, observer))
+        if on_start:
+            on_start(run_id, executor)
+        self.store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.STARTING},
+                                  started_at=clock.now(), heartbeat_at=clock.now())
+        try:
+            outcome = executor.run()
+        except BaseException:
+            self._finish(run_id, RunStatus.ERROR, "internal_error", False)
+            raise
+        self._finish(run_id, outcome.status, outcome.reason, outcome.has_warnings)
+        return self.store.get_run(run_id)
+
+    def _plan(self, run_id: int, env_name: str, target: str, job: Job, commands: list[str],
+              secrets: dict[str, str], run_dir: Path) -> RunPlan:
+        env = self.config.environments[env_name]
+        project = self.project
+        profiles_dir = project.effective_profiles_dir(env_name, target)
+        target_path = project.target_path(env_name)
+        threads = job.settings.threads or env.threads
+        steps = [StepPlan(i, text, build_argv(parse_command(text), target=target,
+                                              profiles_dir=str(profiles_dir),
+                                              project_dir=str(project.project_dir),
+                                              target_path=str(target_path), threads=threads))
+                 for i, text in enumerate(commands)]
+        return RunPlan(run_id=run_id, project_dir=project.project_dir,
+                       env=dbt_environment(self.loaded, env_name, secrets, run_id), steps=steps,
+                       target_path=target_path, run_dir=run_dir, secrets=list(secrets.values()),
+                       timeout_seconds=job.timeout_seconds, grace_seconds=self.config.runner.grace_seconds,
+                       mode=self.config.runner.mode)
+
+    def _finish(self, run_id: int, status: RunStatus, reason: str | None, warnings: bool) -> None:
+        self.store.transition_run(run_id, status, expected=ACTIVE, reason=reason, has_warnings=warnings,
+                                  finished_at=clock.now())
+        run = self.store.get_run(run_id)
+        leftover = [s.index for s in run.steps if s.status in (StepStatus.QUEUED, StepStatus.RUNNING)]
+        if leftover:
+            self.store.skip_steps(run_id, min(leftover))
+
+    def reap_lost_runs(self) -> list[int]:
+        """Mark as ``error``/``worker_lost`` the runs a dead foreground process on this host
+        left active (a ``dockyard run`` killed with SIGKILL)."""
+        host = socket.gethostname()
+        lost = []
+        for run in self.store.list_runs(status=[s.value for s in ACTIVE], limit=100):
+            owner = run.worker_id
+            if not owner or not owner.startswith(host + ":"):
+                continue
+            pid = int(owner.rsplit(":", 1)[1])
+            if pid == os.getpid() or _alive(pid):
+                continue
+            if self.store.transition_run(run.id, RunStatus.ERROR, expected=ACTIVE, reason="worker_lost",
+                                         finished_at=clock.now()):
+                self._finish(run.id, RunStatus.ERROR, "worker_lost", False)
+                lost.append(run.id)
+        return lost
+
+    def list_runs(self, *, job: str | None = None, status: str | None = None, limit: int = 20,
+                  offset: int = 0) -> list[RunRecord]:
+        job_ref: int | str | None = None
+        if job is not None:
+            job_ref = self.job(job)[0].id
+        self.reap_lost_runs()
+        return self.store.list_runs(job=job_ref, status=status, limit=limit, offset=offset)
+
+    def get_run(self, run_id: int) -> RunRecord:
+        self.reap_lost_runs()
+        return self.store.get_run(run_id)
+
+    def run_dir(self, run_id: int) -> Path:
+        run = self.store.get_run(run_id)
+        return Path(run.artifacts_dir or self.state_dir / "runs" / str(run.id))
+
+    def run_log(self, run_id: int, step: int | None = None) -> str:
+        run = self.store.get_run(run_id)
+        folder = self.run_dir(run_id) / "logs"
+        indexes = [s.index for s in run.steps] if step is None else [step]
+        if step is not None and step not in {s.index for s in run.steps}:
+            raise NotFoundError(f"run {run_id} has no step {step}",
+                                hint=f"steps are numbered 0 to {len(run.steps) - 1}")
+        parts = []
+        for index in indexes:
+            path = folder / f"step-{index}.log"
+            command = run.steps[index].command
+            body = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else "(no log)\n"
+            parts.append(f"== step {index}: {command} ==\n{body}")
+        return "\n".join(parts)
+
+    def artifact_path(self, run_id: int, relpath: str) -> Path:
+        root = (self.run_dir(run_id) / "artifacts").resolve()
+        path = (root / relpath).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise NotFoundError(f"run {run_id} has no artifact {relpath!r}")
+        return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

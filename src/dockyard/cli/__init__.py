@@ -1,0 +1,1 @@
+"""The dockyard command line: a thin layer over :class:`dockyard.app.App`."""

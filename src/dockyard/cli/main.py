@@ -1,0 +1,218 @@
+"""``dockyard`` commands. Each one parses its options, calls the App, renders the answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dockyard import __version__
+from dockyard.cli.errors import err_console, handle_errors
+from dockyard.cli.progress import Progress
+from dockyard.cli.render import run_table, show_run, styled
+from dockyard.domain import RunStatus
+from dockyard.views import iso, job_dict, run_dict
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="dockyard: deploy, schedule and observe dbt Core projects.")
+out = Console(highlight=False, soft_wrap=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Path of dockyard.yml.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only on standard output.")]
+EXIT = {RunStatus.SUCCESS: 0, RunStatus.ERROR: 1, RunStatus.CANCELLED: 130}
+
+
+class State:
+    config: Path | None = None
+    store_url: str | None = None
+
+
+state = State()
+
+
+def _app(config: Path | None = None):
+    from dockyard.app import App
+
+    return App.open(config or state.config, state.store_url)
+
+
+def _emit(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@cli.callback()
+def main_options(
+    config: ConfigOpt = None,
+    store_url: Annotated[Optional[str], typer.Option("--store-url", help="Store URL (overrides config).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        print(f"dockyard {__version__}")
+        raise typer.Exit(0)
+    state.config, state.store_url = config, store_url
+    if debug:
+        os.environ["DOCKYARD_DEBUG"] = "1"
+
+
+@cli.command()
+@handle_errors
+def init(
+    project_dir: Annotated[Path, typer.Option("--project-dir", help="The dbt project folder.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing dockyard.yml.")] = False,
+) -> None:
+    """Write a commented dockyard.yml from the project's profile targets."""
+    from dockyard.scaffold import write_config
+
+    path = write_config(project_dir, force=force)
+    out.print(f"Wrote {path}. Next: dockyard validate")
+
+
+@cli.command()
+@handle_errors
+def validate(
+    connection: Annotated[bool, typer.Option("--connection", help="Also run dbt debug per environment.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Check dockyard.yml, the dbt project, profiles and targets; show the jobs' next fires."""
+    app = _app(config)
+    report = app.validate(connection=connection)
+    for check in report.checks:
+        mark = Text("✓ ", style="green") if check.ok else Text("✗ ", style="red")
+        out.print(mark + Text(f"{check.name}: {check.detail}"))
+    for record, fires in report.jobs:
+        when = ", ".join(iso(t) for t in fires) if fires else "no schedule"
+        out.print(Text.assemble(("job ", "bold"), (f"{record.id} {record.name}", "bold"), f" [{record.environment}]"
+                                f"  next: {when}"))
+    if not report.ok:
+        failed = [c for c in report.checks if not c.ok]
+        raise typer.Exit(1) if failed else None
+
+
+@cli.command()
+@handle_errors
+def jobs(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """List jobs with their stable id, environment, schedule and next fire time."""
+    app = _app(config)
+    rows = [job_dict(j, app.next_fires(j, 1)) for j in app.jobs()]
+    if as_json:
+        return _emit(rows)
+    table = Table(box=None, header_style="bold")
+    for col in ("id", "name", "environment", "schedule", "next fire"):
+        table.add_column(col)
+    for row in rows:
+        sched = f"{row['cron']} ({row['timezone']})" if row["cron"] else "-"
+        table.add_row(str(row["id"]), row["name"], row["environment"], sched, row["next_fire"] or "-")
+    out.print(table)
+
+
+@cli.command()
+@handle_errors
+def run(
+    job: Annotated[str, typer.Argument(help="Job name, identifier or id.")],
+    env: Annotated[Optional[str], typer.Option("--env", help="Run in another environment.")] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo dbt's log lines.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Run a job now, in the foreground. Exit 0 on success, 1 on failure, 130 when cancelled."""
+    app = _app(config)
+    record, job_cfg = app.job(job)
+    console = Console(stderr=True, highlight=False) if as_json else Console(highlight=False)
+    progress = Progress(console, job_cfg.all_commands, echo_logs=not (as_json or quiet))
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_start(run_id, executor):
+        def cancel(signum, frame):
+            console.print(Text("Cancelling: stopping dbt (Ctrl-C again does not skip the grace period)",
+                               style="yellow"))
+            executor.cancel()
+        signal.signal(signal.SIGINT, cancel)
+        signal.signal(signal.SIGTERM, cancel)
+        console.print(Text(f"Run {run_id}: {record.name} on {env or job_cfg.environment}", style="bold"))
+
+    try:
+        with progress:
+            result = app.run_job(record.id, environment=env, observer=progress, on_start=on_start)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if as_json:
+        _emit(run_dict(result))
+    else:
+        show_run(console, result, all_nodes=False)
+    raise typer.Exit(EXIT.get(result.status, 1))
+
+
+@cli.command()
+@handle_errors
+def runs(
+    job: Annotated[Optional[str], typer.Option("--job", help="Only this job (name or id).")] = None,
+    status: Annotated[Optional[str], typer.Option("--status", help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List recent runs, newest first."""
+    if status and status not in {s.value for s in RunStatus}:
+        from dockyard.errors import DockyardError
+        raise DockyardError(f"unknown status '{status}'",
+                            hint=f"use one of {', '.join(s.value for s in RunStatus)}")
+    found = _app(config).list_runs(job=job, status=status, limit=limit)
+    if as_json:
+        return _emit([run_dict(r, nodes=False) for r in found])
+    out.print(run_table(found))
+
+
+@cli.command()
+@handle_errors
+def show(run_id: int, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Show one run: steps, nodes with status and timing, the slowest models."""
+    run = _app(config).get_run(run_id)
+    if as_json:
+        return _emit(run_dict(run))
+    show_run(out, run)
+
+
+@cli.command()
+@handle_errors
+def logs(
+    run_id: int,
+    step: Annotated[Optional[int], typer.Option("--step", help="Only this step (0-based).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print a run's dbt logs (secrets scrubbed)."""
+    sys.stdout.write(_app(config).run_log(run_id, step))
+
+
+@cli.command()
+@handle_errors
+def artifacts(run_id: int, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """List a run's artifacts (manifest.json, run_results.json, ...) and where they are."""
+    app = _app(config)
+    run = app.get_run(run_id)
+    rows = [{"step_index": a.step_index, "name": a.name, "path": str(app.artifact_path(run_id, a.path)),
+             "size": a.size, "sha256": a.sha256} for a in run.artifacts]
+    if as_json:
+        return _emit(rows)
+    table = Table(box=None, header_style="bold")
+    for col in ("step", "name", "size", "path"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(str(row["step_index"]), row["name"], f"{row['size']:,}", row["path"])
+    out.print(table)
+
+
+def main() -> None:
+    cli()
+
+
+__all__ = ["cli", "main", "styled", "err_console"]

@@ -1,0 +1,194 @@
+"""The dockyard.yml schema (pydantic 2). Every key is documented in docs/configuration.md."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dockyard.runner.command import CommandError, parse_command
+from dockyard.schedule import check_cron, check_timezone
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_. -]*$"
+
+
+def _check_command(text: str) -> str:
+    try:
+        parse_command(text)
+    except CommandError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    return text
+
+
+Command = Annotated[str, AfterValidator(_check_command)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StoreConfig(Strict):
+    url: str | None = None
+
+
+class RunnerConfig(Strict):
+    mode: Literal["fork", "subprocess"] = "fork"
+    grace_seconds: float = Field(10.0, ge=0, le=600)
+    inherit_env: list[str] = Field(default_factory=list)
+
+
+class ServerConfig(Strict):
+    account_id: int = Field(1, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(8580, ge=1, le=65535)
+
+
+class Environment(Strict):
+    target: str
+    schema_: str | None = Field(None, alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    threads: int | None = Field(None, ge=1, le=64)
+    env: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
+    profiles_dir: str | None = None
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict) -> dict:
+        for name in value:
+            if not name.replace("_", "").isalnum() or name[0].isdigit():
+                raise ValueError(f"'{name}' is not a valid environment variable name")
+        return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_refs(cls, value: dict) -> dict:
+        for name, ref in value.items():
+            if not name.replace("_", "").isalnum() or name[0].isdigit():
+                raise ValueError(f"'{name}' is not a valid environment variable name")
+            if not (ref.startswith("env:") and len(ref) > 4) and not (ref.startswith("file:") and len(ref) > 5):
+                raise ValueError(
+                    f"secret {name} must be a reference such as 'env:{name}' or 'file:/run/secrets/x', "
+                    "never a literal value")
+        return value
+
+
+class Schedule(Strict):
+    cron: str
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if problem := check_cron(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        if problem := check_timezone(value):
+            raise ValueError(problem)
+        return value
+
+
+class JobSettings(Strict):
+    threads: int | None = Field(None, ge=1, le=64)
+    target_name: str | None = None
+
+
+class Triggers(Strict):
+    schedule: bool | None = None
+    on_merge: bool = False
+    github_webhook: bool = False
+    git_provider_webhook: bool = False
+    custom_branch_only: bool | None = None
+
+
+class Retries(Strict):
+    max_attempts: int = Field(1, ge=1, le=20)
+    backoff_seconds: float = Field(30.0, ge=0, le=86400)
+    on: Literal["transient", "any"] = "transient"
+
+
+class Notification(Strict):
+    type: Literal["slack", "email", "pagerduty", "msteams", "webhook"]
+    on_success: bool = False
+    on_failure: bool = True
+    on_warning: bool = False
+    on_cancel: bool = False
+    webhook_url: str | None = None
+    email_addresses: list[str] | None = None
+    integration_key: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _destination(self) -> Notification:
+        needed = {"slack": "webhook_url", "msteams": "webhook_url", "email": "email_addresses",
+                  "pagerduty": "integration_key", "webhook": "url"}[self.type]
+        if not getattr(self, needed):
+            raise ValueError(f"a {self.type} notification needs '{needed}'")
+        return self
+
+
+class Job(Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
+    identifier: str | None = None
+    environment: str
+    description: str | None = None
+    commands: list[Command] = Field(min_length=1)
+    schedule: Schedule | None = None
+    settings: JobSettings = Field(default_factory=JobSettings)
+    triggers: Triggers = Field(default_factory=Triggers)
+    timeout_seconds: int = Field(7200, ge=1, le=7 * 86400)
+    retries: Retries = Field(default_factory=Retries)
+    generate_docs: bool = False
+    run_generate_sources: bool = False
+    notifications: list[Notification] = Field(default_factory=list)
+    # Fields of the dbt Cloud jobs-as-code shape that dockyard accepts and keeps, without effect.
+    account_id: int | None = None
+    project_id: int | None = None
+    environment_id: int | None = None
+    dbt_version: str | None = None
+    job_type: str | None = None
+    deferring_environment_id: int | None = None
+    state: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data):
+        if isinstance(data, dict) and "execute_steps" in data and "commands" not in data:
+            data = dict(data)
+            data["commands"] = data.pop("execute_steps")
+        if isinstance(data, dict) and isinstance(data.get("retries"), int) and not isinstance(
+                data.get("retries"), bool):
+            data = dict(data)
+            data["retries"] = {"max_attempts": data["retries"] + 1}
+        return data
+
+    @property
+    def all_commands(self) -> list[str]:
+        """The job's commands, plus ``dbt source freshness`` / ``dbt docs generate`` when asked."""
+        cmds = list(self.commands)
+        if self.run_generate_sources and not any(parse_command(c).name == "source freshness" for c in cmds):
+            cmds.insert(0, "dbt source freshness")
+        if self.generate_docs and not any(parse_command(c).name == "docs generate" for c in cmds):
+            cmds.append("dbt docs generate")
+        return cmds
+
+    @property
+    def cron(self) -> str | None:
+        if self.schedule is None or self.triggers.schedule is False:
+            return None
+        return self.schedule.cron
+
+
+class Config(Strict):
+    version: Literal[1] = 1
+    project_dir: str | None = None
+    profiles_dir: str | None = None
+    state_dir: str = ".dockyard"
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    environments: Annotated[dict[str, Environment], Field(min_length=1)]
+    jobs: list[Job] = Field(default_factory=list)

@@ -1,0 +1,95 @@
+"""One error hierarchy for dockyard.
+
+Every front-end translates these once: the CLI prints
+``Error: <what> (<file>:<line>, key <k>): <how to fix>`` and exits non-zero, the API
+answers one JSON error shape using :attr:`DockyardError.status`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where in a file a problem is: file, 1-based line, dotted key path."""
+
+    file: str | None = None
+    line: int | None = None
+    key: str | None = None
+
+    def render(self) -> str:
+        parts = []
+        if self.file:
+            parts.append(f"{self.file}:{self.line}" if self.line else self.file)
+        if self.key:
+            parts.append(f"key {self.key}")
+        return ", ".join(parts)
+
+
+class DockyardError(Exception):
+    """Base of every error dockyard raises on purpose.
+
+    ``what`` says what is wrong, ``hint`` how to fix it, ``location`` where.
+    """
+
+    status = 400  # HTTP status when the error reaches the API
+    exit_code = 1  # CLI exit code
+
+    def __init__(self, what: str, *, hint: str | None = None, location: Location | None = None):
+        self.what = what
+        self.hint = hint
+        self.location = location
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        text = self.what
+        if self.location and self.location.render():
+            text += f" ({self.location.render()})"
+        if self.hint:
+            text += f": {self.hint}"
+        return text
+
+
+class ConfigError(DockyardError):
+    """dockyard.yml (or a file it refers to) is invalid."""
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration problems at once; ``errors`` keeps each one."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.what, hint=first.hint, location=first.location)
+
+    def render(self) -> str:
+        return "\n".join(e.render() for e in getattr(self, "errors", [])) or super().render()
+
+
+class ProjectError(DockyardError):
+    """The dbt project or its profiles cannot be used."""
+
+
+class NotFoundError(DockyardError):
+    status = 404
+
+
+class ConflictError(DockyardError):
+    status = 409
+
+
+class StoreError(DockyardError):
+    """The run store cannot be reached or is inconsistent."""
+
+    status = 503
+
+
+class DbtInvocationError(DockyardError):
+    """dbt could not be started or ended abnormally."""
+
+    status = 500
+
+
+class CancelledError(DockyardError):
+    exit_code = 130

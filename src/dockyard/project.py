@@ -1,0 +1,141 @@
+"""The dbt project a config points at: paths, profiles, targets and the environment for dbt."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from dockyard.config.loader import LoadedConfig, parse_yaml
+from dockyard.config.model import Environment
+from dockyard.errors import ConfigError, ProjectError
+
+# Variables of dockyard's own environment that every dbt process gets.
+BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME",
+            "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PYTHONPATH")
+
+
+@dataclass
+class DbtProject:
+    """The dbt project folder, its profile name, and where its profiles live."""
+
+    loaded: LoadedConfig
+    project_dir: Path = field(init=False)
+    profile_name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.loaded.config
+        self.project_dir = (self.loaded.base_dir / (cfg.project_dir or ".")).resolve()
+        project_file = self.project_dir / "dbt_project.yml"
+        if not project_file.is_file():
+            raise ProjectError(f"{self.project_dir} does not contain a dbt_project.yml file",
+                               location=self.loaded.location("project_dir"),
+                               hint="put dockyard.yml at the dbt project's root or set project_dir: to it")
+        data = parse_yaml(project_file.read_text(encoding="utf-8"), str(project_file)) or {}
+        self.profile_name = str(data.get("profile") or data.get("name") or "default")
+        self.name = str(data.get("name", self.project_dir.name))
+
+    @property
+    def state_dir(self) -> Path:
+        return (self.loaded.base_dir / self.loaded.config.state_dir).resolve()
+
+    def profiles_dir(self, env: Environment | None = None) -> Path:
+        """Precedence: environment's profiles_dir, top-level profiles_dir, $DBT_PROFILES_DIR,
+        the project folder when it has a profiles.yml, then ~/.dbt."""
+        for candidate in (env.profiles_dir if env else None, self.loaded.config.profiles_dir,
+                          os.environ.get("DBT_PROFILES_DIR")):
+            if candidate:
+                return (self.loaded.base_dir / os.path.expanduser(candidate)).resolve()
+        if (self.project_dir / "profiles.yml").is_file():
+            return self.project_dir
+        return Path.home() / ".dbt"
+
+    def profile(self, env: Environment | None = None) -> dict[str, Any]:
+        """The raw (unrendered) profile of this project from profiles.yml."""
+        folder = self.profiles_dir(env)
+        path = folder / "profiles.yml"
+        if not path.is_file():
+            raise ProjectError(f"no profiles.yml in {folder}",
+                               hint="create it, or set profiles_dir: in dockyard.yml to the folder that has it")
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+        if self.profile_name not in data:
+            raise ProjectError(f"profile '{self.profile_name}' (from dbt_project.yml) is not in {path}",
+                               hint=f"profiles there: {', '.join(k for k in data if k != 'config') or 'none'}")
+        return data[self.profile_name]
+
+    def targets(self, env: Environment | None = None) -> list[str]:
+        return list((self.profile(env).get("outputs") or {}).keys())
+
+    def target_for(self, env_name: str, target_override: str | None = None) -> str:
+        env = self.loaded.config.environments[env_name]
+        target = target_override or env.target
+        names = self.targets(env)
+        if target not in names:
+            import difflib
+            close = difflib.get_close_matches(target, names, n=1)
+            raise ConfigError(
+                f"target '{target}' of environment '{env_name}' is not in profile '{self.profile_name}'",
+                location=self.loaded.location("environments", env_name, "target"),
+                hint=(f"did you mean '{close[0]}'? " if close else "")
+                + f"targets in {self.profiles_dir(env) / 'profiles.yml'}: {', '.join(names) or 'none'}")
+        return target
+
+    def effective_profiles_dir(self, env_name: str, target: str) -> Path:
+        """The profiles folder to hand dbt: the user's, or a derived copy with the
+        environment's ``schema`` written into the target (dbt has no flag for it)."""
+        env = self.loaded.config.environments[env_name]
+        if not env.schema_:
+            return self.profiles_dir(env)
+        profile = self.profile(env)
+        profile["outputs"][target]["schema"] = env.schema_
+        folder = self.state_dir / "profiles" / env_name
+        folder.mkdir(parents=True, exist_ok=True)
+        yaml = YAML(typ="rt")
+        text_path = folder / "profiles.yml"
+        with open(text_path, "w", encoding="utf-8") as fh:
+            yaml.dump({self.profile_name: profile}, fh)
+        return folder
+
+    def target_path(self, env_name: str) -> Path:
+        """One dbt target folder per environment, so partial parsing survives between runs."""
+        return self.state_dir / "targets" / env_name
+
+
+def resolve_secrets(loaded: LoadedConfig, env_name: str) -> dict[str, str]:
+    env = loaded.config.environments[env_name]
+    out: dict[str, str] = {}
+    for name, ref in env.secrets.items():
+        where = loaded.location("environments", env_name, "secrets", name)
+        if ref.startswith("env:"):
+            source = ref[4:]
+            if source not in os.environ:
+                raise ConfigError(f"secret {name} reads ${source}, which is not set", location=where,
+                                  hint=f"export {source}=... in the environment dockyard runs in")
+            out[name] = os.environ[source]
+        else:
+            path = Path(os.path.expanduser(ref[5:]))
+            try:
+                out[name] = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"secret {name} cannot read {path}: {exc.strerror}", location=where,
+                                  hint="check the file exists and is readable") from None
+    return out
+
+
+def dbt_environment(loaded: LoadedConfig, env_name: str, secrets: dict[str, str],
+                    run_id: int | None = None) -> dict[str, str]:
+    """The explicit environment a dbt process gets: a few base variables, DBT_* variables,
+    ``runner.inherit_env``, the environment's ``env`` and its resolved ``secrets``."""
+    env = loaded.config.environments[env_name]
+    keep = set(BASE_ENV) | set(loaded.config.runner.inherit_env)
+    out = {k: v for k, v in os.environ.items() if k in keep or k.startswith("DBT_")}
+    out.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    out.update(env.env)
+    out.update(secrets)
+    out["DOCKYARD_ENVIRONMENT"] = env_name
+    if run_id is not None:
+        out["DOCKYARD_RUN_ID"] = str(run_id)
+    return out

@@ -1,0 +1,53 @@
+"""Write a running run's steps, node results, logs and artifacts to the store as they happen."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from dockyard.domain import ArtifactRef, NodeResult, StepStatus
+from dockyard.store.store import Store
+
+
+class RunObserver(Protocol):
+    """What a front-end may watch during a foreground run (progress display)."""
+
+    def step_started(self, index: int, command: str) -> None: ...
+    def step_finished(self, index: int, status: StepStatus) -> None: ...
+    def nodes(self, index: int, nodes: list[NodeResult]) -> None: ...
+    def log(self, index: int, line: str) -> None: ...
+
+
+class StoreRecorder:
+    """The executor's Recorder: persists every callback at once, then tells the observer."""
+
+    def __init__(self, store: Store, run_id: int, commands: list[str], observer: RunObserver | None = None):
+        self.store = store
+        self.run_id = run_id
+        self.commands = commands
+        self.observer = observer
+
+    def step_started(self, index: int, at: datetime) -> None:
+        self.store.start_step(self.run_id, index, at)
+        if self.observer:
+            self.observer.step_started(index, self.commands[index])
+
+    def nodes(self, index: int, nodes: list[NodeResult]) -> None:
+        if nodes:
+            self.store.upsert_nodes(self.run_id, index, nodes)
+            if self.observer:
+                self.observer.nodes(index, nodes)
+
+    def log(self, index: int, line: str) -> None:
+        if self.observer:
+            self.observer.log(index, line)
+
+    def step_finished(self, index: int, status: StepStatus, exit_code: int | None, at: datetime,
+                      log_path: str) -> None:
+        self.store.finish_step(self.run_id, index, status, exit_code, at, log_path=log_path)
+        if self.observer:
+            self.observer.step_finished(index, status)
+
+    def artifacts(self, index: int, refs: list[ArtifactRef]) -> None:
+        if refs:
+            self.store.add_artifacts(self.run_id, refs)

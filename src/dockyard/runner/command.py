@@ -1,0 +1,101 @@
+"""dbt commands as written in jobs: parsing, validation and argv building.
+
+A command is a string such as ``"dbt run --select tag:daily"``. It is split with
+:func:`shlex.split` (never given to a shell), must start with ``dbt`` and name a
+dbt subcommand, and may not contain shell syntax.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+# dbt-core 1.10/1.11 subcommands that make sense in a job.
+SUBCOMMANDS = {
+    "build", "clean", "clone", "compile", "debug", "deps", "docs", "list", "ls", "parse",
+    "retry", "run", "run-operation", "seed", "show", "snapshot", "source", "test",
+}
+SUB_SUBCOMMANDS = {"docs": {"generate"}, "source": {"freshness"}}
+SHELL_TOKENS = {"|", "||", "&", "&&", ";", ">", ">>", "<", "<<", "`", "$(", "2>", "2>&1"}
+# Flags dockyard sets itself for each environment; a job may not set them.
+MANAGED_FLAGS = {"--target", "-t", "--profiles-dir", "--project-dir", "--target-path",
+                 "--log-path", "--log-format", "--log-format-file"}
+
+
+@dataclass(frozen=True)
+class DbtCommand:
+    """A validated dbt command: ``args`` excludes the leading ``dbt``."""
+
+    text: str
+    args: tuple[str, ...]
+
+    @property
+    def subcommand(self) -> str:
+        return self.args[0]
+
+    @property
+    def name(self) -> str:
+        """``run``, ``docs generate``, ``source freshness``..."""
+        if self.args[0] in SUB_SUBCOMMANDS and len(self.args) > 1:
+            return f"{self.args[0]} {self.args[1]}"
+        return self.args[0]
+
+    def has_flag(self, *flags: str) -> bool:
+        return any(a == f or a.startswith(f + "=") for a in self.args for f in flags)
+
+
+class CommandError(ValueError):
+    """A job command is not a plain dbt command; the message says why."""
+
+
+def parse_command(text: str) -> DbtCommand:
+    if not isinstance(text, str) or not text.strip():
+        raise CommandError("a command must be a non-empty string such as 'dbt run'")
+    for bad in ("`", "$(", "\n"):
+        if bad in text:
+            raise CommandError(f"shell syntax {bad!r} is not allowed; write one dbt command per entry")
+    try:
+        parts = shlex.split(text)
+    except ValueError as exc:
+        raise CommandError(f"cannot split the command: {exc}") from exc
+    if not parts or parts[0] != "dbt":
+        raise CommandError(f"commands must start with 'dbt', got {parts[0] if parts else text!r}")
+    for token in parts[1:]:
+        if token in SHELL_TOKENS or token.startswith((">", "<", "|", "&&", ";")) or token.endswith(";"):
+            raise CommandError(f"shell syntax {token!r} is not allowed; commands run without a shell")
+    if len(parts) < 2:
+        raise CommandError("a dbt subcommand is missing, e.g. 'dbt run'")
+    sub = parts[1]
+    if sub not in SUBCOMMANDS:
+        raise CommandError(f"'{sub}' is not a dbt subcommand (use one of {', '.join(sorted(SUBCOMMANDS))})")
+    if sub in SUB_SUBCOMMANDS:
+        if len(parts) < 3 or parts[2] not in SUB_SUBCOMMANDS[sub]:
+            allowed = ", ".join(f"'dbt {sub} {s}'" for s in sorted(SUB_SUBCOMMANDS[sub]))
+            raise CommandError(f"'dbt {sub}' needs a subcommand: {allowed}")
+    cmd = DbtCommand(text=text, args=tuple(parts[1:]))
+    if cmd.has_flag(*MANAGED_FLAGS):
+        flags = ", ".join(sorted(f for f in MANAGED_FLAGS if cmd.has_flag(f)))
+        raise CommandError(f"{flags} is set by dockyard from the environment; remove it from the command")
+    return cmd
+
+
+def build_argv(
+    command: DbtCommand,
+    *,
+    target: str,
+    profiles_dir: str,
+    project_dir: str,
+    target_path: str,
+    threads: int | None = None,
+    extra: list[str] | None = None,
+) -> list[str]:
+    """The argv after ``dbt`` for one step of a run in one environment."""
+    argv = list(command.args)
+    argv += ["--target", target, "--profiles-dir", profiles_dir, "--project-dir", project_dir,
+             "--target-path", target_path]
+    if threads and command.subcommand not in ("debug", "deps", "clean", "parse", "list", "ls") \
+            and not command.has_flag("--threads"):
+        argv += ["--threads", str(threads)]
+    if extra:
+        argv += extra
+    return argv

@@ -1,0 +1,72 @@
+"""``dockyard init``: a commented dockyard.yml from the project's profile targets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dockyard.config.loader import CONFIG_NAME, parse_yaml
+from dockyard.errors import ConfigError, Location, ProjectError
+
+TEMPLATE = """\
+# dockyard.yml: environments and jobs for the dbt project "{project}".
+# Every key is described in docs/configuration.md.
+
+# store:
+#   url: sqlite:///.dockyard/dockyard.db   # or postgresql://user@host/db; DOCKYARD_STORE_URL overrides
+
+environments:
+{environments}
+jobs:
+  - name: "Daily {prod_title} Run"
+    environment: {prod}
+    schedule: {{cron: "0 2 * * *", timezone: "UTC"}}   # 02:00 every day, UTC
+    commands:
+      - dbt source freshness
+      - dbt snapshot
+      - dbt run
+      - dbt test
+    generate_docs: true          # adds 'dbt docs generate' as the last step
+    timeout_seconds: 7200        # the run is stopped and marked error (timeout) after this
+    # notifications:
+    #   - {{type: slack, webhook_url: "https://hooks.slack.com/services/...", on_failure: true}}
+"""
+
+ENV_TEMPLATE = """\
+  {name}:
+    target: {name}               # the profiles.yml target dbt uses
+    # schema: {name}_analytics   # overrides the target's schema
+    # threads: 4
+    # env: {{MY_VAR: value}}       # plain environment variables for dbt
+    # secrets: {{DBT_ENV_SECRET_PASSWORD: "env:{upper}_DB_PASSWORD"}}  # references, never values
+"""
+
+
+def write_config(project_dir: Path, force: bool = False) -> Path:
+    project_dir = project_dir.resolve()
+    project_file = project_dir / "dbt_project.yml"
+    if not project_file.is_file():
+        raise ProjectError(f"{project_dir} does not contain a dbt_project.yml file",
+                           hint="run 'dockyard init' in your dbt project, or pass --project-dir")
+    target = project_dir / CONFIG_NAME
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists", location=Location(str(target)),
+                          hint="edit it, or pass --force to overwrite it")
+    data = parse_yaml(project_file.read_text(encoding="utf-8"), str(project_file)) or {}
+    profile_name = str(data.get("profile") or data.get("name"))
+    targets = _targets(project_dir, profile_name) or ["dev", "prod"]
+    prod = next((t for t in targets if t in ("prod", "production")), targets[-1])
+    envs = "".join(ENV_TEMPLATE.format(name=t, upper=t.upper()) for t in targets)
+    target.write_text(TEMPLATE.format(project=data.get("name", project_dir.name), environments=envs,
+                                      prod=prod, prod_title=prod.capitalize()), encoding="utf-8")
+    return target
+
+
+def _targets(project_dir: Path, profile: str) -> list[str]:
+    for folder in (os.environ.get("DBT_PROFILES_DIR"), project_dir, Path.home() / ".dbt"):
+        if folder and (Path(folder) / "profiles.yml").is_file():
+            path = Path(folder) / "profiles.yml"
+            data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+            outputs = (data.get(profile) or {}).get("outputs") or {}
+            return [str(t) for t in outputs]
+    return []

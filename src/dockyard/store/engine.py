@@ -1,0 +1,114 @@
+"""SQLAlchemy engines for the run store: SQLite (default) and PostgreSQL.
+
+SQLite connections are tuned for one writer and many readers in several processes
+(WAL, a 30 s busy timeout, foreign keys on). dockyard emits ``BEGIN`` itself instead of
+letting the ``sqlite3`` module do it, so reads see one consistent snapshot and write
+transactions can start with ``BEGIN IMMEDIATE`` (see :func:`write_options`), which makes
+SQLite wait for the write lock up front instead of failing half-way through.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from dockyard.errors import StoreError
+
+#: Execution option that makes a SQLite transaction start with ``BEGIN IMMEDIATE``.
+WRITE_OPTION = "dockyard_write"
+
+SQLITE_PRAGMAS = (
+    "PRAGMA busy_timeout=30000",  # first, so switching to WAL waits for other connections
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+)
+PG_CONNECT_TIMEOUT_S = 10
+
+URL_HINT = ("use sqlite:///path/to/dockyard.db or "
+            "postgresql://user:password@host:5432/database")
+
+
+def default_url(project_dir: Path) -> str:
+    """The store used when none is configured: a SQLite file inside the project."""
+    return f"sqlite:///{Path(project_dir).resolve() / '.dockyard' / 'dockyard.db'}"
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse and normalise a store URL (``postgresql://`` → ``postgresql+psycopg://``)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StoreError(f"Invalid store URL {mask_url(str(url))!r}", hint=URL_HINT) from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(f"Unsupported store URL {mask_url(parsed)!r} (backend {backend!r})",
+                         hint=URL_HINT)
+    return parsed
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as text with any password replaced by ``***``."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        # Unparseable: blank out anything between "://user:" and "@".
+        head, sep, rest = url.partition("://")
+        if sep and "@" in rest and ":" in rest.split("@", 1)[0]:
+            user = rest.split("@", 1)[0].split(":", 1)[0]
+            return f"{head}://{user}:***@{rest.split('@', 1)[1]}"
+        return url
+
+
+def make_engine(url: str | URL) -> Engine:
+    """Create the engine for ``url``; nothing connects until first use."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+
+
+def write_options(conn: Connection) -> Connection:
+    """Mark ``conn`` (before it begins) as a writer: SQLite then uses BEGIN IMMEDIATE."""
+    return conn.execution_options(**{WRITE_OPTION: True})
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
+    if not in_memory and not database.startswith("file:"):
+        try:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the folder for the store {database!r}: {exc}",
+                             hint="check the path and its permissions") from exc
+    engine = create_engine(url, connect_args={"timeout": 30})
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # the "begin" listener below emits BEGIN
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(WRITE_OPTION)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

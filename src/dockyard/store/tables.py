@@ -1,0 +1,194 @@
+"""The run store schema (SQLAlchemy Core).
+
+Any change here needs a new migration in ``store/migrations/versions``; a test
+compares the migrated database with this metadata on SQLite and PostgreSQL.
+
+Every constraint and index has an explicit name (same names in the migrations) so
+later migrations can refer to them on both backends. Timestamps are UTC
+(:class:`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend.
+
+    Binds convert aware values to UTC (naive values are taken as UTC); SQLite stores
+    them naive, PostgreSQL as ``timestamptz``. Results are always aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: JSON documents; JSONB on PostgreSQL. ``None`` is stored as SQL NULL.
+JSONDoc = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+metadata = MetaData()
+
+
+def _created_updated() -> list[Column]:
+    return [Column("created_at", UTCDateTime(), nullable=False),
+            Column("updated_at", UTCDateTime(), nullable=False)]
+
+
+environments = Table(
+    "environments", metadata,
+    Column("id", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("schema", String(200), nullable=True),
+    Column("threads", Integer, nullable=True),
+    *_created_updated(),
+    PrimaryKeyConstraint("id", name="pk_environments"),
+    UniqueConstraint("name", name="uq_environments_name"),
+    sqlite_autoincrement=True,
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("environment", String(200), nullable=False),
+    Column("cron", String(200), nullable=True),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("definition", JSONDoc, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    *_created_updated(),
+    PrimaryKeyConstraint("id", name="pk_jobs"),
+    UniqueConstraint("name", name="uq_jobs_name"),
+    sqlite_autoincrement=True,  # ids are never reused
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, nullable=False),
+    Column("job_id", Integer, nullable=True),
+    Column("job_name", String(200), nullable=False),
+    Column("environment", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("has_warnings", Boolean, nullable=False, server_default=false()),
+    Column("trigger", String(32), nullable=False, server_default="manual"),
+    Column("cause", Text, nullable=True),
+    Column("scheduled_for", UTCDateTime(), nullable=True),
+    Column("attempt", Integer, nullable=False, server_default=text("1")),
+    Column("retry_of", Integer, nullable=True),
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("overrides", JSONDoc, nullable=True),
+    Column("git_sha", String(64), nullable=True),
+    Column("git_branch", String(255), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("queued_at", UTCDateTime(), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("artifacts_dir", Text, nullable=True),
+    Column("worker_id", String(200), nullable=True),
+    Column("lease_epoch", Integer, nullable=False, server_default=text("0")),
+    Column("heartbeat_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("id", name="pk_runs"),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_runs_job_id_jobs", ondelete="SET NULL"),
+    ForeignKeyConstraint(["retry_of"], ["runs.id"], name="fk_runs_retry_of_runs",
+                         ondelete="SET NULL"),
+    sqlite_autoincrement=True,  # ids are never reused
+)
+Index("ix_runs_status", runs.c.status)
+Index("ix_runs_job_id_id", runs.c.job_id, runs.c.id.desc())
+Index("ix_runs_created_at", runs.c.created_at)
+
+run_steps = Table(
+    "run_steps", metadata,
+    Column("id", Integer, nullable=False),
+    Column("run_id", Integer, nullable=False),
+    Column("index", Integer, nullable=False),
+    Column("command", Text, nullable=False),
+    Column("status", String(16), nullable=False, server_default="queued"),
+    Column("exit_code", Integer, nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("log_path", Text, nullable=True),
+    PrimaryKeyConstraint("id", name="pk_run_steps"),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_run_steps_run_id_runs", ondelete="CASCADE"),
+    UniqueConstraint("run_id", "index", name="uq_run_steps_run_id_index"),
+)
+
+node_results = Table(
+    "node_results", metadata,
+    Column("id", Integer, nullable=False),
+    Column("run_id", Integer, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("unique_id", String(512), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("execution_time_s", Float, nullable=True),
+    Column("rows_affected", BigInteger, nullable=True),
+    Column("adapter_response", JSONDoc, nullable=True),
+    Column("message", Text, nullable=True),
+    Column("compiled_path", Text, nullable=True),
+    Column("thread", String(200), nullable=True),
+    PrimaryKeyConstraint("id", name="pk_node_results"),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_node_results_run_id_runs",
+                         ondelete="CASCADE"),
+    UniqueConstraint("run_id", "step_index", "unique_id",
+                     name="uq_node_results_run_id_step_index_unique_id"),
+)
+
+artifacts = Table(
+    "artifacts", metadata,
+    Column("id", Integer, nullable=False),
+    Column("run_id", Integer, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=False, server_default=text("0")),
+    Column("sha256", String(64), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_artifacts"),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_artifacts_run_id_runs", ondelete="CASCADE"),
+    UniqueConstraint("run_id", "step_index", "name", name="uq_artifacts_run_id_step_index_name"),
+)
