@@ -167,7 +167,9 @@ class App:
         if env_name not in self.config.environments:
             raise NotFoundError(f"no environment '{env_name}'",
                                 hint=f"environments: {', '.join(self.config.environments)}")
-        target = self.project.target_for(env_name, job.settings.target_name)
+        # settings.target_name belongs to the job's own environment; --env uses that env's target
+        override = job.settings.target_name if env_name == job.environment else None
+        target = self.project.target_for(env_name, override)
         secrets = resolve_secrets(self.loaded, env_name)
         commands = job.all_commands
         run_id = self.store.create_run(record.id, record.name, env_name, commands, trigger=trigger,
@@ -176,7 +178,8 @@ class App:
         self.store.transition_run(run_id, RunStatus.STARTING, expected={RunStatus.QUEUED},
                                   worker_id=f"{socket.gethostname()}:{os.getpid()}",
                                   artifacts_dir=str(run_dir))
-        plan = self._plan(run_id, env_name, target, job, commands, secrets, run_dir)
+        plan = self._plan(run_id, env_name, target, job, commands, secrets, run_dir, job_id=record.id,
+                          cause=cause or f"Triggered {trigger}", trigger=trigger)
         executor = Executor(plan, StoreRecorder(self.store, run_id, commands, observer))
         if on_start:
             on_start(run_id, executor)
@@ -191,7 +194,8 @@ class App:
         return self.store.get_run(run_id)
 
     def _plan(self, run_id: int, env_name: str, target: str, job: Job, commands: list[str],
-              secrets: dict[str, str], run_dir: Path) -> RunPlan:
+              secrets: dict[str, str], run_dir: Path, *, job_id: int | None = None,
+              cause: str | None = None, trigger: str = "manual") -> RunPlan:
         env = self.config.environments[env_name]
         project = self.project
         profiles_dir = project.effective_profiles_dir(env_name, target)
@@ -201,20 +205,28 @@ class App:
                                               profiles_dir=str(profiles_dir),
                                               project_dir=str(project.project_dir),
                                               target_path=str(target_path), threads=threads))
-                 for i, text in enumerate(commands)]
+                 for i, text in enumerate(commands, start=1)]
         return RunPlan(run_id=run_id, project_dir=project.project_dir,
-                       env=dbt_environment(self.loaded, env_name, secrets, run_id), steps=steps,
+                       env=dbt_environment(self.loaded, env_name, secrets, run_id, job_id=job_id,
+                                           cause=cause, trigger=trigger), steps=steps,
                        target_path=target_path, run_dir=run_dir, secrets=list(secrets.values()),
                        timeout_seconds=job.timeout_seconds, grace_seconds=self.config.runner.grace_seconds,
                        mode=self.config.runner.mode)
 
-    def _finish(self, run_id: int, status: RunStatus, reason: str | None, warnings: bool) -> None:
-        self.store.transition_run(run_id, status, expected=ACTIVE, reason=reason, has_warnings=warnings,
-                                  finished_at=clock.now())
+    def _finish(self, run_id: int, status: RunStatus, reason: str | None, warnings: bool) -> bool:
+        """Make the run final; a step left running by a lost process ends ``error``, steps that
+        never ran end ``skipped``. False when the run was already final."""
+        if not self.store.transition_run(run_id, status, expected=ACTIVE, reason=reason,
+                                         has_warnings=warnings, finished_at=clock.now()):
+            return False
         run = self.store.get_run(run_id)
-        leftover = [s.index for s in run.steps if s.status in (StepStatus.QUEUED, StepStatus.RUNNING)]
-        if leftover:
-            self.store.skip_steps(run_id, min(leftover))
+        for step in run.steps:
+            if step.status == StepStatus.RUNNING:
+                self.store.finish_step(run_id, step.index, StepStatus.ERROR, None, clock.now())
+        queued = [s.index for s in run.steps if s.status == StepStatus.QUEUED]
+        if queued:
+            self.store.skip_steps(run_id, min(queued))
+        return True
 
     def reap_lost_runs(self) -> list[int]:
         """Mark as ``error``/``worker_lost`` the runs a dead foreground process on this host
@@ -228,9 +240,7 @@ class App:
             pid = int(owner.rsplit(":", 1)[1])
             if pid == os.getpid() or _alive(pid):
                 continue
-            if self.store.transition_run(run.id, RunStatus.ERROR, expected=ACTIVE, reason="worker_lost",
-                                         finished_at=clock.now()):
-                self._finish(run.id, RunStatus.ERROR, "worker_lost", False)
+            if self._finish(run.id, RunStatus.ERROR, "worker_lost", False):
                 lost.append(run.id)
         return lost
 
@@ -256,11 +266,12 @@ class App:
         indexes = [s.index for s in run.steps] if step is None else [step]
         if step is not None and step not in {s.index for s in run.steps}:
             raise NotFoundError(f"run {run_id} has no step {step}",
-                                hint=f"steps are numbered 0 to {len(run.steps) - 1}")
+                                hint=f"steps are numbered 1 to {len(run.steps)}")
         parts = []
+        commands = {s.index: s.command for s in run.steps}
         for index in indexes:
             path = folder / f"step-{index}.log"
-            command = run.steps[index].command
+            command = commands[index]
             body = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else "(no log)\n"
             parts.append(f"== step {index}: {command} ==\n{body}")
         return "\n".join(parts)

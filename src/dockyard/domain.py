@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """Run lifecycle; ``code`` is dbt Cloud's numeric status."""
 
     QUEUED = "queued"
@@ -40,7 +40,7 @@ _CODES = {
 }
 
 
-class StepStatus(str, Enum):
+class StepStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCESS = "success"

@@ -126,7 +126,8 @@ def resolve_secrets(loaded: LoadedConfig, env_name: str) -> dict[str, str]:
 
 
 def dbt_environment(loaded: LoadedConfig, env_name: str, secrets: dict[str, str],
-                    run_id: int | None = None) -> dict[str, str]:
+                    run_id: int | None = None, *, job_id: int | None = None, cause: str | None = None,
+                    trigger: str = "manual") -> dict[str, str]:
     """The explicit environment a dbt process gets: a few base variables, DBT_* variables,
     ``runner.inherit_env``, the environment's ``env`` and its resolved ``secrets``."""
     env = loaded.config.environments[env_name]
@@ -138,4 +139,13 @@ def dbt_environment(loaded: LoadedConfig, env_name: str, secrets: dict[str, str]
     out["DOCKYARD_ENVIRONMENT"] = env_name
     if run_id is not None:
         out["DOCKYARD_RUN_ID"] = str(run_id)
+        # dbt Cloud's run variables, also with dbt's metadata prefix so that every artifact's
+        # metadata.env carries them (clients such as dagster-dbt read DBT_CLOUD_RUN_ID there).
+        category = {"schedule": "scheduled", "ci": "github_pull_request"}.get(trigger, "other")
+        cloud = {"DBT_CLOUD_PROJECT_ID": "1", "DBT_CLOUD_JOB_ID": str(job_id or 0),
+                 "DBT_CLOUD_RUN_ID": str(run_id), "DBT_CLOUD_RUN_REASON_CATEGORY": category,
+                 "DBT_CLOUD_RUN_REASON": cause or "Kicked off by dockyard"}
+        for key, value in cloud.items():
+            out[key] = value
+            out["DBT_ENV_CUSTOM_ENV_" + key] = value
     return out

@@ -30,7 +30,7 @@ class StoreRecorder:
     def step_started(self, index: int, at: datetime) -> None:
         self.store.start_step(self.run_id, index, at)
         if self.observer:
-            self.observer.step_started(index, self.commands[index])
+            self.observer.step_started(index, self.commands[index - 1])
 
     def nodes(self, index: int, nodes: list[NodeResult]) -> None:
         if nodes:

@@ -24,11 +24,12 @@ environments:
 
 # (id, yaml text, expected line, expected key fragment, expected words in the message)
 CASES = [
-    ("top-level typo", "enviroments:\n  prod: {target: prod}\n", 1, "enviroments", "did you mean the key 'environments'"),
+    ("top-level typo", "enviroments:\n  prod: {target: prod}\n", 1, "enviroments",
+     "did you mean the key 'environments'"),
     ("environment key typo", "environments:\n  prod:\n    target: prod\n    treads: 4\n", 4,
      "environments.prod.treads", "did you mean the key 'threads'"),
     ("missing target", "environments:\n  prod:\n    threads: 4\n", 2, "environments.prod.target", "is missing"),
-    ("job without commands", ENVS + "jobs:\n  - name: nightly\n    environment: prod\n", 6, "jobs[0].commands",
+    ("job without commands", ENVS + "jobs:\n  - name: nightly\n    environment: prod\n", 5, "jobs[0].commands",
      "is missing"),
     ("not a dbt command", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['ls -la']\n", 7,
      "jobs[0].commands[0]", "must start with 'dbt'"),

@@ -37,7 +37,7 @@ def test_create_and_get_run(store: Store, job_ids: dict[str, int]) -> None:
     assert run.created_at is not None and run.created_at.tzinfo is not None
     assert run.queued_at == run.created_at
     assert [(s.index, s.command, s.status) for s in run.steps] == \
-        [(0, "dbt seed", StepStatus.QUEUED), (1, "dbt build", StepStatus.QUEUED)]
+        [(1, "dbt seed", StepStatus.QUEUED), (2, "dbt build", StepStatus.QUEUED)]
     assert run.nodes == [] and run.artifacts == [] and run.has_warnings is False
 
 
@@ -137,13 +137,13 @@ def test_set_run_fields(store: Store, job_ids: dict[str, int]) -> None:
 
 def test_steps_lifecycle(store: Store, job_ids: dict[str, int]) -> None:
     run_id = store.create_run(job_ids["a"], "a", "prod", ["dbt deps", "dbt seed", "dbt run", "dbt test"])
-    store.start_step(run_id, 0, T0)
-    store.finish_step(run_id, 0, StepStatus.SUCCESS, 0, T0 + timedelta(seconds=1), log_path="s0.log")
-    store.start_step(run_id, 1, T0 + timedelta(seconds=2))
-    store.finish_step(run_id, 1, "error", 1, T0 + timedelta(seconds=3))
-    store.start_step(run_id, 2, T0 + timedelta(seconds=3))
-    assert store.skip_steps(run_id, 2, status=StepStatus.CANCELLED) == 2
-    assert store.skip_steps(run_id, 0) == 0  # finished steps are left alone
+    store.start_step(run_id, 1, T0)
+    store.finish_step(run_id, 1, StepStatus.SUCCESS, 0, T0 + timedelta(seconds=1), log_path="s0.log")
+    store.start_step(run_id, 2, T0 + timedelta(seconds=2))
+    store.finish_step(run_id, 2, "error", 1, T0 + timedelta(seconds=3))
+    store.start_step(run_id, 3, T0 + timedelta(seconds=3))
+    assert store.skip_steps(run_id, 3, status=StepStatus.CANCELLED) == 2
+    assert store.skip_steps(run_id, 1) == 0  # finished steps are left alone
     steps = store.get_run(run_id).steps
     assert [(s.status, s.exit_code) for s in steps] == [
         (StepStatus.SUCCESS, 0), (StepStatus.ERROR, 1), (StepStatus.CANCELLED, None),

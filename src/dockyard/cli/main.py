@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,10 +22,11 @@ from dockyard.domain import RunStatus
 from dockyard.views import iso, job_dict, run_dict
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,
                   help="dockyard: deploy, schedule and observe dbt Core projects.")
 out = Console(highlight=False, soft_wrap=True)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Path of dockyard.yml.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path of dockyard.yml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only on standard output.")]
 EXIT = {RunStatus.SUCCESS: 0, RunStatus.ERROR: 1, RunStatus.CANCELLED: 130}
 
@@ -51,7 +52,7 @@ def _emit(data) -> None:
 @cli.callback()
 def main_options(
     config: ConfigOpt = None,
-    store_url: Annotated[Optional[str], typer.Option("--store-url", help="Store URL (overrides config).")] = None,
+    store_url: Annotated[str | None, typer.Option("--store-url", help="Store URL (overrides config).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
@@ -118,7 +119,7 @@ def jobs(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
 @handle_errors
 def run(
     job: Annotated[str, typer.Argument(help="Job name, identifier or id.")],
-    env: Annotated[Optional[str], typer.Option("--env", help="Run in another environment.")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Run in another environment.")] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo dbt's log lines.")] = False,
     config: ConfigOpt = None,
@@ -155,8 +156,8 @@ def run(
 @cli.command()
 @handle_errors
 def runs(
-    job: Annotated[Optional[str], typer.Option("--job", help="Only this job (name or id).")] = None,
-    status: Annotated[Optional[str], typer.Option("--status", help="Only this status.")] = None,
+    job: Annotated[str | None, typer.Option("--job", help="Only this job (name or id).")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
@@ -186,7 +187,7 @@ def show(run_id: int, as_json: JsonOpt = False, config: ConfigOpt = None) -> Non
 @handle_errors
 def logs(
     run_id: int,
-    step: Annotated[Optional[int], typer.Option("--step", help="Only this step (0-based).")] = None,
+    step: Annotated[int | None, typer.Option("--step", help="Only this step (numbered from 1).")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Print a run's dbt logs (secrets scrubbed)."""

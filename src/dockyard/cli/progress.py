@@ -48,11 +48,11 @@ class Progress:
     def step_started(self, index: int, command: str) -> None:
         self.step, self.done, self.total = (index, command), 0, 0
         self.running.clear()
-        self.console.print(Text(f"── step {index + 1}: {command}", style="bold"))
+        self.console.print(Text(f"── step {index}: {command}", style="bold"))
         self._refresh(force=True)
 
     def step_finished(self, index: int, status: StepStatus) -> None:
-        self.console.print(Text(f"── step {index + 1} {status.value}", style=STEP_STYLE.get(status, "")))
+        self.console.print(Text(f"── step {index} {status.value}", style=STEP_STYLE.get(status, "")))
         self.running.clear()
         self._refresh(force=True)
 
@@ -71,7 +71,10 @@ class Progress:
             if match.group(3) != "START":
                 self.done = max(self.done, int(match.group(1)))
         if self.echo:
-            self.console.print(Text(line), highlight=False)
+            if self.console.is_terminal:
+                self.console.print(Text(line), highlight=False, soft_wrap=True)
+            else:
+                self.console.file.write(line + "\n")
         self._refresh()
 
     # drawing ----------------------------------------------------------------------------------

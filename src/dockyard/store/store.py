@@ -186,7 +186,7 @@ class Store(RunQueries):
             if commands:
                 conn.execute(insert(run_steps), [
                     {"run_id": run_id, "index": i, "command": c, "status": StepStatus.QUEUED.value}
-                    for i, c in enumerate(commands)])
+                    for i, c in enumerate(commands, start=1)])
         return int(run_id)
 
     def transition_run(self, run_id: int, to: RunStatus, *, expected: Iterable[RunStatus] | None = None,
@@ -250,7 +250,7 @@ class Store(RunQueries):
         with self._write() as conn:
             if conn.execute(stmt).rowcount == 0:
                 raise NotFoundError(f"Step {index} of run {run_id} not found",
-                                    hint="steps are created with the run, numbered from 0")
+                                    hint="steps are created with the run, numbered from 1")
 
     # -- nodes and artifacts ---------------------------------------------------
     def upsert_nodes(self, run_id: int, step_index: int, nodes: Sequence[NodeResult]) -> None:

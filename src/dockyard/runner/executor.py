@@ -1,0 +1,279 @@
+"""Executing one run: its steps in order, one dbt invocation each.
+
+The executor is single-threaded: one :mod:`selectors` loop per step (inside
+:meth:`DbtInvocation.poll`) with a short timeout, which also watches the run's deadline and
+the cancel flag. :meth:`Executor.cancel` only sets that flag, so it may be called from a
+signal handler or from another thread.
+
+For each step:
+
+1. delete ``run_results.json``, ``sources.json`` and ``catalog.json`` from the target folder
+   (so a step never reports a previous step's results; ``dbt retry`` keeps
+   ``run_results.json``, which it reads);
+2. run dbt; every log line is scrubbed, appended to ``logs/step-<n>.log`` and handed to
+   :meth:`Recorder.log`; node events feed a :class:`NodeTracker`, whose changes go to
+   :meth:`Recorder.nodes` at most every 0.25 s;
+3. copy the artifacts this step wrote into ``artifacts/step-<n>/``, scrubbed, and report
+   them with size and sha256;
+4. reconcile node results from the copied ``run_results.json`` (and ``sources.json``) and
+   report them; decide the step's status.
+
+A failed step (exit code != 0, or a node with status error/fail/runtime error) ends the run
+ERROR ("step_failed"); a timeout or a cancel interrupts dbt (SIGINT to its process group),
+then after ``grace_seconds`` SIGTERM, then after ``kill_after_seconds`` SIGKILL; the step is
+CANCELLED and the run ERROR ("timeout") or CANCELLED ("cancelled"). Steps after a failed,
+timed-out or cancelled one are reported SKIPPED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from dockyard import clock
+from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
+from dockyard.errors import DbtInvocationError
+from dockyard.runner.events import FAILED_STATUSES, WARN_STATUSES, NodeTracker
+from dockyard.runner.invocation import DbtEvent, DbtInvocation, LogLine
+from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
+from dockyard.secrets import Scrubber
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_NAMES = (
+    "manifest.json", "run_results.json", "sources.json", "catalog.json", "index.html",
+    "semantic_manifest.json",
+)
+STALE_ARTIFACTS = ("run_results.json", "sources.json", "catalog.json")
+NODE_FLUSH_S = 0.25
+LOG_FLUSH_S = 0.5
+POLL_S = 0.1
+# an artifact counts as this step's when written after the step started (minus this slack
+# for coarse file-system timestamps)
+MTIME_SLACK_S = 0.5
+
+
+@dataclasses.dataclass
+class _StepEnd:
+    status: StepStatus
+    exit_code: int | None
+    stop_reason: str | None  # "timeout" | "cancelled" | None
+    has_warnings: bool = False
+
+
+class Executor:
+    def __init__(self, plan: RunPlan, recorder: Recorder):
+        self.plan = plan
+        self.recorder = recorder
+        self.scrubber = Scrubber.from_env(plan.env, plan.secrets)
+        self.pids: list[int] = []  # the process (group) id of each dbt invocation started
+        self._cancel_requested = False
+        self._deadline: float | None = None
+
+    def cancel(self) -> None:
+        """Ask the run to stop. Async-signal-safe: only sets a flag."""
+        self._cancel_requested = True
+
+    # -- the run ---------------------------------------------------------------------
+
+    def run(self) -> RunOutcome:
+        plan = self.plan
+        (plan.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (plan.run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+        self._deadline = time.monotonic() + float(plan.timeout_seconds)
+        outcome = RunOutcome(RunStatus.SUCCESS)
+        for step in plan.steps:
+            if outcome.reason is None:
+                if self._cancel_requested:
+                    outcome = RunOutcome(RunStatus.CANCELLED, "cancelled", outcome.has_warnings)
+                elif time.monotonic() >= self._deadline:
+                    outcome = RunOutcome(RunStatus.ERROR, "timeout", outcome.has_warnings)
+            if outcome.reason is not None:
+                self.recorder.step_finished(step.index, StepStatus.SKIPPED, None, clock.now(), "")
+                continue
+            end = self._run_step(step)
+            outcome.has_warnings = outcome.has_warnings or end.has_warnings
+            if end.stop_reason == "cancelled":
+                outcome = RunOutcome(RunStatus.CANCELLED, "cancelled", outcome.has_warnings)
+            elif end.stop_reason == "timeout":
+                outcome = RunOutcome(RunStatus.ERROR, "timeout", outcome.has_warnings)
+            elif end.status is not StepStatus.SUCCESS:
+                outcome = RunOutcome(RunStatus.ERROR, "step_failed", outcome.has_warnings)
+        return outcome
+
+    # -- one step --------------------------------------------------------------------
+
+    def _target_path(self) -> Path:
+        target = Path(self.plan.target_path)
+        return target if target.is_absolute() else Path(self.plan.project_dir) / target
+
+    def _run_step(self, step: StepPlan) -> _StepEnd:
+        plan, rec, index = self.plan, self.recorder, step.index
+        target = self._target_path()
+        is_retry = bool(step.argv) and step.argv[0] == "retry"
+        for name in STALE_ARTIFACTS:
+            if is_retry and name == "run_results.json":
+                continue
+            try:
+                (target / name).unlink()
+            except FileNotFoundError:
+                pass
+        log_rel = f"logs/step-{index}.log"
+        log_file = plan.run_dir / log_rel
+        tracker = NodeTracker()
+        step_wall_start = time.time()
+        rec.step_started(index, clock.now())
+
+        exit_code: int | None = None
+        stop_reason: str | None = None
+        with open(log_file, "w", encoding="utf-8", errors="replace") as logf:
+
+            def emit(text: str) -> None:
+                line = self.scrubber.scrub(text)
+                logf.write(line + "\n")
+                rec.log(index, line)
+
+            def note(text: str) -> None:
+                emit(f"{time.strftime('%H:%M:%S', time.gmtime())}  [dockyard] {text}")
+
+            inv = DbtInvocation(step.argv, project_dir=plan.project_dir, env=plan.env, mode=plan.mode)
+            try:
+                inv.start()
+            except DbtInvocationError as exc:
+                note(f"could not start dbt: {exc}")
+                logf.flush()
+                rec.step_finished(index, StepStatus.ERROR, None, clock.now(), log_rel)
+                return _StepEnd(StepStatus.ERROR, None, None)
+            assert inv.pid is not None
+            self.pids.append(inv.pid)
+            try:
+                exit_code, stop_reason = self._pump(inv, tracker, emit, note, logf, index)
+            finally:
+                inv.close()
+            logf.flush()
+
+        refs = self._collect_artifacts(index, target, step_wall_start)
+        if refs:
+            rec.artifacts(index, refs)
+        self._reconcile(index, tracker)
+        final_nodes = tracker.all()
+        changed = tracker.drain()
+        if changed:
+            rec.nodes(index, [self._scrub_node(n) for n in changed])
+
+        failed_nodes = any(n.status in FAILED_STATUSES for n in final_nodes)
+        has_warnings = any(n.status in WARN_STATUSES for n in final_nodes)
+        if stop_reason is not None:
+            status = StepStatus.CANCELLED
+        elif exit_code != 0 or failed_nodes:
+            status = StepStatus.ERROR
+        else:
+            status = StepStatus.SUCCESS
+        rec.step_finished(index, status, exit_code, clock.now(), log_rel)
+        return _StepEnd(status, exit_code, stop_reason, has_warnings)
+
+    def _pump(self, inv: DbtInvocation, tracker: NodeTracker, emit, note, logf, index: int):
+        plan, rec = self.plan, self.recorder
+        assert self._deadline is not None
+        stop_reason: str | None = None
+        phase = 0  # 0 running, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
+        phase_at = 0.0
+        last_nodes = last_log = time.monotonic()
+        while not inv.done:
+            for item in inv.poll(POLL_S):
+                if isinstance(item, LogLine):
+                    emit(item.text)
+                elif isinstance(item, DbtEvent):
+                    tracker.apply(item.payload)
+            now = time.monotonic()
+            if stop_reason is None:
+                if self._cancel_requested:
+                    stop_reason = "cancelled"
+                    note("run cancelled: interrupting dbt (SIGINT)")
+                elif now >= self._deadline:
+                    stop_reason = "timeout"
+                    note(f"run timed out after {plan.timeout_seconds:g} s: interrupting dbt (SIGINT)")
+                if stop_reason is not None:
+                    inv.interrupt()
+                    phase, phase_at = 1, now
+            elif phase == 1 and now - phase_at >= plan.grace_seconds:
+                if inv.terminate():
+                    note(f"dbt still running {plan.grace_seconds:g} s after SIGINT: sending SIGTERM")
+                phase, phase_at = 2, now
+            elif phase == 2 and now - phase_at >= plan.kill_after_seconds:
+                if inv.kill():
+                    note("dbt still running after SIGTERM: sending SIGKILL")
+                phase, phase_at = 3, now
+            if tracker.dirty and now - last_nodes >= NODE_FLUSH_S:
+                rec.nodes(index, [self._scrub_node(n) for n in tracker.drain()])
+                last_nodes = now
+            if now - last_log >= LOG_FLUSH_S:
+                logf.flush()
+                last_log = now
+        code = inv.returncode
+        if code is not None and code < 0:
+            note(f"dbt ended by signal {-code}")
+        return code, stop_reason
+
+    # -- artifacts and reconciliation ------------------------------------------------
+
+    def _collect_artifacts(self, index: int, target: Path, step_wall_start: float) -> list[ArtifactRef]:
+        dest_dir = self.plan.run_dir / "artifacts" / f"step-{index}"
+        refs: list[ArtifactRef] = []
+        for name in ARTIFACT_NAMES:
+            src = target / name
+            try:
+                st = src.stat()
+            except FileNotFoundError:
+                continue
+            if st.st_mtime < step_wall_start - MTIME_SLACK_S:
+                continue  # left there by an earlier step or run
+            try:
+                data = src.read_bytes()
+            except OSError as exc:
+                log.warning("cannot read artifact %s: %s", src, exc)
+                continue
+            data = self.scrubber.scrub_bytes(data)
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            tmp = dest_dir / f".{name}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, dest_dir / name)
+            refs.append(ArtifactRef(
+                step_index=index, name=name, path=f"step-{index}/{name}", size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+            ))
+        return refs
+
+    def _load_copied(self, index: int, name: str) -> dict | None:
+        path = self.plan.run_dir / "artifacts" / f"step-{index}" / name
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read %s: %s", path, exc)
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _reconcile(self, index: int, tracker: NodeTracker) -> None:
+        run_results = self._load_copied(index, "run_results.json")
+        sources = self._load_copied(index, "sources.json")
+        manifest = self._load_copied(index, "manifest.json") if run_results else None
+        if run_results or sources:
+            tracker.reconcile(run_results, manifest=manifest, sources=sources)
+
+    def _scrub_node(self, node: NodeResult) -> NodeResult:
+        if not self.scrubber:
+            return node
+        return dataclasses.replace(
+            node,
+            message=self.scrubber.scrub(node.message) if node.message else node.message,
+            adapter_response=self.scrubber.scrub_obj(node.adapter_response)
+            if node.adapter_response else node.adapter_response,
+        )

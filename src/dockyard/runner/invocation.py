@@ -1,0 +1,633 @@
+"""One dbt invocation in a process of its own.
+
+:class:`DbtInvocation` runs ``dbt <args>`` with an explicit environment, ``cwd`` = the
+project folder, never through a shell, in a new process group (so a signal reaches dbt and
+anything it started), and hands back its output without threads: the caller drives
+:meth:`DbtInvocation.poll` (a :mod:`selectors` loop over the process's pipes).
+
+Two modes, one interface:
+
+``fork``
+    The current process imports ``dbt.cli.main`` once (lazily, then cached: importing dbt
+    costs seconds) and ``os.fork()`` s a child per invocation. The child runs
+    ``dbtRunner(callbacks=[cb]).invoke(args)``: dbt's normal text console output goes to a
+    pipe (the step log), and ``cb`` forwards only the node events
+    (:data:`~dockyard.runner.events.NODE_EVENTS`, filtered by ``msg.info.name`` before any
+    conversion) as JSON lines over a second pipe. The child ends with ``os._exit`` and
+    dbt's CLI exit codes (0 success, 1 failed result, 2 error).
+
+    **Constraint**: fork without exec is only safe while the parent is single-threaded (a
+    lock held by another thread at fork time stays locked forever in the child). Start
+    fork-mode invocations from a single-threaded process such as dockyard's worker loop;
+    use ``mode="subprocess"`` in a multi-threaded host (a web server, say).
+
+``subprocess``
+    ``python -P -c <bootstrap> <args> --log-format json``: a fresh interpreter running
+    dbt's CLI entry point. Each stdout line is a JSON event; its human text is
+    ``info.msg`` and is rebuilt into exactly the line dbt's text format prints
+    (``HH:MM:SS  msg``). A line that is not JSON passes through as raw log text.
+    (The brief's ``-m dbt.cli.main`` makes runpy warn on stderr that ``dbt.cli.main`` was
+    imported twice; the bootstrap calls the same ``cli`` entry point without that, and
+    ``-P`` keeps the project folder off ``sys.path``.)
+
+Either way the log is dbt's plain human-readable console text with ANSI colours removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import inspect
+import json
+import logging
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dockyard.errors import DbtInvocationError
+from dockyard.runner.events import NODE_EVENTS
+
+log = logging.getLogger(__name__)
+
+MODES = ("fork", "subprocess")
+# dbt's text logger prints these without a timestamp (dbt_common.events.logger.PRINT_EVENT_NAMES).
+PRINT_EVENT_NAMES = frozenset({"PrintEvent", "ShowNode", "CompiledNode"})
+# How long to keep reading pipes after the process group is gone (a descendant that left
+# the group could hold them open forever).
+DRAIN_AFTER_EXIT_S = 2.0
+MAX_LINE_BYTES = 1 << 20
+# How long what is left of dbt's process group may take to end after dbt itself exited.
+GROUP_EXIT_GRACE_S = 1.0
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+def _lifeline(parent: int) -> None:
+    """Ask the kernel for SIGINT when our parent dies (Linux ``PR_SET_PDEATHSIG``), so that a
+    dockyard process killed with SIGKILL leaves no dbt behind; dbt treats SIGINT as Ctrl-C and
+    cancels its warehouse queries. If the parent is already gone, interrupt ourselves.
+    Runs in the dbt process (fork child, or subprocess bootstrap via its source)."""
+    import ctypes
+    import os
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+_SUBPROCESS_BOOTSTRAP = (
+    "import signal, sys\n"
+    # a parent that ignores SIGINT (nohup, a background job) would pass SIG_IGN on
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    + inspect.getsource(_lifeline) +
+    "_lifeline(int(sys.argv.pop(1)))\n"
+    "from dbt.cli.main import cli\n"
+    "cli(prog_name='dbt')\n"
+)
+
+_dbt_loaded = False
+_warned_threads = False
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of dbt's human-readable console output (no trailing newline)."""
+
+    text: str
+    stream: str = "stdout"
+
+
+@dataclass(frozen=True)
+class DbtEvent:
+    """One structured dbt event, as the dict of a ``--log-format json`` line."""
+
+    name: str
+    payload: dict = field(repr=False)
+
+    @property
+    def info(self) -> dict:
+        return self.payload.get("info") or {}
+
+    @property
+    def data(self) -> dict:
+        return self.payload.get("data") or {}
+
+
+def preload_dbt(adapters: Sequence[str] = ()) -> None:
+    """Import dbt (and optionally adapter plugins, e.g. ``"duckdb"``) into this process.
+
+    Fork-mode children inherit the imported modules; call this early (before the process
+    starts any thread) to take the import cost once.
+    """
+    global _dbt_loaded
+    if not _dbt_loaded:
+        from multiprocessing import resource_tracker
+
+        import dbt.cli.main  # noqa: F401
+
+        # dbt makes multiprocessing (spawn) locks, whose named semaphores are watched by a
+        # resource-tracker process. Started here, one tracker serves every fork child;
+        # otherwise each child would spawn its own inside its process group, and killing
+        # the group at the end would leak the semaphores in /dev/shm.
+        resource_tracker.ensure_running()
+        _dbt_loaded = True
+    for adapter in adapters:
+        with contextlib.suppress(ImportError):
+            __import__(f"dbt.adapters.{adapter}")
+
+
+def human_line(event: Mapping) -> str | None:
+    """The line dbt's text console format prints for a JSON event (ANSI removed)."""
+    info = event.get("info")
+    if not isinstance(info, Mapping) or "msg" not in info:
+        return None
+    msg = str(info.get("msg") or "")
+    if info.get("name") in PRINT_EVENT_NAMES:
+        text = msg
+    else:
+        ts = str(info.get("ts") or "")
+        hhmmss = ts[11:19] if len(ts) >= 19 else time.strftime("%H:%M:%S", time.gmtime())
+        text = f"{hhmmss}  {msg}"
+    return strip_ansi(text)
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text) if "\x1b" in text else text
+
+
+def _clean_line(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace")
+    if text.endswith("\r"):
+        text = text[:-1]
+    if "\r" in text:  # a progress bar redrawn with carriage returns: keep its last state
+        parts = [p for p in text.split("\r") if p.strip()]
+        text = parts[-1] if parts else ""
+    return strip_ansi(text)
+
+
+class _Stream:
+    __slots__ = ("fd", "kind", "name", "buf", "open")
+
+    def __init__(self, fd: int, kind: str, name: str):
+        self.fd = fd
+        self.kind = kind  # "text" | "json" | "events"
+        self.name = name  # "stdout" | "stderr" | "events"
+        self.buf = bytearray()
+        self.open = True
+
+
+class DbtInvocation:
+    """``dbt <args>`` in its own process group; see the module docstring.
+
+    ``args`` are the arguments after ``dbt``; ``env`` is the complete environment dbt sees;
+    ``forward`` the event names to hand back as :class:`DbtEvent` (default: node events).
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        project_dir: str | os.PathLike,
+        env: Mapping[str, str],
+        mode: str = "fork",
+        forward: Collection[str] = NODE_EVENTS,
+        python: str | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.args = [str(a) for a in args]
+        self.project_dir = str(Path(project_dir))
+        self.env = {str(k): str(v) for k, v in env.items()}
+        self.mode = mode
+        self.forward = frozenset(forward)
+        self.python = python or sys.executable
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.started_at: float | None = None
+        self._popen: subprocess.Popen | None = None
+        self._sel: selectors.BaseSelector | None = None
+        self._streams: dict[int, _Stream] = {}
+        self._pending: list[DbtEvent | LogLine] = []
+        self._exited_at: float | None = None  # monotonic time the leader was seen exited
+        self._reaped = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.pid is not None:
+            raise DbtInvocationError("this dbt invocation was already started")
+        if not os.path.isdir(self.project_dir):
+            raise DbtInvocationError(f"the dbt project folder {self.project_dir} does not exist")
+        self._sel = selectors.DefaultSelector()
+        if self.mode == "fork":
+            self._start_fork()
+        else:
+            self._start_subprocess()
+        self.started_at = time.monotonic()
+
+    def _add_stream(self, fd: int, kind: str, name: str) -> None:
+        os.set_blocking(fd, False)
+        self._streams[fd] = _Stream(fd, kind, name)
+        assert self._sel is not None
+        self._sel.register(fd, selectors.EVENT_READ)
+
+    def _start_subprocess(self) -> None:
+        argv = [self.python, "-P", "-c", _SUBPROCESS_BOOTSTRAP, str(os.getpid()), *self.args,
+                "--log-format", "json"]
+        try:
+            self._popen = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=self.project_dir, env=self.env, start_new_session=True, close_fds=True,
+                bufsize=0,
+            )
+        except OSError as exc:
+            raise DbtInvocationError(f"cannot start dbt: {exc}") from exc
+        self.pid = self._popen.pid
+        assert self._popen.stdout is not None and self._popen.stderr is not None
+        self._add_stream(self._popen.stdout.fileno(), "json", "stdout")
+        self._add_stream(self._popen.stderr.fileno(), "text", "stderr")
+
+    def _start_fork(self) -> None:
+        global _warned_threads
+        preload_dbt()
+        if threading.active_count() > 1 and not _warned_threads:
+            _warned_threads = True
+            log.warning("forking dbt from a process with %d threads; fork mode expects a "
+                        "single-threaded parent", threading.active_count())
+        out_r, out_w = os.pipe()
+        ev_r, ev_w = os.pipe()
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        parent_pid = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for fd in (out_r, out_w, ev_r, ev_w):
+                os.close(fd)
+            raise DbtInvocationError(f"cannot fork dbt: {exc}") from exc
+        if pid == 0:  # child: never returns
+            _fork_child(self.args, self.project_dir, self.env, self.forward,
+                        out_r=out_r, out_w=out_w, ev_r=ev_r, ev_w=ev_w, parent_pid=parent_pid)
+        # parent
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # also done by the child: whoever runs first wins the race
+        os.close(out_w)
+        os.close(ev_w)
+        self.pid = pid
+        self._add_stream(out_r, "text", "stdout")  # stdout and stderr, interleaved as written
+        self._add_stream(ev_r, "events", "events")
+
+    # -- output ----------------------------------------------------------------------
+
+    def filenos(self) -> list[int]:
+        """The pipes still open (for an outer selector, if the caller has one)."""
+        return [fd for fd, s in self._streams.items() if s.open]
+
+    @property
+    def done(self) -> bool:
+        """The process has exited, was reaped and all of its output was read."""
+        return self._reaped and not any(s.open for s in self._streams.values())
+
+    def poll(self, timeout: float = 0.0) -> list[DbtEvent | LogLine]:
+        """Read what is available (waiting up to ``timeout`` s for something) and return it."""
+        self._pump(timeout)
+        out, self._pending = self._pending, []
+        return out
+
+    def _pump(self, timeout: float) -> None:
+        if self.pid is None:
+            raise DbtInvocationError("this dbt invocation was not started")
+        open_fds = [fd for fd, s in self._streams.items() if s.open]
+        if open_fds and self._sel is not None:
+            ready = self._sel.select(timeout)
+            for key, _ in ready:
+                self._read(self._streams[key.fd])
+        elif timeout > 0 and not self._reaped:
+            time.sleep(min(timeout, 0.05))
+        self._check_exit()
+        if self._reaped and self._exited_at is not None and \
+                time.monotonic() - self._exited_at > DRAIN_AFTER_EXIT_S:
+            for stream in self._streams.values():
+                if stream.open:
+                    self._close_stream(stream)
+
+    def _read(self, stream: _Stream) -> None:
+        while True:
+            try:
+                chunk = os.read(stream.fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._close_stream(stream)
+                return
+            stream.buf += chunk
+            self._split(stream)
+            if len(chunk) < 65536:
+                break
+
+    def _split(self, stream: _Stream, final: bool = False) -> None:
+        buf = stream.buf
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            self._emit(stream, bytes(buf[start:nl]))
+            start = nl + 1
+        del buf[:start]
+        if buf and (final or len(buf) > MAX_LINE_BYTES):
+            self._emit(stream, bytes(buf))
+            buf.clear()
+
+    def _emit(self, stream: _Stream, raw: bytes) -> None:
+        if stream.kind == "events":
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                return
+            name = (payload.get("info") or {}).get("name", "")
+            self._pending.append(DbtEvent(name, payload))
+            return
+        if stream.kind == "json" and raw[:1] == b"{":
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                payload = None
+            if isinstance(payload, dict) and isinstance(payload.get("info"), dict):
+                text = human_line(payload)
+                if text is not None:
+                    for line in text.split("\n"):
+                        self._pending.append(LogLine(line.rstrip("\r")))
+                name = payload["info"].get("name", "")
+                if name in self.forward:
+                    self._pending.append(DbtEvent(name, payload))
+                return
+        self._pending.append(LogLine(_clean_line(raw), stream.name))
+
+    def _close_stream(self, stream: _Stream) -> None:
+        if not stream.open:
+            return
+        self._split(stream, final=True)
+        stream.open = False
+        if self._sel is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(stream.fd)
+        if self._popen is None:
+            with contextlib.suppress(OSError):
+                os.close(stream.fd)
+        # subprocess mode: the Popen file objects own the fds; closed in close()
+
+    # -- process state ---------------------------------------------------------------
+
+    def _check_exit(self) -> None:
+        """Notice the leader's exit, kill what is left of its group, then reap it."""
+        if self._reaped or self.pid is None:
+            return
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # somebody else reaped it (a SIGCHLD handler, say)
+            self._reaped = True
+            if self.returncode is None:
+                self.returncode = self._popen.returncode if self._popen is not None else None
+            if self.returncode is None:
+                self.returncode = -1
+            self._exited_at = time.monotonic()
+            return
+        if info is None:
+            return
+        self._end_group()
+        if self._popen is not None:
+            self.returncode = self._popen.wait()
+        else:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        self._reaped = True
+        self._exited_at = time.monotonic()
+
+    def _end_group(self) -> None:
+        """The leader has exited (a zombie, not reaped yet): end the rest of its group.
+
+        The unreaped leader pins the process group id, so signalling the group cannot hit
+        an unrelated group that reused the id. What is left (e.g. the multiprocessing
+        resource tracker dbt starts, which cleans up dbt's semaphores when dbt is gone) gets
+        :data:`GROUP_EXIT_GRACE_S` to end by itself, then SIGKILL. Without ``/proc`` the
+        group is killed at once.
+        """
+        assert self.pid is not None
+        deadline = time.monotonic() + GROUP_EXIT_GRACE_S
+        killed = False
+        while True:
+            members = group_members(self.pid)
+            if members == []:
+                return
+            if members is None:
+                self._signal_group(signal.SIGKILL)
+                return
+            if not killed and time.monotonic() >= deadline:
+                self._signal_group(signal.SIGKILL)
+                killed = True
+                deadline = time.monotonic() + GROUP_EXIT_GRACE_S
+            elif killed and time.monotonic() >= deadline:
+                log.warning("processes %s of dbt's process group %d survive SIGKILL", members, self.pid)
+                return
+            time.sleep(0.01)
+
+    def _signal_group(self, sig: int) -> bool:
+        if self.pid is None or self._reaped:
+            return False
+        try:
+            os.killpg(self.pid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    def interrupt(self) -> bool:
+        """SIGINT to the process group (dbt cancels its queries and stops)."""
+        return self._signal_group(signal.SIGINT)
+
+    def terminate(self) -> bool:
+        """SIGTERM to the process group."""
+        return self._signal_group(signal.SIGTERM)
+
+    def kill(self) -> bool:
+        """SIGKILL to the process group."""
+        return self._signal_group(signal.SIGKILL)
+
+    @property
+    def exited(self) -> bool:
+        self._check_exit()
+        return self._reaped
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the end of the process and its output (which stays readable by
+        :meth:`poll`); returns the exit code, or ``None`` on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            remaining = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+            if remaining <= 0:
+                return None
+            self._pump(remaining)
+        return self.returncode
+
+    def close(self) -> None:
+        """Kill the group if it still runs, reap it and release the pipes."""
+        if self.pid is not None and not self._reaped:
+            self._signal_group(signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while not self._reaped and time.monotonic() < deadline:
+                self._check_exit()
+                if not self._reaped:
+                    time.sleep(0.01)
+        for stream in self._streams.values():
+            if stream.open:
+                stream.open = False
+                if self._sel is not None:
+                    with contextlib.suppress(KeyError, ValueError):
+                        self._sel.unregister(stream.fd)
+                if self._popen is None:
+                    with contextlib.suppress(OSError):
+                        os.close(stream.fd)
+        if self._popen is not None:
+            for f in (self._popen.stdout, self._popen.stderr):
+                if f is not None:
+                    with contextlib.suppress(OSError):
+                        f.close()
+        if self._sel is not None:
+            self._sel.close()
+            self._sel = None
+
+    def __enter__(self) -> DbtInvocation:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def group_members(pgid: int) -> list[int] | None:
+    """Live (non-zombie) processes of process group ``pgid``; ``None`` without ``/proc``."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    if "self" not in entries:
+        return None
+    members = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        try:
+            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                members.append(int(entry))
+        except (IndexError, ValueError):
+            continue
+    return members
+
+
+def _fork_child(
+    args: list[str], project_dir: str, env: dict[str, str], forward: frozenset[str], *,
+    out_r: int, out_w: int, ev_r: int, ev_w: int, parent_pid: int,
+) -> None:
+    """Body of a fork-mode child. Never returns."""
+    code = 2
+    try:
+        # Objects inherited from the parent (its database connections, say) must never be
+        # finalised here: keep the garbage collector away from them.
+        gc.freeze()
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _lifeline(parent_pid)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        with contextlib.suppress(ValueError):
+            signal.set_wakeup_fd(-1)
+        os.close(out_r)
+        os.close(ev_r)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        os.close(out_w)
+        # Keep the parent's stdio objects alive (their finaliser would flush into our pipe)
+        # and give dbt fresh ones on the new fds, whatever the parent had (pytest capture...).
+        _fork_child.keep = (sys.stdout, sys.stderr)  # type: ignore[attr-defined]
+        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+        # Python logging as in a fresh interpreter: the parent's handlers (a log file, a
+        # test harness) are not this child's; warnings go to stderr, i.e. to the step log
+        logging.root.handlers[:] = []
+        logging.root.setLevel(logging.WARNING)
+        os.chdir(project_dir)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+
+        from dbt.cli.main import dbtRunner
+        from dbt_common.events.functions import msg_to_dict
+
+        lock = threading.Lock()
+
+        def forward_event(msg) -> None:
+            name = msg.info.name
+            if name not in forward:
+                return
+            try:
+                line = (json.dumps(msg_to_dict(msg), default=str) + "\n").encode("utf-8")
+                with lock:
+                    view = memoryview(line)
+                    while view:
+                        n = os.write(ev_w, view)
+                        view = view[n:]
+            except Exception:  # never break dbt because of a lost event
+                pass
+
+        result = dbtRunner(callbacks=[forward_event]).invoke(list(args))
+        if result.success:
+            code = 0
+        elif result.exception is None:
+            code = 1
+        else:
+            code = 2
+            exc = result.exception
+            # usage errors are not reported by dbt itself when invoked programmatically
+            if type(exc).__name__ in ("DbtUsageException", "DbtInternalException"):
+                print(f"Error: {exc}", file=sys.stderr)
+    except BaseException:
+        code = 2
+        with contextlib.suppress(BaseException):
+            import traceback
+
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            # os._exit skips the interpreter's shutdown: run multiprocessing's finalisers
+            # (they unlink dbt's named semaphores; each only runs in the process that made it)
+            mp_util = sys.modules.get("multiprocessing.util")
+            if mp_util is not None:
+                mp_util._run_finalizers(0)
+                mp_util._run_finalizers()
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)

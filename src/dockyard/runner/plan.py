@@ -1,0 +1,60 @@
+"""What the executor is asked to run, what it reports to, and what it answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
+
+
+@dataclass
+class StepPlan:
+    index: int  # 1-based position in the job; names logs/step-<index>.log
+    command: str  # as written in the job, e.g. "dbt run --select tag:daily"
+    argv: list[str]  # the args after "dbt" (already includes --target, --target-path...)
+
+
+@dataclass
+class RunPlan:
+    run_id: int
+    project_dir: Path
+    env: dict[str, str]  # the complete environment for dbt
+    steps: list[StepPlan]
+    target_path: Path  # per-environment target folder (persists between runs)
+    run_dir: Path  # <store dir>/runs/<run_id>: logs/step-<n>.log and artifacts/step-<n>/<file>
+    secrets: list[str] = field(default_factory=list)  # plus DBT_ENV_SECRET_* values from env
+    timeout_seconds: float = 7200
+    grace_seconds: float = 10.0  # SIGINT → SIGTERM
+    mode: str = "fork"  # "fork" | "subprocess" (see dockyard.runner.invocation)
+    kill_after_seconds: float = 5.0  # SIGTERM → SIGKILL
+
+
+class Recorder(Protocol):
+    """Where the executor reports a run as it happens (the store, a terminal, a test)."""
+
+    def step_started(self, index: int, at: datetime) -> None: ...
+
+    def nodes(self, index: int, nodes: list[NodeResult]) -> None:
+        """Nodes whose state changed (full state of each); batched, at most every
+        ~0.25 s while the step runs, and once at step end after reconciliation."""
+
+    def log(self, index: int, line: str) -> None:
+        """One scrubbed log line, live."""
+
+    def step_finished(
+        self, index: int, status: StepStatus, exit_code: int | None, at: datetime, log_path: str
+    ) -> None:
+        """``log_path`` is relative to the run folder (``logs/step-<n>.log``), ``""`` for a
+        step that never started."""
+
+    def artifacts(self, index: int, refs: list[ArtifactRef]) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    status: RunStatus
+    reason: str | None = None  # None | "step_failed" | "timeout" | "cancelled"
+    has_warnings: bool = False
