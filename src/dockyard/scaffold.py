@@ -15,7 +15,7 @@ TEMPLATE = """\
 # store:
 #   url: sqlite:///.dockyard/dockyard.db   # or postgresql://user@host/db; DOCKYARD_STORE_URL overrides
 
-environments:
+{project_line}environments:
 {environments}
 jobs:
   - name: "Daily {prod_title} Run"
@@ -42,13 +42,13 @@ ENV_TEMPLATE = """\
 """
 
 
-def write_config(project_dir: Path, force: bool = False) -> Path:
+def write_config(project_dir: Path, force: bool = False, target: Path | None = None) -> Path:
     project_dir = project_dir.resolve()
     project_file = project_dir / "dbt_project.yml"
     if not project_file.is_file():
         raise ProjectError(f"{project_dir} does not contain a dbt_project.yml file",
                            hint="run 'dockyard init' in your dbt project, or pass --project-dir")
-    target = project_dir / CONFIG_NAME
+    target = Path(target) if target else project_dir / CONFIG_NAME
     if target.exists() and not force:
         raise ConfigError(f"{target} already exists", location=Location(str(target)),
                           hint="edit it, or pass --force to overwrite it")
@@ -57,7 +57,10 @@ def write_config(project_dir: Path, force: bool = False) -> Path:
     targets = _targets(project_dir, profile_name) or ["dev", "prod"]
     prod = next((t for t in targets if t in ("prod", "production")), targets[-1])
     envs = "".join(ENV_TEMPLATE.format(name=t, upper=t.upper()) for t in targets)
+    rel = os.path.relpath(project_dir, target.resolve().parent)
+    project_line = "" if rel == "." else f"project_dir: {rel}   # the dbt project, relative to this file\n\n"
     target.write_text(TEMPLATE.format(project=data.get("name", project_dir.name), environments=envs,
+                                      project_line=project_line,
                                       prod=prod, prod_title=prod.capitalize()), encoding="utf-8")
     return target
 

@@ -24,7 +24,9 @@ from dockyard.views import iso, job_dict, run_dict
 cli = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
                   help="dockyard: deploy, schedule and observe dbt Core projects.")
-out = Console(highlight=False, soft_wrap=True)
+# When piped, don't squeeze tables into 80 columns.
+WIDTH = None if sys.stdout.isatty() else 160
+out = Console(highlight=False, width=WIDTH)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path of dockyard.yml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only on standard output.")]
@@ -49,16 +51,20 @@ def _emit(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"dockyard {__version__}")
+        raise typer.Exit(0)
+
+
 @cli.callback()
 def main_options(
     config: ConfigOpt = None,
     store_url: Annotated[str | None, typer.Option("--store-url", help="Store URL (overrides config).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_version)] = False,
 ) -> None:
-    if version:
-        print(f"dockyard {__version__}")
-        raise typer.Exit(0)
     state.config, state.store_url = config, store_url
     if debug:
         os.environ["DOCKYARD_DEBUG"] = "1"
@@ -69,11 +75,12 @@ def main_options(
 def init(
     project_dir: Annotated[Path, typer.Option("--project-dir", help="The dbt project folder.")] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing dockyard.yml.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Where to write it.")] = None,
 ) -> None:
     """Write a commented dockyard.yml from the project's profile targets."""
     from dockyard.scaffold import write_config
 
-    path = write_config(project_dir, force=force)
+    path = write_config(project_dir, force=force, target=config or state.config)
     out.print(f"Wrote {path}. Next: dockyard validate")
 
 
@@ -127,7 +134,7 @@ def run(
     """Run a job now, in the foreground. Exit 0 on success, 1 on failure, 130 when cancelled."""
     app = _app(config)
     record, job_cfg = app.job(job)
-    console = Console(stderr=True, highlight=False) if as_json else Console(highlight=False)
+    console = Console(stderr=True, highlight=False) if as_json else Console(highlight=False, width=WIDTH)
     progress = Progress(console, job_cfg.all_commands, echo_logs=not (as_json or quiet))
     previous = signal.getsignal(signal.SIGINT)
 
