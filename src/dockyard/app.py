@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from dataclasses import dataclass, field
@@ -167,30 +168,43 @@ class App:
         if env_name not in self.config.environments:
             raise NotFoundError(f"no environment '{env_name}'",
                                 hint=f"environments: {', '.join(self.config.environments)}")
+        self.project.target_for(env_name, job.settings.target_name if env_name == job.environment else None)
+        resolve_secrets(self.loaded, env_name)  # fail before a run is recorded
+        run_id = self.store.create_run(record.id, record.name, env_name, job.all_commands, trigger=trigger,
+                                       cause=cause or f"Triggered {trigger}")
+        self.store.transition_run(run_id, RunStatus.STARTING, expected={RunStatus.QUEUED},
+                                  worker_id=f"{socket.gethostname()}:{os.getpid()}")
+        return self.execute(run_id, observer=observer, on_start=on_start)
+
+    def execute(self, run_id: int, *, epoch: int | None = None, observer: RunObserver | None = None,
+                on_start=None, recorder=None) -> RunRecord:
+        """Execute a run that is ``starting`` (claimed by this process): its stored steps, in
+        its environment. ``epoch`` fences every write when a worker owns the run."""
+        run = self.store.get_run(run_id)
+        record, job = self.job(run.job_id if run.job_id is not None else run.job)
+        env_name = run.environment
         # settings.target_name belongs to the job's own environment; --env uses that env's target
         override = job.settings.target_name if env_name == job.environment else None
         target = self.project.target_for(env_name, override)
         secrets = resolve_secrets(self.loaded, env_name)
-        commands = job.all_commands
-        run_id = self.store.create_run(record.id, record.name, env_name, commands, trigger=trigger,
-                                       cause=cause or f"Triggered {trigger}")
+        commands = [s.command for s in run.steps]
         run_dir = self.state_dir / "runs" / str(run_id)
-        self.store.transition_run(run_id, RunStatus.STARTING, expected={RunStatus.QUEUED},
-                                  worker_id=f"{socket.gethostname()}:{os.getpid()}",
-                                  artifacts_dir=str(run_dir))
+        self.store.set_run_fields(run_id, artifacts_dir=str(run_dir), **_fence(epoch))
         plan = self._plan(run_id, env_name, target, job, commands, secrets, run_dir, job_id=record.id,
-                          cause=cause or f"Triggered {trigger}", trigger=trigger)
-        executor = Executor(plan, StoreRecorder(self.store, run_id, commands, observer))
+                          cause=run.cause, trigger=run.trigger)
+        recorder = recorder or StoreRecorder(self.store, run_id, commands, observer)
+        executor = Executor(plan, recorder)
         if on_start:
             on_start(run_id, executor)
-        self.store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.STARTING},
+        self.store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.STARTING}, epoch=epoch,
                                   started_at=clock.now(), heartbeat_at=clock.now())
         try:
             outcome = executor.run()
         except BaseException:
-            self._finish(run_id, RunStatus.ERROR, "internal_error", False)
+            with contextlib.suppress(Exception):
+                self._finish(run_id, RunStatus.ERROR, "internal_error", False, epoch=epoch)
             raise
-        self._finish(run_id, outcome.status, outcome.reason, outcome.has_warnings)
+        self._finish(run_id, outcome.status, outcome.reason, outcome.has_warnings, epoch=epoch)
         return self.store.get_run(run_id)
 
     def _plan(self, run_id: int, env_name: str, target: str, job: Job, commands: list[str],
@@ -213,10 +227,11 @@ class App:
                        timeout_seconds=job.timeout_seconds, grace_seconds=self.config.runner.grace_seconds,
                        mode=self.config.runner.mode)
 
-    def _finish(self, run_id: int, status: RunStatus, reason: str | None, warnings: bool) -> bool:
+    def _finish(self, run_id: int, status: RunStatus, reason: str | None, warnings: bool,
+                epoch: int | None = None) -> bool:
         """Make the run final; a step left running by a lost process ends ``error``, steps that
         never ran end ``skipped``. False when the run was already final."""
-        if not self.store.transition_run(run_id, status, expected=ACTIVE, reason=reason,
+        if not self.store.transition_run(run_id, status, expected=ACTIVE, reason=reason, epoch=epoch,
                                          has_warnings=warnings, finished_at=clock.now()):
             return False
         run = self.store.get_run(run_id)
@@ -282,6 +297,10 @@ class App:
         if not path.is_relative_to(root) or not path.is_file():
             raise NotFoundError(f"run {run_id} has no artifact {relpath!r}")
         return path
+
+
+def _fence(epoch: int | None) -> dict:
+    return {} if epoch is None else {"epoch": epoch}
 
 
 def _alive(pid: int) -> bool:

@@ -237,5 +237,16 @@ def _cross_check(loaded: LoadedConfig) -> None:
         seen.setdefault(job.name, i)
         if job.schedule and job.triggers.schedule is None:
             job.triggers.schedule = True
+        after = job.triggers.after
+        for k, upstream in enumerate(after.jobs if after else []):
+            if upstream not in seen and upstream not in [j.name for j in cfg.jobs]:
+                errors.append(ConfigError(
+                    f"job '{job.name}' waits for job '{upstream}', which is not declared",
+                    location=loaded.location("jobs", i, "triggers", "after", "jobs", k),
+                    hint=_suggest(upstream, [j.name for j in cfg.jobs], "job") or "name a job of this file"))
+            elif upstream == job.name:
+                errors.append(ConfigError(f"job '{job.name}' cannot wait for itself",
+                                          location=loaded.location("jobs", i, "triggers", "after", "jobs", k),
+                                          hint="remove it from triggers.after.jobs"))
     if errors:
         raise ConfigErrors(errors)

@@ -41,12 +41,20 @@ class ServerConfig(Strict):
     account_id: int = Field(1, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(8580, ge=1, le=65535)
+    workers: int = Field(2, ge=0, le=64)
+    max_concurrent_runs: int | None = Field(None, ge=1)
+    heartbeat_seconds: float = Field(5.0, gt=0, le=60)
+    lost_after_seconds: float = Field(30.0, gt=0, le=3600)
+    poll_seconds: float = Field(0.25, gt=0, le=10)
+    shutdown_grace_seconds: float = Field(60.0, ge=0, le=86400)
+    reload: bool = True
 
 
 class Environment(Strict):
     target: str
     schema_: str | None = Field(None, alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     threads: int | None = Field(None, ge=1, le=64)
+    max_concurrent_runs: int | None = Field(None, ge=1)
     env: dict[str, str | int | float | bool] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(default_factory=dict)
     profiles_dir: str | None = None
@@ -96,8 +104,16 @@ class JobSettings(Strict):
     target_name: str | None = None
 
 
+class AfterJobs(Strict):
+    jobs: list[str] = Field(min_length=1)
+    when: Literal["all", "any"] = "all"
+    status: list[Literal["success", "error", "cancelled"]] = Field(default_factory=lambda: ["success"])
+
+
 class Triggers(Strict):
     schedule: bool | None = None
+    after: AfterJobs | None = None
+    fresh_sources_only: bool = False
     on_merge: bool = False
     github_webhook: bool = False
     git_provider_webhook: bool = False
@@ -141,6 +157,10 @@ class Job(Strict):
     triggers: Triggers = Field(default_factory=Triggers)
     timeout_seconds: int = Field(7200, ge=1, le=7 * 86400)
     retries: Retries = Field(default_factory=Retries)
+    catchup: Literal["latest", "none", "all"] = "latest"
+    catchup_window_seconds: int = Field(86400, ge=0, le=90 * 86400)
+    allow_overlap: bool = False
+    priority: int = Field(0, ge=-100, le=100)
     generate_docs: bool = False
     run_generate_sources: bool = False
     notifications: list[Notification] = Field(default_factory=list)

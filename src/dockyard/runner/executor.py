@@ -74,6 +74,7 @@ class Executor:
         self.pids: list[int] = []  # the process (group) id of each dbt invocation started
         self._cancel_requested = False
         self._deadline: float | None = None
+        self._tick = getattr(recorder, "tick", None)  # optional Recorder hook, called ~every 0.1 s
 
     def cancel(self) -> None:
         """Ask the run to stop. Async-signal-safe: only sets a flag."""
@@ -151,6 +152,9 @@ class Executor:
                 return _StepEnd(StepStatus.ERROR, None, None)
             assert inv.pid is not None
             self.pids.append(inv.pid)
+            started = getattr(rec, "process_started", None)  # optional Recorder hook
+            if started:
+                started(index, inv.pid)
             try:
                 exit_code, stop_reason = self._pump(inv, tracker, emit, note, logf, index)
             finally:
@@ -190,6 +194,8 @@ class Executor:
                     emit(item.text)
                 elif isinstance(item, DbtEvent):
                     tracker.apply(item.payload)
+            if self._tick:
+                self._tick()  # a worker's heartbeat; may cancel, or raise to abandon the run
             now = time.monotonic()
             if stop_reason is None:
                 if self._cancel_requested:

@@ -52,6 +52,10 @@ class Recorder(Protocol):
 
     def artifacts(self, index: int, refs: list[ArtifactRef]) -> None: ...
 
+    # Optional hooks (looked up with getattr): ``process_started(index, pgid)`` when a dbt
+    # process group starts, and ``tick()`` from the executor's loop (a worker heartbeats
+    # there; it may call ``Executor.cancel`` or raise to abandon the run, which kills dbt).
+
 
 @dataclass
 class RunOutcome:
