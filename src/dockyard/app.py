@@ -20,6 +20,7 @@ from dockyard.runner.command import build_argv, parse_command
 from dockyard.runner.executor import Executor
 from dockyard.runner.plan import RunPlan, StepPlan
 from dockyard.schedule import next_fire_times
+from dockyard.service import ServiceOps
 from dockyard.store.store import Store
 
 ACTIVE = {RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING}
@@ -44,7 +45,7 @@ class ValidationReport:
         return all(c.ok for c in self.checks)
 
 
-class App:
+class App(ServiceOps):
     """Everything dockyard does, over one loaded config and one store."""
 
     def __init__(self, loaded: LoadedConfig, store_url: str | None = None):
@@ -177,9 +178,10 @@ class App:
         return self.execute(run_id, observer=observer, on_start=on_start)
 
     def execute(self, run_id: int, *, epoch: int | None = None, observer: RunObserver | None = None,
-                on_start=None, recorder=None) -> RunRecord:
+                on_start=None, recorder=None, keep_open=None) -> RunRecord:
         """Execute a run that is ``starting`` (claimed by this process): its stored steps, in
-        its environment. ``epoch`` fences every write when a worker owns the run."""
+        its environment. ``epoch`` fences every write when a worker owns the run; when
+        ``keep_open()`` is true at the end the run is left active (to be requeued)."""
         run = self.store.get_run(run_id)
         record, job = self.job(run.job_id if run.job_id is not None else run.job)
         env_name = run.environment
@@ -204,7 +206,8 @@ class App:
             with contextlib.suppress(Exception):
                 self._finish(run_id, RunStatus.ERROR, "internal_error", False, epoch=epoch)
             raise
-        self._finish(run_id, outcome.status, outcome.reason, outcome.has_warnings, epoch=epoch)
+        if not (keep_open and keep_open()):
+            self._finish(run_id, outcome.status, outcome.reason, outcome.has_warnings, epoch=epoch)
         return self.store.get_run(run_id)
 
     def _plan(self, run_id: int, env_name: str, target: str, job: Job, commands: list[str],

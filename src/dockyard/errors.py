@@ -79,6 +79,13 @@ class ConflictError(DockyardError):
     status = 409
 
 
+class FencedError(ConflictError):
+    """A worker wrote to a run it no longer owns (its lease epoch is stale or the run ended).
+
+    Nothing was written; the worker must stop working on the run (kill its dbt processes).
+    """
+
+
 class StoreError(DockyardError):
     """The run store cannot be reached or is inconsistent."""
 

@@ -224,3 +224,6 @@ def main() -> None:
 
 
 __all__ = ["cli", "main", "styled", "err_console"]
+
+
+from dockyard.cli import service as _service  # noqa: E402,F401  (registers the server commands)

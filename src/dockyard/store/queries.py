@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.engine import Connection
 
 from dockyard.domain import RunStatus
-from dockyard.errors import DockyardError, NotFoundError
+from dockyard.errors import DockyardError
 from dockyard.store import records as rec
+from dockyard.store.base import StoreBase
 from dockyard.store.records import StoredRun
 from dockyard.store.tables import artifacts, node_results, run_steps, runs
 
@@ -19,11 +19,8 @@ JobFilter = int | str | None
 StatusFilter = RunStatus | str | Sequence[RunStatus | str] | None
 
 
-class RunQueries:
-    """Mixed into :class:`dockyard.store.Store`; needs ``_read()``."""
-
-    def _read(self) -> AbstractContextManager[Connection]:  # pragma: no cover - provided by Store
-        raise NotImplementedError
+class RunQueries(StoreBase):
+    """Mixed into :class:`dockyard.store.Store`."""
 
     def get_run(self, run_id: int) -> StoredRun:
         """A run with its steps, nodes and artifacts; raises :class:`NotFoundError`."""
@@ -81,12 +78,6 @@ class RunQueries:
             for row in conn.execute(query).mappings():
                 steps.setdefault(row["run_id"], []).append(rec.step_result(row))
         return steps
-
-    @staticmethod
-    def _run_not_found(conn: Connection, run_id: int) -> NotFoundError:
-        newest = conn.execute(select(func.max(runs.c.id))).scalar()
-        hint = f"the newest run is {newest}" if newest else "no runs have been recorded yet"
-        return NotFoundError(f"Run {run_id} not found", hint=hint)
 
 
 def _filters(job: JobFilter, status: StatusFilter) -> list[ColumnElement[bool]]:

@@ -129,6 +129,14 @@ runs = Table(
     Column("worker_id", String(200), nullable=True),
     Column("lease_epoch", Integer, nullable=False, server_default=text("0")),
     Column("heartbeat_at", UTCDateTime(), nullable=True),
+    # 0002: the queue
+    Column("not_before", UTCDateTime(), nullable=True),  # earliest claim time (retry backoff)
+    Column("claimed_at", UTCDateTime(), nullable=True),
+    Column("cancel_requested_at", UTCDateTime(), nullable=True),
+    Column("coalesced", Integer, nullable=False, server_default=text("0")),  # triggers folded in
+    Column("host", String(255), nullable=True),
+    Column("pgid", Integer, nullable=True),  # the dbt process group, for reaping
+    Column("idempotency_key", String(255), nullable=True),
     PrimaryKeyConstraint("id", name="pk_runs"),
     ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_runs_job_id_jobs", ondelete="SET NULL"),
     ForeignKeyConstraint(["retry_of"], ["runs.id"], name="fk_runs_retry_of_runs",
@@ -191,4 +199,54 @@ artifacts = Table(
     PrimaryKeyConstraint("id", name="pk_artifacts"),
     ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_artifacts_run_id_runs", ondelete="CASCADE"),
     UniqueConstraint("run_id", "step_index", "name", name="uq_artifacts_run_id_step_index_name"),
+)
+
+# -- 0002: the queue ----------------------------------------------------------------------
+
+fires = Table(  # one row per schedule fire / trigger key: UNIQUE (job_id, fire_key) = exactly once
+    "fires", metadata,
+    Column("id", Integer, nullable=False),
+    Column("job_id", Integer, nullable=False),
+    Column("fire_key", String(255), nullable=False),
+    Column("scheduled_for", UTCDateTime(), nullable=True),
+    Column("run_id", Integer, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_fires"),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_fires_job_id_jobs", ondelete="CASCADE"),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_fires_run_id_runs", ondelete="SET NULL"),
+    UniqueConstraint("job_id", "fire_key", name="uq_fires_job_id_fire_key"),
+)
+Index("ix_fires_run_id", fires.c.run_id)
+
+schedule_state = Table(
+    "schedule_state", metadata,
+    Column("job_id", Integer, nullable=False),
+    Column("last_fire_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("job_id", name="pk_schedule_state"),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_schedule_state_job_id_jobs",
+                         ondelete="CASCADE"),
+)
+
+processes = Table(  # schedulers, workers and servers, for health pages and reaping
+    "processes", metadata,
+    Column("id", String(200), nullable=False),  # "host:pid:uuid8"
+    Column("kind", String(16), nullable=False),  # scheduler | worker | server
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
+    Column("stopped_at", UTCDateTime(), nullable=True),
+    Column("concurrency", Integer, nullable=True),
+    Column("info", JSONDoc, nullable=True),
+    PrimaryKeyConstraint("id", name="pk_processes"),
+)
+
+leases = Table(  # named leader leases (e.g. the active scheduler); epoch only grows
+    "leases", metadata,
+    Column("name", String(200), nullable=False),
+    Column("holder", String(200), nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("name", name="pk_leases"),
 )

@@ -1,0 +1,140 @@
+"""Server commands: serve, scheduler, worker, status, trigger, cancel, deploy."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dockyard.cli.errors import handle_errors
+from dockyard.cli.main import ConfigOpt, JsonOpt, _app, _emit, cli, out, state
+from dockyard.errors import DockyardError
+from dockyard.views import iso
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _config_path(config: Path | None) -> str | None:
+    path = config or state.config
+    return str(path) if path else None
+
+
+@cli.command()
+@handle_errors
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Address to bind (default server.host).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default server.port).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker slots (default server.workers).")] = None,
+    ssl_certfile: Annotated[str | None, typer.Option("--ssl-certfile", help="TLS certificate (PEM).")] = None,
+    ssl_keyfile: Annotated[str | None, typer.Option("--ssl-keyfile", help="TLS private key (PEM).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run the scheduler, the workers and the HTTP API in one command."""
+    from dockyard.supervisor import serve as run_serve
+
+    _logging()
+    app = _app(config)
+    server = app.config.server
+    host = host or server.host
+    if not _loopback(host):
+        raise DockyardError(f"refusing to listen on {host}: the API has no authentication configured",
+                            hint="bind to 127.0.0.1 (the default), or put an authenticating proxy in front")
+    out.print(f"dockyard serving on http{'s' if ssl_certfile else ''}://{host}:{port or server.port}")
+    raise typer.Exit(run_serve(_config_path(config), state.store_url, host=host, port=port or server.port,
+                               workers=server.workers if workers is None else workers,
+                               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile))
+
+
+@cli.command()
+@handle_errors
+def scheduler(config: ConfigOpt = None) -> None:
+    """Run the scheduler alone (several may run on a PostgreSQL store)."""
+    from dockyard.supervisor import run_scheduler
+
+    _logging()
+    run_scheduler(_app(config))
+
+
+@cli.command()
+@handle_errors
+def worker(
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64, help="Runs at once.")] = 1,
+    config: ConfigOpt = None,
+) -> None:
+    """Run a worker that executes queued runs (several may run, on several machines)."""
+    from dockyard.supervisor import run_worker
+
+    _logging()
+    _app(config).store  # noqa: B018 - fail early (bad config, unreachable store) before forking
+    raise typer.Exit(run_worker(_config_path(config), state.store_url, concurrency))
+
+
+@cli.command()
+@handle_errors
+def status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Processes and their heartbeats, the queue, and the next fires."""
+    report = _app(config).status()
+    if as_json:
+        return _emit(report)
+    table = Table(box=None, header_style="bold", title="processes", title_justify="left")
+    for col in ("kind", "id", "alive", "heartbeat"):
+        table.add_column(col)
+    for proc in report["processes"]:
+        table.add_row(proc["kind"], proc["id"], "yes" if proc["alive"] else "no", iso(proc.get("heartbeat_at")))
+    out.print(table)
+    out.print(f"queue: {report['queue']}")
+    for name, when in report["next_fires"].items():
+        out.print(f"next fire of {name}: {iso(when) or 'no schedule'}")
+
+
+@cli.command()
+@handle_errors
+def trigger(
+    job: Annotated[str, typer.Argument(help="Job name, identifier or id.")],
+    env: Annotated[str | None, typer.Option("--env", help="Run in another environment.")] = None,
+    cause: Annotated[str | None, typer.Option("--cause", help="Why (shown in the run).")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Queue a run for the server's workers (``dockyard run`` runs in the foreground)."""
+    result = _app(config).enqueue(job, environment=env, trigger="manual", cause=cause or "Triggered manually")
+    data = {"run_id": result.run_id, "created": result.created, "coalesced": result.coalesced}
+    if as_json:
+        return _emit(data)
+    if result.coalesced:
+        out.print(f"Run {result.run_id} was already queued for this job; the trigger was folded into it")
+    else:
+        out.print(f"Queued run {result.run_id}")
+
+
+@cli.command()
+@handle_errors
+def cancel(run_id: int, config: ConfigOpt = None) -> None:
+    """Cancel a run: a queued one at once, a running one through its worker."""
+    outcome = _app(config).cancel(run_id)
+    out.print({"cancelled": f"Run {run_id} cancelled",
+               "requested": f"Cancel of run {run_id} requested; its worker stops dbt",
+               "final": f"Run {run_id} had already finished"}[outcome])
+
+
+@cli.command()
+@handle_errors
+def deploy(config: ConfigOpt = None) -> None:
+    """Re-sync environments and jobs from dockyard.yml into the store."""
+    ids = _app(config).deploy()
+    out.print(f"Deployed {len(ids)} job(s): " + ", ".join(f"{name} ({i})" for name, i in ids.items()))
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,28 @@
+"""Named crash points for fault tests (Dagster's ``debug_crash_flags`` idea).
+
+``DOCKYARD_CRASH_AT=run_inserted`` makes the process kill itself with
+``DOCKYARD_CRASH_SIGNAL`` (default SIGKILL) when it reaches that point. Unset, a crash
+point costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = {
+    # scheduler
+    "tick_leased", "run_inserted", "tick_committed",
+    # worker
+    "run_claimed", "run_started", "step_finished", "run_finished",
+}
+
+
+def crash_point(name: str) -> None:
+    assert name in POINTS, name
+    if os.environ.get("DOCKYARD_CRASH_AT") != name:
+        return
+    sig = getattr(signal, os.environ.get("DOCKYARD_CRASH_SIGNAL", "SIGKILL"))
+    os.kill(os.getpid(), sig)
+    if sig != signal.SIGKILL:  # a handled signal returns here: stop the way the handler asked
+        signal.pause()

@@ -1,0 +1,162 @@
+"""The scheduler: cron fires, job-completion triggers, the reaper of lost runs, retries.
+
+The decisions are pure functions over an injected clock (:func:`due_fires`,
+:func:`completion_fires`); :class:`Scheduler` applies them to the store, where a unique
+``(job_id, fire_key)`` makes every fire happen at most once however many schedulers run
+and however often they crash.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from dockyard import clock
+from dockyard.crash import crash_point
+from dockyard.schedule import fire_times_between
+
+log = logging.getLogger("dockyard.scheduler")
+
+MISFIRE_GRACE = timedelta(seconds=60)  # a fire later than this counts as missed
+MAX_CATCHUP = 1000
+LEASE = "scheduler"
+
+
+def due_fires(cron: str, timezone: str, last_fire: datetime | None, now: datetime, *,
+              policy: str = "latest", window_s: float = 86400) -> tuple[list[datetime], datetime]:
+    """The fires to enqueue now, and the new ``last_fire``.
+
+    A job seen for the first time (``last_fire`` None) starts from ``now``: nothing fires
+    for times before dockyard knew the job. Fires in ``(last_fire, now]`` are due; those
+    later than :data:`MISFIRE_GRACE` are *missed* and handled by ``policy``: ``latest``
+    keeps only the most recent due fire, ``none`` drops every missed one, ``all`` keeps
+    them all. Only fires within ``window_s`` of ``now`` are considered.
+    """
+    if last_fire is None:
+        return [], now
+    start = max(last_fire, now - max(timedelta(seconds=window_s), MISFIRE_GRACE))
+    due = fire_times_between(cron, timezone, start, now, limit=MAX_CATCHUP) if start < now else []
+    on_time = [f for f in due if now - f <= MISFIRE_GRACE]
+    if policy == "all":
+        fires = due
+    elif policy == "none":
+        fires = on_time
+    else:
+        fires = due[-1:]
+    return fires, max(now, last_fire)
+
+
+def fire_key(at: datetime) -> str:
+    return "cron:" + at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Upstream:
+    """The latest final run of an upstream job, for ``triggers.after``."""
+
+    job: str
+    run_id: int
+    status: str
+    finished_at: datetime
+
+
+def completion_fires(when: str, statuses: list[str], upstream_jobs: list[str],
+                     latest: dict[str, list[Upstream]], last_fired_at: datetime | None) -> list[str]:
+    """Fire keys for a job with ``triggers.after``.
+
+    ``latest`` maps each upstream job to its final runs newer than ``last_fired_at``
+    (newest first). ``any``: one fire per qualifying upstream run. ``all``: one fire when
+    every upstream job has a qualifying run since the last such fire.
+    """
+    if when == "any":
+        return [f"after:{u.run_id}" for job in upstream_jobs for u in latest.get(job, [])
+                if u.status in statuses]
+    chosen = []
+    for job in upstream_jobs:
+        runs = [u for u in latest.get(job, []) if u.status in statuses]
+        if not runs:
+            return []
+        chosen.append(runs[0].run_id)
+    return ["after:" + ",".join(str(r) for r in sorted(chosen))]
+
+
+@dataclass
+class TickReport:
+    enqueued: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    reaped: list[int] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)
+    leader: bool = True
+
+
+class Scheduler:
+    """Applies the pure decisions to the store; one :meth:`tick` is one pass."""
+
+    def __init__(self, app, holder: str, now: Callable[[], datetime] = clock.now):
+        self.app = app
+        self.holder = holder
+        self.now = now
+
+    @property
+    def store(self):
+        return self.app.store
+
+    def tick(self) -> TickReport:
+        now = self.now()
+        report = TickReport()
+        server = self.app.config.server
+        if self.store.dialect == "sqlite":  # one scheduler at a time on SQLite
+            ttl = max(3 * server.heartbeat_seconds, 10)
+            if self.store.acquire_lease(LEASE, self.holder, ttl, now=now) is None:
+                report.leader = False
+                return report
+        crash_point("tick_leased")
+        ids = self.app.job_ids()
+        for job in self.app.config.jobs:
+            if job.cron and job.name in ids:
+                self._fire_cron(job, ids[job.name], now, report)
+        for job in self.app.config.jobs:
+            if job.triggers.after and job.name in ids:
+                self._fire_after(job, ids[job.name], now, report)
+        for reaped in self.store.reap(server.lost_after_seconds, now=now):
+            report.reaped.append(reaped.run_id)
+            self.app.stop_lost_process(reaped)
+            retry = self.app.maybe_retry(reaped.run_id)
+            if retry:
+                report.retried.append(retry)
+        return report
+
+    def _fire_cron(self, job, job_id: int, now: datetime, report: TickReport) -> None:
+        last = self.store.last_fire(job_id)
+        fires, new_last = due_fires(job.schedule.cron, job.schedule.timezone, last, now,
+                                    policy=job.catchup, window_s=job.catchup_window_seconds)
+        for at in fires:
+            result = self.app.enqueue(job.name, trigger="schedule", scheduled_for=at, fire_key=fire_key(at),
+                                      cause=f"Scheduled for {at.isoformat()}")
+            crash_point("run_inserted")
+            if result.duplicate_fire:
+                report.duplicates += 1
+            elif result.created:
+                report.enqueued.append(result.run_id)
+        if last is None or new_last > last:
+            self.store.set_last_fire(job_id, new_last)
+        crash_point("tick_committed")
+
+    def _fire_after(self, job, job_id: int, now: datetime, report: TickReport) -> None:
+        after = job.triggers.after
+        last_fired = self.store.last_completion_fire(job_id)
+        if last_fired is None:  # first sight: only runs finishing from now on count
+            self.store.mark_fire(job_id, "after:baseline", now)
+            return
+        latest = {name: [Upstream(name, r.id, r.status.value, r.finished_at)
+                         for r in self.store.final_runs_since(name, last_fired)]
+                  for name in after.jobs}
+        for key in completion_fires(after.when, list(after.status), after.jobs, latest, last_fired):
+            result = self.app.enqueue(job.name, trigger="job_completion", fire_key=key,
+                                      cause=f"Triggered by completion of {', '.join(after.jobs)}")
+            if result.duplicate_fire:
+                report.duplicates += 1
+            elif result.created or result.coalesced:
+                report.enqueued.append(result.run_id)

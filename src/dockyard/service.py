@@ -1,0 +1,119 @@
+"""The App's server-side behaviour: the queue, cancellation, retries, triggers, status.
+
+Mixed into :class:`dockyard.app.App`; every front-end (CLI, API, scheduler, workers)
+goes through these methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from datetime import timedelta
+
+from dockyard import clock
+from dockyard.domain import RunRecord, RunStatus
+from dockyard.errors import DockyardError
+
+log = logging.getLogger("dockyard.service")
+
+
+class ServiceOps:
+    """Needs ``self.store``, ``self.config``, ``self.jobs()``, ``self.job()``, ``self.loaded``."""
+
+    def job_ids(self) -> dict[str, int]:
+        return {j.name: j.id for j in self.jobs()}
+
+    def enqueue(self, ref: str | int, *, environment: str | None = None, trigger: str = "manual",
+                cause: str | None = None, scheduled_for=None, fire_key: str | None = None,
+                commands: list[str] | None = None, attempt: int = 1, retry_of: int | None = None,
+                not_before=None, overrides: dict | None = None, git_sha: str | None = None,
+                git_branch: str | None = None, coalesce: bool | None = None):
+        """Queue a run of a job for the workers; returns the store's EnqueueResult."""
+        record, job = self.job(ref)
+        env_name = environment or job.environment
+        if env_name not in self.config.environments:
+            raise DockyardError(f"no environment '{env_name}'",
+                                hint=f"environments: {', '.join(self.config.environments)}")
+        if coalesce is None:
+            coalesce = not job.allow_overlap and trigger != "retry"
+        return self.store.enqueue(
+            record.id, record.name, env_name, commands or job.all_commands, trigger=trigger,
+            cause=cause or f"Triggered {trigger}", scheduled_for=scheduled_for, fire_key=fire_key,
+            priority=job.priority, attempt=attempt, retry_of=retry_of, overrides=overrides,
+            git_sha=git_sha, git_branch=git_branch, not_before=not_before, coalesce=coalesce)
+
+    def cancel(self, run_id: int) -> str:
+        """Cancel a run: a queued run at once; an active run through its worker (SIGINT to
+        dbt, grace period, kill). Returns "cancelled", "requested" or "final"."""
+        return self.store.request_cancel(run_id)
+
+    def maybe_retry(self, run_id: int) -> int | None:
+        """Queue the next attempt of a failed run when its job's retry policy allows; only
+        the failed and never-reached nodes are re-run. Exactly once per failed run."""
+        from dockyard.retry import retry_steps, should_retry
+
+        run = self.store.get_run(run_id)
+        try:
+            _, job = self.job(run.job_id if run.job_id is not None else run.job)
+        except DockyardError:
+            return None
+        if run.status != RunStatus.ERROR or not should_retry(run, job.retries):
+            return None
+        steps = retry_steps(run)
+        if not steps:
+            return None
+        backoff = job.retries.backoff_seconds * (2 ** (run.attempt - 1))
+        result = self.enqueue(job.name, environment=run.environment, trigger="retry",
+                              cause=f"Retry {run.attempt + 1} of run {run.id} ({run.reason})",
+                              fire_key=f"retry:{run.id}", commands=[s.command for s in steps],
+                              attempt=run.attempt + 1, retry_of=run.id, coalesce=False,
+                              not_before=clock.now() + timedelta(seconds=backoff))
+        return result.run_id if result.created else None
+
+    def stop_lost_process(self, reaped) -> None:
+        """Kill what is left of a lost run's dbt process group, when it ran on this host."""
+        if reaped.pgid and reaped.host == socket.gethostname():
+            try:
+                os.killpg(reaped.pgid, signal.SIGKILL)
+                log.info("run %s: killed leftover dbt process group %s", reaped.run_id, reaped.pgid)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def after_run(self, run: RunRecord) -> None:
+        """Hook for what follows a finished run (completion triggers are fired by the
+        scheduler from the store, so nothing is lost if this process dies here)."""
+
+    def deploy(self) -> dict[str, int]:
+        """Re-sync environments and jobs from dockyard.yml into the store."""
+        return self.sync()
+
+    def reload(self, loaded) -> None:
+        """Switch to a newly loaded (valid) config; the next call re-syncs jobs."""
+        self.loaded, self.config = loaded, loaded.config
+        self.__dict__.pop("project", None)
+        self._synced = False
+
+    def status(self) -> dict:
+        """Processes with their heartbeats, the queue, and every scheduled job's next fire."""
+        alive_s = self.config.server.lost_after_seconds
+        processes = self.store.list_processes()
+        now = clock.now()
+        for proc in processes:
+            beat = proc.get("heartbeat_at")
+            proc["alive"] = bool(beat and not proc.get("stopped_at") and (now - beat).total_seconds() <= alive_s)
+        fires = {j.name: self.next_fires(j, 1) for j in self.jobs()}
+        return {"processes": processes, "queue": self.store.queue_stats(),
+                "next_fires": {name: (t[0] if t else None) for name, t in fires.items()}}
+
+    def health(self) -> dict:
+        try:
+            status = self.status()
+        except DockyardError as exc:
+            return {"status": "unavailable", "store": exc.what}
+        alive = [p for p in status["processes"] if p["alive"]]
+        scheduler = any(p["kind"] == "scheduler" for p in alive)
+        workers = sum(1 for p in alive if p["kind"] == "worker")
+        return {"status": "ok" if scheduler else "degraded", "store": "ok", "scheduler": scheduler,
+                "workers": workers, "queue": status["queue"]}

@@ -1,0 +1,120 @@
+"""What every part of the store shares: the engine, transactions, error translation, fencing.
+
+:class:`dockyard.store.Store` is assembled from mixins that all derive from
+:class:`StoreBase` (queries, run writes, the queue, ownership, processes and leases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from dockyard import clock
+from dockyard.domain import RunStatus
+from dockyard.errors import FencedError, NotFoundError
+from dockyard.store import records as rec
+from dockyard.store.engine import make_engine, mask_url, parse_url, write_options
+from dockyard.store.migrations import upgrade
+from dockyard.store.tables import runs
+
+#: A run a worker owns (and may write to) is in one of these statuses.
+ACTIVE = (RunStatus.STARTING.value, RunStatus.RUNNING.value)
+
+
+class StoreBase:
+    def __init__(self, url: str):
+        self._url = parse_url(url)
+        self.engine = make_engine(self._url)
+
+    # -- lifecycle -------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The store URL with any password masked (safe to print or log)."""
+        return mask_url(self._url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    __str__ = __repr__
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def migrate(self) -> bool:
+        """Create or upgrade the schema; a no-op (returns False) when up to date."""
+        with self._guard():
+            return upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions ----------------------------------------------------------
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        with rec.translate_errors(self._url):
+            yield
+
+    @contextmanager
+    def _write(self, isolation: str | None = None) -> Iterator[Connection]:
+        """One write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``isolation`` if given)."""
+        with self._guard(), self.engine.connect() as conn:
+            write_options(conn)
+            if isolation and self.dialect == "postgresql":
+                conn.execution_options(isolation_level=isolation)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._guard(), self.engine.connect() as conn:
+            if self.dialect == "postgresql":  # several SELECTs, one snapshot
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            yield conn
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    @staticmethod
+    def _run_not_found(conn: Connection, run_id: int) -> NotFoundError:
+        newest = conn.execute(select(func.max(runs.c.id))).scalar()
+        hint = f"the newest run is {newest}" if newest else "no runs have been recorded yet"
+        return NotFoundError(f"Run {run_id} not found", hint=hint)
+
+    @staticmethod
+    def _fence(conn: Connection, run_id: int, epoch: int | None, now: datetime | None = None) -> None:
+        """Check, inside ``conn``'s transaction, that the caller still owns the run.
+
+        A conditional ``UPDATE runs SET updated_at`` (not a SELECT) so that on PostgreSQL the
+        row stays locked until commit: a reaper or rival claim waits for this write instead
+        of interleaving with it. Raises :class:`FencedError` (the transaction then rolls back,
+        so nothing is written) unless the run is starting/running with lease epoch ``epoch``.
+        ``epoch=None`` checks nothing (callers that do not hold a lease).
+        """
+        if epoch is None:
+            return
+        stmt = (update(runs)
+                .where(runs.c.id == run_id, runs.c.lease_epoch == epoch, runs.c.status.in_(ACTIVE))
+                .values(updated_at=now or clock.now()))
+        if conn.execute(stmt).rowcount == 1:
+            return
+        row = conn.execute(select(runs.c.status, runs.c.lease_epoch).where(runs.c.id == run_id)).first()
+        if row is None:
+            raise FencedError(f"Run {run_id} no longer exists",
+                              hint="stop working on it; nothing was written")
+        raise FencedError(f"Run {run_id} is no longer owned by lease epoch {epoch} "
+                          f"(it is {row.status}, epoch {row.lease_epoch})",
+                          hint="another worker or the reaper took it over; stop working on it "
+                               "(nothing was written)")

@@ -1,0 +1,246 @@
+"""Long-running processes: the scheduler loop, worker slots, and ``dockyard serve``.
+
+Every process writes a heartbeat row (``dockyard status`` shows them). Worker slots are
+forked before anything else happens in a worker process (no threads, no connections),
+then each imports dbt once and forks dbt per step. ``dockyard serve`` starts the
+scheduler and the workers as child processes, restarts them if they die, serves the
+HTTP API, and on SIGTERM stops them gracefully (runs finish within
+``server.shutdown_grace_seconds`` or are cancelled and requeued).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dockyard.config.loader import load_config
+from dockyard.errors import ConfigError, StoreError
+
+log = logging.getLogger("dockyard.supervisor")
+
+
+class Stop:
+    """A flag set by SIGTERM/SIGINT (async-signal-safe)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum, frame) -> None:
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+class Reloader:
+    """Re-reads dockyard.yml when it changes; an invalid file keeps the last good config."""
+
+    def __init__(self, app):
+        self.app = app
+        self.path = Path(app.loaded.path)
+        self.mtime = self._mtime()
+        self.error: str | None = None
+
+    def _mtime(self) -> float:
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def check(self) -> bool:
+        mtime = self._mtime()
+        if mtime == self.mtime:
+            return False
+        self.mtime = mtime
+        try:
+            loaded = load_config(self.path)
+        except ConfigError as exc:
+            self.error = exc.render()
+            log.error("dockyard.yml is invalid, keeping the last good jobs: %s", self.error)
+            return False
+        self.app.reload(loaded)
+        self.error = None
+        log.info("reloaded %s", self.path)
+        return True
+
+
+def run_scheduler(app, stop: Stop | None = None) -> None:
+    from dockyard.schedule import next_fire_times
+    from dockyard.scheduler import Scheduler
+    from dockyard.worker import process_id
+
+    stop = stop or Stop()
+    holder = process_id("scheduler")
+    store = app.store
+    store.register_process(holder, "scheduler", socket.gethostname(), os.getpid())
+    scheduler = Scheduler(app, holder)
+    reloader = Reloader(app)
+    last_beat = 0.0
+    app.sync()
+    try:
+        while not stop():
+            try:
+                if app.config.server.reload and reloader.check():
+                    app.sync()
+                if time.monotonic() - last_beat >= app.config.server.heartbeat_seconds:
+                    store.heartbeat_process(holder, info={"config_error": reloader.error})
+                    last_beat = time.monotonic()
+                scheduler.tick()
+            except StoreError as exc:
+                log.warning("store unreachable: %s", exc.what)
+            # wake up for the next fire (never sleep more than a second)
+            now = time.time()
+            wake = now + 1.0
+            for job in app.config.jobs:
+                if job.cron:
+                    nxt = next_fire_times(job.schedule.cron, job.schedule.timezone, _utc(now), 1)[0]
+                    wake = min(wake, nxt.timestamp() + 0.005)
+            _sleep_until(wake, stop)
+    finally:
+        try:
+            store.release_lease("scheduler", holder)
+            store.stop_process(holder)
+        except StoreError:
+            pass
+
+
+def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) -> None:
+    from dockyard.app import App
+    from dockyard.runner.invocation import preload_dbt
+    from dockyard.worker import Worker
+
+    app = App.open(config_path, store_url)
+    preload_dbt()  # import dbt once; every run's steps are forked from here
+    worker = Worker(app, stop=stop)
+    reloader = Reloader(app)
+    original = worker.run_once
+
+    def run_once():
+        if app.config.server.reload:
+            reloader.check()
+        return original()
+
+    worker.run_once = run_once
+    worker.run_forever()
+
+
+def run_worker(config_path: str | None, store_url: str | None, concurrency: int) -> int:
+    """Fork ``concurrency`` worker slots and keep them alive until SIGTERM."""
+    slots: dict[int, int] = {}
+    stop = Stop()
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                run_worker_slot(config_path, store_url, Stop())
+            except BaseException:  # noqa: BLE001 - a slot must never return into the parent's loop
+                log.exception("worker slot %s crashed", slot)
+                code = 1
+            finally:
+                os._exit(code)
+        slots[pid] = slot
+
+    for slot in range(concurrency):
+        spawn(slot)
+    while slots:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            if stop():
+                for child in list(slots):
+                    _signal(child, signal.SIGTERM)
+                while slots:
+                    try:
+                        pid, _ = os.waitpid(-1, 0)
+                    except ChildProcessError:
+                        break
+                    slots.pop(pid, None)
+                break
+            time.sleep(0.2)
+            continue
+        slot = slots.pop(pid, None)
+        if slot is not None and not stop():
+            log.warning("worker slot %s exited (status %s); restarting it", slot, status)
+            time.sleep(1)
+            spawn(slot)
+    return 0
+
+
+def serve(config_path: str | None, store_url: str | None, *, host: str, port: int, workers: int,
+          ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> int:
+    """Scheduler + workers as child processes, and the HTTP API in this process."""
+    import uvicorn
+
+    from dockyard.api.app import create_app
+    from dockyard.app import App
+
+    app = App.open(config_path, store_url)
+    app.store  # migrate before the children start  # noqa: B018
+    base = [sys.executable, "-m", "dockyard", *(["--store-url", store_url] if store_url else [])]
+    config = ["--config", str(app.loaded.path)]
+    specs = {"scheduler": [*base, "scheduler", *config]}
+    if workers:
+        specs["worker"] = [*base, "worker", *config, "--concurrency", str(workers)]
+    children = {name: subprocess.Popen(cmd) for name, cmd in specs.items()}
+
+    server = uvicorn.Server(uvicorn.Config(create_app(app), host=host, port=port, log_level="warning",
+                                           ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile))
+
+    import threading
+
+    def watch() -> None:
+        while not server.should_exit:
+            for name, proc in list(children.items()):
+                if proc.poll() is not None and not server.should_exit:
+                    log.warning("%s exited with %s; restarting it", name, proc.returncode)
+                    children[name] = subprocess.Popen(specs[name])
+            time.sleep(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        server.run()
+    finally:
+        server.should_exit = True
+        grace = app.config.server.shutdown_grace_seconds + 15
+        for proc in children.values():
+            _signal(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in children.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _sleep_until(when: float, stop) -> None:
+    while not stop():
+        left = when - time.time()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.2))
+
+
+def _utc(ts: float):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC)
