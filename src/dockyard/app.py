@@ -191,6 +191,7 @@ class App(ServiceOps):
         secrets = resolve_secrets(self.loaded, env_name)
         commands = [s.command for s in run.steps]
         run_dir = self.state_dir / "runs" / str(run_id)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # targets/ holds dbt's raw files
         self.store.set_run_fields(run_id, artifacts_dir=str(run_dir), **_fence(epoch))
         plan = self._plan(run_id, env_name, target, job, commands, secrets, run_dir, job_id=record.id,
                           cause=run.cause, trigger=run.trigger)

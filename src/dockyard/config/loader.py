@@ -17,6 +17,8 @@ from dockyard.config.model import Config, Job
 from dockyard.errors import ConfigError, ConfigErrors, Location
 
 CONFIG_NAME = "dockyard.yml"
+# Keys whose values an error message must not repeat (they are or may embed secrets).
+SENSITIVE_KEYS = frozenset({"secrets", "integration_key", "webhook_url", "url"})
 
 
 @dataclass
@@ -196,8 +198,10 @@ def _located(err: dict, raw: Any, path: Path) -> ConfigError:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
         return ConfigError(msg, location=location, hint=_fix_hint(loc, msg))
-    return ConfigError(f"{msg.rstrip('.')} (got {err.get('input')!r})", location=location,
-                       hint=_fix_hint(loc, msg))
+    # never echo a value written where a secret (or a URL holding credentials) belongs
+    got = "" if SENSITIVE_KEYS.intersection(k for k in loc if isinstance(k, str)) \
+        else f" (got {err.get('input')!r})"
+    return ConfigError(f"{msg.rstrip('.')}{got}", location=location, hint=_fix_hint(loc, msg))
 
 
 def _fix_hint(loc: tuple, msg: str) -> str:

@@ -13,8 +13,11 @@ def dbt_debug(*, project_dir: Path, profiles_dir: Path, target: str, env: dict[s
               secrets: list[str], timeout: float = 120) -> tuple[bool, str]:
     """Run ``dbt debug`` in a process of its own; returns (ok, a scrubbed one-line summary)."""
     scrub = Scrubber.from_env(env, extra=secrets)
+    # --log-level-file none: as for runs, dbt's debug file log (logs/dbt.log in the project)
+    # would keep an unscrubbed copy of what dbt debug prints (the profile's fields, errors).
     argv = [sys.executable, "-m", "dbt.cli.main", "debug", "--target", target, "--profiles-dir",
-            str(profiles_dir), "--project-dir", str(project_dir), "--no-use-colors"]
+            str(profiles_dir), "--project-dir", str(project_dir), "--no-use-colors",
+            "--log-level-file", "none"]
     try:
         proc = subprocess.run(argv, cwd=project_dir, env=env, capture_output=True, text=True,
                               timeout=timeout, start_new_session=True)
