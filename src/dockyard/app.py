@@ -177,6 +177,45 @@ class App(ServiceOps):
                                   worker_id=f"{socket.gethostname()}:{os.getpid()}")
         return self.execute(run_id, observer=observer, on_start=on_start)
 
+    def rerun(self, run_id: int, *, from_failure: bool = True, observer: RunObserver | None = None,
+              on_start=None) -> RunRecord:
+        """Run a failed or cancelled run again, in the foreground, as a new run of the same job
+        and environment (trigger ``retry``, ``attempt`` + 1, ``retry_of`` the old run). With
+        ``from_failure``, the failed step for its nodes that did not complete, then the later
+        steps (:func:`dockyard.retry.retry_steps`); otherwise every command of the old run."""
+        from dockyard.retry import has_default_selector, retry_steps
+
+        old = self.get_run(run_id)
+        if not old.status.is_final:
+            raise DockyardError(f"run {run_id} is still {old.status.value}",
+                                hint="wait for it to finish (or cancel it), then rerun it")
+        if old.status == RunStatus.SUCCESS:
+            raise DockyardError(f"run {run_id} succeeded: there is nothing to re-run",
+                                hint=f"run the job again with: dockyard run {old.job_id or old.job}")
+        record, job = self.job(old.job_id if old.job_id is not None else old.job)
+        env_name = old.environment
+        if env_name not in self.config.environments:
+            raise NotFoundError(f"run {run_id} ran in environment '{env_name}', which is no longer configured",
+                                hint=f"environments: {', '.join(self.config.environments)}")
+        steps = sorted(old.steps, key=lambda s: s.index)
+        if from_failure:
+            default = has_default_selector(self.project.project_dir)
+            commands = [s.command for s in retry_steps(old, default_selector=default)]
+        else:
+            commands = [s.command for s in steps]
+        if not commands:
+            raise DockyardError(f"run {run_id} has no failed step to re-run from",
+                                hint=f"re-run all its commands with: dockyard rerun {run_id} --all")
+        self.project.target_for(env_name, job.settings.target_name if env_name == job.environment else None)
+        resolve_secrets(self.loaded, env_name)  # fail before a run is recorded
+        new_id = self.store.create_run(
+            record.id, record.name, env_name, commands, trigger="retry",
+            cause=f"Rerun of run {old.id}" + (" from failure" if from_failure else ""),
+            attempt=old.attempt + 1, retry_of=old.id)
+        self.store.transition_run(new_id, RunStatus.STARTING, expected={RunStatus.QUEUED},
+                                  worker_id=f"{socket.gethostname()}:{os.getpid()}")
+        return self.execute(new_id, observer=observer, on_start=on_start)
+
     def execute(self, run_id: int, *, epoch: int | None = None, observer: RunObserver | None = None,
                 on_start=None, recorder=None, keep_open=None) -> RunRecord:
         """Execute a run that is ``starting`` (claimed by this process): its stored steps, in

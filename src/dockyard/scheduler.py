@@ -150,8 +150,11 @@ class Scheduler:
         if last_fired is None:  # first sight: only runs finishing from now on count
             self.store.mark_fire(job_id, "after:baseline", now)
             return
+        # 'any' fires per upstream run (keys are run ids), so it can look back a little
+        # further than the last fire and catch a run committed just after a tick read.
+        since = last_fired - timedelta(seconds=30) if after.when == "any" else last_fired
         latest = {name: [Upstream(name, r.id, r.status.value, r.finished_at)
-                         for r in self.store.final_runs_since(name, last_fired)]
+                         for r in self.store.final_runs_since(name, since)]
                   for name in after.jobs}
         for key in completion_fires(after.when, list(after.status), after.jobs, latest, last_fired):
             result = self.app.enqueue(job.name, trigger="job_completion", fire_key=key,

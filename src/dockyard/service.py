@@ -52,16 +52,23 @@ class ServiceOps:
     def maybe_retry(self, run_id: int) -> int | None:
         """Queue the next attempt of a failed run when its job's retry policy allows; only
         the failed and never-reached nodes are re-run. Exactly once per failed run."""
-        from dockyard.retry import retry_steps, should_retry
+        from dockyard.retry import failed_step, has_default_selector, retry_steps, should_retry
 
         run = self.store.get_run(run_id)
         try:
             _, job = self.job(run.job_id if run.job_id is not None else run.job)
         except DockyardError:
             return None
-        if run.status != RunStatus.ERROR or not should_retry(run, job.retries):
+        step = failed_step(run)
+        log_text = None
+        if step is not None:
+            try:
+                log_text = self.run_log(run.id, step.index)
+            except DockyardError:
+                log_text = None
+        if run.status != RunStatus.ERROR or not should_retry(run, job.retries, log_text):
             return None
-        steps = retry_steps(run)
+        steps = retry_steps(run, default_selector=has_default_selector(self.project.project_dir))
         if not steps:
             return None
         backoff = job.retries.backoff_seconds * (2 ** (run.attempt - 1))

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from dockyard import clock
 from dockyard.config.loader import load_config
 from dockyard.errors import ConfigError, StoreError
 
@@ -73,7 +74,6 @@ class Reloader:
 
 
 def run_scheduler(app, stop: Stop | None = None) -> None:
-    from dockyard.schedule import next_fire_times
     from dockyard.scheduler import Scheduler
     from dockyard.worker import process_id
 
@@ -96,14 +96,7 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
                 scheduler.tick()
             except StoreError as exc:
                 log.warning("store unreachable: %s", exc.what)
-            # wake up for the next fire (never sleep more than a second)
-            now = time.time()
-            wake = now + 1.0
-            for job in app.config.jobs:
-                if job.cron:
-                    nxt = next_fire_times(job.schedule.cron, job.schedule.timezone, _utc(now), 1)[0]
-                    wake = min(wake, nxt.timestamp() + 0.005)
-            _sleep_until(wake, stop)
+            _sleep_until(time.time() + _seconds_to_next_fire(app), stop)
     finally:
         try:
             store.release_lease("scheduler", holder)
@@ -240,7 +233,14 @@ def _sleep_until(when: float, stop) -> None:
         time.sleep(min(left, 0.2))
 
 
-def _utc(ts: float):
-    from datetime import UTC, datetime
+def _seconds_to_next_fire(app) -> float:
+    """Real seconds until just after the next cron fire, at most one second."""
+    from dockyard.schedule import next_fire_times
 
-    return datetime.fromtimestamp(ts, UTC)
+    now = clock.now()
+    wait = 1.0
+    for job in app.config.jobs:
+        if job.cron:
+            nxt = next_fire_times(job.schedule.cron, job.schedule.timezone, now, 1)[0]
+            wait = min(wait, (nxt - now).total_seconds() * clock.sleep_scale() + 0.005)
+    return max(wait, 0.0)

@@ -160,6 +160,62 @@ def run(
     raise typer.Exit(EXIT.get(result.status, 1))
 
 
+def _foreground(start, title, as_json: bool, quiet: bool) -> None:
+    """What ``run`` does around the App call, for any foreground run: progress (dbt's log
+    lines unless quiet or JSON), Ctrl-C/SIGTERM cancel, the summary or JSON, the exit code.
+    ``start(observer, on_start)`` runs it; ``title(run_id)`` is the first line printed."""
+    console = Console(stderr=True, highlight=False) if as_json else Console(highlight=False, width=WIDTH)
+    progress = Progress(console, [], echo_logs=not (as_json or quiet))
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_start(run_id, executor):
+        def cancel(signum, frame):
+            console.print(Text("Cancelling: stopping dbt (Ctrl-C again does not skip the grace period)",
+                               style="yellow"))
+            executor.cancel()
+        signal.signal(signal.SIGINT, cancel)
+        signal.signal(signal.SIGTERM, cancel)
+        progress.commands = [s.command for s in executor.plan.steps]
+        console.print(Text(title(run_id), style="bold"))
+
+    try:
+        with progress:
+            result = start(progress, on_start)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if as_json:
+        _emit(run_dict(result))
+    else:
+        show_run(console, result, all_nodes=False)
+    raise typer.Exit(EXIT.get(result.status, 1))
+
+
+@cli.command()
+@handle_errors
+def rerun(
+    run_id: Annotated[int, typer.Argument(help="The failed or cancelled run.")],
+    from_failure: Annotated[bool, typer.Option(
+        "--from-failure/--all",
+        help="Only the failed step's nodes that did not complete, then the later steps (default); "
+             "or every command of the run.")] = True,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo dbt's log lines.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Run a failed run again in the foreground, from its failure. Exit codes as for run."""
+    app = _app(config)
+    old = app.get_run(run_id)
+
+    def title(new_id: int) -> str:
+        return (f"Run {new_id}: {old.job} on {old.environment} (attempt {old.attempt + 1}, "
+                f"rerun of run {old.id}{' from failure' if from_failure else ''})")
+
+    _foreground(lambda observer, on_start: app.rerun(run_id, from_failure=from_failure, observer=observer,
+                                                     on_start=on_start),
+                title, as_json, quiet)
+
+
 @cli.command()
 @handle_errors
 def runs(

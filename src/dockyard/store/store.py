@@ -24,13 +24,14 @@ from dockyard.store.queries import RunQueries
 from dockyard.store.queue import Claim, EnqueueResult, QueueOps
 from dockyard.store.tables import environments
 from dockyard.store.tables import jobs as jobs_table
+from dockyard.store.triggers import TriggerOps
 from dockyard.store.writes import BATCH, RUN_FIELDS, TRANSITION_FIELDS, TRIGGERS
 
 __all__ = ["BATCH", "RUN_FIELDS", "TRANSITION_FIELDS", "TRIGGERS", "Claim", "EnqueueResult",
            "HeartbeatResult", "Reaped", "Store"]
 
 
-class Store(RunQueries, QueueOps, OwnershipOps, ProcessOps):
+class Store(RunQueries, QueueOps, OwnershipOps, ProcessOps, TriggerOps):
     """The run store on SQLite or PostgreSQL (``Store(url)``; call :meth:`migrate` first)."""
 
     def __enter__(self) -> Store:
