@@ -10,6 +10,7 @@ HTTP API, and on SIGTERM stops them gracefully (runs finish within
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -73,11 +74,21 @@ class Reloader:
         return True
 
 
+def follow_supervisor() -> None:
+    """A child of ``dockyard serve`` stops (SIGINT) when serve dies, even by SIGKILL."""
+    parent = os.environ.get("DOCKYARD_SUPERVISOR_PID")
+    if parent:
+        from dockyard.runner.invocation import _lifeline
+
+        _lifeline(int(parent))
+
+
 def run_scheduler(app, stop: Stop | None = None) -> None:
     from dockyard.scheduler import Scheduler
     from dockyard.worker import process_id
 
     stop = stop or Stop()
+    follow_supervisor()
     holder = process_id("scheduler")
     store = app.store
     store.register_process(holder, "scheduler", socket.gethostname(), os.getpid())
@@ -129,6 +140,7 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
     """Fork ``concurrency`` worker slots and keep them alive until SIGTERM."""
     slots: dict[int, int] = {}
     stop = Stop()
+    follow_supervisor()
 
     def spawn(slot: int) -> None:
         pid = os.fork()
@@ -186,10 +198,24 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
     specs = {"scheduler": [*base, "scheduler", *config]}
     if workers:
         specs["worker"] = [*base, "worker", *config, "--concurrency", str(workers)]
-    children = {name: subprocess.Popen(cmd) for name, cmd in specs.items()}
+    env = {**os.environ, "DOCKYARD_SUPERVISOR_PID": str(os.getpid())}
+    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in specs.items()}
 
-    server = uvicorn.Server(uvicorn.Config(create_app(app), host=host, port=port, log_level="warning",
-                                           ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile))
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM after its own shutdown, which would kill this process
+        # before it stops its children: handle the signals here instead.
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
+
+    server = Server(uvicorn.Config(create_app(app), host=host, port=port, log_level="warning",
+                                   ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile))
+
+    def shutdown(signum, frame) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
 
     import threading
 
@@ -198,7 +224,7 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
             for name, proc in list(children.items()):
                 if proc.poll() is not None and not server.should_exit:
                     log.warning("%s exited with %s; restarting it", name, proc.returncode)
-                    children[name] = subprocess.Popen(specs[name])
+                    children[name] = subprocess.Popen(specs[name], env=env)
             time.sleep(1)
 
     threading.Thread(target=watch, daemon=True).start()

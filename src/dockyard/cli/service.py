@@ -18,6 +18,7 @@ from dockyard.views import iso
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _config_path(config: Path | None) -> str | None:
