@@ -18,7 +18,7 @@ def test_migrate_is_idempotent(empty_url: str) -> None:
         assert store.migrate() is True
         assert store.migrate() is False
         with store.engine.connect() as conn:
-            assert current_revision(conn) == head_revision() == "0001"
+            assert current_revision(conn) == head_revision() == "0003"
         job_ids = store.sync_jobs([{"name": "a", "environment": "prod"}])
     with Store(empty_url) as again:  # a second process start
         assert again.migrate() is False
@@ -47,3 +47,48 @@ def test_concurrent_migrations_do_not_collide(empty_url: str) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+def test_upgrade_from_0001_keeps_runs_and_downgrade_round_trips(empty_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from dockyard.store.migrations import alembic_config, upgrade
+
+    with Store(empty_url) as store:
+        assert upgrade(store.engine, "0001") is True
+        with store.engine.begin() as conn:  # a run written by the 0001 code
+            conn.execute(text("INSERT INTO jobs (name, environment, definition, created_at, updated_at) "
+                              "VALUES ('a', 'prod', '{}', '2025-01-01', '2025-01-01')"))
+            conn.execute(text("INSERT INTO runs (job_id, job_name, environment, status, status_code, "
+                              "created_at, updated_at) VALUES (1, 'a', 'prod', 'queued', 1, "
+                              "'2025-01-01', '2025-01-01')"))
+        assert store.migrate() is True
+        run = store.get_run(1)
+        assert (run.coalesced, run.not_before, run.claimed_at, run.pgid) == (0, None, None, None)
+        assert store.claim("w", "h").run_id == 1
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+            assert current_revision(conn) == "0001"
+            assert "fires" not in inspect(conn).get_table_names()
+            assert "lease_epoch" in {c["name"] for c in inspect(conn).get_columns("runs")}
+            assert "claimed_at" not in {c["name"] for c in inspect(conn).get_columns("runs")}
+        assert store.migrate() is True
+        assert store.get_run(1).status.value == "starting"
+
+
+def test_head_revision_matches_alembic() -> None:
+    from alembic.script import ScriptDirectory
+
+    from dockyard.store.migrations import alembic_config, head_revision
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_importing_the_store_does_not_load_alembic() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, dockyard.app; print('alembic' in sys.modules, 'mako' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == \
+        ["False", "False"]

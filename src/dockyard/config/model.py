@@ -33,6 +33,7 @@ class StoreConfig(Strict):
 
 class RunnerConfig(Strict):
     mode: Literal["fork", "subprocess"] = "fork"
+    preload: bool | None = None
     grace_seconds: float = Field(10.0, ge=0, le=600)
     inherit_env: list[str] = Field(default_factory=list)
 
@@ -48,6 +49,9 @@ class ServerConfig(Strict):
     poll_seconds: float = Field(0.25, gt=0, le=10)
     shutdown_grace_seconds: float = Field(60.0, ge=0, le=86400)
     reload: bool = True
+    # the API (per token, per server process): requests and run triggers per minute
+    request_rate_per_minute: int = Field(30000, ge=1)
+    trigger_rate_per_minute: int = Field(60, ge=1)
 
 
 class Environment(Strict):

@@ -17,6 +17,8 @@ SUBCOMMANDS = {
 }
 SUB_SUBCOMMANDS = {"docs": {"generate"}, "source": {"freshness"}}
 SHELL_TOKENS = {"|", "||", "&", "&&", ";", ">", ">>", "<", "<<", "`", "$(", "2>", "2>&1"}
+# Subcommands that write no target folder and reject --target-path.
+NO_TARGET_PATH = ("debug", "deps")
 # Flags dockyard sets itself for each environment; a job may not set them.
 MANAGED_FLAGS = {"--target", "-t", "--profiles-dir", "--project-dir", "--target-path",
                  "--log-path", "--log-format", "--log-format-file", "--log-level-file"}
@@ -91,11 +93,12 @@ def build_argv(
 ) -> list[str]:
     """The argv after ``dbt`` for one step of a run in one environment."""
     argv = list(command.args)
-    argv += ["--target", target, "--profiles-dir", profiles_dir, "--project-dir", project_dir,
-             "--target-path", target_path,
-             # dockyard keeps dbt's console log per step (scrubbed); dbt's own debug file log
-             # would be an unscrubbed copy in the project folder, so it is turned off.
-             "--log-level-file", "none"]
+    argv += ["--target", target, "--profiles-dir", profiles_dir, "--project-dir", project_dir]
+    if command.subcommand not in NO_TARGET_PATH:
+        argv += ["--target-path", target_path]
+    # dockyard keeps dbt's console log per step (scrubbed); dbt's own debug file log
+    # would be an unscrubbed copy in the project folder, so it is turned off.
+    argv += ["--log-level-file", "none"]
     if threads and command.subcommand not in ("debug", "deps", "clean", "parse", "list", "ls") \
             and not command.has_flag("--threads"):
         argv += ["--threads", str(threads)]

@@ -142,7 +142,8 @@ class Executor:
             def note(text: str) -> None:
                 emit(f"{time.strftime('%H:%M:%S', time.gmtime())}  [dockyard] {text}")
 
-            inv = DbtInvocation(step.argv, project_dir=plan.project_dir, env=plan.env, mode=plan.mode)
+            inv = DbtInvocation(step.argv, project_dir=plan.project_dir, env=plan.env, mode=plan.mode,
+                                preload=plan.preload)
             try:
                 inv.start()
             except DbtInvocationError as exc:
@@ -270,9 +271,11 @@ class Executor:
     def _reconcile(self, index: int, tracker: NodeTracker) -> None:
         run_results = self._load_copied(index, "run_results.json")
         sources = self._load_copied(index, "sources.json")
-        manifest = self._load_copied(index, "manifest.json") if run_results else None
+        # names, types and compiled paths came with dbt's live events; loading the manifest
+        # here (tens of MB of Python objects on big projects) would only grow this process,
+        # whose pages every later dbt step shares
         if run_results or sources:
-            tracker.reconcile(run_results, manifest=manifest, sources=sources)
+            tracker.reconcile(run_results, sources=sources)
 
     def _scrub_node(self, node: NodeResult) -> NodeResult:
         if not self.scrubber:

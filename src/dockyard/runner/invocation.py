@@ -124,6 +124,16 @@ class DbtEvent:
         return self.payload.get("data") or {}
 
 
+def _ensure_resource_tracker() -> None:
+    """dbt makes multiprocessing (spawn) locks, whose named semaphores are watched by a
+    resource-tracker process. Started in the parent, one tracker serves every fork child;
+    otherwise each child would spawn its own inside its process group, and killing the
+    group at the end would leak the semaphores in /dev/shm."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+
+
 def preload_dbt(adapters: Sequence[str] = ()) -> None:
     """Import dbt (and optionally adapter plugins, e.g. ``"duckdb"``) into this process.
 
@@ -132,15 +142,9 @@ def preload_dbt(adapters: Sequence[str] = ()) -> None:
     """
     global _dbt_loaded
     if not _dbt_loaded:
-        from multiprocessing import resource_tracker
-
         import dbt.cli.main  # noqa: F401
 
-        # dbt makes multiprocessing (spawn) locks, whose named semaphores are watched by a
-        # resource-tracker process. Started here, one tracker serves every fork child;
-        # otherwise each child would spawn its own inside its process group, and killing
-        # the group at the end would leak the semaphores in /dev/shm.
-        resource_tracker.ensure_running()
+        _ensure_resource_tracker()
         _dbt_loaded = True
     for adapter in adapters:
         with contextlib.suppress(ImportError):
@@ -203,6 +207,7 @@ class DbtInvocation:
         mode: str = "fork",
         forward: Collection[str] = NODE_EVENTS,
         python: str | None = None,
+        preload: bool = True,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -212,6 +217,10 @@ class DbtInvocation:
         self.mode = mode
         self.forward = frozenset(forward)
         self.python = python or sys.executable
+        # fork mode: import dbt in this process once and fork it warm (fast steps, but this
+        # process keeps dbt's ~90 MB, which every child then shares copy-on-write), or fork
+        # a lean child that imports dbt itself (as small as raw dbt, as slow to start)
+        self.preload = preload
         self.pid: int | None = None
         self.returncode: int | None = None
         self.started_at: float | None = None
@@ -260,7 +269,10 @@ class DbtInvocation:
 
     def _start_fork(self) -> None:
         global _warned_threads
-        preload_dbt()
+        if self.preload:
+            preload_dbt()
+        else:
+            _ensure_resource_tracker()
         if threading.active_count() > 1 and not _warned_threads:
             _warned_threads = True
             log.warning("forking dbt from a process with %d threads; fork mode expects a "

@@ -30,6 +30,7 @@ class RunPlan:
     grace_seconds: float = 10.0  # SIGINT → SIGTERM
     mode: str = "fork"  # "fork" | "subprocess" (see dockyard.runner.invocation)
     kill_after_seconds: float = 5.0  # SIGTERM → SIGKILL
+    preload: bool = True  # fork mode: fork dbt from this process with dbt already imported
 
 
 class Recorder(Protocol):
