@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from dockyard import clock
 from dockyard.domain import RunStatus, StepStatus
+from dockyard.errors import StoreError
 from dockyard.store.base import ACTIVE, StoreBase
 from dockyard.store.tables import run_steps, runs
 
@@ -103,9 +104,14 @@ class OwnershipOps(StoreBase):
             for row in rows:
                 if row.id in done:
                     continue
-                with self._write() as conn:
-                    if not self._end_run(conn, row.id, row.lease_epoch, cond, RunStatus.ERROR, reason, now):
-                        continue
+                try:
+                    with self._write() as conn:
+                        if not self._end_run(conn, row.id, row.lease_epoch, cond, RunStatus.ERROR, reason, now):
+                            continue
+                except StoreError:
+                    if reaped:  # report the runs already reaped (their retries are due); the
+                        return reaped  # others are found again by the next reap
+                    raise
                 done.add(row.id)
                 reaped.append(Reaped(row.id, row.worker_id, row.host, row.pgid, row.lease_epoch, row.attempt,
                                      row.job_id, reason, row.cancel_requested_at is not None))

@@ -37,6 +37,13 @@ class StoredRun(RunRecord):
     git_branch: str | None = None
     lease_epoch: int = 0
     heartbeat_at: datetime | None = None
+    not_before: datetime | None = None
+    claimed_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    coalesced: int = 0
+    host: str | None = None
+    pgid: int | None = None
+    idempotency_key: str | None = None
 
 
 NODE_FIELDS = tuple(f.name for f in fields(NodeResult) if f.name != "step_index")  # written
@@ -81,6 +88,9 @@ def run_record(row: Mapping[str, Any]) -> StoredRun:
         overrides=row["overrides"], git_sha=row["git_sha"], git_branch=row["git_branch"],
         artifacts_dir=row["artifacts_dir"], worker_id=row["worker_id"],
         lease_epoch=row["lease_epoch"], heartbeat_at=row["heartbeat_at"],
+        not_before=row["not_before"], claimed_at=row["claimed_at"],
+        cancel_requested_at=row["cancel_requested_at"], coalesced=row["coalesced"], host=row["host"],
+        pgid=row["pgid"], idempotency_key=row["idempotency_key"],
     )
 
 

@@ -18,20 +18,25 @@ from dockyard import clock
 from dockyard.domain import JobRecord
 from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store import records as rec
+from dockyard.store.api_jobs import ApiJobOps
 from dockyard.store.ownership import HeartbeatResult, OwnershipOps, Reaped
 from dockyard.store.processes import ProcessOps
 from dockyard.store.queries import RunQueries
 from dockyard.store.queue import Claim, EnqueueResult, QueueOps
+from dockyard.store.search import RunSearch, RunSearchOps
+from dockyard.store.stats import StatsOps
 from dockyard.store.tables import environments
 from dockyard.store.tables import jobs as jobs_table
+from dockyard.store.tokens import TokenOps
 from dockyard.store.triggers import TriggerOps
 from dockyard.store.writes import BATCH, RUN_FIELDS, TRANSITION_FIELDS, TRIGGERS
 
 __all__ = ["BATCH", "RUN_FIELDS", "TRANSITION_FIELDS", "TRIGGERS", "Claim", "EnqueueResult",
-           "HeartbeatResult", "Reaped", "Store"]
+           "HeartbeatResult", "Reaped", "RunSearch", "Store"]
 
 
-class Store(RunQueries, QueueOps, OwnershipOps, ProcessOps, TriggerOps):
+class Store(RunQueries, QueueOps, OwnershipOps, ProcessOps, TriggerOps,
+            RunSearchOps, StatsOps, TokenOps, ApiJobOps):  # the last four: the API
     """The run store on SQLite or PostgreSQL (``Store(url)``; call :meth:`migrate` first)."""
 
     def __enter__(self) -> Store:
@@ -70,11 +75,13 @@ class Store(RunQueries, QueueOps, OwnershipOps, ProcessOps, TriggerOps):
         now = clock.now()
         wanted = {j["name"]: {"name": j["name"], "environment": j["environment"], "cron": j.get("cron"),
                               "timezone": j.get("timezone") or "UTC",
-                              "definition": rec.jsonable(j.get("definition") or {}), "active": True}
+                              "definition": rec.jsonable(j.get("definition") or {}), "active": True,
+                              "source": "config"}
                   for j in jobs}
         with self._write() as conn:
             conn.execute(update(jobs_table)
-                         .where(jobs_table.c.active.is_(True), jobs_table.c.name.not_in(names))
+                         .where(jobs_table.c.active.is_(True), jobs_table.c.name.not_in(names),
+                                jobs_table.c.source == "config")  # API-created jobs are not in the file
                          .values(active=False, updated_at=now))
             existing = {row["name"]: row for row in conn.execute(
                 select(jobs_table).where(jobs_table.c.name.in_(names))).mappings()}
@@ -82,7 +89,7 @@ class Store(RunQueries, QueueOps, OwnershipOps, ProcessOps, TriggerOps):
                        if name not in existing or any(existing[name][k] != v for k, v in row.items())]
             if changed:
                 stmt = self._insert(jobs_table)
-                keep = ("environment", "cron", "timezone", "definition", "active", "updated_at")
+                keep = ("environment", "cron", "timezone", "definition", "active", "source", "updated_at")
                 conn.execute(stmt.on_conflict_do_update(
                     index_elements=["name"], set_={c: stmt.excluded[c] for c in keep}), changed)
             ids = dict(conn.execute(select(jobs_table.c.name, jobs_table.c.id)

@@ -250,3 +250,39 @@ leases = Table(  # named leader leases (e.g. the active scheduler); epoch only g
     Column("expires_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("name", name="pk_leases"),
 )
+
+# -- 0003: the API ------------------------------------------------------------------------
+
+jobs.append_column(  # "config" (dockyard.yml, synced) or "api" (created through the API)
+    Column("source", String(16), nullable=False, server_default="config"))
+
+api_tokens = Table(  # only the SHA-256 digest of a token is kept; the token is shown once
+    "api_tokens", metadata,
+    Column("id", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False),  # "dky_" + 8 characters, for display
+    Column("digest", String(64), nullable=False),
+    Column("scope", String(16), nullable=False),  # read | trigger | admin
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("id", name="pk_api_tokens"),
+    UniqueConstraint("digest", name="uq_api_tokens_digest"),
+    sqlite_autoincrement=True,  # ids are never reused
+)
+
+idempotency_keys = Table(  # Idempotency-Key of run triggers, per token, kept 24 h
+    "idempotency_keys", metadata,
+    Column("id", Integer, nullable=False),
+    Column("token_id", Integer, nullable=False),  # 0 when the API runs without tokens
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # SHA-256 of the request
+    Column("run_id", Integer, nullable=True),  # NULL while the first request is in progress
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_idempotency_keys"),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_idempotency_keys_run_id_runs",
+                         ondelete="CASCADE"),
+    UniqueConstraint("token_id", "key", name="uq_idempotency_keys_token_id_key"),
+)
+Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
+Index("ix_runs_finished_at", runs.c.finished_at)
