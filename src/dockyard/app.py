@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from dockyard import clock
+from dockyard import clock, files
 from dockyard.config.loader import LoadedConfig, load_config
 from dockyard.config.model import Job
 from dockyard.domain import JobRecord, RunRecord, RunStatus, StepStatus
 from dockyard.errors import DockyardError, NotFoundError
+from dockyard.persist import persist
 from dockyard.project import DbtProject, dbt_environment, resolve_secrets
 from dockyard.recorder import RunObserver, StoreRecorder
 from dockyard.runner.command import build_argv, parse_command
@@ -105,15 +106,23 @@ class App(ServiceOps):
         if not self._synced:
             self.sync()
         names = {j.name for j in self.config.jobs}
-        return [j for j in self.store.list_jobs() if j.name in names]
+        return [j for j in self.store.list_jobs() if j.name in names or j.definition.get("source") == "api"]
 
     def job(self, ref: str | int) -> tuple[JobRecord, Job]:
-        """A job by id, name or identifier, with its config."""
+        """A job by id, name or identifier, with its config (jobs created through the API too)."""
         for record in self.jobs():
             if str(ref) in (str(record.id), record.name, record.definition.get("identifier")):
-                return record, self.loaded.job(record.name)
+                return record, self.job_config(record)
         self.loaded.job(str(ref))  # raises ConfigError with a suggestion
         raise NotFoundError(f"no job '{ref}'")
+
+    def job_config(self, record: JobRecord) -> Job:
+        """The job's settings: from dockyard.yml, or from the store for an API-created job."""
+        if record.definition.get("source") == "api":
+            from dockyard.cloud_jobs import job_model
+
+            return job_model(record)
+        return self.loaded.job(record.name)
 
     @staticmethod
     def next_fires(job: JobRecord, count: int = 1) -> list:
@@ -220,26 +229,37 @@ class App(ServiceOps):
                 on_start=None, recorder=None, keep_open=None) -> RunRecord:
         """Execute a run that is ``starting`` (claimed by this process): its stored steps, in
         its environment. ``epoch`` fences every write when a worker owns the run; when
-        ``keep_open()`` is true at the end the run is left active (to be requeued)."""
-        run = self.store.get_run(run_id)
-        record, job = self.job(run.job_id if run.job_id is not None else run.job)
+        ``keep_open()`` is true at the end the run is left active (to be requeued). Store
+        calls are retried while the store is unreachable (see :mod:`dockyard.persist`)."""
+        def retry(fn, what=f"run {run_id}"):
+            return persist(fn, timeout=self.config.server.lost_after_seconds, what=what)
+
+        run = retry(lambda: self.store.get_run(run_id))
+        record, job = retry(lambda: self.job(run.job_id if run.job_id is not None else run.job))
         env_name = run.environment
         # settings.target_name belongs to the job's own environment; --env uses that env's target
         override = job.settings.target_name if env_name == job.environment else None
+        if override and record.definition.get("source") == "api" and override not in self.project.targets(
+                self.config.environments[env_name]):
+            override = None  # dbt Cloud's target_name is target.name, not always a profile target
         target = self.project.target_for(env_name, override)
         secrets = resolve_secrets(self.loaded, env_name)
         commands = [s.command for s in run.steps]
         run_dir = self.state_dir / "runs" / str(run_id)
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # targets/ holds dbt's raw files
-        self.store.set_run_fields(run_id, artifacts_dir=str(run_dir), **_fence(epoch))
+        retry(lambda: self.store.set_run_fields(run_id, artifacts_dir=str(run_dir), **_fence(epoch)))
+        # workers (epoch set) keep dbt imported for fast starts; a foreground run stays as lean
+        # as raw dbt (see runner.preload in docs/configuration.md)
+        preload = self.config.runner.preload
         plan = self._plan(run_id, env_name, target, job, commands, secrets, run_dir, job_id=record.id,
-                          cause=run.cause, trigger=run.trigger)
+                          cause=run.cause, trigger=run.trigger, run=run,
+                          preload=(epoch is not None) if preload is None else preload)
         recorder = recorder or StoreRecorder(self.store, run_id, commands, observer)
         executor = Executor(plan, recorder)
         if on_start:
             on_start(run_id, executor)
-        self.store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.STARTING}, epoch=epoch,
-                                  started_at=clock.now(), heartbeat_at=clock.now())
+        retry(lambda: self.store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.STARTING},
+                                                epoch=epoch, started_at=clock.now(), heartbeat_at=clock.now()))
         try:
             outcome = executor.run()
         except BaseException:
@@ -247,28 +267,41 @@ class App(ServiceOps):
                 self._finish(run_id, RunStatus.ERROR, "internal_error", False, epoch=epoch)
             raise
         if not (keep_open and keep_open()):
-            self._finish(run_id, outcome.status, outcome.reason, outcome.has_warnings, epoch=epoch)
-        return self.store.get_run(run_id)
+            drain = getattr(recorder, "drain", None)  # writes kept while the store was away
+            if drain:
+                drain()
+            retry(lambda: self._finish(run_id, outcome.status, outcome.reason, outcome.has_warnings, epoch=epoch))
+        return retry(lambda: self.store.get_run(run_id))
 
     def _plan(self, run_id: int, env_name: str, target: str, job: Job, commands: list[str],
               secrets: dict[str, str], run_dir: Path, *, job_id: int | None = None,
-              cause: str | None = None, trigger: str = "manual") -> RunPlan:
+              cause: str | None = None, trigger: str = "manual", run=None, preload: bool = False) -> RunPlan:
+        """``run``'s trigger overrides (``runs.overrides``: schema, target name, threads,
+        timeout) apply to this run only (see :mod:`dockyard.overrides`)."""
+        from dockyard import overrides as ov
+
         env = self.config.environments[env_name]
         project = self.project
-        profiles_dir = project.effective_profiles_dir(env_name, target)
+        run_overrides = getattr(run, "overrides", None) or {}
+        target, profiles_dir = ov.profile_for_run(project, env_name, target, run_overrides, self.state_dir)
         target_path = project.target_path(env_name)
-        threads = job.settings.threads or env.threads
+        threads = run_overrides.get("threads_override") or job.settings.threads or env.threads
         steps = [StepPlan(i, text, build_argv(parse_command(text), target=target,
                                               profiles_dir=str(profiles_dir),
                                               project_dir=str(project.project_dir),
                                               target_path=str(target_path), threads=threads))
                  for i, text in enumerate(commands, start=1)]
-        return RunPlan(run_id=run_id, project_dir=project.project_dir,
-                       env=dbt_environment(self.loaded, env_name, secrets, run_id, job_id=job_id,
-                                           cause=cause, trigger=trigger), steps=steps,
+        env_vars = dbt_environment(self.loaded, env_name, secrets, run_id, job_id=job_id, cause=cause,
+                                   trigger=trigger)
+        env_vars.update(ov.run_env(run_overrides, getattr(run, "git_sha", None), getattr(run, "git_branch", None)))
+        fresh = (self.state_dir / "freshness" / env_name / str(job_id or job.name)
+                 if job.triggers.fresh_sources_only else None)
+        return RunPlan(run_id=run_id, project_dir=project.project_dir, env=env_vars, steps=steps,
+                       fresh_sources_state=fresh,
                        target_path=target_path, run_dir=run_dir, secrets=list(secrets.values()),
-                       timeout_seconds=job.timeout_seconds, grace_seconds=self.config.runner.grace_seconds,
-                       mode=self.config.runner.mode)
+                       timeout_seconds=ov.timeout_seconds(job.timeout_seconds, run_overrides),
+                       grace_seconds=self.config.runner.grace_seconds,
+                       mode=self.config.runner.mode, preload=preload)
 
     def _finish(self, run_id: int, status: RunStatus, reason: str | None, warnings: bool,
                 epoch: int | None = None) -> bool:
@@ -328,18 +361,17 @@ class App(ServiceOps):
         parts = []
         commands = {s.index: s.command for s in run.steps}
         for index in indexes:
-            path = folder / f"step-{index}.log"
+            name = f"step-{index}.log"
             command = commands[index]
-            body = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else "(no log)\n"
+            body = files.read_text(folder, name) if files.exists(folder, name) else "(no log)\n"
             parts.append(f"== step {index}: {command} ==\n{body}")
         return "\n".join(parts)
 
     def artifact_path(self, run_id: int, relpath: str) -> Path:
-        root = (self.run_dir(run_id) / "artifacts").resolve()
-        path = (root / relpath).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
-            raise NotFoundError(f"run {run_id} has no artifact {relpath!r}")
-        return path
+        try:
+            return files.resolve(self.run_dir(run_id) / "artifacts", relpath)
+        except files.OutsideRoot:
+            raise NotFoundError(f"run {run_id} has no artifact {relpath!r}") from None
 
 
 def _fence(epoch: int | None) -> dict:

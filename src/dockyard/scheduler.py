@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from dockyard import clock
 from dockyard.crash import crash_point
+from dockyard.persist import persist
 from dockyard.schedule import fire_times_between
 
 log = logging.getLogger("dockyard.scheduler")
@@ -123,7 +124,9 @@ class Scheduler:
         for reaped in self.store.reap(server.lost_after_seconds, now=now):
             report.reaped.append(reaped.run_id)
             self.app.stop_lost_process(reaped)
-            retry = self.app.maybe_retry(reaped.run_id)
+            # the reap is committed: its retry must not be lost to a dropped connection
+            retry = persist(lambda r=reaped: self.app.maybe_retry(r.run_id),
+                            timeout=server.lost_after_seconds, what=f"retry of run {reaped.run_id}")
             if retry:
                 report.retried.append(retry)
         return report

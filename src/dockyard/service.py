@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from dockyard import clock
 from dockyard.domain import RunRecord, RunStatus
-from dockyard.errors import DockyardError
+from dockyard.errors import ConflictError, DockyardError
 
 log = logging.getLogger("dockyard.service")
 
@@ -78,6 +78,36 @@ class ServiceOps:
                               attempt=run.attempt + 1, retry_of=run.id, coalesce=False,
                               not_before=clock.now() + timedelta(seconds=backoff))
         return result.run_id if result.created else None
+
+    def queue_rerun(self, run_id: int, *, from_failure: bool = True, cause: str | None = None):
+        """Like :meth:`App.rerun`, but queued for the workers (the API's rerun): a new run of
+        the same job and environment, trigger ``retry``, ``attempt`` + 1, ``retry_of`` the old
+        run, with the old run's trigger overrides. Returns the store's EnqueueResult."""
+        from dockyard.retry import has_default_selector, retry_steps
+
+        old = self.store.get_run(run_id)
+        if not old.status.is_final:
+            raise ConflictError(f"run {run_id} is still {old.status.value}",
+                                hint="wait for it to finish (or cancel it), then rerun it")
+        if old.status == RunStatus.SUCCESS:
+            raise ConflictError(f"run {run_id} succeeded: there is nothing to re-run",
+                                hint="trigger the job again instead")
+        record, _ = self.job(old.job_id if old.job_id is not None else old.job)
+        if from_failure:
+            default = has_default_selector(self.project.project_dir)
+            commands = [s.command for s in retry_steps(old, default_selector=default)]
+        else:
+            commands = [s.command for s in sorted(old.steps, key=lambda s: s.index)]
+        if not commands:
+            raise ConflictError(f"run {run_id} has no failed step to re-run from",
+                                hint="re-run all of its commands instead")
+        overrides = {k: v for k, v in (getattr(old, "overrides", None) or {}).items()
+                     if k not in ("steps_override", "generate_docs_override")} or None
+        return self.enqueue(record.id, environment=old.environment, trigger="retry",
+                            cause=cause or f"Rerun of run {old.id}" + (" from failure" if from_failure else ""),
+                            commands=commands, attempt=old.attempt + 1, retry_of=old.id, overrides=overrides,
+                            git_sha=getattr(old, "git_sha", None), git_branch=getattr(old, "git_branch", None),
+                            coalesce=False)
 
     def stop_lost_process(self, reaped) -> None:
         """Kill what is left of a lost run's dbt process group, when it ran on this host."""

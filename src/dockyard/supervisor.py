@@ -141,13 +141,20 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
     slots: dict[int, int] = {}
     stop = Stop()
     follow_supervisor()
+    parent = os.getpid()
 
     def spawn(slot: int) -> None:
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
-                run_worker_slot(config_path, store_url, Stop())
+                slot_stop = Stop()
+                # a slot stops (gracefully: SIGINT sets its stop flag) when this process dies,
+                # even by SIGKILL, instead of working on unsupervised
+                from dockyard.runner.invocation import _lifeline
+
+                _lifeline(parent)
+                run_worker_slot(config_path, store_url, slot_stop)
             except BaseException:  # noqa: BLE001 - a slot must never return into the parent's loop
                 log.exception("worker slot %s crashed", slot)
                 code = 1

@@ -70,5 +70,5 @@ def job_dict(job: JobRecord, next_fires: list[datetime]) -> dict[str, Any]:
         "timezone": job.timezone,
         "next_fire": iso(next_fires[0]) if next_fires else None,
         "next_fires": [iso(t) for t in next_fires],
-        "commands": job.definition.get("commands", []),
+        "commands": job.definition.get("commands") or (job.definition.get("job") or {}).get("commands", []),
     }

@@ -22,6 +22,7 @@ from dockyard import clock
 from dockyard.crash import crash_point
 from dockyard.domain import RunStatus
 from dockyard.errors import FencedError, StoreError
+from dockyard.persist import persist
 from dockyard.recorder import StoreRecorder
 
 log = logging.getLogger("dockyard.worker")
@@ -65,6 +66,18 @@ class LeasedRecorder(StoreRecorder):
                 return
             self._pending.popleft()
             self._last_ok = time.monotonic()
+
+    def drain(self) -> None:
+        """Write what was kept while the store was away, before the run is finished. Not
+        possible for ``lost_after_s - 1`` seconds: the lease is as good as gone (FencedError)."""
+        while True:
+            self._flush()
+            if not self._pending:
+                return
+            if time.monotonic() - self._last_ok >= self.lost_after_s - 1:
+                raise FencedError(f"run {self.run_id}: {len(self._pending)} write(s) not stored for "
+                                  f"{time.monotonic() - self._last_ok:.0f} s; giving the run up")
+            time.sleep(0.2)
 
     def step_started(self, index, at):
         self._do(lambda: self.store.start_step(self.run_id, index, at, epoch=self.epoch))
@@ -162,7 +175,8 @@ class Worker:
             return
         crash_point("run_finished")
         if run.status == RunStatus.ERROR:
-            self.app.maybe_retry(run.id)
+            persist(lambda: self.app.maybe_retry(run.id), timeout=server.lost_after_seconds,
+                    what=f"retry of run {run.id}")
         self.app.after_run(run)
 
     def run_forever(self) -> None:

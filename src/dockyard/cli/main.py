@@ -283,3 +283,4 @@ __all__ = ["cli", "main", "styled", "err_console"]
 
 
 from dockyard.cli import service as _service  # noqa: E402,F401  (registers the server commands)
+from dockyard.cli import tokens as _tokens  # noqa: E402,F401  (registers dockyard tokens ...)

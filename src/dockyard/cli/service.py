@@ -43,10 +43,15 @@ def serve(
     app = _app(config)
     server = app.config.server
     host = host or server.host
-    if not _loopback(host):
+    # The API demands a token once any token exists (revoked ones count, so it never reopens);
+    # with none, it is open, so only a loopback address is allowed.
+    auth = app.store.has_tokens()
+    if not _loopback(host) and not auth:
         raise DockyardError(f"refusing to listen on {host}: the API has no authentication configured",
-                            hint="bind to 127.0.0.1 (the default), or put an authenticating proxy in front")
-    out.print(f"dockyard serving on http{'s' if ssl_certfile else ''}://{host}:{port or server.port}")
+                            hint="create a token first (dockyard tokens create NAME --scope admin), or bind to "
+                                 "127.0.0.1 (the default)")
+    out.print(f"dockyard serving on http{'s' if ssl_certfile else ''}://{host}:{port or server.port} "
+              f"(API tokens {'required' if auth else 'not required until the first one is created'})")
     raise typer.Exit(run_serve(_config_path(config), state.store_url, host=host, port=port or server.port,
                                workers=server.workers if workers is None else workers,
                                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile))

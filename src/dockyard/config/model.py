@@ -193,7 +193,8 @@ class Job(Strict):
     def all_commands(self) -> list[str]:
         """The job's commands, plus ``dbt source freshness`` / ``dbt docs generate`` when asked."""
         cmds = list(self.commands)
-        if self.run_generate_sources and not any(parse_command(c).name == "source freshness" for c in cmds):
+        if (self.run_generate_sources or self.triggers.fresh_sources_only) and \
+                not any(parse_command(c).name == "source freshness" for c in cmds):
             cmds.insert(0, "dbt source freshness")
         if self.generate_docs and not any(parse_command(c).name == "docs generate" for c in cmds):
             cmds.append("dbt docs generate")

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import time
+from datetime import UTC
 from pathlib import Path
 
 from dockyard import clock
@@ -88,7 +89,13 @@ class Executor:
         (plan.run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
         self._deadline = time.monotonic() + float(plan.timeout_seconds)
         outcome = RunOutcome(RunStatus.SUCCESS)
+        fresh = FreshSources(plan.fresh_sources_state) if plan.fresh_sources_state else None
         for step in plan.steps:
+            if fresh and fresh.current is not None and outcome.reason is None:
+                if not fresh.fresher:
+                    outcome = RunOutcome(RunStatus.SUCCESS, "no_new_data", outcome.has_warnings)
+                else:
+                    step = fresh.rewrite(step)
             if outcome.reason is None:
                 if self._cancel_requested:
                     outcome = RunOutcome(RunStatus.CANCELLED, "cancelled", outcome.has_warnings)
@@ -98,6 +105,8 @@ class Executor:
                 self.recorder.step_finished(step.index, StepStatus.SKIPPED, None, clock.now(), "")
                 continue
             end = self._run_step(step)
+            if fresh and step.argv[:2] == ["source", "freshness"] and end.stop_reason is None:
+                fresh.read(self.plan.run_dir / "artifacts" / f"step-{step.index}" / "sources.json")
             outcome.has_warnings = outcome.has_warnings or end.has_warnings
             if end.stop_reason == "cancelled":
                 outcome = RunOutcome(RunStatus.CANCELLED, "cancelled", outcome.has_warnings)
@@ -105,6 +114,8 @@ class Executor:
                 outcome = RunOutcome(RunStatus.ERROR, "timeout", outcome.has_warnings)
             elif end.status is not StepStatus.SUCCESS:
                 outcome = RunOutcome(RunStatus.ERROR, "step_failed", outcome.has_warnings)
+        if fresh and outcome.status is RunStatus.SUCCESS:
+            fresh.save()  # the next run compares its sources with this run's
         return outcome
 
     # -- one step --------------------------------------------------------------------
@@ -120,6 +131,8 @@ class Executor:
         for name in STALE_ARTIFACTS:
             if is_retry and name == "run_results.json":
                 continue
+            if name == "sources.json" and any(a.startswith("source_status:") for a in step.argv):
+                continue  # dbt reads this run's source freshness results from it
             try:
                 (target / name).unlink()
             except FileNotFoundError:
@@ -286,3 +299,71 @@ class Executor:
             adapter_response=self.scrubber.scrub_obj(node.adapter_response)
             if node.adapter_response else node.adapter_response,
         )
+
+
+class FreshSources:
+    """``triggers.fresh_sources_only``: after the run's ``dbt source freshness`` step, the
+    following steps build only what is downstream of sources with newer data than at the
+    job's last successful run (``--select source_status:fresher+ --state <state>``); with no
+    source fresher, the run ends ``success`` with reason ``no_new_data`` and skips the rest.
+    Without a previous result (the first run), the steps run unchanged."""
+
+    SELECTABLE = frozenset({"run", "build", "test", "seed", "snapshot", "compile", "docs", "ls", "list"})
+
+    def __init__(self, state: Path):
+        self.state = Path(state)
+        self.sources: Path | None = None  # this run's sources.json
+        self.current: Path | None = None  # set when there is a previous result to compare with
+        self.fresher = True
+
+    def read(self, sources_json: Path) -> None:
+        current = _max_loaded_at(sources_json)
+        if current is None:
+            return
+        self.sources = sources_json
+        previous = _max_loaded_at(self.state / "sources.json")
+        if previous is None:
+            return  # the first run: nothing to compare with, run everything
+        self.current = sources_json
+        self.fresher = any(uid not in previous or (at or "") > (previous[uid] or "") for uid, at in current.items())
+
+    def rewrite(self, step: StepPlan) -> StepPlan:
+        argv = list(step.argv)
+        if not argv or argv[0] not in self.SELECTABLE or argv[:2] == ["source", "freshness"]:
+            return step
+        if not any(a in ("-s", "--select", "-m", "--models", "--selector") for a in argv):
+            argv += ["--select", "source_status:fresher+"]
+        if "--state" not in argv:
+            argv += ["--state", str(self.state)]
+        return dataclasses.replace(step, argv=argv)
+
+    def save(self) -> None:
+        if self.sources is None or not self.sources.is_file():
+            return
+        self.state.mkdir(parents=True, exist_ok=True)
+        tmp = self.state / ".sources.json.tmp"
+        tmp.write_bytes(self.sources.read_bytes())
+        os.replace(tmp, self.state / "sources.json")
+
+
+def _max_loaded_at(path: Path) -> dict[str, str | None] | None:
+    """unique_id -> max_loaded_at of a sources.json (normalised to UTC ISO text), or None."""
+    from datetime import datetime
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    out: dict[str, str | None] = {}
+    for result in data.get("results") or []:
+        at = result.get("max_loaded_at")
+        if at:
+            try:
+                parsed = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
+                if parsed.tzinfo is not None:
+                    parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+                at = parsed.isoformat()
+            except ValueError:
+                pass
+        out[result.get("unique_id", "")] = at
+    return out

@@ -31,6 +31,9 @@ class RunPlan:
     mode: str = "fork"  # "fork" | "subprocess" (see dockyard.runner.invocation)
     kill_after_seconds: float = 5.0  # SIGTERM → SIGKILL
     preload: bool = True  # fork mode: fork dbt from this process with dbt already imported
+    # triggers.fresh_sources_only: the folder keeping the sources.json of the job's last
+    # successful run (dbt's --state for source_status:fresher); None when not asked
+    fresh_sources_state: Path | None = None
 
 
 class Recorder(Protocol):

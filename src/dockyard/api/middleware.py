@@ -1,0 +1,146 @@
+"""ASGI middleware: path normalisation, body size limit, last-resort errors, token-free logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from dockyard import tokens as tok
+from dockyard.api.envelope import status
+
+log = logging.getLogger("dockyard.api")
+SLASHES = re.compile(r"/{2,}")
+MAX_BODY = 1024 * 1024  # S7: 1 MiB
+
+
+async def send_error(send, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"status": status(code, message), "data": None}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": code, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def normalise(path: str) -> str:
+    """Collapse ``//`` and strip one trailing ``/`` (not from ``/`` itself)."""
+    path = SLASHES.sub("/", path) or "/"
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    return path
+
+
+class NormalisePath:
+    """Both trailing-slash forms and ``//`` reach the same route, without a redirect."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path = normalise(scope["path"])
+            if path != scope["path"]:
+                scope = dict(scope, path=path)
+                raw = scope.get("raw_path")
+                if raw:
+                    raw = re.sub(rb"/{2,}", b"/", raw)
+                    if len(raw) > 1 and raw.endswith(b"/"):
+                        raw = raw[:-1]
+                    scope["raw_path"] = raw
+        await self.app(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class LimitBody:
+    """Answers 413 to a body larger than ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    return await send_error(send, 413, f"Request body larger than {self.max_bytes} bytes")
+        seen = 0
+        started = False
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking)
+        except _TooLarge:
+            if not started:
+                await send_error(send, 413, f"Request body larger than {self.max_bytes} bytes")
+
+
+class CatchAll:
+    """Any unexpected exception becomes the JSON error envelope (500), logged without tokens."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except _TooLarge:
+            raise  # LimitBody answers it
+        except Exception:  # noqa: BLE001 - the last line of defence
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await send_error(send, 500, "Internal server error")
+
+
+class _RedactingFactory:
+    def __init__(self, previous):
+        self.previous = previous
+
+    def __call__(self, *args, **kwargs):
+        record = self.previous(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string is not ours to fix
+            return record
+        if tok.PREFIX in text:
+            record.msg, record.args = tok.redact(text), ()
+        return record
+
+
+def redact_tokens_in_logs() -> None:
+    """Every log record (any logger) has API tokens replaced by their display prefix."""
+    factory = logging.getLogRecordFactory()
+    if not isinstance(factory, _RedactingFactory):
+        logging.setLogRecordFactory(_RedactingFactory(factory))
