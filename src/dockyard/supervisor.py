@@ -22,7 +22,7 @@ from pathlib import Path
 
 from dockyard import clock
 from dockyard.config.loader import load_config
-from dockyard.errors import ConfigError, StoreError
+from dockyard.errors import ConfigError, DockyardError, StoreError
 
 log = logging.getLogger("dockyard.supervisor")
 
@@ -118,11 +118,18 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
 
 def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) -> None:
     from dockyard.app import App
-    from dockyard.runner.invocation import preload_dbt
+    from dockyard.runner.invocation import preload_dbt, warm_dbt
     from dockyard.worker import Worker
 
     app = App.open(config_path, store_url)
-    preload_dbt()  # import dbt once; every run's steps are forked from here
+    # import dbt and the project's adapters once, warm its serialisers: every run's steps are
+    # forked from here
+    try:
+        outputs = app.project.profile().get("outputs", {}).values()
+    except DockyardError:  # reported when a run needs the profile
+        outputs = []
+    preload_dbt(adapters=sorted({str(o["type"]) for o in outputs if isinstance(o, dict) and o.get("type")}))
+    warm_dbt()
     worker = Worker(app, stop=stop)
     reloader = Reloader(app)
     original = worker.run_once
