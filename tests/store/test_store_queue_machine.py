@@ -210,7 +210,6 @@ def test_queue_state_machine(store: Store) -> None:
                 assert n <= 1 or job_id in self.limits["overlap_jobs"]
 
     run_state_machine_as_test(QueueMachine, settings=SETTINGS)
-    print(dict(seen))
     # Not a degenerate run: claims were made and refused, and owned runs were settled every way.
     assert all(seen[what] > 0 for what in ("claim: run", "claim: blocked", "crash", "requeue",
                                            "stale write fenced")), seen

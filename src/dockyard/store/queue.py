@@ -86,7 +86,7 @@ class QueueOps(RunWrites):
         now = clock.now()
         with self._write() as conn:
             if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:ns, :job)"),
+                conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:job AS integer))"),
                              {"ns": ENQUEUE_LOCK_NS, "job": job_id})
             fire_id = None
             if fire_key is not None:
@@ -158,7 +158,7 @@ class QueueOps(RunWrites):
         now = now or clock.now()
         with self._write(isolation="READ COMMITTED") as conn:
             if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
+                conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:key AS bigint))"), {"key": CLAIM_LOCK_KEY})
             active = conn.execute(select(runs.c.environment, runs.c.job_id, func.count())
                                   .where(runs.c.status.in_(ACTIVE))
                                   .group_by(runs.c.environment, runs.c.job_id)).all()
@@ -235,8 +235,6 @@ class QueueOps(RunWrites):
             delayed = conn.execute(select(func.count()).select_from(runs).where(
                 runs.c.status == QUEUED, runs.c.not_before > now)).scalar_one()
             oldest = conn.execute(select(func.min(runs.c.queued_at)).where(runs.c.status == QUEUED)).scalar()
-        if isinstance(oldest, str | datetime):  # func.min loses the column type on SQLite
-            oldest = runs.c.queued_at.type.process_result_value(oldest, self.engine.dialect)
         return {"by_status": {s.value: by_status.get(s.value, 0) for s in RunStatus},
                 "by_environment": dict(sorted(by_env.items())), "delayed": delayed,
                 "oldest_queued_at": oldest,
