@@ -134,30 +134,9 @@ def run(
     """Run a job now, in the foreground. Exit 0 on success, 1 on failure, 130 when cancelled."""
     app = _app(config)
     record, job_cfg = app.job(job)
-    console = Console(stderr=True, highlight=False) if as_json else Console(highlight=False, width=WIDTH)
-    progress = Progress(console, job_cfg.all_commands, echo_logs=not (as_json or quiet))
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_start(run_id, executor):
-        def cancel(signum, frame):
-            console.print(Text("Cancelling: stopping dbt (Ctrl-C again does not skip the grace period)",
-                               style="yellow"))
-            executor.cancel()
-        signal.signal(signal.SIGINT, cancel)
-        signal.signal(signal.SIGTERM, cancel)
-        console.print(Text(f"Run {run_id}: {record.name} on {env or job_cfg.environment}", style="bold"))
-
-    try:
-        with progress:
-            result = app.run_job(record.id, environment=env, observer=progress, on_start=on_start)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if as_json:
-        _emit(run_dict(result))
-    else:
-        show_run(console, result, all_nodes=False)
-    raise typer.Exit(EXIT.get(result.status, 1))
+    _foreground(lambda observer, on_start: app.run_job(record.id, environment=env, observer=observer,
+                                                       on_start=on_start),
+                lambda run_id: f"Run {run_id}: {record.name} on {env or job_cfg.environment}", as_json, quiet)
 
 
 def _foreground(start, title, as_json: bool, quiet: bool) -> None:
