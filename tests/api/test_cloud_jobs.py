@@ -186,3 +186,35 @@ def test_every_error_is_the_json_envelope(client, method, url, code):
     body = response.json()
     assert body["data"] is None and body["status"]["code"] == code and body["status"]["is_success"] is False
     assert body["status"]["user_message"] and "developer_message" in body["status"]
+
+
+def test_account_id_comes_from_server_account_id(shop):
+    from fastapi.testclient import TestClient
+    from tests.api.conftest import make_app
+
+    from dockyard.api.app import create_app
+
+    config = shop / "dockyard.yml"
+    config.write_text(config.read_text() + "\nserver:\n  account_id: 7\n")
+    app = make_app(shop)
+    _, token = app.store.create_token("acct", "read")
+    with TestClient(create_app(app), headers={"Authorization": f"Token {token}"}) as c:
+        assert c.get("/api/v2/accounts/7/").json()["data"]["id"] == 7
+        job = c.get(f"/api/v2/accounts/7/jobs/{job_id(app)}/").json()["data"]
+        assert job["account_id"] == 7
+        assert c.get("/api/v2/accounts/1/runs/").status_code == 404
+        assert c.get(f"/api/v2/accounts/1/jobs/{job_id(app)}/").status_code == 404
+    app.close()
+
+
+def test_job_ids_are_the_ones_dockyard_jobs_prints(client, shop):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "dockyard", "jobs", "--json", "--config", str(shop / "dockyard.yml")],
+                          capture_output=True, text=True, timeout=120, cwd=shop)
+    assert proc.returncode == 0, proc.stderr
+    printed = {j["name"]: j["id"] for j in json.loads(proc.stdout)}
+    listed = {j["name"]: j["id"] for j in client.get(f"{V2}/jobs/").json()["data"]}
+    assert printed == listed

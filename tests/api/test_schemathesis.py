@@ -41,11 +41,10 @@ def test_no_operation_answers_5xx(fuzz_target):
     assert len(operations) >= 35
     failures: list[str] = []
     calls: dict[str, int] = {}
-    for operation in operations:
-
+    def make_check(operation, label: str):
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        def check(case, label=operation.label):
+        def check(case):
             if case.path.endswith("/logs") and case.query and str(case.query.get("follow")).lower() in (
                     "1", "true", "yes"):
                 case.query["follow"] = "false"  # a followed log of a running run streams until it ends
@@ -56,8 +55,11 @@ def test_no_operation_answers_5xx(fuzz_target):
                 failures.append(f"{case.method} {case.formatted_path}: {str(exc)[:300]}")
                 raise
 
+        return check
+
+    for operation in operations:
         try:
-            check()
+            make_check(operation, operation.label)()
         except Exception as exc:  # noqa: BLE001 - reported below
             if not failures or operation.label not in failures[-1]:
                 failures.append(f"{operation.label}: {type(exc).__name__}: {str(exc)[:300]}")

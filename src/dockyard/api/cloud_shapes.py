@@ -26,6 +26,7 @@ STEP_CODES = {StepStatus.QUEUED: (1, "Queued"), StepStatus.RUNNING: (3, "Running
 SYNTHETIC = 3  # clone, profile, deps
 DEBUG_TAIL_LINES = 1000
 LOG_TAIL_BYTES = 1024 * 1024
+LOG_BUDGET = 5 * 1024 * 1024  # per run: logs + debug_logs stay within S7's 10 MiB per request
 REASONS = {"step_failed": "a step failed", "timeout": "the run timed out",
            "worker_lost": "the process running dbt was lost", "internal_error": "dockyard failed",
            "start_timeout": "the run did not start in time"}
@@ -84,15 +85,12 @@ def artifact_names(run: StoredRun, step: int | None = None) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def _log(cat: Catalog, run: StoredRun, index: int, tail_lines: int | None) -> str:
+def _log(cat: Catalog, run: StoredRun, index: int, tail_bytes: int) -> str:
     root = run_root(cat, run) / "logs"
     name = f"step-{index}.log"
     if not files.exists(root, name):
         return ""
-    text = files.read_text(root, name, tail=LOG_TAIL_BYTES)
-    if tail_lines is not None:
-        text = "\n".join(text.splitlines()[-tail_lines:])
-    return text
+    return files.read_text(root, name, tail=tail_bytes)
 
 
 def run_root(cat: Catalog, run: StoredRun) -> Path:
@@ -100,7 +98,9 @@ def run_root(cat: Catalog, run: StoredRun) -> Path:
     return Path(run.artifacts_dir) if run.artifacts_dir else cat.app.state_dir / "runs" / str(run.id)
 
 
-def run_steps(cat: Catalog, run: StoredRun, *, full_debug: bool) -> list[dict[str, Any]]:
+def run_steps(cat: Catalog, run: StoredRun, *, full_debug: bool,
+              log_tail: int = LOG_TAIL_BYTES) -> list[dict[str, Any]]:
+    """``log_tail``: bytes of each step's log (the end of it); lists use less."""
     started = run.started_at is not None
     if started:
         pre = (10, "Success")
@@ -114,9 +114,10 @@ def run_steps(cat: Catalog, run: StoredRun, *, full_debug: bool) -> list[dict[st
     for i, name in enumerate(names, start=1):
         logs = "" if not started else f"{name.strip()}: done by dockyard (the project is local)"
         steps.append(_step(cat, run, i, name, pre, logs, logs, run.started_at, run.started_at))
+    per_step = min(log_tail, max(4096, LOG_BUDGET // max(1, len(run.steps))))
     for step in run.steps:
         code = STEP_CODES.get(step.status, (1, "Queued"))
-        logs = _log(cat, run, step.index, None)
+        logs = _log(cat, run, step.index, per_step)
         debug = logs if full_debug else "\n".join(logs.splitlines()[-DEBUG_TAIL_LINES:])
         steps.append(_step(cat, run, step.index + SYNTHETIC, f"Invoke dbt with `{step.command}`", code, logs,
                            debug, step.started_at, step.finished_at))
@@ -138,7 +139,8 @@ def _step(cat: Catalog, run: StoredRun, index: int, name: str, code: tuple[int, 
 
 
 def run_object(cat: Catalog, run: StoredRun, base_url: str, *, include: set[str] | frozenset[str] = frozenset(),
-               job: dict | None = None, environment: dict | None = None) -> dict[str, Any]:
+               job: dict | None = None, environment: dict | None = None,
+               log_tail: int = LOG_TAIL_BYTES) -> dict[str, Any]:
     code = run.status.code
     now = clock.now()
     total = _span(run.created_at, run.finished_at)
@@ -181,5 +183,5 @@ def run_object(cat: Catalog, run: StoredRun, base_url: str, *, include: set[str]
     if "environment" in include:
         out["environment"] = environment
     if "run_steps" in include:
-        out["run_steps"] = run_steps(cat, run, full_debug="debug_logs" in include)
+        out["run_steps"] = run_steps(cat, run, full_debug="debug_logs" in include, log_tail=log_tail)
     return out

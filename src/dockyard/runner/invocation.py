@@ -612,6 +612,10 @@ def _fork_child(
         os.chdir(project_dir)
         os.environ.clear()
         os.environ.update(env)
+        with contextlib.suppress(Exception):  # dbt caches DBT_ENV_CUSTOM_ENV_* (metadata.env) once per
+            from dbt_common.events.functions import reset_metadata_vars  # process: the parent may have
+
+            reset_metadata_vars()  # filled it (warm_dbt); this run's DBT_CLOUD_RUN_ID must be in its artifacts
         sys.path[:] = [p for p in sys.path if p not in ("", ".")]
 
         from dbt.cli.main import dbtRunner

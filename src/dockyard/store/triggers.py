@@ -26,8 +26,8 @@ class TriggerOps(StoreBase):
     def mark_fire(self, job_id: int, fire_key: str, at: datetime | None = None) -> bool:
         """Record a fire that starts no run (e.g. the baseline of a completion trigger)."""
         stmt = self._insert(fires).values(job_id=job_id, fire_key=fire_key, created_at=at or clock.now())
-        with self._write() as conn:
-            return conn.execute(stmt.on_conflict_do_nothing()).rowcount == 1
+        with self._write() as conn:  # RETURNING: rowcount of ON CONFLICT DO NOTHING is unreliable
+            return conn.execute(stmt.on_conflict_do_nothing().returning(fires.c.id)).first() is not None
 
     def final_runs_since(self, job_name: str, since: datetime | None, limit: int = 50) -> list[StoredRun]:
         """Final runs of a job that finished after ``since``, newest first."""

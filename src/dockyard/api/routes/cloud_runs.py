@@ -10,7 +10,7 @@ from dockyard.api import envelope
 from dockyard.api.auth import READ, TRIGGER
 from dockyard.api.catalog import Catalog
 from dockyard.api.cloud_objects import environment_object, job_object
-from dockyard.api.cloud_shapes import artifact_names, run_object, run_root
+from dockyard.api.cloud_shapes import LOG_TAIL_BYTES, artifact_names, run_object, run_root
 from dockyard.api.params import int_list, int_param, paging, time_range
 from dockyard.api.routes.common import ERRORS, Id, base_url, catalog, dockyard, includes
 from dockyard.domain import RunStatus
@@ -20,12 +20,13 @@ from dockyard.store.search import RunSearch
 
 router = APIRouter(prefix="/api/v2/accounts/{account_id}", tags=["dbt Cloud"], responses=ERRORS)
 CODES = {s.code: s.value for s in RunStatus}
+LIST_LOG_TAIL = 4 * 1024  # bytes of each step's log in a list (100 runs × ~10 steps × 2 ≤ 10 MiB)
 
 
-def _related(cat: Catalog, run: StoredRun, include: set[str]) -> dict:
+def _related(cat: Catalog, run: StoredRun, include: set[str], views: dict | None = None) -> dict:
     out: dict = {}
     if "job" in include and run.job_id is not None:
-        view = cat.job_names().get(run.job_id)
+        view = (views if views is not None else cat.job_names()).get(run.job_id)
         out["job"] = job_object(cat, view) if view else None
     if "environment" in include:
         env_id = cat.env_id(run.environment)
@@ -33,8 +34,10 @@ def _related(cat: Catalog, run: StoredRun, include: set[str]) -> dict:
     return out
 
 
-def cloud_run(request: Request, cat: Catalog, run: StoredRun, include: set[str]) -> dict:
-    return run_object(cat, run, base_url(request), include=include, **_related(cat, run, include))
+def cloud_run(request: Request, cat: Catalog, run: StoredRun, include: set[str], views: dict | None = None,
+              log_tail: int = LOG_TAIL_BYTES) -> dict:
+    return run_object(cat, run, base_url(request), include=include, log_tail=log_tail,
+                      **_related(cat, run, include, views))
 
 
 @router.get("/runs", dependencies=[READ])
@@ -66,7 +69,9 @@ def list_runs(request: Request, account_id: Id):
         found, total = [], 0
     else:
         found, total = dockyard(request).store.search_runs(search)
-    data = [cloud_run(request, cat, run, include) for run in found]
+    views = cat.job_names() if "job" in include else None  # one lookup for the page
+    # a page of up to 100 runs stays within the 10 MiB log budget of a request
+    data = [cloud_run(request, cat, run, include, views, log_tail=LIST_LOG_TAIL) for run in found]
     filters = {k: v for k, v in request.query_params.items() if k not in ("limit", "offset", "include_related")}
     return envelope.listing(data, limit=limit, offset=offset, total=total, order_by=search.order_by,
                             filters=filters)
