@@ -352,6 +352,12 @@ class NodeTracker:
             return self._nodes[update.unique_id]
         return None
 
+    def compiled_paths(self, paths: Mapping[str, str]) -> None:
+        """Fold in compiled paths (sent by a fork-mode child from dbt's in-memory results)."""
+        for uid, path in paths.items():
+            if uid in self._nodes and path:
+                self.update(NodeResult(unique_id=uid, compiled_path=str(path)))
+
     def drain(self) -> list[NodeResult]:
         out = [dataclasses.replace(self._nodes[uid]) for uid in self._dirty]
         self._dirty.clear()

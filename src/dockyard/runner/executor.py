@@ -40,7 +40,7 @@ from dockyard import clock
 from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
 from dockyard.errors import DbtInvocationError
 from dockyard.runner.events import FAILED_STATUSES, WARN_STATUSES, NodeTracker
-from dockyard.runner.invocation import DbtEvent, DbtInvocation, LogLine
+from dockyard.runner.invocation import COMPILED_PATHS_EVENT, DbtEvent, DbtInvocation, LogLine
 from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
 from dockyard.secrets import Scrubber
 
@@ -207,7 +207,10 @@ class Executor:
                 if isinstance(item, LogLine):
                     emit(item.text)
                 elif isinstance(item, DbtEvent):
-                    tracker.apply(item.payload)
+                    if item.name == COMPILED_PATHS_EVENT:
+                        tracker.compiled_paths(item.data.get("paths") or {})
+                    else:
+                        tracker.apply(item.payload)
             if self._tick:
                 self._tick()  # a worker's heartbeat; may cancel, or raise to abandon the run
             now = time.monotonic()
@@ -284,11 +287,13 @@ class Executor:
     def _reconcile(self, index: int, tracker: NodeTracker) -> None:
         run_results = self._load_copied(index, "run_results.json")
         sources = self._load_copied(index, "sources.json")
-        # names, types and compiled paths came with dbt's live events; loading the manifest
-        # here (tens of MB of Python objects on big projects) would only grow this process,
-        # whose pages every later dbt step shares
+        # In fork mode names, types and compiled paths came with dbt's events; loading the
+        # manifest here (tens of MB of Python objects on big projects) would only grow this
+        # process. Subprocess mode has no other source of compiled paths.
+        manifest = self._load_copied(index, "manifest.json") \
+            if run_results and self.plan.mode == "subprocess" else None
         if run_results or sources:
-            tracker.reconcile(run_results, sources=sources)
+            tracker.reconcile(run_results, manifest=manifest, sources=sources)
 
     def _scrub_node(self, node: NodeResult) -> NodeResult:
         if not self.scrubber:

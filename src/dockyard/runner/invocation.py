@@ -96,6 +96,9 @@ _SUBPROCESS_BOOTSTRAP = (
     "cli(prog_name='dbt')\n"
 )
 
+#: A synthetic event a fork-mode child sends after dbt returns: ``{"paths": {uid: path}}``.
+COMPILED_PATHS_EVENT = "DockyardCompiledPaths"
+
 _dbt_loaded = False
 _warned_threads = False
 
@@ -623,12 +626,9 @@ def _fork_child(
 
         lock = threading.Lock()
 
-        def forward_event(msg) -> None:
-            name = msg.info.name
-            if name not in forward:
-                return
+        def forward_raw(payload: dict) -> None:
             try:
-                line = (json.dumps(msg_to_dict(msg), default=str) + "\n").encode("utf-8")
+                line = (json.dumps(payload, default=str) + "\n").encode("utf-8")
                 with lock:
                     view = memoryview(line)
                     while view:
@@ -637,7 +637,16 @@ def _fork_child(
             except Exception:  # never break dbt because of a lost event
                 pass
 
+        def forward_event(msg) -> None:
+            if msg.info.name in forward:
+                forward_raw(msg_to_dict(msg))
+
         result = dbtRunner(callbacks=[forward_event]).invoke(list(args))
+        with contextlib.suppress(Exception):  # compiled paths are known here, not in the events
+            paths = {r.node.unique_id: r.node.compiled_path for r in result.result.results
+                     if getattr(getattr(r, "node", None), "compiled_path", None)}
+            if paths:
+                forward_raw({"info": {"name": COMPILED_PATHS_EVENT}, "data": {"paths": paths}})
         if result.success:
             code = 0
         elif result.exception is None:
