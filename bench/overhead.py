@@ -403,7 +403,7 @@ def main() -> None:
                 "dockyard": lambda log, proj=proj, config=config: run_dockyard(proj, config, env, log, interval),
             }
             base = {"size": n, "mode": args.mode, "preload": preload, "commands": args.commands,
-                    "raw_extra": raw_extra, "machine": machine, "dockyard": code_state()}
+                    "raw_extra": raw_extra, "machine": machine, "dockyard_code": code_state()}
             for side, fn in sides.items():
                 log = logs / f"warmup-{side}.log"
                 t = time.perf_counter()
