@@ -247,6 +247,16 @@ def merge(current: NodeResult, update: NodeResult) -> bool:
     return changed
 
 
+def _with_result_details(node: NodeResult, result: Mapping) -> NodeResult:
+    """Timing, adapter response and rows affected of one ``results[]`` entry."""
+    node.started_at, node.finished_at = _timing_bounds(result.get("timing"))
+    response = _clean_adapter_response(result.get("adapter_response"))
+    if response is not None:
+        node.adapter_response = response
+        node.rows_affected = _rows_affected(response)
+    return node
+
+
 def results_from_run_results(
     run_results: Mapping, manifest: Mapping | None = None
 ) -> list[NodeResult]:
@@ -272,12 +282,7 @@ def results_from_run_results(
             thread=r.get("thread_id") or None,
             compiled_path=mnode.get("compiled_path") or None,
         )
-        node.started_at, node.finished_at = _timing_bounds(r.get("timing"))
-        response = _clean_adapter_response(r.get("adapter_response"))
-        if response is not None:
-            node.adapter_response = response
-            node.rows_affected = _rows_affected(response)
-        out.append(node)
+        out.append(_with_result_details(node, r))
     return out
 
 
@@ -301,12 +306,7 @@ def results_from_sources(sources: Mapping) -> list[NodeResult]:
             message=str(message) if message else None,
             thread=r.get("thread_id") or None,
         )
-        node.started_at, node.finished_at = _timing_bounds(r.get("timing"))
-        response = _clean_adapter_response(r.get("adapter_response"))
-        if response is not None:
-            node.adapter_response = response
-            node.rows_affected = _rows_affected(response)
-        out.append(node)
+        out.append(_with_result_details(node, r))
     return out
 
 

@@ -416,6 +416,11 @@ class DbtInvocation:
         if not stream.open:
             return
         self._split(stream, final=True)
+        self._release(stream)
+
+    def _release(self, stream: _Stream) -> None:
+        """Stop watching a stream and close its fd (subprocess mode: the Popen file objects
+        own the fds; closed in close())."""
         stream.open = False
         if self._sel is not None:
             with contextlib.suppress(KeyError, ValueError):
@@ -423,7 +428,6 @@ class DbtInvocation:
         if self._popen is None:
             with contextlib.suppress(OSError):
                 os.close(stream.fd)
-        # subprocess mode: the Popen file objects own the fds; closed in close()
 
     # -- process state ---------------------------------------------------------------
 
@@ -528,13 +532,7 @@ class DbtInvocation:
                     time.sleep(0.01)
         for stream in self._streams.values():
             if stream.open:
-                stream.open = False
-                if self._sel is not None:
-                    with contextlib.suppress(KeyError, ValueError):
-                        self._sel.unregister(stream.fd)
-                if self._popen is None:
-                    with contextlib.suppress(OSError):
-                        os.close(stream.fd)
+                self._release(stream)
         if self._popen is not None:
             for f in (self._popen.stdout, self._popen.stderr):
                 if f is not None:
