@@ -155,13 +155,15 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
         if pid == 0:
             code = 0
             try:
-                slot_stop = Stop()
-                # a slot stops (gracefully: SIGINT sets its stop flag) when this process dies,
-                # even by SIGKILL, instead of working on unsupervised
+                # The child keeps the inherited flag and handlers: a SIGTERM that reaches it
+                # before it runs a line of its own (the parent stops its slots right after
+                # forking them when it is itself stopped) is not lost.
+                # A slot stops (gracefully: SIGINT sets its stop flag) when this process dies,
+                # even by SIGKILL, instead of working on unsupervised.
                 from dockyard.runner.invocation import _lifeline
 
                 _lifeline(parent)
-                run_worker_slot(config_path, store_url, slot_stop)
+                run_worker_slot(config_path, store_url, stop)
             except BaseException:  # noqa: BLE001 - a slot must never return into the parent's loop
                 log.exception("worker slot %s crashed", slot)
                 code = 1
@@ -170,7 +172,8 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
         slots[pid] = slot
 
     for slot in range(concurrency):
-        spawn(slot)
+        if not stop():
+            spawn(slot)
     while slots:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
