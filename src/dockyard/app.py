@@ -81,7 +81,11 @@ class App(ServiceOps):
     @cached_property
     def store(self) -> Store:
         store = Store(self.store_url)
-        store.migrate()
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()  # not cached: the next use connects (and migrates) again
+            raise
         return store
 
     def close(self) -> None:

@@ -35,3 +35,21 @@ def persist(fn: Callable[[], T], *, timeout: float = 10.0, what: str = "store ca
             log.warning("%s: store unreachable, retrying in %.1f s: %s", what, delay, exc.what)
             time.sleep(delay)
             delay = min(2 * delay, 1.0)
+
+
+def persist_until(fn: Callable[[], T], stop: Callable[[], bool], *, what: str, max_delay: float = 5.0) -> T:
+    """``fn()``, retried with backoff (0.5 s doubling to ``max_delay``) for as long as the store
+    is unreachable, until ``stop()`` is true (then the last StoreError is raised). A scheduler
+    or worker that starts while the store is down waits for it instead of exiting."""
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except StoreError as exc:
+            if stop():
+                raise
+            log.warning("%s: store unreachable, retrying in %.1f s: %s", what, delay, exc.what)
+            end = time.monotonic() + delay
+            while time.monotonic() < end and not stop():
+                time.sleep(0.1)
+            delay = min(2 * delay, max_delay)

@@ -23,8 +23,10 @@ from pathlib import Path
 from dockyard import clock
 from dockyard.config.loader import load_config
 from dockyard.errors import ConfigError, DockyardError, StoreError
+from dockyard.persist import persist_until
 
 log = logging.getLogger("dockyard.supervisor")
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class Stop:
@@ -90,12 +92,19 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
     stop = stop or Stop()
     follow_supervisor()
     holder = process_id("scheduler")
-    store = app.store
-    store.register_process(holder, "scheduler", socket.gethostname(), os.getpid())
+
+    def register():
+        app.store.register_process(holder, "scheduler", socket.gethostname(), os.getpid())
+        app.sync()
+        return app.store
+
+    try:
+        store = persist_until(register, stop, what="scheduler start")
+    except StoreError:
+        return  # stopped before the store came back
     scheduler = Scheduler(app, holder)
     reloader = Reloader(app)
     last_beat = 0.0
-    app.sync()
     try:
         while not stop():
             try:
@@ -151,13 +160,18 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
     parent = os.getpid()
 
     def spawn(slot: int) -> None:
+        # SIGTERM/SIGINT stay blocked across fork(): CPython drops signals that reach a child
+        # before its after-fork clean-up, so the parent stopping a slot right after forking it
+        # would go unheard. Blocked, they wait until the child has unblocked them below; the
+        # child keeps the inherited stop flag and handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
-        if pid == 0:
+        if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        else:
             code = 0
             try:
-                # The child keeps the inherited flag and handlers: a SIGTERM that reaches it
-                # before it runs a line of its own (the parent stops its slots right after
-                # forking them when it is itself stopped) is not lost.
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 # A slot stops (gracefully: SIGINT sets its stop flag) when this process dies,
                 # even by SIGKILL, instead of working on unsupervised.
                 from dockyard.runner.invocation import _lifeline
@@ -181,14 +195,7 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
             break
         if pid == 0:
             if stop():
-                for child in list(slots):
-                    _signal(child, signal.SIGTERM)
-                while slots:
-                    try:
-                        pid, _ = os.waitpid(-1, 0)
-                    except ChildProcessError:
-                        break
-                    slots.pop(pid, None)
+                _stop_children(slots)
                 break
             time.sleep(0.2)
             continue
@@ -259,6 +266,25 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
             except subprocess.TimeoutExpired:
                 proc.kill()
     return 0
+
+
+def _stop_children(slots: dict[int, int], resend_s: float = 2.0) -> None:
+    """SIGTERM every slot and reap them all, repeating the signal every ``resend_s`` seconds
+    for a slot that has not stopped yet."""
+    sent = 0.0
+    while slots:
+        if time.monotonic() - sent >= resend_s:
+            for child in list(slots):
+                _signal(child, signal.SIGTERM)
+            sent = time.monotonic()
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid:
+            slots.pop(pid, None)
+        else:
+            time.sleep(0.05)
 
 
 def _signal(pid: int, sig: int) -> None:

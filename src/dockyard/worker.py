@@ -22,7 +22,7 @@ from dockyard import clock
 from dockyard.crash import crash_point
 from dockyard.domain import RunStatus
 from dockyard.errors import FencedError, StoreError
-from dockyard.persist import persist
+from dockyard.persist import persist, persist_until
 from dockyard.recorder import StoreRecorder
 
 log = logging.getLogger("dockyard.worker")
@@ -180,8 +180,15 @@ class Worker:
         self.app.after_run(run)
 
     def run_forever(self) -> None:
-        store = self.app.store
-        store.register_process(self.id, "worker", self.host, os.getpid(), concurrency=1)
+        def register():
+            store = self.app.store
+            store.register_process(self.id, "worker", self.host, os.getpid(), concurrency=1)
+            return store
+
+        try:
+            store = persist_until(register, self.stop, what="worker start")
+        except StoreError:
+            return  # stopped before the store came back
         last_beat = 0.0
         try:
             while not self.stop():
