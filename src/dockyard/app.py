@@ -13,13 +13,14 @@ from dockyard import clock, files
 from dockyard.config.loader import LoadedConfig, load_config
 from dockyard.config.model import Job
 from dockyard.domain import JobRecord, RunRecord, RunStatus, StepStatus
-from dockyard.errors import DockyardError, NotFoundError
+from dockyard.errors import ConflictError, DockyardError, NotFoundError
 from dockyard.persist import persist
 from dockyard.project import DbtProject, dbt_environment, resolve_secrets
 from dockyard.recorder import RunObserver, StoreRecorder
 from dockyard.runner.command import build_argv, parse_command
 from dockyard.runner.executor import Executor
 from dockyard.runner.plan import RunPlan, StepPlan
+from dockyard.runner.sessions import PostgresWarehouse
 from dockyard.schedule import next_fire_times
 from dockyard.service import ServiceOps
 from dockyard.store.store import Store
@@ -184,11 +185,26 @@ class App(ServiceOps):
                                 hint=f"environments: {', '.join(self.config.environments)}")
         self.project.target_for(env_name, job.settings.target_name if env_name == job.environment else None)
         resolve_secrets(self.loaded, env_name)  # fail before a run is recorded
+        self._refuse_overlap(record, job)
         run_id = self.store.create_run(record.id, record.name, env_name, job.all_commands, trigger=trigger,
                                        cause=cause or f"Triggered {trigger}")
         self.store.transition_run(run_id, RunStatus.STARTING, expected={RunStatus.QUEUED},
                                   worker_id=f"{socket.gethostname()}:{os.getpid()}")
         return self.execute(run_id, observer=observer, on_start=on_start)
+
+    def _refuse_overlap(self, record, job: Job) -> None:
+        """A foreground run starts at once (it does not wait for a worker slot or the
+        concurrency limits, which workers apply to it in turn), but never overlaps a run of
+        the same job unless the job allows it."""
+        if job.allow_overlap:
+            return
+        self.reap_lost_runs()
+        active = self.store.list_runs(job=record.id, status=["starting", "running"], limit=1)
+        if active:
+            raise ConflictError(f"job '{record.name}' already has run {active[0].id} {active[0].status.value}",
+                                hint=f"wait for it, cancel it (dockyard cancel {active[0].id}), queue this "
+                                     f"run behind it with: dockyard trigger {record.name!r}, or set "
+                                     "allow_overlap: true on the job")
 
     def rerun(self, run_id: int, *, from_failure: bool = True, observer: RunObserver | None = None,
               on_start=None) -> RunRecord:
@@ -221,6 +237,7 @@ class App(ServiceOps):
                                 hint=f"re-run all its commands with: dockyard rerun {run_id} --all")
         self.project.target_for(env_name, job.settings.target_name if env_name == job.environment else None)
         resolve_secrets(self.loaded, env_name)  # fail before a run is recorded
+        self._refuse_overlap(record, job)
         new_id = self.store.create_run(
             record.id, record.name, env_name, commands, trigger="retry",
             cause=f"Rerun of run {old.id}" + (" from failure" if from_failure else ""),
@@ -300,8 +317,10 @@ class App(ServiceOps):
         env_vars.update(ov.run_env(run_overrides, getattr(run, "git_sha", None), getattr(run, "git_branch", None)))
         fresh = (self.state_dir / "freshness" / env_name / str(job_id or job.name)
                  if job.triggers.fresh_sources_only else None)
+        warehouse = PostgresWarehouse.from_output(project.output_in(profiles_dir, target), env_vars)
         return RunPlan(run_id=run_id, project_dir=project.project_dir, env=env_vars, steps=steps,
-                       fresh_sources_state=fresh,
+                       fresh_sources_state=fresh, warehouse=warehouse, warehouse_target=target,
+                       warehouse_profiles_dir=str(profiles_dir),
                        target_path=target_path, run_dir=run_dir, secrets=list(secrets.values()),
                        timeout_seconds=ov.timeout_seconds(job.timeout_seconds, run_overrides),
                        grace_seconds=self.config.runner.grace_seconds,
@@ -329,10 +348,12 @@ class App(ServiceOps):
         host = socket.gethostname()
         lost = []
         for run in self.store.list_runs(status=[s.value for s in ACTIVE], limit=100):
-            owner = run.worker_id
-            if not owner or not owner.startswith(host + ":"):
+            # foreground runs are owned by "host:pid"; a worker's ("host:pid:worker:id") are
+            # reaped by the scheduler from their heartbeats
+            parts = (run.worker_id or "").split(":")
+            if len(parts) != 2 or parts[0] != host or not parts[1].isdigit():
                 continue
-            pid = int(owner.rsplit(":", 1)[1])
+            pid = int(parts[1])
             if pid == os.getpid() or _alive(pid):
                 continue
             if self._finish(run.id, RunStatus.ERROR, "worker_lost", False):

@@ -66,6 +66,16 @@ class DbtProject:
                                hint=f"profiles there: {', '.join(k for k in data if k != 'config') or 'none'}")
         return data[self.profile_name]
 
+    def output_in(self, profiles_dir: Path | str, target: str) -> dict[str, Any] | None:
+        """The raw output ``target`` of this project's profile in ``profiles_dir``, or None."""
+        path = Path(profiles_dir) / "profiles.yml"
+        try:
+            data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+            output = data[self.profile_name]["outputs"][target]
+        except (OSError, KeyError, TypeError, ConfigError):
+            return None
+        return dict(output) if isinstance(output, dict) else None
+
     def targets(self, env: Environment | None = None) -> list[str]:
         return list((self.profile(env).get("outputs") or {}).keys())
 

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from datetime import timedelta
 
 from dockyard import clock
@@ -109,14 +110,43 @@ class ServiceOps:
                             git_sha=getattr(old, "git_sha", None), git_branch=getattr(old, "git_branch", None),
                             coalesce=False)
 
-    def stop_lost_process(self, reaped) -> None:
-        """Kill what is left of a lost run's dbt process group, when it ran on this host."""
+    def stop_lost_process(self, reaped) -> threading.Thread | None:
+        """Kill what is left of a lost run's dbt process group, when it ran on this host, and
+        cancel the warehouse queries it may have left running (in a thread, so that a slow
+        warehouse does not delay the scheduler; the thread is returned)."""
         if reaped.pgid and reaped.host == socket.gethostname():
             try:
                 os.killpg(reaped.pgid, signal.SIGKILL)
                 log.info("run %s: killed leftover dbt process group %s", reaped.run_id, reaped.pgid)
             except (ProcessLookupError, PermissionError):
                 pass
+        if not (reaped.warehouse_sessions and reaped.environment in self.config.environments):
+            return None
+        thread = threading.Thread(target=self._sweep_lost_sessions, args=(reaped,), daemon=True,
+                                  name=f"sweep-run-{reaped.run_id}")
+        thread.start()
+        return thread
+
+    def _sweep_lost_sessions(self, reaped) -> None:
+        from dockyard.project import dbt_environment, resolve_secrets
+        from dockyard.runner.sessions import PostgresWarehouse, sessions_from_doc
+
+        doc, env_name = reaped.warehouse_sessions, reaped.environment
+        try:
+            env = self.config.environments[env_name]
+            output = (self.project.output_in(doc.get("profiles_dir") or "", doc.get("target") or "")
+                      or self.project.output_in(self.project.profiles_dir(env), doc.get("target") or ""))
+            env_vars = dbt_environment(self.loaded, env_name, resolve_secrets(self.loaded, env_name), reaped.run_id)
+            warehouse = PostgresWarehouse.from_output(output, env_vars)
+            if warehouse is None:
+                return
+            found = warehouse.cancel_leftovers(sessions_from_doc(doc))
+        except Exception as exc:  # noqa: BLE001 - a thread of its own: report, never raise
+            log.warning("run %s: could not cancel the warehouse sessions of its lost dbt: %s: %s",
+                        reaped.run_id, type(exc).__name__, getattr(exc, "what", "") or "see the warehouse log")
+            return
+        if found:
+            log.info("run %s: cancelled %d warehouse session(s) its lost dbt left running", reaped.run_id, found)
 
     def after_run(self, run: RunRecord) -> None:
         """Hook for what follows a finished run (completion triggers are fired by the

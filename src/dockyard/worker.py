@@ -98,6 +98,9 @@ class LeasedRecorder(StoreRecorder):
     def process_started(self, index: int, pgid: int) -> None:
         self._do(lambda: self.store.set_run_pgid(self.run_id, self.epoch, pgid))
 
+    def warehouse_sessions(self, doc: dict) -> None:
+        self._do(lambda: self.store.set_run_fields(self.run_id, epoch=self.epoch, warehouse_sessions=doc))
+
     def tick(self) -> None:
         now = time.monotonic()
         if self.stopping() and self.executor is not None:

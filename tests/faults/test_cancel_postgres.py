@@ -3,6 +3,8 @@ run in ``pg_stat_activity``: dbt cancels its queries on SIGINT, which dockyard s
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import psycopg
@@ -11,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from dockyard.app import App
 
-from .conftest import wait_for
+from .conftest import wait_for, worker_slots
 
 SLEEPY = """\
 {{ config(materialized='table') }}
@@ -53,4 +55,71 @@ def test_cancel_leaves_no_query_running(cluster, pg_database_factory, grace):
     run = wait_for(lambda: (r := app.store.get_run(run_id)).status.is_final and r, 20, "the run to end")
     assert (run.status.value, run.reason) == ("cancelled", "cancelled")
     assert [s.status.value for s in run.steps] == ["cancelled"]
+    app.close()
+
+
+def _sleepy_cluster(c, warehouse: str, **server):
+    (c.path / "models" / "sleepy.sql").write_text(SLEEPY)
+    db = make_url(warehouse).database
+    c.configure([{"name": "sleepy", "environment": "pg", "commands": ["dbt run --select sleepy"]}],
+                environments={"pg": {"target": "pg", "env": {"MINI_PG_DB": db, "MINI_PG_SCHEMA": "sweep_test"}}},
+                server=server or None)
+    app = App.open(c.config, c.store_url)
+    app.sync()
+    return app
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(150)
+def test_a_dbt_killed_outright_leaves_no_query_running(cluster, pg_database_factory):
+    """dbt gets no chance to cancel its query (SIGKILL, as from the OOM killer): the worker
+    cancels the session it saw dbt open, with the environment's credentials."""
+    c = cluster
+    warehouse = pg_database_factory()
+    app = _sleepy_cluster(c, warehouse)
+    c.start("worker")
+    run_id = app.enqueue("sleepy", trigger="manual").run_id
+    wait_for(lambda: _sleeping(warehouse), 60, "the model's query to run in PostgreSQL")
+    run = app.store.get_run(run_id)
+    assert run.pgid
+    time.sleep(1.5)  # at least one scan of dbt's sockets (every second)
+    stored = app.store.get_run(run_id)
+    os.killpg(run.pgid, signal.SIGKILL)
+    wait_for(lambda: not _sleeping(warehouse), 15, "the orphaned query to be cancelled", interval=0.25)
+    run = wait_for(lambda: (r := app.store.get_run(run_id)).status.is_final and r, 20, "the run to end")
+    assert run.status.value == "error"
+    log = app.run_log(run_id)
+    assert "warehouse session(s) dbt left running" in log, log[-2000:]
+    # the worker stored the sessions it saw for a reaper (the client port is the connection's)
+    assert stored.warehouse_sessions["target"] == "pg" and stored.warehouse_sessions["sessions"]
+    app.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(150)
+def test_the_reaper_cancels_the_queries_of_a_lost_worker(cluster, pg_database_factory):
+    """The worker machine is lost with its dbt (both killed at once): the reaper marks the
+    run worker_lost and cancels the query from the sessions the worker stored."""
+    c = cluster
+    warehouse = pg_database_factory()
+    app = _sleepy_cluster(c, warehouse, heartbeat_seconds=0.5, lost_after_seconds=4)
+    c.start("scheduler")
+    worker = c.start("worker")
+    run_id = app.enqueue("sleepy", trigger="manual").run_id
+    wait_for(lambda: _sleeping(warehouse), 60, "the model's query to run in PostgreSQL")
+    stored = wait_for(lambda: (r := app.store.get_run(run_id)).warehouse_sessions and r, 10,
+                      "the worker to store dbt's sessions")
+    # the slot is frozen first, so that neither it nor dbt (which gets SIGINT when the slot
+    # dies) can cancel anything: only the reaper can
+    slot = worker_slots(worker)[0]
+    os.kill(slot, signal.SIGSTOP)
+    os.killpg(stored.pgid, signal.SIGKILL)
+    c.kill(worker)
+    killed = time.monotonic()
+    wait_for(lambda: not _sleeping(warehouse), 30, "the reaper to cancel the lost run's query", interval=0.25)
+    run = wait_for(lambda: (r := app.store.get_run(run_id)).status.is_final and r, 20, "the run to end")
+    assert (run.status.value, run.reason) == ("error", "worker_lost")
+    assert time.monotonic() - killed < 4 + 0.5 + 10
     app.close()

@@ -40,8 +40,9 @@ from dockyard import clock
 from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
 from dockyard.errors import DbtInvocationError
 from dockyard.runner.events import FAILED_STATUSES, WARN_STATUSES, NodeTracker
-from dockyard.runner.invocation import COMPILED_PATHS_EVENT, DbtEvent, DbtInvocation, LogLine
+from dockyard.runner.invocation import COMPILED_PATHS_EVENT, DbtEvent, DbtInvocation, LogLine, group_members
 from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
+from dockyard.runner.sessions import SessionWatch, sessions_doc
 from dockyard.secrets import Scrubber
 
 log = logging.getLogger(__name__)
@@ -169,10 +170,15 @@ class Executor:
             started = getattr(rec, "process_started", None)  # optional Recorder hook
             if started:
                 started(index, inv.pid)
+            watch = self._session_watch()
+            ended_normally = False
             try:
-                exit_code, stop_reason = self._pump(inv, tracker, emit, note, logf, index)
+                exit_code, stop_reason = self._pump(inv, tracker, emit, note, logf, index, watch)
+                ended_normally = stop_reason is None and (exit_code is None or exit_code >= 0)
             finally:
                 inv.close()
+                if watch and not ended_normally:
+                    watch.sweep(note)  # dbt is gone: cancel any query it left running
             logf.flush()
 
         refs = self._collect_artifacts(index, target, step_wall_start)
@@ -195,8 +201,23 @@ class Executor:
         rec.step_finished(index, status, exit_code, clock.now(), log_rel)
         return _StepEnd(status, exit_code, stop_reason, has_warnings)
 
-    def _pump(self, inv: DbtInvocation, tracker: NodeTracker, emit, note, logf, index: int):
+    def _session_watch(self) -> SessionWatch | None:
+        """Follows the step's warehouse sessions on a PostgreSQL target (see runner.sessions)."""
+        plan = self.plan
+        if plan.warehouse is None:
+            return None
+        hook = getattr(self.recorder, "warehouse_sessions", None)  # optional Recorder hook
+        report = (lambda sessions: hook(sessions_doc(plan.warehouse_target or "", plan.warehouse_profiles_dir or "",
+                                                     sessions))) if hook else None
+        return SessionWatch(plan.warehouse, report)
+
+    def _pump(self, inv: DbtInvocation, tracker: NodeTracker, emit, note, logf, index: int,
+              watch: SessionWatch | None = None):
         plan, rec = self.plan, self.recorder
+
+        def scan(force: bool = False) -> None:
+            if watch is not None and inv.pid is not None:
+                watch.scan(group_members(inv.pid) or [inv.pid], force)
         assert self._deadline is not None
         stop_reason: str | None = None
         phase = 0  # 0 running, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
@@ -211,8 +232,13 @@ class Executor:
                         tracker.compiled_paths(item.data.get("paths") or {})
                     else:
                         tracker.apply(item.payload)
+            scan()
             if self._tick:
-                self._tick()  # a worker's heartbeat; may cancel, or raise to abandon the run
+                try:
+                    self._tick()  # a worker's heartbeat; may cancel, or raise to abandon the run
+                except BaseException:
+                    scan(force=True)  # dbt is killed next: know every session it has
+                    raise
             now = time.monotonic()
             if stop_reason is None:
                 if self._cancel_requested:
@@ -222,13 +248,16 @@ class Executor:
                     stop_reason = "timeout"
                     note(f"run timed out after {plan.timeout_seconds:g} s: interrupting dbt (SIGINT)")
                 if stop_reason is not None:
+                    scan(force=True)
                     inv.interrupt()
                     phase, phase_at = 1, now
             elif phase == 1 and now - phase_at >= plan.grace_seconds:
+                scan(force=True)
                 if inv.terminate():
                     note(f"dbt still running {plan.grace_seconds:g} s after SIGINT: sending SIGTERM")
                 phase, phase_at = 2, now
             elif phase == 2 and now - phase_at >= plan.kill_after_seconds:
+                scan(force=True)
                 if inv.kill():
                     note("dbt still running after SIGTERM: sending SIGKILL")
                 phase, phase_at = 3, now

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
 
@@ -34,6 +34,11 @@ class RunPlan:
     # triggers.fresh_sources_only: the folder keeping the sources.json of the job's last
     # successful run (dbt's --state for source_status:fresher); None when not asked
     fresh_sources_state: Path | None = None
+    # a PostgreSQL target: the executor follows dbt's sessions and cancels what a killed dbt
+    # left running (see dockyard.runner.sessions); None for other warehouses
+    warehouse: Any = None
+    warehouse_target: str | None = None  # the profiles.yml target and folder, for the reaper
+    warehouse_profiles_dir: str | None = None
 
 
 class Recorder(Protocol):
@@ -57,7 +62,8 @@ class Recorder(Protocol):
     def artifacts(self, index: int, refs: list[ArtifactRef]) -> None: ...
 
     # Optional hooks (looked up with getattr): ``process_started(index, pgid)`` when a dbt
-    # process group starts, and ``tick()`` from the executor's loop (a worker heartbeats
+    # process group starts, ``warehouse_sessions(doc)`` when dbt opens new warehouse
+    # connections (a worker stores them for the reaper), and ``tick()`` from the executor's loop (a worker heartbeats
     # there; it may call ``Executor.cancel`` or raise to abandon the run, which kills dbt).
 
 

@@ -47,6 +47,8 @@ class Reaped:
     job_id: int | None
     reason: str = "worker_lost"
     cancel_requested: bool = False
+    warehouse_sessions: dict | None = None
+    environment: str | None = None
 
 
 class OwnershipOps(StoreBase):
@@ -93,7 +95,7 @@ class OwnershipOps(StoreBase):
         if start_timeout_s is not None:
             slow = and_(runs.c.status == STARTING, runs.c.claimed_at < now - timedelta(seconds=start_timeout_s))
         cols = (runs.c.id, runs.c.worker_id, runs.c.host, runs.c.pgid, runs.c.lease_epoch, runs.c.attempt,
-                runs.c.job_id, runs.c.cancel_requested_at)
+                runs.c.job_id, runs.c.cancel_requested_at, runs.c.warehouse_sessions, runs.c.environment)
         with self._read() as conn:
             found = {reason: conn.execute(select(*cols).where(cond).order_by(runs.c.id)).all()
                      for reason, cond in (("worker_lost", stale), ("start_timeout", slow)) if cond is not None}
@@ -114,7 +116,8 @@ class OwnershipOps(StoreBase):
                     raise
                 done.add(row.id)
                 reaped.append(Reaped(row.id, row.worker_id, row.host, row.pgid, row.lease_epoch, row.attempt,
-                                     row.job_id, reason, row.cancel_requested_at is not None))
+                                     row.job_id, reason, row.cancel_requested_at is not None,
+                                     row.warehouse_sessions, row.environment))
         return reaped
 
     @staticmethod
@@ -181,7 +184,8 @@ class OwnershipOps(StoreBase):
             changed = conn.execute(
                 update(runs).where(runs.c.id == run_id, owned)
                 .values(status=queued.value, status_code=queued.code, lease_epoch=runs.c.lease_epoch + 1,
-                        worker_id=None, host=None, pgid=None, claimed_at=None, heartbeat_at=None,
+                        worker_id=None, host=None, pgid=None, warehouse_sessions=None, claimed_at=None,
+                        heartbeat_at=None,
                         started_at=None, updated_at=now)).rowcount
             if not changed:
                 return False

@@ -186,7 +186,8 @@ class QueueOps(RunWrites):
             row = conn.execute(
                 update(runs).where(runs.c.id == run_id, runs.c.status == QUEUED)
                 .values(status=starting.value, status_code=starting.code, lease_epoch=runs.c.lease_epoch + 1,
-                        worker_id=worker_id, host=host, pgid=None, claimed_at=now, heartbeat_at=now,
+                        worker_id=worker_id, host=host, pgid=None, warehouse_sessions=None, claimed_at=now,
+                        heartbeat_at=now,
                         updated_at=now)
                 .returning(runs.c.lease_epoch, runs.c.job_id, runs.c.job_name, runs.c.environment,
                            runs.c.attempt, runs.c.overrides)).first()

@@ -44,6 +44,7 @@ class StoredRun(RunRecord):
     host: str | None = None
     pgid: int | None = None
     idempotency_key: str | None = None
+    warehouse_sessions: dict | None = None
 
 
 NODE_FIELDS = tuple(f.name for f in fields(NodeResult) if f.name != "step_index")  # written
@@ -91,6 +92,7 @@ def run_record(row: Mapping[str, Any]) -> StoredRun:
         not_before=row["not_before"], claimed_at=row["claimed_at"],
         cancel_requested_at=row["cancel_requested_at"], coalesced=row["coalesced"], host=row["host"],
         pgid=row["pgid"], idempotency_key=row["idempotency_key"],
+        warehouse_sessions=row["warehouse_sessions"],
     )
 
 

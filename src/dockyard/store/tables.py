@@ -137,6 +137,9 @@ runs = Table(
     Column("host", String(255), nullable=True),
     Column("pgid", Integer, nullable=True),  # the dbt process group, for reaping
     Column("idempotency_key", String(255), nullable=True),
+    # 0004: {"target", "profiles_dir", "sessions": [[client addr, port, first seen]]} of the
+    # running step's dbt on a PostgreSQL warehouse (see dockyard.runner.sessions)
+    Column("warehouse_sessions", JSONDoc, nullable=True),
     PrimaryKeyConstraint("id", name="pk_runs"),
     ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_runs_job_id_jobs", ondelete="SET NULL"),
     ForeignKeyConstraint(["retry_of"], ["runs.id"], name="fk_runs_retry_of_runs",
