@@ -178,7 +178,8 @@ class ServiceOps:
         try:
             status = self.status()
         except DockyardError as exc:
-            return {"status": "unavailable", "store": exc.what}
+            log.warning("health: %s", exc.what)
+            return {"status": "unavailable", "store": "unreachable"}
         alive = [p for p in status["processes"] if p["alive"]]
         scheduler = any(p["kind"] == "scheduler" for p in alive)
         workers = sum(1 for p in alive if p["kind"] == "worker")

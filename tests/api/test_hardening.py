@@ -146,3 +146,22 @@ def test_serve_refuses_a_public_address_without_tokens(shop):
 
 def test_default_bind_is_loopback(app):
     assert app.config.server.host == "127.0.0.1"
+
+
+def test_an_unreachable_store_is_a_503_that_does_not_name_it(app, api, tokens):
+    from dockyard.store import Store
+
+    good = app.store
+    app.__dict__["store"] = Store("postgresql://dockyard:hunter2@127.0.0.1:1/nowhere?connect_timeout=2")
+    try:
+        with TestClient(api, base_url="https://testserver", headers=tokens.header("read")) as c:
+            for path in ("/api/v1/runs", "/api/v2/accounts/1/runs/", "/api/v1/health"):
+                r = c.get(path)
+                assert r.status_code == 503, (path, r.text)
+                assert r.headers["retry-after"] == "5"
+                assert "127.0.0.1:1" not in r.text and "hunter2" not in r.text and "nowhere" not in r.text
+            assert c.get("/api/v1/health").json() == {"status": "unavailable", "store": "unreachable"}
+            assert c.get("/api/v1/runs").json()["status"]["user_message"] == "The run store is unavailable; retry later"
+    finally:
+        app.__dict__["store"].close()
+        app.__dict__["store"] = good

@@ -8,8 +8,11 @@ Every error, whatever raised it, is ``{"status": {"code", "is_success": false,
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from dockyard import __version__
@@ -17,7 +20,9 @@ from dockyard.api import envelope
 from dockyard.api.auth import READ, Auth, RateLimited
 from dockyard.api.catalog import Catalog
 from dockyard.api.middleware import MAX_BODY, CatchAll, LimitBody, NormalisePath, redact_tokens_in_logs
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, StoreError
+
+log = logging.getLogger("dockyard.api")
 
 PUBLIC_PATHS = frozenset({"/api/v1/health"})  # the only routes without a token
 
@@ -54,6 +59,10 @@ def create_app(app, *, require_auth: bool = False, request_rate: int | None = No
             headers["WWW-Authenticate"] = 'Token realm="dockyard"'
         elif exc.status == 503:
             headers["Retry-After"] = "5"
+            if isinstance(exc, StoreError):  # the store's address is the operator's business
+                log.warning("API %s %s: %s", request.method, request.url.path, exc.what)
+                message = "The run store is unavailable; retry later"
+                return envelope.error(503, message, message, headers=headers)
         return envelope.error(exc.status, exc.render(), exc.what, headers=headers)
 
     @api.exception_handler(HTTPException)
@@ -71,9 +80,13 @@ def create_app(app, *, require_auth: bool = False, request_rate: int | None = No
         return envelope.error(422, f"{where}: {first.get('msg', 'invalid value')}", str(errors)[:2000])
 
     @api.get("/api/v1/health", tags=["native"])
-    def health() -> dict:
-        """Liveness of the store, the scheduler and the workers (no token needed)."""
-        return app.health()
+    def health():
+        """Liveness of the store, the scheduler and the workers (no token needed); 503 with
+        Retry-After while the store is unreachable, so a load balancer can tell."""
+        answer = app.health()
+        if answer["status"] == "unavailable":
+            return JSONResponse(answer, status_code=503, headers={"Retry-After": "5"})
+        return answer
 
     @api.get("/", tags=["dbt Cloud"], dependencies=[READ])
     def root():
