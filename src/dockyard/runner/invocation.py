@@ -305,12 +305,18 @@ class DbtInvocation:
             with contextlib.suppress(Exception):
                 stream.flush()
         parent_pid = os.getpid()
+        # The child's garbage collector would walk (and so write to, copying) every page of
+        # objects it inherits; frozen, they stay shared with this process (gc.freeze docs).
+        gc.freeze()
         try:
             pid = os.fork()
         except OSError as exc:
+            gc.unfreeze()
             for fd in (out_r, out_w, ev_r, ev_w):
                 os.close(fd)
             raise DbtInvocationError(f"cannot fork dbt: {exc}") from exc
+        if pid:
+            gc.unfreeze()
         if pid == 0:  # child: never returns
             _fork_child(self.args, self.project_dir, self.env, self.forward,
                         out_r=out_r, out_w=out_w, ev_r=ev_r, ev_w=ev_w, parent_pid=parent_pid)
