@@ -38,8 +38,7 @@ does not). The reported peak is the highest sample (for raw dbt, over all its co
 Ratios are dockyard / raw dbt, of the medians.
 
 Prints one table per size and appends JSON lines (one per run, one summary per size) to
-``bench/results/overhead-<mode>-<time>.jsonl``. Needs psutil (a bench-only dependency:
-``.venv/bin/pip install psutil``).
+``bench/results/overhead-<mode>-<time>.jsonl``. Uses psutil (a dependency of dockyard).
 """
 
 from __future__ import annotations
@@ -60,8 +59,8 @@ from pathlib import Path
 
 try:
     import psutil
-except ImportError:  # pragma: no cover - bench-only dependency
-    sys.exit("bench/overhead.py needs psutil: .venv/bin/pip install psutil")
+except ImportError:  # pragma: no cover - installed with dockyard
+    sys.exit("bench/overhead.py needs psutil: .venv/bin/pip install -e .")
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

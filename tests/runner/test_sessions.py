@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from dockyard.runner.sessions import PostgresWarehouse, _decode, connections, render_output
+from dockyard.runner.sessions import PostgresWarehouse, _normal, connections, render_output
 
 
 @pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
@@ -34,10 +34,10 @@ def test_connections_finds_this_process_sockets_to_a_port(family, host):
     assert connections([os.getpid()], port) == set()
 
 
-def test_decode_reads_proc_net_addresses():
-    assert _decode("0100007F:1538") == ("127.0.0.1", 5432)
-    assert _decode("00000000000000000000000001000000:1538") == ("::1", 5432)
-    assert _decode("0000000000000000FFFF00000100007F:0050") == ("127.0.0.1", 80)  # v4-mapped
+def test_addresses_are_normalised():
+    assert _normal("::ffff:127.0.0.1") == "127.0.0.1"  # a v4 client of a dual-stack socket
+    assert _normal("fe80::1%eth0") == "fe80::1"
+    assert _normal("::1") == "::1"
 
 
 def test_a_target_is_rendered_with_the_run_environment():

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
-import struct
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -36,7 +34,6 @@ log = logging.getLogger("dockyard.runner.sessions")
 SUPPORTED_TYPES = ("postgres",)
 #: A session is only matched if it started before (its socket was first seen + this skew).
 CLOCK_SKEW_S = 30.0
-_ESTABLISHED = "01"
 
 
 @dataclass(frozen=True)
@@ -51,54 +48,28 @@ class Session:
         return (self.addr, self.port)
 
 
-def _decode(hex_addr: str) -> tuple[str, int]:
-    addr, port = hex_addr.split(":")
-    raw = bytes.fromhex(addr)
-    # /proc/net/tcp{,6} print each 32-bit word in host byte order
-    words = b"".join(struct.pack("=I", struct.unpack(">I", raw[i:i + 4])[0]) for i in range(0, len(raw), 4))
-    ip = ipaddress.ip_address(words)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return str(ip), int(port, 16)
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    try:
-        names = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return inodes
-    for name in names:
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{name}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    return inodes
+def _normal(ip: str) -> str:
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return str(addr)
 
 
 def connections(pids: Iterable[int], remote_port: int, now: float | None = None) -> set[Session]:
-    """The established TCP connections of ``pids`` to port ``remote_port``."""
+    """The established TCP connections of ``pids`` to port ``remote_port`` (psutil reads
+    them from ``/proc``)."""
+    import psutil
+
     found: set[Session] = set()
     now = time.time() if now is None else now
     for pid in pids:
-        inodes = _socket_inodes(pid)
-        if not inodes:
-            continue
-        for table in ("tcp", "tcp6"):
-            try:
-                with open(f"/proc/{pid}/net/{table}", encoding="ascii") as fh:
-                    lines = fh.readlines()[1:]
-            except OSError:
-                continue
-            for line in lines:
-                fields = line.split()
-                if len(fields) < 10 or fields[3] != _ESTABLISHED or fields[9] not in inodes:
-                    continue
-                local, remote = _decode(fields[1]), _decode(fields[2])
-                if remote[1] == remote_port:
-                    found.add(Session(local[0], local[1], now))
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except (psutil.Error, OSError):
+            continue  # gone, or not ours to read
+        for conn in conns:
+            if conn.status == psutil.CONN_ESTABLISHED and conn.raddr and conn.raddr.port == remote_port:
+                found.add(Session(_normal(conn.laddr.ip), conn.laddr.port, now))
     return found
 
 
