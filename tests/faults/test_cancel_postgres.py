@@ -81,11 +81,11 @@ def test_a_dbt_killed_outright_leaves_no_query_running(cluster, pg_database_fact
     c.start("worker")
     run_id = app.enqueue("sleepy", trigger="manual").run_id
     wait_for(lambda: _sleeping(warehouse), 60, "the model's query to run in PostgreSQL")
-    run = app.store.get_run(run_id)
-    assert run.pgid
-    time.sleep(1.5)  # at least one scan of dbt's sockets (every second)
-    stored = app.store.get_run(run_id)
-    os.killpg(run.pgid, signal.SIGKILL)
+    # dbt's sockets are scanned every second; the worker stores what it saw
+    stored = wait_for(lambda: (r := app.store.get_run(run_id)).warehouse_sessions and r, 10,
+                      "the worker to store dbt's sessions")
+    assert stored.pgid
+    os.killpg(stored.pgid, signal.SIGKILL)
     wait_for(lambda: not _sleeping(warehouse), 15, "the orphaned query to be cancelled", interval=0.25)
     run = wait_for(lambda: (r := app.store.get_run(run_id)).status.is_final and r, 20, "the run to end")
     assert run.status.value == "error"
