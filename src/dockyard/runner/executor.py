@@ -216,8 +216,9 @@ class Executor:
         plan, rec = self.plan, self.recorder
 
         def scan(force: bool = False) -> None:
-            if watch is not None and inv.pid is not None:
-                watch.scan(group_members(inv.pid) or [inv.pid], force)
+            pid = inv.pid
+            if watch is not None and pid is not None:
+                watch.scan(lambda: group_members(pid) or [pid], force)
         assert self._deadline is not None
         stop_reason: str | None = None
         phase = 0  # 0 running, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,12 +173,13 @@ class SessionWatch:
         self.sessions: dict[tuple[str, int], Session] = {}
         self._last = 0.0
 
-    def scan(self, pids: Iterable[int], force: bool = False) -> None:
+    def scan(self, pids: Callable[[], Iterable[int]], force: bool = False) -> None:
+        """Look at the connections of ``pids()`` (called only when a scan is due)."""
         now = time.monotonic()
         if not force and now - self._last < self.every_s:
             return
         self._last = now
-        new = [s for s in connections(pids, self.warehouse.port) if s.key() not in self.sessions]
+        new = [s for s in connections(pids(), self.warehouse.port) if s.key() not in self.sessions]
         if new:
             self.sessions.update((s.key(), s) for s in new)
             if self.report:
