@@ -73,7 +73,7 @@ class LimitBody:
                 if too_big:
                     return await send_error(send, 413, f"Request body larger than {self.max_bytes} bytes")
         seen = 0
-        started = False
+        tracking = _TrackStart(send)
 
         async def limited():
             nonlocal seen
@@ -84,17 +84,25 @@ class LimitBody:
                     raise _TooLarge
             return message
 
-        async def tracking(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
             await self.app(scope, limited, tracking)
         except _TooLarge:
-            if not started:
+            if not tracking.started:
                 await send_error(send, 413, f"Request body larger than {self.max_bytes} bytes")
+
+
+class _TrackStart:
+    """An ASGI ``send`` that remembers whether the response has started (after which no
+    error answer can be sent any more)."""
+
+    def __init__(self, send):
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message):
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
 
 
 class CatchAll:
@@ -106,21 +114,14 @@ class CatchAll:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
-
-        async def tracking(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracking = _TrackStart(send)
         try:
             await self.app(scope, receive, tracking)
         except _TooLarge:
             raise  # LimitBody answers it
         except Exception:  # noqa: BLE001 - the last line of defence
             log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
-            if not started:
+            if not tracking.started:
                 await send_error(send, 500, "Internal server error")
 
 

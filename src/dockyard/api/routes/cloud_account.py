@@ -59,10 +59,8 @@ def list_projects(request: Request, account_id: Id):
 
 @v3.get("/projects/{project_id}", dependencies=[READ])
 def get_project_v3(request: Request, account_id: Id, project_id: Id):
-    """R18: the project."""
-    cat = catalog(request, account_id)
-    _project(project_id)
-    return envelope.ok(project_object(cat))
+    """R18: the project (as R15)."""
+    return get_project(request, account_id, project_id)
 
 
 @v3.get("/projects/{project_id}/environments", dependencies=[READ])
