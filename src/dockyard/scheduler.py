@@ -99,6 +99,7 @@ class Scheduler:
         self.app = app
         self.holder = holder
         self.now = now
+        self._retry_checked: set[int] = set()  # failed runs already offered to maybe_retry
 
     @property
     def store(self):
@@ -129,7 +130,26 @@ class Scheduler:
                             timeout=server.lost_after_seconds, what=f"retry of run {reaped.run_id}")
             if retry:
                 report.retried.append(retry)
+        self._retry_missed(now, report)
         return report
+
+    def _retry_missed(self, now: datetime, report: TickReport) -> None:
+        """Queue the retries that a crash lost: a worker or a scheduler killed between ending a
+        run ``error`` and queueing its retry. Runs that failed in the last
+        ``max(600, 10 * lost_after_seconds)`` seconds without a retry are offered to
+        ``maybe_retry`` (idempotent: one retry per failed run), each once per scheduler process."""
+        window = timedelta(seconds=max(600.0, 10 * self.app.config.server.lost_after_seconds))
+        candidates = self.store.failed_without_retry(now - window, now)
+        self._retry_checked &= set(candidates)  # forget what left the window
+        for run_id in candidates:
+            if run_id in self._retry_checked:
+                continue
+            retry = self.app.maybe_retry(run_id)
+            self._retry_checked.add(run_id)
+            if retry:
+                log.warning("run %s: its retry had not been queued (a process died in between); "
+                            "queued run %s", run_id, retry)
+                report.retried.append(retry)
 
     def _fire_cron(self, job, job_id: int, now: datetime, report: TickReport) -> None:
         last = self.store.last_fire(job_id)

@@ -128,3 +128,25 @@ def test_lost_runs_are_reaped_and_retried_once(server_app, clock_at):
     retries = [r for r in runs_of(server_app, "flaky") if r.retry_of == res.run_id]
     assert len(retries) == 1 and retries[0].attempt == 2 and retries[0].trigger == "retry"
     assert Counter(r.status for r in runs_of(server_app, "flaky"))[RunStatus.QUEUED] == 1
+
+
+def test_a_retry_lost_to_a_crash_is_queued_by_the_next_tick(server_app):
+    """The reaper committed ``worker_lost`` and its process died before queueing the retry (or
+    a worker died between failing a run and retrying it): a later tick queues it, once."""
+    import dockyard.clock as real_clock
+
+    store = server_app.store
+    res = server_app.enqueue("flaky", trigger="manual")
+    assert store.claim("w1", "elsewhere").run_id == res.run_id
+    later = real_clock.now() + timedelta(seconds=server_app.config.server.lost_after_seconds + 5)
+    assert [r.run_id for r in store.reap(server_app.config.server.lost_after_seconds, now=later)] == [res.run_id]
+    # a failed foreground run (never claimed by a worker) is not retried: `dockyard run` never is
+    record, _ = server_app.job("flaky")
+    fg = store.create_run(record.id, record.name, "dev", ["dbt seed"], trigger="manual")
+    store.transition_run(fg, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id="here:1")
+    store.transition_run(fg, RunStatus.ERROR, reason="worker_lost", finished_at=later)
+
+    reports = [Scheduler(server_app, f"s{i}", now=lambda: later + timedelta(seconds=1)).tick() for i in range(2)]
+    retries = [r for r in runs_of(server_app, "flaky") if r.retry_of is not None]
+    assert [(r.retry_of, r.attempt, r.trigger) for r in retries] == [(res.run_id, 2, "retry")]
+    assert sum(len(r.retried) for r in reports) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
@@ -21,6 +22,18 @@ StatusFilter = RunStatus | str | Sequence[RunStatus | str] | None
 
 class RunQueries(StoreBase):
     """Mixed into :class:`dockyard.store.Store`."""
+
+    def failed_without_retry(self, since: datetime, until: datetime) -> list[int]:
+        """Ids of runs that workers executed (``claimed_at`` set: not foreground runs), that
+        ended ``error`` between ``since`` and ``until``, and that no run retries yet."""
+        child = runs.alias("child")
+        stmt = (select(runs.c.id)
+                .where(runs.c.status == RunStatus.ERROR.value, runs.c.claimed_at.is_not(None),
+                       runs.c.finished_at >= since, runs.c.finished_at < until,
+                       ~select(child.c.id).where(child.c.retry_of == runs.c.id).exists())
+                .order_by(runs.c.id))
+        with self._read() as conn:
+            return list(conn.execute(stmt).scalars())
 
     def get_run(self, run_id: int) -> StoredRun:
         """A run with its steps, nodes and artifacts; raises :class:`NotFoundError`."""
