@@ -9,10 +9,11 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from dockyard.config.loader import LoadedConfig, parse_yaml
+from dockyard.config.loader import LoadedConfig, read_yaml
 from dockyard.config.model import Environment
-from dockyard.errors import ConfigError, ProjectError
+from dockyard.errors import ConfigError, Location, ProjectError
 
+MAX_SECRET_BYTES = 64 * 1024  # a secret file (file:PATH) larger than this is refused
 # Variables of dockyard's own environment that every dbt process gets.
 BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME",
             "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PYTHONPATH")
@@ -34,7 +35,10 @@ class DbtProject:
             raise ProjectError(f"{self.project_dir} does not contain a dbt_project.yml file",
                                location=self.loaded.location("project_dir"),
                                hint="put dockyard.yml at the dbt project's root or set project_dir: to it")
-        data = parse_yaml(project_file.read_text(encoding="utf-8"), str(project_file)) or {}
+        data = read_yaml(project_file) or {}
+        if not isinstance(data, dict):
+            raise ProjectError(f"{project_file} is not a mapping of keys such as name: and profile:",
+                               location=Location(str(project_file), 1), hint="see dbt's dbt_project.yml reference")
         self.profile_name = str(data.get("profile") or data.get("name") or "default")
         self.name = str(data.get("name", self.project_dir.name))
 
@@ -60,7 +64,10 @@ class DbtProject:
         if not path.is_file():
             raise ProjectError(f"no profiles.yml in {folder}",
                                hint="create it, or set profiles_dir: in dockyard.yml to the folder that has it")
-        data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+        data = read_yaml(path) or {}
+        if not isinstance(data, dict) or not isinstance(data.get(self.profile_name, {}), dict):
+            raise ProjectError(f"{path} is not a mapping of profile names to profiles",
+                               location=Location(str(path), 1), hint="see dbt's profiles.yml reference")
         if self.profile_name not in data:
             raise ProjectError(f"profile '{self.profile_name}' (from dbt_project.yml) is not in {path}",
                                hint=f"profiles there: {', '.join(k for k in data if k != 'config') or 'none'}")
@@ -70,7 +77,7 @@ class DbtProject:
         """The raw output ``target`` of this project's profile in ``profiles_dir``, or None."""
         path = Path(profiles_dir) / "profiles.yml"
         try:
-            data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+            data = read_yaml(path) or {}
             output = data[self.profile_name]["outputs"][target]
         except (OSError, KeyError, TypeError, ConfigError):
             return None
@@ -128,10 +135,19 @@ def resolve_secrets(loaded: LoadedConfig, env_name: str) -> dict[str, str]:
         else:
             path = Path(os.path.expanduser(ref[5:]))
             try:
-                out[name] = path.read_text(encoding="utf-8").strip()
+                with open(path, "rb") as fh:  # a secret is short: never read /dev/zero to its end
+                    data = fh.read(MAX_SECRET_BYTES + 1)
             except OSError as exc:
                 raise ConfigError(f"secret {name} cannot read {path}: {exc.strerror}", location=where,
                                   hint="check the file exists and is readable") from None
+            if len(data) > MAX_SECRET_BYTES:
+                raise ConfigError(f"secret {name}: {path} is larger than {MAX_SECRET_BYTES // 1024} kiB",
+                                  location=where, hint="point the reference at the file holding only the secret")
+            try:
+                out[name] = data.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise ConfigError(f"secret {name}: {path} is not UTF-8 text", location=where,
+                                  hint="store the secret as UTF-8 text") from None
     return out
 
 

@@ -439,11 +439,12 @@ def has_default_selector(project_dir: str | Path) -> bool:
     path = Path(project_dir) / "selectors.yml"
     if not path.is_file():
         return False
-    import yaml
+    from dockyard.config.yamlfile import read_yaml
+    from dockyard.errors import ConfigError
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, OSError):
+        data = read_yaml(path) or {}  # bounded: a selectors.yml bomb is refused, not expanded
+    except ConfigError:
         return False
     for selector in (data.get("selectors") or []) if isinstance(data, dict) else []:
         if not isinstance(selector, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dockyard.config.loader import CONFIG_NAME, parse_yaml
+from dockyard.config.loader import CONFIG_NAME, read_yaml
 from dockyard.errors import ConfigError, Location, ProjectError
 
 TEMPLATE = """\
@@ -52,7 +52,10 @@ def write_config(project_dir: Path, force: bool = False, target: Path | None = N
     if target.exists() and not force:
         raise ConfigError(f"{target} already exists", location=Location(str(target)),
                           hint="edit it, or pass --force to overwrite it")
-    data = parse_yaml(project_file.read_text(encoding="utf-8"), str(project_file)) or {}
+    data = read_yaml(project_file) or {}
+    if not isinstance(data, dict):
+        raise ProjectError(f"{project_file} is not a mapping of keys such as name: and profile:",
+                           location=Location(str(project_file), 1), hint="see dbt's dbt_project.yml reference")
     profile_name = str(data.get("profile") or data.get("name"))
     targets = _targets(project_dir, profile_name) or ["dev", "prod"]
     prod = next((t for t in targets if t in ("prod", "production")), targets[-1])
@@ -69,7 +72,8 @@ def _targets(project_dir: Path, profile: str) -> list[str]:
     for folder in (os.environ.get("DBT_PROFILES_DIR"), project_dir, Path.home() / ".dbt"):
         if folder and (Path(folder) / "profiles.yml").is_file():
             path = Path(folder) / "profiles.yml"
-            data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
-            outputs = (data.get(profile) or {}).get("outputs") or {}
+            data = read_yaml(path) or {}
+            entry = data.get(profile) if isinstance(data, dict) else None
+            outputs = (entry.get("outputs") if isinstance(entry, dict) else None) or {}
             return [str(t) for t in outputs]
     return []

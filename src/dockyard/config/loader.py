@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from dockyard.config.model import Config, Job
+from dockyard.config.yamlfile import parse_yaml, read_text, read_yaml
 from dockyard.errors import ConfigError, ConfigErrors, Location
+
+__all__ = ["CONFIG_NAME", "LoadedConfig", "find_config", "load_config", "parse_yaml", "read_yaml"]
 
 CONFIG_NAME = "dockyard.yml"
 # Keys whose values an error message must not repeat (they are or may embed secrets).
@@ -28,6 +29,7 @@ class LoadedConfig:
     config: Config
     path: Path
     raw: Any
+    text: str | None = None  # what it was loaded from (a reload compares it with the file)
 
     @property
     def base_dir(self) -> Path:
@@ -59,12 +61,15 @@ def find_config(start: Path | None = None) -> Path:
                       hint="run 'dockyard init' in your dbt project, or pass --config PATH")
 
 
-def load_config(path: Path | str | None = None) -> LoadedConfig:
+def load_config(path: Path | str | None = None, *, text: str | None = None) -> LoadedConfig:
+    """Load and validate dockyard.yml; ``text``: its content, already read (and decoded) by
+    the caller (a reload checks a snapshot of the file, then loads that same snapshot)."""
     path = Path(path) if path else find_config()
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist",
-                          hint="pass the path of your dockyard.yml with --config, or run 'dockyard init'")
-    text = path.read_text(encoding="utf-8")
+    if text is None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist",
+                              hint="pass the path of your dockyard.yml with --config, or run 'dockyard init'")
+        text = read_text(path)
     raw = parse_yaml(text, str(path))
     if raw is None:
         raise ConfigError("the config file is empty", location=Location(str(path), 1),
@@ -80,23 +85,9 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigErrors([_located(err, raw, path) for err in exc.errors()]) from None
-    loaded = LoadedConfig(config, path.resolve(), raw)
+    loaded = LoadedConfig(config, path.resolve(), raw, text)
     _cross_check(loaded)
     return loaded
-
-
-def parse_yaml(text: str, filename: str) -> Any:
-    yaml = YAML(typ="rt")
-    try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError(f"invalid YAML: {exc.problem or exc.context}", location=Location(filename, line),
-                          hint="fix the YAML syntax (indentation, quotes, a missing ':')") from None
-    except Exception as exc:  # ruamel raises several unrelated types (duplicate keys, ...)
-        raise ConfigError(f"invalid YAML: {str(exc).splitlines()[0]}", location=Location(filename),
-                          hint="fix the YAML syntax") from None
 
 
 def _plain(node: Any) -> Any:
