@@ -22,6 +22,7 @@ from pathlib import Path
 
 from dockyard import clock
 from dockyard.config.loader import load_config
+from dockyard.environ import seal_process
 from dockyard.errors import ConfigError, DockyardError, StoreError
 from dockyard.persist import persist_until
 
@@ -90,6 +91,7 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
     from dockyard.worker import process_id
 
     stop = stop or Stop()
+    seal_process()  # dbt steps must not read this process's environment (dockyard.environ)
     follow_supervisor()
     holder = process_id("scheduler")
 
@@ -130,6 +132,7 @@ def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) 
     from dockyard.runner.invocation import preload_dbt, warm_dbt
     from dockyard.worker import Worker
 
+    seal_process()
     app = App.open(config_path, store_url)
     # import dbt and the project's adapters once, warm its serialisers: every run's steps are
     # forked from here
@@ -155,6 +158,7 @@ def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) 
 def run_worker(config_path: str | None, store_url: str | None, concurrency: int) -> int:
     """Fork ``concurrency`` worker slots and keep them alive until SIGTERM."""
     slots: dict[int, int] = {}
+    seal_process()  # before the slots fork: they inherit the cleared block
     stop = Stop()
     follow_supervisor()
     parent = os.getpid()
@@ -215,6 +219,7 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
     from dockyard.api.app import create_app
     from dockyard.app import App
 
+    seal_process()  # before any thread; children get the environment explicitly
     app = App.open(config_path, store_url)
     app.store  # migrate before the children start  # noqa: B018
     base = [sys.executable, "-m", "dockyard", *(["--store-url", store_url] if store_url else [])]

@@ -143,6 +143,9 @@ def _foreground(start, title, as_json: bool, quiet: bool) -> None:
     """What ``run`` does around the App call, for any foreground run: progress (dbt's log
     lines unless quiet or JSON), Ctrl-C/SIGTERM cancel, the summary or JSON, the exit code.
     ``start(observer, on_start)`` runs it; ``title(run_id)`` is the first line printed."""
+    from dockyard.environ import seal_process
+
+    seal_process()  # dbt steps must not read this process's environment (/proc/<pid>/environ)
     console = Console(stderr=True, highlight=False) if as_json else Console(highlight=False, width=WIDTH)
     progress = Progress(console, [], echo_logs=not (as_json or quiet))
     previous = signal.getsignal(signal.SIGINT)

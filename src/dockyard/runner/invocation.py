@@ -52,7 +52,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dockyard import environ
 from dockyard.errors import DbtInvocationError
+from dockyard.permissions import dbt_umask
 from dockyard.runner.events import NODE_EVENTS
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,14 @@ class DbtEvent:
     @property
     def data(self) -> dict:
         return self.payload.get("data") or {}
+
+
+def _tracker_fds() -> list[int]:
+    """The pipe to the multiprocessing resource tracker a fork child shares with its parent."""
+    from multiprocessing import resource_tracker
+
+    fd = getattr(resource_tracker._resource_tracker, "_fd", None)
+    return [fd] if isinstance(fd, int) else []
 
 
 def _ensure_resource_tracker() -> None:
@@ -280,7 +290,7 @@ class DbtInvocation:
             self._popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 cwd=self.project_dir, env=self.env, start_new_session=True, close_fds=True,
-                bufsize=0,
+                bufsize=0, umask=dbt_umask(self.args),
             )
         except OSError as exc:
             raise DbtInvocationError(f"cannot start dbt: {exc}") from exc
@@ -591,6 +601,7 @@ def _fork_child(
         # Objects inherited from the parent (its database connections, say) must never be
         # finalised here: keep the garbage collector away from them.
         gc.freeze()
+        os.umask(dbt_umask(args))  # dbt writes its target folder private (see dockyard.permissions)
         os.setpgid(0, 0)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _lifeline(parent_pid)
@@ -617,8 +628,10 @@ def _fork_child(
         logging.root.handlers[:] = []
         logging.root.setLevel(logging.WARNING)
         os.chdir(project_dir)
-        os.environ.clear()
-        os.environ.update(env)
+        # Only the step's own environment, by every channel: os.environ, the C environment,
+        # /proc/self/environ (the inherited block) and the worker's open files and sockets
+        environ.enter_step(env)
+        environ.drop_inherited_fds(keep={0, 1, 2, ev_w, *_tracker_fds()})
         with contextlib.suppress(Exception):  # dbt caches DBT_ENV_CUSTOM_ENV_* (metadata.env) once per
             from dbt_common.events.functions import reset_metadata_vars  # process: the parent may have
 

@@ -1,0 +1,237 @@
+"""A dbt step sees only its own environment's variables and secrets, by any channel.
+
+A model of the ``dev`` environment reads, from SQL, ``/proc/self/environ`` and the
+``/proc/<pid>/environ`` of each of its ancestors up to (not including) this test process:
+the dbt process itself, the worker slot, the worker, the foreground ``dockyard run``. The
+dockyard process was started with a variable behind *another* environment's secret
+(``OTHER_ENV_PASSWORD``, referenced by ``prod``) and one no environment references
+(``SERVER_ONLY_SECRET``): neither may appear in anything the step read, while the step's
+own variable and secret are visible through ``env_var()``.
+
+The tests run as root, which may read any process's ``/proc`` files: they rely on the
+cleared environment block, not on ``PR_SET_DUMPABLE``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dockyard import environ
+from dockyard.runner.invocation import DbtInvocation
+from tests.runner.conftest import base_env, mini  # noqa: F401 - mini is a fixture
+
+DOCKYARD = [sys.executable, "-m", "dockyard"]
+
+# Walks from the dbt process up its ancestors (read from /proc/<pid>/stat in SQL) until the
+# process named by STOP_PID, and reads each one's environ; also what env_var() shows.
+PROBE_MODEL = """\
+{{ config(materialized='table') }}
+{% set ns = namespace(pid='self', pids=[]) %}
+{% if execute %}
+  {% for _ in range(8) %}
+    {% set stat = run_query("select content from read_text('/proc/" ~ ns.pid ~ "/stat')").columns[0].values()[0] %}
+    {% set parent = stat.rsplit(') ', 1)[1].split(' ')[1] %}
+    {% if parent == env_var('STOP_PID') or parent in ('0', '1') %}{% break %}{% endif %}
+    {% do ns.pids.append(parent) %}
+    {% set ns.pid = parent %}
+  {% endfor %}
+{% endif %}
+select 0 as depth, 'self' as pid, replace(content, chr(0), chr(10)) as environ,
+       '{{ env_var("OWN_VAR", "missing") }}' as own_var,
+       '{{ env_var("OWN_SECRET", "missing") }}' as own_secret,
+       '{{ env_var("OTHER_ENV_PASSWORD", "absent") }}' || '{{ env_var("SERVER_ONLY_SECRET", "absent") }}'
+           || '{{ env_var("OTHER_PASSWORD", "absent") }}' as others
+from read_text('/proc/self/environ')
+{% for pid in ns.pids %}
+union all
+select {{ loop.index }}, '{{ pid }}', replace(content, chr(0), chr(10)), null, null, null
+from read_text('/proc/{{ pid }}/environ')
+{% endfor %}
+"""
+
+PROFILES = """\
+probe:
+  target: dev
+  outputs:
+    dev: {type: duckdb, path: dev.duckdb, threads: 1}
+    prod: {type: duckdb, path: prod.duckdb, threads: 1}
+"""
+
+
+class Probe:
+    def __init__(self, root: Path, mode: str):
+        self.path = root / "probe"
+        self.path.mkdir()
+        self.own_var = "own-var-" + secrets.token_hex(6)
+        self.own_secret = "own-secret-" + secrets.token_hex(6)
+        self.other = "canary-other-" + secrets.token_hex(8)
+        self.server_only = "canary-server-" + secrets.token_hex(8)
+        (self.path / "models").mkdir()
+        (self.path / "models" / "environ_probe.sql").write_text(PROBE_MODEL)
+        (self.path / "dbt_project.yml").write_text(
+            'name: probe\nversion: "1.0"\nconfig-version: 2\nprofile: probe\nmodel-paths: ["models"]\n')
+        (self.path / "profiles.yml").write_text(PROFILES)
+        (self.path / "dockyard.yml").write_text(textwrap.dedent(f"""\
+            runner: {{mode: {mode}}}
+            server: {{heartbeat_seconds: 1, poll_seconds: 0.1}}
+            environments:
+              dev:
+                target: dev
+                env: {{OWN_VAR: {self.own_var}, STOP_PID: "{os.getpid()}"}}
+                secrets: {{OWN_SECRET: "env:DEV_PASSWORD"}}
+              prod:
+                target: prod
+                secrets: {{OTHER_PASSWORD: "env:OTHER_ENV_PASSWORD"}}
+            jobs:
+              - name: probe
+                environment: dev
+                commands: ["dbt run --select environ_probe"]
+        """))
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("DOCKYARD_STORE_URL", None)
+        env.update(DEV_PASSWORD=self.own_secret, OTHER_ENV_PASSWORD=self.other,
+                   SERVER_ONLY_SECRET=self.server_only, DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+        return env
+
+    def cli(self, *args: str, timeout: float = 200) -> subprocess.CompletedProcess:
+        return subprocess.run([*DOCKYARD, *args, "--config", str(self.path / "dockyard.yml")], cwd=self.path,
+                              env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def rows(self) -> list[tuple]:
+        with duckdb.connect(str(self.path / "dev.duckdb"), read_only=True) as con:
+            return con.execute("select depth, pid, environ, own_var, own_secret, others "
+                               "from environ_probe order by depth").fetchall()
+
+    def check(self, ancestors: int) -> None:
+        """What the step read: its own variables, none of the canaries, ``ancestors``
+        dockyard processes above the dbt process read (so the check cannot pass vacuously)."""
+        rows = self.rows()
+        assert [r[0] for r in rows] == list(range(ancestors + 1)), rows
+        _, _, own_block, own_var, own_secret, others = rows[0]
+        assert (own_var, own_secret, others) == (self.own_var, self.own_secret, "absent" * 3)
+        for depth, pid, block, *_ in rows:
+            for canary in (self.other, self.server_only):
+                assert canary not in block, f"the step read {canary} in /proc/{pid}/environ (depth {depth})"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("mode", ["fork", "subprocess"])
+def test_a_foreground_step_sees_only_its_environment(tmp_path, mode):
+    probe = Probe(tmp_path, mode)
+    proc = probe.cli("run", "probe", "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["status"] == "success"
+    probe.check(ancestors=1)  # the dbt process, then `dockyard run`
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_worker_step_sees_only_its_environment(tmp_path):
+    """Fork mode (a worker slot forks dbt); the subprocess-mode parent chain is the same."""
+    probe = Probe(tmp_path, "fork")
+    config = str(probe.path / "dockyard.yml")
+    worker = subprocess.Popen([*DOCKYARD, "worker", "--config", config], cwd=probe.path, env=probe.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    try:
+        queued = probe.cli("trigger", "probe", "--json")
+        assert queued.returncode == 0, queued.stdout + queued.stderr
+        run_id = json.loads(queued.stdout)["run_id"]
+        deadline = time.monotonic() + 180
+        while True:
+            shown = json.loads(probe.cli("show", str(run_id), "--json").stdout)
+            if shown["status"] in ("success", "error", "cancelled"):
+                break
+            assert time.monotonic() < deadline and worker.poll() is None, f"run {run_id}: {shown['status']}"
+            time.sleep(0.3)
+        assert shown["status"] == "success", shown
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            out, _ = worker.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            out, _ = worker.communicate()
+    probe.check(ancestors=2)  # the dbt process, the worker slot, the worker
+
+
+# -- the parts on their own ------------------------------------------------------------------
+
+SEAL_SCRIPT = """
+import ctypes, json, os, subprocess, sys
+from dockyard import environ
+ok = environ.seal_process()
+libc = ctypes.CDLL(None)
+libc.getenv.restype = ctypes.c_char_p
+child = subprocess.run(["sh", "-c", 'printf %s "$SEALED_CANARY"'], capture_output=True, text=True).stdout
+print(json.dumps({"ok": ok, "block": environ.visible_environ().decode("latin-1"),
+                  "os_environ": os.environ.get("SEALED_CANARY"), "getenv": libc.getenv(b"SEALED_CANARY").decode(),
+                  "child": child, "dumpable": environ.dumpable(), "again": environ.seal_process(),
+                  "home": os.path.expanduser("~")}))
+"""
+
+
+def test_seal_clears_the_block_and_keeps_the_environment_working(tmp_path):
+    canary = "canary-sealed-" + secrets.token_hex(8)
+    env = {**os.environ, "SEALED_CANARY": canary, "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", SEAL_SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["ok"] and got["again"]
+    assert got["block"].strip("\0") == "" and canary not in got["block"]
+    # os.environ, C getenv(), children started without env= and ~ expansion still work
+    assert got["os_environ"] == got["getenv"] == got["child"] == canary
+    assert got["home"] == str(tmp_path)
+    assert got["dumpable"] is False
+
+
+FD_MODEL = """\
+{{ config(materialized='table') }}
+select content from read_text('/proc/self/fd/{{ var("fd") }}')
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_fork_child_cannot_read_the_parents_open_files(tmp_path, mini):
+    """The worker's open files (its SQLite store, say) are not readable through
+    ``/proc/self/fd`` from a fork-mode dbt child, and its environment block is empty even
+    when the forking process never sealed its own."""
+    canary = "canary-fd-" + secrets.token_hex(8)
+    (mini / "models" / "fd_probe.sql").write_text(FD_MODEL)
+    (mini / "models" / "environ_self.sql").write_text(
+        "{{ config(materialized='table') }}\nselect content from read_text('/proc/self/environ')\n")
+    secret_file = tmp_path / "store.db"
+    secret_file.write_text(canary)
+    db = tmp_path / "fd.duckdb"
+    with open(secret_file) as held:
+        inv = DbtInvocation(["run", "--select", "fd_probe", "environ_self", "--vars", f"{{fd: {held.fileno()}}}",
+                             "--profiles-dir", str(mini), "--target-path", str(tmp_path / "target"),
+                             "--log-path", str(tmp_path / "logs")],
+                            project_dir=mini, env=base_env(tmp_path, MINI_DB_PATH=str(db)), mode="fork")
+        inv.start()
+        with inv:
+            lines = []
+            while not inv.done:
+                lines += [getattr(item, "text", "") for item in inv.poll(0.1)]
+        assert inv.returncode == 0, "\n".join(lines)
+    # this test process was not sealed: its block holds PATH, HOME... (and the child's did too)
+    assert environ.visible_environ().strip(b"\0")
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select content from fd_probe").fetchall() == [("",)]
+        assert con.execute("select content from environ_self").fetchone()[0].strip("\0") == ""
