@@ -44,8 +44,9 @@ log = logging.getLogger("dockyard.environ")
 
 PR_SET_DUMPABLE = 4
 PR_GET_DUMPABLE = 3
-# /proc/<pid>/stat fields 50 and 51 (numbered from 1, see proc(5)): env_start, env_end
+# /proc/<pid>/stat fields (numbered from 1, see proc(5)): 48 arg_start, 50 env_start, 51 env_end
 _ENV_START_FIELD = 50
+_ARG_START_FIELD = 48
 
 _libc: ctypes.CDLL | None = None
 _warned_platform = False
@@ -102,6 +103,30 @@ def _zero_block() -> bool:
     if end > start and visible_environ().strip(b"\0"):
         ctypes.memset(start, 0, end - start)
     return not visible_environ().strip(b"\0")
+
+
+def hide_in_argv(value: str | None) -> bool:
+    """Overwrite ``value`` (a password in ``--store-url``, say) with ``*`` wherever it is in
+    this process's command line, which anyone on the machine reads at ``/proc/<pid>/cmdline``
+    (``sys.argv`` is Python's own copy and keeps it). True when it is no longer there."""
+    if not value or _skip("hide_in_argv"):
+        return False
+    raw = value.encode()
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            stat = fh.read()
+        start = int(stat[stat.rfind(b")") + 2:].split()[_ARG_START_FIELD - 3])
+        with open("/proc/self/cmdline", "rb") as fh:
+            shown = fh.read()
+        at = shown.find(raw)
+        while at >= 0:
+            ctypes.memset(start + at, ord("*"), len(raw))
+            at = shown.find(raw, at + len(raw))
+        with open("/proc/self/cmdline", "rb") as fh:
+            return raw not in fh.read()
+    except (OSError, ValueError, IndexError) as exc:
+        log.warning("could not hide a value in this process's command line (%s)", exc)
+        return False
 
 
 def set_dumpable(flag: bool) -> None:

@@ -222,12 +222,13 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
     seal_process()  # before any thread; children get the environment explicitly
     app = App.open(config_path, store_url)
     app.store  # migrate before the children start  # noqa: B018
-    base = [sys.executable, "-m", "dockyard", *(["--store-url", store_url] if store_url else [])]
+    base = [sys.executable, "-m", "dockyard"]  # the store URL (a password?) never in argv: /proc/<pid>/cmdline
     config = ["--config", str(app.loaded.path)]
     specs = {"scheduler": [*base, "scheduler", *config]}
     if workers:
         specs["worker"] = [*base, "worker", *config, "--concurrency", str(workers)]
     env = {**os.environ, "DOCKYARD_SUPERVISOR_PID": str(os.getpid())}
+    env.update({"DOCKYARD_STORE_URL": store_url} if store_url else {})  # children zero their env block
     children = {name: subprocess.Popen(cmd, env=env) for name, cmd in specs.items()}
 
     class Server(uvicorn.Server):

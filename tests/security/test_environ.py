@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -139,35 +140,69 @@ def test_a_foreground_step_sees_only_its_environment(tmp_path, mode):
     probe.check(ancestors=1)  # the dbt process, then `dockyard run`
 
 
+def _dockyard_processes(config: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if config.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 @pytest.mark.slow
+@pytest.mark.postgres
 @pytest.mark.timeout(240)
-def test_a_worker_step_sees_only_its_environment(tmp_path):
-    """Fork mode (a worker slot forks dbt); the subprocess-mode parent chain is the same."""
+def test_a_served_step_sees_only_its_environment_and_no_process_shows_the_store_password(
+        tmp_path, pg_database_factory):
+    """``dockyard --store-url postgresql://user:PASSWORD@... serve``: the worker slot's fork-mode
+    step reads nothing of the slot's, the worker's or serve's environment; no dockyard
+    process shows the store's password in its ``/proc/<pid>/cmdline`` (serve hides it in
+    its own, and hands it to its children in their environment, not their arguments)."""
+    from sqlalchemy.engine import make_url
+
     probe = Probe(tmp_path, "fork")
+    password = "canary-store-" + secrets.token_hex(8)
+    url = make_url(pg_database_factory()).set(password=password).render_as_string(hide_password=False)
     config = str(probe.path / "dockyard.yml")
-    worker = subprocess.Popen([*DOCKYARD, "worker", "--config", config], cwd=probe.path, env=probe.env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**probe.env, "DOCKYARD_STORE_URL": url}
+    serve = subprocess.Popen([*DOCKYARD, "--store-url", url, "serve", "--port", str(port), "--workers", "1",
+                              "--config", config], cwd=probe.path, env=probe.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        queued = probe.cli("trigger", "probe", "--json")
+        queued = subprocess.run([*DOCKYARD, "trigger", "probe", "--json", "--config", config], env=env,
+                                capture_output=True, text=True, timeout=200)
         assert queued.returncode == 0, queued.stdout + queued.stderr
         run_id = json.loads(queued.stdout)["run_id"]
         deadline = time.monotonic() + 180
         while True:
-            shown = json.loads(probe.cli("show", str(run_id), "--json").stdout)
+            shown = json.loads(subprocess.run([*DOCKYARD, "show", str(run_id), "--json", "--config", config],
+                                              env=env, capture_output=True, text=True, timeout=200).stdout)
             if shown["status"] in ("success", "error", "cancelled"):
                 break
-            assert time.monotonic() < deadline and worker.poll() is None, f"run {run_id}: {shown['status']}"
+            assert time.monotonic() < deadline and serve.poll() is None, f"run {run_id}: {shown['status']}"
             time.sleep(0.3)
         assert shown["status"] == "success", shown
+        pids = _dockyard_processes(config)
+        assert len(pids) >= 4, pids  # serve, the scheduler, the worker, its slot
+        for pid in pids:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert password.encode() not in cmdline, cmdline
+            block = Path(f"/proc/{pid}/environ").read_bytes()
+            assert not block.strip(b"\0"), f"/proc/{pid}/environ is readable: {cmdline}"
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
+        os.killpg(serve.pid, signal.SIGTERM)
         try:
-            out, _ = worker.communicate(timeout=30)
+            serve.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            out, _ = worker.communicate()
-    probe.check(ancestors=2)  # the dbt process, the worker slot, the worker
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.communicate()
+    probe.check(ancestors=3)  # the dbt process, the worker slot, the worker, serve
 
 
 # -- the parts on their own ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -66,6 +67,13 @@ def main_options(
                                           callback=_version)] = False,
 ) -> None:
     state.config, state.store_url = config, store_url
+    if store_url:  # its password would show in /proc/<pid>/cmdline (to dbt steps too)
+        from urllib.parse import urlsplit
+
+        from dockyard.environ import hide_in_argv
+
+        with contextlib.suppress(ValueError):
+            hide_in_argv(urlsplit(store_url).password)
     if debug:
         os.environ["DOCKYARD_DEBUG"] = "1"
 
