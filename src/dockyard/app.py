@@ -21,7 +21,7 @@ from dockyard.runner.command import build_argv, parse_command
 from dockyard.runner.executor import Executor
 from dockyard.runner.plan import RunPlan, StepPlan
 from dockyard.runner.sessions import PostgresWarehouse
-from dockyard.schedule import next_fire_times
+from dockyard.schedule import safe_next_fires
 from dockyard.service import ServiceOps
 from dockyard.store.store import Store
 
@@ -131,9 +131,9 @@ class App(ServiceOps):
 
     @staticmethod
     def next_fires(job: JobRecord, count: int = 1) -> list:
-        if not job.cron:
-            return []
-        return next_fire_times(job.cron, job.timezone, clock.now(), count)
+        """The job's next ``count`` fires; ``[]`` without a schedule or when the stored one
+        cannot be computed (see :func:`dockyard.schedule.safe_next_fires`)."""
+        return safe_next_fires(job.cron, job.timezone, clock.now(), count, job=job.name)
 
     # -- validation -------------------------------------------------------------------------
     def validate(self, connection: bool = False) -> ValidationReport:

@@ -112,8 +112,9 @@ def validate(cloud: dict[str, Any], environments: dict[int, str]) -> tuple[str, 
     cloud["triggers"] = triggers
     schedule = cloud.get("schedule") if isinstance(cloud.get("schedule"), dict) else {}
     cron = schedule.get("cron") or DEFAULT_CRON
-    if not isinstance(cron, str) or check_cron(cron):
-        raise DockyardError(f"schedule.cron {cron!r} is not a valid cron expression")
+    problem = check_cron(cron) if isinstance(cron, str) else f"{cron!r} is not a cron expression"
+    if problem:
+        raise DockyardError(f"schedule.cron: {problem}", hint="use 5 fields that match real dates, e.g. '0 2 * * *'")
     schedule.setdefault("cron", cron)
     cloud["schedule"] = schedule
     return name, env_name, cron if _truthy(triggers.get("schedule")) else None

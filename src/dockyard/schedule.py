@@ -8,22 +8,42 @@ mapped to instants:
   New York fires at 03:30 EDT; if that instant is already a fire time it fires once;
 * a local time that happens twice (the hour repeated when clocks fall back) fires once,
   at its first occurrence.
+
+A schedule must fire within :data:`HORIZON_YEARS` years (``0 0 31 2 *``, February 31st,
+never does): :func:`check_cron` refuses it. A stored schedule that cannot be computed
+(stored before that check, or edited in the store) has no fires: :func:`safe_next_fires`
+answers ``[]`` and logs why, so one bad job never breaks a list, a detail or health.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
 
+log = logging.getLogger("dockyard.schedule")
+
+HORIZON_YEARS = 10  # a schedule must fire within this many years (29 February does, in 8 at most)
+MAX_CRON_LENGTH = 200  # the store's column
+
 
 def check_cron(expr: str) -> str | None:
-    """Return a message if ``expr`` is not a valid 5-field cron expression, else None."""
+    """Return a message if ``expr`` is not a valid 5-field cron expression that fires within
+    :data:`HORIZON_YEARS` years, else None."""
     if not isinstance(expr, str) or len(expr.split()) != 5:
         return "a cron expression has 5 fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'"
+    if len(expr) > MAX_CRON_LENGTH:
+        return f"a cron expression has at most {MAX_CRON_LENGTH} characters"
     if not croniter.is_valid(expr):
         return f"'{expr}' is not a valid cron expression"
+    start = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
+    try:
+        croniter(expr, start, max_years_between_matches=HORIZON_YEARS).get_next(datetime)
+    except Exception:  # noqa: BLE001 - croniter raises several types for expressions it accepted
+        return (f"'{expr}' never fires: no date matches it in the next {HORIZON_YEARS} years "
+                "(e.g. the 31st of a 30-day month, or 30 February)")
     return None
 
 
@@ -56,6 +76,19 @@ def next_fire_times(cron: str, timezone: str, after: datetime, count: int = 1) -
             continue
         out.append(instant)
     return out
+
+
+def safe_next_fires(cron: str | None, timezone: str, after: datetime, count: int = 1,
+                    *, job: object = "?") -> list[datetime]:
+    """:func:`next_fire_times`, or ``[]`` (logged) when the stored schedule cannot be
+    computed: no cron, a cron that never fires, an unknown time zone."""
+    if not cron:
+        return []
+    try:
+        return next_fire_times(cron, timezone, after, count)
+    except Exception as exc:  # noqa: BLE001 - a stored schedule is not trusted to be computable
+        log.warning("job %s: schedule %r (%s) has no next fire, ignored: %s", job, cron, timezone, exc)
+        return []
 
 
 def fire_times_between(cron: str, timezone: str, start: datetime, end: datetime,

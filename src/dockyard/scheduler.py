@@ -153,8 +153,13 @@ class Scheduler:
 
     def _fire_cron(self, job, job_id: int, now: datetime, report: TickReport) -> None:
         last = self.store.last_fire(job_id)
-        fires, new_last = due_fires(job.schedule.cron, job.schedule.timezone, last, now,
-                                    policy=job.catchup, window_s=job.catchup_window_seconds)
+        try:
+            fires, new_last = due_fires(job.schedule.cron, job.schedule.timezone, last, now,
+                                        policy=job.catchup, window_s=job.catchup_window_seconds)
+        except Exception as exc:  # noqa: BLE001 - one job's uncomputable schedule must not stop the tick
+            log.warning("job %s: schedule %r (%s) cannot be computed, skipped: %s",
+                        job.name, job.schedule.cron, job.schedule.timezone, exc)
+            return
         for at in fires:
             result = self.app.enqueue(job.name, trigger="schedule", scheduled_for=at, fire_key=fire_key(at),
                                       cause=f"Scheduled for {at.isoformat()}")

@@ -310,12 +310,12 @@ def _sleep_until(when: float, stop) -> None:
 
 def _seconds_to_next_fire(app) -> float:
     """Real seconds until just after the next cron fire, at most one second."""
-    from dockyard.schedule import next_fire_times
+    from dockyard.schedule import safe_next_fires
 
     now = clock.now()
     wait = 1.0
     for job in app.config.jobs:
-        if job.cron:
-            nxt = next_fire_times(job.schedule.cron, job.schedule.timezone, now, 1)[0]
+        for nxt in safe_next_fires(job.cron, job.schedule.timezone if job.schedule else "UTC", now, 1,
+                                   job=job.name):
             wait = min(wait, (nxt - now).total_seconds() * clock.sleep_scale() + 0.005)
     return max(wait, 0.0)

@@ -9,7 +9,7 @@ from dockyard import clock
 from dockyard.api.catalog import PROJECT_ID, Catalog, JobView
 from dockyard.cloud_jobs import config_cloud_fields
 from dockyard.overrides import dbt_version
-from dockyard.schedule import next_fire_times
+from dockyard.schedule import safe_next_fires
 
 
 def ts(value: datetime | None) -> str | None:
@@ -36,10 +36,8 @@ def job_cloud_fields(cat: Catalog, view: JobView) -> dict[str, Any]:
 
 def job_object(cat: Catalog, view: JobView, *, state: int = 1) -> dict[str, Any]:
     fields = job_cloud_fields(cat, view)
-    next_run = None
-    if view.record.cron:
-        fires = next_fire_times(view.record.cron, view.record.timezone, clock.now(), 1)
-        next_run = fires[0] if fires else None
+    fires = safe_next_fires(view.record.cron, view.record.timezone, clock.now(), 1, job=view.id)
+    next_run = fires[0] if fires else None
     version = fields.get("dbt_version")
     return {
         "id": view.id,

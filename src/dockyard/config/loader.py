@@ -199,7 +199,7 @@ def _fix_hint(loc: tuple, msg: str) -> str:
     named = [k for k in loc if isinstance(k, str)]
     last = named[-1] if named else ""
     hints = {
-        "cron": "use 5 fields, e.g. '0 2 * * *' (02:00 every day)",
+        "cron": "use 5 fields that match real dates, e.g. '0 2 * * *' (02:00 every day)",
         "timezone": "use an IANA name such as 'UTC', 'Europe/Paris' or 'America/New_York'",
         "commands": "write each command as 'dbt <subcommand> [flags]', one per list entry",
         "secrets": "reference the value, e.g. DBT_ENV_SECRET_PASSWORD: env:PROD_DB_PASSWORD",
