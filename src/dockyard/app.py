@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from dockyard import clock, files
+from dockyard import clock, files, permissions
 from dockyard.config.loader import LoadedConfig, load_config
 from dockyard.config.model import Job
 from dockyard.domain import JobRecord, RunRecord, RunStatus, StepStatus
@@ -35,6 +35,7 @@ class Check:
     name: str
     ok: bool
     detail: str = ""
+    warning: bool = False  # ok, but worth fixing (printed with a "!")
 
 
 @dataclass
@@ -159,7 +160,18 @@ class App(ServiceOps):
                 report.checks.append(self._debug_connection(name))
         for record in self.jobs():
             report.jobs.append((record, self.next_fires(record, 3)))
+        report.checks.extend(Check("permissions", True, line, warning=True)
+                             for line in self.permission_warnings())
         return report
+
+    def permission_warnings(self) -> list[str]:
+        """Folders and files of the state folder (and the SQLite store's files, wherever they
+        are) that group or others can read, with the ``chmod`` that fixes them."""
+        extra = []
+        if self.store_url.startswith("sqlite:///"):
+            db = Path(self.store_url[len("sqlite:///"):].split("?", 1)[0])
+            extra = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+        return permissions.warnings_for(self.state_dir, extra)
 
     def _debug_connection(self, env_name: str) -> Check:
         from dockyard.runner.probe import dbt_debug
@@ -267,7 +279,7 @@ class App(ServiceOps):
         secrets = resolve_secrets(self.loaded, env_name)
         commands = [s.command for s in run.steps]
         run_dir = self.state_dir / "runs" / str(run_id)
-        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # targets/ holds dbt's raw files
+        permissions.private_dir(self.state_dir)  # 0700: targets/ holds dbt's raw files
         retry(lambda: self.store.set_run_fields(run_id, artifacts_dir=str(run_dir), **_fence(epoch)))
         # workers (epoch set) keep dbt imported for fast starts; a foreground run stays as lean
         # as raw dbt (see runner.preload in docs/configuration.md)

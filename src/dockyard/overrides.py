@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dockyard.errors import DockyardError
+from dockyard.permissions import open_private, private_dir
 from dockyard.runner.command import CommandError, parse_command
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -154,10 +155,9 @@ def profile_for_run(project, env_name: str, target: str, overrides: dict | None,
     else:
         profile["outputs"][target] = output
     key = hashlib.sha256(json.dumps([target, schema, name], sort_keys=True).encode()).hexdigest()[:12]
-    folder = state_dir / "profiles" / env_name / f"run-{key}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(state_dir / "profiles" / env_name / f"run-{key}")
     tmp = folder / ".profiles.yml.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open_private(tmp, "w", encoding="utf-8") as fh:  # 0600, like all of the state folder
         YAML(typ="rt").dump({project.profile_name: profile}, fh)
     tmp.replace(folder / "profiles.yml")
     return target, folder

@@ -12,6 +12,7 @@ from ruamel.yaml import YAML
 from dockyard.config.loader import LoadedConfig, read_yaml
 from dockyard.config.model import Environment
 from dockyard.errors import ConfigError, Location, ProjectError
+from dockyard.permissions import open_private, private_dir
 
 MAX_SECRET_BYTES = 64 * 1024  # a secret file (file:PATH) larger than this is refused
 # Variables of dockyard's own environment that every dbt process gets.
@@ -108,11 +109,10 @@ class DbtProject:
             return self.profiles_dir(env)
         profile = self.profile(env)
         profile["outputs"][target]["schema"] = env.schema_
-        folder = self.state_dir / "profiles" / env_name
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self.state_dir / "profiles" / env_name)
         yaml = YAML(typ="rt")
         text_path = folder / "profiles.yml"
-        with open(text_path, "w", encoding="utf-8") as fh:
+        with open_private(text_path, "w", encoding="utf-8") as fh:
             yaml.dump({self.profile_name: profile}, fh)
         return folder
 
@@ -160,6 +160,9 @@ def dbt_environment(loaded: LoadedConfig, env_name: str, secrets: dict[str, str]
     keep = set(BASE_ENV) | set(loaded.config.runner.inherit_env)
     out = {k: v for k, v in os.environ.items() if k in keep or k.startswith("DBT_")}
     out.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    # dbt creates its log folder even with the file log off (--log-level-file none): in the
+    # state folder (private, like everything there), not as an empty logs/ in the project
+    out.setdefault("DBT_LOG_PATH", str((loaded.base_dir / loaded.config.state_dir / "dbt-logs").resolve()))
     out.update(env.env)
     out.update(secrets)
     out["DOCKYARD_ENVIRONMENT"] = env_name

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dockyard.config.loader import CONFIG_NAME, read_yaml
 from dockyard.errors import ConfigError, Location, ProjectError
+from dockyard.permissions import user_mode
 
 TEMPLATE = """\
 # dockyard.yml: environments and jobs for the dbt project "{project}".
@@ -62,9 +63,12 @@ def write_config(project_dir: Path, force: bool = False, target: Path | None = N
     envs = "".join(ENV_TEMPLATE.format(name=t, upper=t.upper()) for t in targets)
     rel = os.path.relpath(project_dir, target.resolve().parent)
     project_line = "" if rel == "." else f"project_dir: {rel}   # the dbt project, relative to this file\n\n"
+    created = not target.exists()
     target.write_text(TEMPLATE.format(project=data.get("name", project_dir.name), environments=envs,
                                       project_line=project_line,
                                       prod=prod, prod_title=prod.capitalize()), encoding="utf-8")
+    if created:  # a file of the user's project: the user's umask, not dockyard's private one
+        os.chmod(target, user_mode(0o666))
     return target
 
 

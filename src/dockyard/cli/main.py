@@ -102,8 +102,9 @@ def validate(
     app = _app(config)
     report = app.validate(connection=connection)
     for check in report.checks:
-        mark = Text("✓ ", style="green") if check.ok else Text("✗ ", style="red")
-        out.print(mark + Text(f"{check.name}: {check.detail}"))
+        mark = (Text("! ", style="yellow") if check.warning else Text("✓ ", style="green")) if check.ok \
+            else Text("✗ ", style="red")
+        out.print(mark + Text(f"{check.name}: {check.detail}"), soft_wrap=True)  # paths stay whole
     for record, fires in report.jobs:
         when = ", ".join(iso(t) for t in fires) if fires else "no schedule"
         out.print(Text.assemble(("job ", "bold"), (f"{record.id} {record.name}", "bold"), f" [{record.environment}]"
@@ -266,6 +267,9 @@ def artifacts(run_id: int, as_json: JsonOpt = False, config: ConfigOpt = None) -
 
 
 def main() -> None:
+    from dockyard.permissions import restrict_umask
+
+    restrict_umask()  # before anything is created: the state folder is private (0700/0600)
     cli()
 
 

@@ -50,6 +50,7 @@ def serve(
         raise DockyardError(f"refusing to listen on {host}: the API has no authentication configured",
                             hint="create a token first (dockyard tokens create NAME --scope admin), or bind to "
                                  "127.0.0.1 (the default)")
+    _warn_permissions(app)
     out.print(f"dockyard serving on http{'s' if ssl_certfile else ''}://{host}:{port or server.port} "
               f"(API tokens {'required' if auth else 'not required until the first one is created'})")
     raise typer.Exit(run_serve(_config_path(config), state.store_url, host=host, port=port or server.port,
@@ -85,7 +86,9 @@ def worker(
 @handle_errors
 def status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Processes and their heartbeats, the queue, and the next fires."""
-    report = _app(config).status()
+    app = _app(config)
+    report = app.status()
+    _warn_permissions(app)
     if as_json:
         return _emit(report)
     table = Table(box=None, header_style="bold", title="processes", title_justify="left")
@@ -135,6 +138,16 @@ def deploy(config: ConfigOpt = None) -> None:
     """Re-sync environments and jobs from dockyard.yml into the store."""
     ids = _app(config).deploy()
     out.print(f"Deployed {len(ids)} job(s): " + ", ".join(f"{name} ({i})" for name, i in ids.items()))
+
+
+def _warn_permissions(app) -> None:
+    """A warning (never an error) on standard error when the state folder is not private."""
+    from rich.text import Text
+
+    from dockyard.cli.errors import err_console
+
+    for line in app.permission_warnings():
+        err_console.print(Text(f"Warning: {line}", style="yellow"))
 
 
 def _loopback(host: str) -> bool:

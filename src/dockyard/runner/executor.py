@@ -39,6 +39,7 @@ from pathlib import Path
 from dockyard import clock
 from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
 from dockyard.errors import DbtInvocationError
+from dockyard.permissions import open_private, private_dir, write_private
 from dockyard.runner.events import FAILED_STATUSES, WARN_STATUSES, NodeTracker
 from dockyard.runner.invocation import COMPILED_PATHS_EVENT, DbtEvent, DbtInvocation, LogLine, group_members
 from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
@@ -86,8 +87,8 @@ class Executor:
 
     def run(self) -> RunOutcome:
         plan = self.plan
-        (plan.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        (plan.run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+        private_dir(plan.run_dir / "logs")  # 0700 folders, 0600 files: see dockyard.permissions
+        private_dir(plan.run_dir / "artifacts")
         self._deadline = time.monotonic() + float(plan.timeout_seconds)
         outcome = RunOutcome(RunStatus.SUCCESS)
         fresh = FreshSources(plan.fresh_sources_state) if plan.fresh_sources_state else None
@@ -146,7 +147,7 @@ class Executor:
 
         exit_code: int | None = None
         stop_reason: str | None = None
-        with open(log_file, "w", encoding="utf-8", errors="replace") as logf:
+        with open_private(log_file, "w", encoding="utf-8", errors="replace") as logf:
 
             def emit(text: str) -> None:
                 line = self.scrubber.scrub(text)
@@ -292,9 +293,9 @@ class Executor:
                 log.warning("cannot read artifact %s: %s", src, exc)
                 continue
             data = self.scrubber.scrub_bytes(data)
-            dest_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(dest_dir)
             tmp = dest_dir / f".{name}.tmp"
-            tmp.write_bytes(data)
+            write_private(tmp, data)
             os.replace(tmp, dest_dir / name)
             refs.append(ArtifactRef(
                 step_index=index, name=name, path=f"step-{index}/{name}", size=len(data),
@@ -375,9 +376,9 @@ class FreshSources:
     def save(self) -> None:
         if self.sources is None or not self.sources.is_file():
             return
-        self.state.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state)
         tmp = self.state / ".sources.json.tmp"
-        tmp.write_bytes(self.sources.read_bytes())
+        write_private(tmp, self.sources.read_bytes())
         os.replace(tmp, self.state / "sources.json")
 
 

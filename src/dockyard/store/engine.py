@@ -9,6 +9,9 @@ SQLite wait for the write lock up front instead of failing half-way through.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +20,15 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from dockyard.errors import StoreError
+from dockyard.permissions import private_dir, private_file
 
 #: Execution option that makes a SQLite transaction start with ``BEGIN IMMEDIATE``.
 WRITE_OPTION = "dockyard_write"
 
+#: How long a SQLite statement waits for another connection's lock (the driver's ``timeout``).
+BUSY_TIMEOUT_S = 30
 SQLITE_PRAGMAS = (
-    "PRAGMA busy_timeout=30000",  # first, so switching to WAL waits for other connections
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}",  # first, so switching to WAL waits for other connections
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
@@ -88,15 +94,40 @@ def _sqlite_engine(url: URL) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
     if not in_memory and not database.startswith("file:"):
+        # The folder (0700) and the database file (0600) exist before SQLite opens it: SQLite
+        # gives its -wal and -shm files the database file's mode (see dockyard.permissions).
+        path = Path(database).expanduser()
         try:
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
+            private_file(path)
         except OSError as exc:
-            raise StoreError(f"Cannot create the folder for the store {database!r}: {exc}",
+            raise StoreError(f"Cannot create the store {database!r}: {exc}",
                              hint="check the path and its permissions") from exc
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+@contextmanager
+def lock_wait(conn: Connection, wait_s: float | None) -> Iterator[None]:
+    """Around a transaction of ``conn`` (before it begins): wait at most ``wait_s`` for other
+    connections' locks instead of the usual 30 s (SQLite) or indefinitely (PostgreSQL). For
+    writes that may be skipped (bookkeeping) and probes (health)."""
+    if wait_s is None:
+        yield
+        return
+    if conn.dialect.name != "sqlite":  # PostgreSQL: SET LOCAL lock_timeout, see StoreBase._write
+        yield
+        return
+    ms = max(0, int(wait_s * 1000))
+    raw = conn.connection.driver_connection  # no BEGIN: the sqlite3 connection itself
+    raw.execute(f"PRAGMA busy_timeout={ms}")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # back to the default for the pool's next user
+            raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
