@@ -15,6 +15,7 @@ from dockyard.config.model import Job
 from dockyard.domain import JobRecord, RunRecord, RunStatus, StepStatus
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
 from dockyard.persist import persist
+from dockyard.policy import trusted_job
 from dockyard.project import DbtProject, dbt_environment, resolve_secrets
 from dockyard.recorder import RunObserver, StoreRecorder
 from dockyard.runner.command import build_argv, parse_command
@@ -129,6 +130,19 @@ class App(ServiceOps):
 
             return job_model(record)
         return self.loaded.job(record.name)
+
+    def job_target(self, record: JobRecord, job: Job, env_name: str) -> str | None:
+        """The profile output a run of the job uses instead of its environment's target, if any:
+        ``settings.target_name``, in the job's own environment (``--env`` uses that env's
+        target). A job created through the API never switches to another output of the profile
+        (other credentials) with it, unless an unrestricted admin saved the job
+        (:func:`dockyard.policy.trusted_job`): there it is dbt Cloud's ``target.name``."""
+        override = job.settings.target_name if env_name == job.environment else None
+        if override and record.definition.get("source") == "api" and (
+                override not in self.project.targets(self.config.environments[env_name])
+                or not trusted_job("api", record.definition, self.config.server)):
+            return None
+        return override
 
     @staticmethod
     def next_fires(job: JobRecord, count: int = 1) -> list:
@@ -270,12 +284,7 @@ class App(ServiceOps):
         run = retry(lambda: self.store.get_run(run_id))
         record, job = retry(lambda: self.job(run.job_id if run.job_id is not None else run.job))
         env_name = run.environment
-        # settings.target_name belongs to the job's own environment; --env uses that env's target
-        override = job.settings.target_name if env_name == job.environment else None
-        if override and record.definition.get("source") == "api" and override not in self.project.targets(
-                self.config.environments[env_name]):
-            override = None  # dbt Cloud's target_name is target.name, not always a profile target
-        target = self.project.target_for(env_name, override)
+        target = self.project.target_for(env_name, self.job_target(record, job, env_name))
         secrets = resolve_secrets(self.loaded, env_name)
         commands = [s.command for s in run.steps]
         run_dir = self.state_dir / "runs" / str(run_id)

@@ -71,6 +71,12 @@ class ProjectError(DockyardError):
     """The dbt project or its profiles cannot be used."""
 
 
+class ForbiddenError(DockyardError):
+    """The caller may not do this (a token's scope, or the API command policy)."""
+
+    status = 403
+
+
 class NotFoundError(DockyardError):
     status = 404
 

@@ -24,6 +24,9 @@ TARGET = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 BRANCH = r"^[A-Za-z0-9._/@+-]+$"
 MAX_TIMEOUT = 7 * 86400
 MAX_STEPS = 100
+#: Stored with a run's overrides when its ``target_name_override`` may switch to another
+#: output of the profile (only for unrestricted admins: see :mod:`dockyard.policy`).
+TARGET_SWITCH = "target_switch"
 
 
 class TriggerOptions(BaseModel):
@@ -131,13 +134,18 @@ def timeout_seconds(job_timeout: float, overrides: dict | None) -> float:
 def profile_for_run(project, env_name: str, target: str, overrides: dict | None,
                     state_dir: Path) -> tuple[str, Path]:
     """The target and profiles folder of one run. ``schema_override`` and a
-    ``target_name_override`` that is not a target of the profile need a derived profile
-    (the user's profile, unrendered, with that schema / an output of that name copied
-    from ``target``), written under ``state_dir/profiles/<env>/run-<hash>/``."""
+    ``target_name_override`` need a derived profile (the user's profile, unrendered, with
+    that schema / an output of that name copied from ``target``, so ``target.name`` is that
+    name but the credentials stay the environment's), written under
+    ``state_dir/profiles/<env>/run-<hash>/``. Only a run whose overrides carry
+    :data:`TARGET_SWITCH` (set for unrestricted admins, see :mod:`dockyard.policy`) runs on
+    the profile's output of that name instead."""
     ov = overrides or {}
     schema, name = ov.get("schema_override"), ov.get("target_name_override")
-    if name and name in project.targets(project.loaded.config.environments[env_name]):
+    if name and ov.get(TARGET_SWITCH) and name in project.targets(project.loaded.config.environments[env_name]):
         target, name = name, None
+    elif name == target:
+        name = None
     if not schema and not name:
         return target, project.effective_profiles_dir(env_name, target)
     from ruamel.yaml import YAML

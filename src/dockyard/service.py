@@ -175,13 +175,19 @@ class ServiceOps:
                 "next_fires": {name: (t[0] if t else None) for name, t in fires.items()}}
 
     def health(self) -> dict:
+        """``status``: ``ok``; ``degraded`` (no live scheduler); ``unavailable`` when the store
+        cannot be read, or cannot be written within a second (another process holds its write
+        lock, a full disk, a read-only database): nothing could queue or finish a run. Only
+        reads and a rolled-back write probe: health never waits behind a writer for long."""
         try:
-            status = self.status()
+            alive = self.store.list_processes(alive_within_s=self.config.server.lost_after_seconds)
+            queue = self.store.queue_stats()
         except DockyardError as exc:
             log.warning("health: %s", exc.what)
-            return {"status": "unavailable", "store": "unreachable"}
-        alive = [p for p in status["processes"] if p["alive"]]
+            return {"status": "unavailable", "store": {"read": "unreachable", "write": "unreachable"}}
+        write = self.store.write_state()
         scheduler = any(p["kind"] == "scheduler" for p in alive)
         workers = sum(1 for p in alive if p["kind"] == "worker")
-        return {"status": "ok" if scheduler else "degraded", "store": "ok", "scheduler": scheduler,
-                "workers": workers, "queue": status["queue"]}
+        status = "unavailable" if write != "ok" else "ok" if scheduler else "degraded"
+        return {"status": status, "store": {"read": "ok", "write": write}, "scheduler": scheduler,
+                "workers": workers, "queue": queue}

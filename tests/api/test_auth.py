@@ -94,7 +94,7 @@ def test_auth_is_off_until_the_first_token_and_never_again(app):
 
 def test_health_needs_no_token(anon):
     response = anon.get("/api/v1/health")
-    assert response.status_code == 200 and response.json()["store"] == "ok"
+    assert response.status_code == 200 and response.json()["store"] == {"read": "ok", "write": "ok"}
 
 
 def test_every_route_has_an_auth_dependency(api):

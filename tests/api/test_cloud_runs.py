@@ -98,7 +98,7 @@ def test_trigger_accepts_every_body_and_path_form(client, app, tokens, how):
 def test_trigger_overrides_change_that_run_only(client, app):
     j = job_id(app)
     body = {"cause": "override test", "git_sha": "abc1234", "git_branch": "feature/x", "schema_override": "pr_42",
-            "threads_override": 3, "target_name_override": "dev", "steps_override": ["dbt seed", "dbt run -s m"],
+            "threads_override": 3, "target_name_override": "dev", "steps_override": ["dbt seed", "dbt run --select m"],
             "timeout_seconds_override": 60, "generate_docs_override": True}
     data = client.post(f"{V2}/jobs/{j}/run/", json=body).json()["data"]
     trigger = data["trigger"]
@@ -106,7 +106,7 @@ def test_trigger_overrides_change_that_run_only(client, app):
         assert trigger[key] == value, key
     assert data["git_sha"] == "abc1234" and data["git_branch"] == "feature/x"
     run = app.store.get_run(data["id"])
-    assert [s.command for s in run.steps] == ["dbt seed", "dbt run -s m", "dbt docs generate"]
+    assert [s.command for s in run.steps] == ["dbt seed", "dbt run --select m", "dbt docs generate"]
     assert run.overrides["threads_override"] == 3 and run.cause == "override test"
     job = client.get(f"{V2}/jobs/{j}/").json()["data"]
     assert job["execute_steps"][0] == "dbt seed" and job["settings"]["threads"] == 4  # the job is unchanged

@@ -160,7 +160,8 @@ def test_an_unreachable_store_is_a_503_that_does_not_name_it(app, api, tokens):
                 assert r.status_code == 503, (path, r.text)
                 assert r.headers["retry-after"] == "5"
                 assert "127.0.0.1:1" not in r.text and "hunter2" not in r.text and "nowhere" not in r.text
-            assert c.get("/api/v1/health").json() == {"status": "unavailable", "store": "unreachable"}
+            assert c.get("/api/v1/health").json() == {"status": "unavailable",
+                                                       "store": {"read": "unreachable", "write": "unreachable"}}
             assert c.get("/api/v1/runs").json()["status"]["user_message"] == "The run store is unavailable; retry later"
     finally:
         app.__dict__["store"].close()

@@ -105,7 +105,10 @@ def test_logs_follow_streams_until_the_run_is_final(client, app):
     assert text.index("step 1 log") < text.index("a line written while following")
 
 
-def test_native_trigger_with_overrides_and_environment(client, app):
+def test_native_trigger_with_overrides_and_environment(client, app, monkeypatch):
+    # another environment, and a target_name_override that is another output of the profile,
+    # are for unrestricted admins (tests/api/test_command_policy.py: everyone else)
+    monkeypatch.setattr(app.config.server, "api_admin_unrestricted", True)
     j = job_id(app)
     body = {"environment": "dev", "threads_override": 1, "schema_override": "pr_7",
             "target_name_override": "pr_target", "steps_override": ["dbt seed"], "timeout_seconds_override": 0,
@@ -132,6 +135,7 @@ def test_native_trigger_with_overrides_and_environment(client, app):
     run2 = app.store.get_run(existing.json()["data"]["id"])
     plan2 = app._plan(run2.id, "prod", "prod", job, ["dbt run"], {}, app.state_dir / "runs" / "y", run=run2)
     assert plan2.steps[0].argv[plan2.steps[0].argv.index("--target") + 1] == "dev"  # a real target: --target
+    assert "/profiles/" not in plan2.steps[0].argv[plan2.steps[0].argv.index("--profiles-dir") + 1]
     assert plan2.env["DBT_CLOUD_GIT_SHA"] == "abcdef1"
     assert client.post(f"{V1}/jobs/{j}/trigger", json={"environment": "nope"}).status_code == 400
 

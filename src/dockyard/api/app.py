@@ -82,7 +82,8 @@ def create_app(app, *, require_auth: bool = False, request_rate: int | None = No
     @api.get("/api/v1/health", tags=["native"])
     def health():
         """Liveness of the store, the scheduler and the workers (no token needed); 503 with
-        Retry-After while the store is unreachable, so a load balancer can tell."""
+        Retry-After while the store cannot be read, or cannot be written within a second (a
+        process holding SQLite's write lock), so a load balancer can tell."""
         answer = app.health()
         if answer["status"] == "unavailable":
             return JSONResponse(answer, status_code=503, headers={"Retry-After": "5"})

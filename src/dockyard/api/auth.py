@@ -15,18 +15,15 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 
 from dockyard import tokens as tok
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, ForbiddenError
 
 SCHEMES = ("token", "bearer")
 TOUCH_EVERY_S = 60.0
+TOUCH_RETRY_S = 5.0
 
 
 class AuthError(DockyardError):
     status = 401
-
-
-class ScopeError(DockyardError):
-    status = 403
 
 
 class RateLimited(DockyardError):
@@ -114,14 +111,16 @@ class Auth:
         self._seen_tokens = True
         now = time.monotonic()
         if now - self._touched.get(record.id, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
-            self._touched[record.id] = now
-            self.app.store.touch_token(record.id)
+            # bookkeeping: best effort, at most TOUCH_WAIT_S behind another writer, never an
+            # error; when it could not be recorded, the next request in TOUCH_RETRY_S tries again
+            recorded = self.app.store.touch_token(record.id)
+            self._touched[record.id] = now if recorded else now - TOUCH_EVERY_S + TOUCH_RETRY_S
         return Principal(record.id, record.name, record.scope)
 
     def check(self, request: Request, scope: str) -> Principal:
         principal = self.principal(request)
         if not tok.allows(principal.scope, scope):
-            raise ScopeError(f"This token ({principal.scope}) cannot do this",
+            raise ForbiddenError(f"This token ({principal.scope}) cannot do this",
                              hint=f"it needs a token with scope {scope} or above")
         wait = self.requests.take(principal.key)
         if wait:

@@ -52,6 +52,8 @@ class ServerConfig(Strict):
     # the API (per token, per server process): requests and run triggers per minute
     request_rate_per_minute: int = Field(30000, ge=1)
     trigger_rate_per_minute: int = Field(60, ge=1)
+    # admin tokens may ask for any dbt command, environment and profile output (docs/api.md, "Trust model")
+    api_admin_unrestricted: bool = False
 
 
 class Environment(Strict):

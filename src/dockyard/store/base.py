@@ -6,22 +6,33 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Column, MetaData, String, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from dockyard import clock
 from dockyard.domain import RunStatus
-from dockyard.errors import FencedError, NotFoundError
+from dockyard.errors import DockyardError, FencedError, NotFoundError
 from dockyard.store import records as rec
-from dockyard.store.engine import make_engine, mask_url, parse_url, write_options
+from dockyard.store.engine import lock_wait, make_engine, mask_url, parse_url, write_options
 from dockyard.store.migrations import upgrade
 from dockyard.store.tables import runs
+
+log = logging.getLogger("dockyard.store")
+#: How long the health check's write probe waits for another writer (see write_state).
+WRITE_PROBE_WAIT_S = 1.0
+alembic_version = Table("alembic_version", MetaData(), Column("version_num", String(32), primary_key=True))
+
+
+class _Rollback(Exception):
+    """Ends the write probe's transaction without committing."""
+
 
 #: A run a worker owns (and may write to) is in one of these statuses.
 ACTIVE = (RunStatus.STARTING.value, RunStatus.RUNNING.value)
@@ -68,14 +79,37 @@ class StoreBase:
             yield
 
     @contextmanager
-    def _write(self, isolation: str | None = None) -> Iterator[Connection]:
-        """One write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``isolation`` if given)."""
+    def _write(self, isolation: str | None = None, wait_s: float | None = None) -> Iterator[Connection]:
+        """One write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``isolation`` if given).
+        ``wait_s``: give up (StoreError) after waiting that long for another writer's lock."""
         with self._guard(), self.engine.connect() as conn:
             write_options(conn)
             if isolation and self.dialect == "postgresql":
                 conn.execution_options(isolation_level=isolation)
-            with conn.begin():
+            with lock_wait(conn, wait_s), conn.begin():
+                if wait_s is not None and self.dialect == "postgresql":
+                    ms = max(1, int(wait_s * 1000))
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms + 1000}")
                 yield conn
+
+    def write_state(self, wait_s: float = WRITE_PROBE_WAIT_S) -> str:
+        """Whether a write can happen now (for health): ``ok``; ``locked`` when another
+        connection held the write lock for ``wait_s``; ``error`` otherwise (logged). A write
+        transaction that touches the schema version row and rolls back."""
+        try:
+            with self._write(wait_s=wait_s) as conn:
+                conn.execute(update(alembic_version).values(version_num=alembic_version.c.version_num))
+                raise _Rollback
+        except _Rollback:
+            return "ok"
+        except DockyardError as exc:
+            lowered = exc.what.lower()
+            if any(word in lowered for word in ("locked", "busy", "lock timeout", "statement timeout")):
+                log.warning("store write probe: the write lock stayed taken for %.1f s", wait_s)
+                return "locked"
+            log.warning("store write probe failed: %s", exc.what)
+            return "error"
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -54,6 +54,12 @@ class Store(RunQueries, QueueOps, OwnershipOps, ProcessOps, TriggerOps,
         stmt = stmt.on_conflict_do_update(
             index_elements=["name"],
             set_={c: stmt.excluded[c] for c in ("target", "schema", "threads", "updated_at")})
+        with self._read() as conn:  # unchanged (a restarted server): no write lock to wait for
+            have = {r["name"]: r for r in conn.execute(select(environments).where(
+                environments.c.name.in_([r["name"] for r in rows]))).mappings()}
+        if all(r["name"] in have and all(have[r["name"]][k] == r[k] for k in ("target", "schema", "threads"))
+               for r in rows):
+            return
         with self._write() as conn:
             conn.execute(stmt, rows)
 
@@ -78,6 +84,15 @@ class Store(RunQueries, QueueOps, OwnershipOps, ProcessOps, TriggerOps,
                               "definition": rec.jsonable(j.get("definition") or {}), "active": True,
                               "source": "config"}
                   for j in jobs}
+        with self._read() as conn:  # unchanged (a restarted server): no write lock to wait for
+            stale = conn.execute(select(jobs_table.c.id).where(
+                jobs_table.c.active.is_(True), jobs_table.c.name.not_in(names),
+                jobs_table.c.source == "config").limit(1)).first()
+            existing = {row["name"]: row for row in conn.execute(
+                select(jobs_table).where(jobs_table.c.name.in_(names))).mappings()}
+        if stale is None and all(name in existing and all(existing[name][k] == v for k, v in row.items())
+                                 for name, row in wanted.items()):
+            return {name: existing[name]["id"] for name in names}
         with self._write() as conn:
             conn.execute(update(jobs_table)
                          .where(jobs_table.c.active.is_(True), jobs_table.c.name.not_in(names),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,6 +15,9 @@ from dockyard.store.base import StoreBase
 from dockyard.store.tables import api_tokens, idempotency_keys
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+#: The longest a request waits to record its token's last-used time (see touch_token).
+TOUCH_WAIT_S = 0.1
+log = logging.getLogger("dockyard.store")
 
 
 @dataclass
@@ -107,10 +111,18 @@ class TokenOps(StoreBase):
         with self._read() as conn:
             return conn.execute(select(func.count()).select_from(api_tokens)).scalar_one() > 0
 
-    def touch_token(self, token_id: int, at: datetime | None = None) -> None:
-        with self._write() as conn:
-            conn.execute(update(api_tokens).where(api_tokens.c.id == token_id)
-                         .values(last_used_at=at or clock.now()))
+    def touch_token(self, token_id: int, at: datetime | None = None, wait_s: float = TOUCH_WAIT_S) -> bool:
+        """Record when the token was last used, best effort: a request never waits more than
+        ``wait_s`` for another writer's lock, nor fails, for this bookkeeping. Returns
+        whether it was recorded (a failure is logged at debug level)."""
+        try:
+            with self._write(wait_s=wait_s) as conn:
+                conn.execute(update(api_tokens).where(api_tokens.c.id == token_id)
+                             .values(last_used_at=at or clock.now()))
+        except DockyardError as exc:
+            log.debug("token %s: last-used time not recorded: %s", token_id, exc.what)
+            return False
+        return True
 
     # -- idempotency keys ------------------------------------------------------
     def claim_idempotency(self, token_id: int, key: str, fingerprint: str,

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from dockyard import cloud_jobs
+from dockyard import cloud_jobs, policy
 from dockyard.api import envelope
 from dockyard.api.auth import ADMIN, READ, TRIGGER, Principal
 from dockyard.api.catalog import Catalog, JobView
@@ -79,7 +79,14 @@ def _save(request: Request, cat: Catalog, body: dict, view: JobView | None):
         current = view.record.definition.get("cloud")
     fields = cloud_jobs.merge_payload(body, current)
     name, env_name, cron = cloud_jobs.validate(fields, cat.env_names())
+    # the API command policy: an admin without server.api_admin_unrestricted stores what a
+    # trigger token could ask for; a job saved by an unrestricted admin is trusted like
+    # dockyard.yml's (while the setting stays on)
+    free = policy.unrestricted(_principal(request).scope, dockyard(request).config.server)
+    policy.check_commands(fields["execute_steps"], free=free, field="execute_steps")
     definition = cloud_jobs.definition(fields, env_name)
+    if free:
+        definition[policy.TRUSTED] = True
     store = dockyard(request).store
     if view is None:
         record = store.create_api_job(name, env_name, definition, cron=cron)
