@@ -169,6 +169,27 @@ def test_allowed_commands_queue_for_a_trigger_token(client, app, tokens):
     assert listed.status_code == 200, listed.text
 
 
+def test_a_json_list_in_a_form_field_is_checked_too(client, app, tokens):
+    url = f"{V2}/jobs/{job_id(app)}/run/"
+    steps = '["dbt seed", "dbt run-operation grant"]'
+    _check_refusal(client.post(url, data={"steps_override": steps}, headers=tokens.header("trigger")), 403, steps)
+    assert app.store.count_runs() == 0
+
+
+def test_without_tokens_callers_count_as_admins(shop, monkeypatch):
+    from tests.api.conftest import make_app
+
+    app = make_app(shop)  # no token in the store: the API answers anonymous callers on loopback
+    try:
+        with TestClient(create_app(app), base_url="https://testserver") as anon:
+            url = f"{V2}/jobs/{job_id(app)}/run/"
+            _check_refusal(anon.post(url, json={"steps_override": ["dbt run-operation grant"]}), 403, "anon")
+            monkeypatch.setattr(app.config.server, "api_admin_unrestricted", True)
+            assert anon.post(url, json={"steps_override": ["dbt run-operation grant"]}).status_code == 200
+    finally:
+        app.close()
+
+
 # -- jobs created through the API ----------------------------------------------------------
 
 def _env_id(app, name="dev"):
