@@ -1,13 +1,15 @@
 """While another process holds SQLite's write lock, reads answer at once and health says so.
 
 A real second process takes the lock (``BEGIN IMMEDIATE`` / ``BEGIN EXCLUSIVE``) on the
-store's file; the API runs with the production busy timeout (30 s). Before the fix a GET
+store's file; the API runs with the production busy timeout (30 s). On PostgreSQL a second
+connection locks the token and version tables against writes. Before the fix a GET
 whose token was due for its last-used bookkeeping waited those 30 s and answered 503, and
 health answered ``ok``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -52,17 +54,37 @@ def timed(client: TestClient, path: str, token: str | None = None):
     return response, time.monotonic() - start
 
 
-@pytest.mark.parametrize("begin", ["BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"])
-def test_reads_do_not_wait_behind_a_writer_and_health_reports_it(shop: Path, monkeypatch, begin: str):
-    monkeypatch.setattr(auth_module, "TOUCH_RETRY_S", 0.0, raising=False)  # retry the bookkeeping on the next request
-    first = App.open(shop / "dockyard.yml")  # an earlier server: store migrated, jobs synced
+class PgHolder:
+    """A second PostgreSQL connection that blocks writes to the token and version tables
+    (``EXCLUSIVE`` mode: reads go on) until :meth:`release`."""
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+        # a regression (a request waiting for the lock) fails the test instead of hanging it
+        self.conn.execute("SET idle_in_transaction_session_timeout = '15s'")
+        self.conn.execute("BEGIN")
+        self.conn.execute("LOCK TABLE api_tokens, alembic_version IN EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        with contextlib.suppress(Exception):  # already ended by its idle timeout
+            self.conn.rollback()
+        self.conn.close()
+
+
+@pytest.mark.parametrize("begin", ["BEGIN IMMEDIATE", "BEGIN EXCLUSIVE",
+                                   pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_reads_do_not_wait_behind_a_writer_and_health_reports_it(shop: Path, monkeypatch, begin: str, request):
+    monkeypatch.setattr(auth_module, "TOUCH_RETRY_S", 0.0, raising=False)  # retry at the next request
+    url = request.getfixturevalue("pg_database_factory")() if begin == "postgresql" else None
+    first = App.open(shop / "dockyard.yml", url)  # an earlier server: store migrated, jobs synced
     first.sync()
     _, token = first.store.create_token("reader", "read")
     first.close()
-    app = App.open(shop / "dockyard.yml")  # the restarted server: nothing synced or touched yet
-    db = app.state_dir / "dockyard.db"
+    app = App.open(shop / "dockyard.yml", url)  # the restarted server: nothing synced or touched yet
     with TestClient(create_app(app), base_url="https://testserver") as client:
-        holder = Holder(db, begin)
+        holder = PgHolder(url) if url else Holder(app.state_dir / "dockyard.db", begin)
         try:
             for path in ("/api/v1/runs", "/api/v1/jobs", "/api/v2/accounts/1/runs/", "/api/v1/environments"):
                 response, took = timed(client, path, token)
