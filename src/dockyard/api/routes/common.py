@@ -17,7 +17,8 @@ ERROR_SCHEMA = {"type": "object", "properties": {
     "data": {"type": "null"}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-    for code, text in ((400, "Invalid request"), (401, "No valid token"), (403, "The token's scope is too narrow, or the API command policy refuses the request"),
+    for code, text in ((400, "Invalid request"), (401, "No valid token"),
+                       (403, "The token's scope is too narrow, or the API command policy refuses the request"),
                        (404, "Not found (or another account's)"), (409, "Conflict"),
                        (413, "Request body too large"), (422, "Invalid request"),
                        (429, "Rate limited (see Retry-After)"))}
