@@ -178,13 +178,16 @@ class App(ServiceOps):
                              for line in self.permission_warnings())
         return report
 
-    def permission_warnings(self) -> list[str]:
-        """Folders and files of the state folder (and the SQLite store's files, wherever they
-        are) that group or others can read, with the ``chmod`` that fixes them."""
-        extra = []
+    def permission_warnings(self, also: list[str | Path] | None = None) -> list[str]:
+        """Folders and files of the state folder, the SQLite store's files (wherever they are)
+        and the ``file:`` secrets (and ``also``, e.g. a TLS key) that group or others can read,
+        with the ``chmod`` that fixes them."""
+        extra: list[str | Path] = list(also or [])
         if self.store_url.startswith("sqlite:///"):
             db = Path(self.store_url[len("sqlite:///"):].split("?", 1)[0])
-            extra = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+            extra += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+        extra += [Path(os.path.expanduser(ref[5:])) for env in self.config.environments.values()
+                  for ref in env.secrets.values() if ref.startswith("file:")]
         return permissions.warnings_for(self.state_dir, extra)
 
     def _debug_connection(self, env_name: str) -> Check:

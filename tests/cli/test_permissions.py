@@ -93,12 +93,25 @@ def test_validate_warns_when_the_state_folder_is_readable_by_others(sqlite_proje
     state = project.path / ".dockyard"
     state.mkdir(mode=0o755)  # made by an older dockyard, or by hand
     os.chmod(state, 0o755)
-    proc = project.cli("validate", check=0)  # a warning, not an error
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("! permissions:"))
-    assert f"{state} (drwxr-xr-x)" in line and f"chmod -R go-rwx {state}" in line
-    assert "dockyard.db" not in line  # created by validate: private
+    secret = project.path.parent / "token.txt"  # a file: secret others can read
+    secret.write_text("s3cr3t-value\n")
+    secret.chmod(0o644)
+    text = project.config.read_text()
+    project.config.write_text(text.replace("  staging:\n", f"    secrets: {{SHOP_TOKEN: 'file:{secret}'}}\n  staging:\n"))
+    proc = project.cli("validate", check=0)  # warnings, not errors
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("! permissions:")]
+    assert len(lines) == 2, proc.stdout
+    assert f"{state} (drwxr-xr-x)" in lines[0] and f"chmod -R go-rwx {state}" in lines[0]
+    assert "dockyard.db" not in lines[0]  # created by validate: private
+    assert f"{secret} (-rw-r--r--)" in lines[1] and f"chmod go-rwx {secret}" in lines[1]
     status = project.cli("status", check=0)
     assert f"chmod -R go-rwx {state}" in status.stderr
+    key = project.path.parent / "key.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(0o644)
+    serve = project.cli("serve", "--host", "0.0.0.0", "--ssl-keyfile", str(key), timeout=60)  # refused: no token
+    assert serve.returncode == 1 and f"chmod go-rwx {key}" in serve.stderr, serve.stderr
+    secret.chmod(0o600)
     os.chmod(state, 0o700)
     (state / "dockyard.db").chmod(0o644)
     app = App.open(project.config)

@@ -45,12 +45,12 @@ def serve(
     host = host or server.host
     # The API demands a token once any token exists (revoked ones count, so it never reopens);
     # with none, it is open, so only a loopback address is allowed.
+    _warn_permissions(app, [ssl_keyfile] if ssl_keyfile else [])
     auth = app.store.has_tokens()
     if not _loopback(host) and not auth:
         raise DockyardError(f"refusing to listen on {host}: the API has no authentication configured",
                             hint="create a token first (dockyard tokens create NAME --scope admin), or bind to "
                                  "127.0.0.1 (the default)")
-    _warn_permissions(app)
     out.print(f"dockyard serving on http{'s' if ssl_certfile else ''}://{host}:{port or server.port} "
               f"(API tokens {'required' if auth else 'not required until the first one is created'})")
     raise typer.Exit(run_serve(_config_path(config), state.store_url, host=host, port=port or server.port,
@@ -140,13 +140,13 @@ def deploy(config: ConfigOpt = None) -> None:
     out.print(f"Deployed {len(ids)} job(s): " + ", ".join(f"{name} ({i})" for name, i in ids.items()))
 
 
-def _warn_permissions(app) -> None:
+def _warn_permissions(app, also: list[str] | None = None) -> None:
     """A warning (never an error) on standard error when the state folder is not private."""
     from rich.text import Text
 
     from dockyard.cli.errors import err_console
 
-    for line in app.permission_warnings():
+    for line in app.permission_warnings(also):
         err_console.print(Text(f"Warning: {line}", style="yellow"))
 
 
