@@ -85,7 +85,8 @@ def how_to_proceed() -> str:
 
 
 def _refuse(field: str, command: DbtCommand, token: str, why: str, hint: str | None = None) -> ForbiddenError:
-    return ForbiddenError(f"{field}: {token!r} in {command.text!r} is not allowed from the API ({why})",
+    text = command.text if len(command.text) <= 200 else command.text[:200] + "..."
+    return ForbiddenError(f"{field}: {token[:100]!r} in {text!r} is not allowed from the API ({why})",
                           hint=f"{hint}; or {how_to_proceed()}" if hint else how_to_proceed())
 
 
