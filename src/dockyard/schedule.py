@@ -17,8 +17,10 @@ answers ``[]`` and logs why, so one bad job never breaks a list, a detail or hea
 
 from __future__ import annotations
 
+import copy
 import logging
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
@@ -64,11 +66,31 @@ def _to_instant(local_naive: datetime, tz: ZoneInfo) -> datetime:
     return aware.astimezone(UTC)
 
 
+@lru_cache(maxsize=1024)
+def _parsed(cron: str) -> croniter:
+    return croniter(cron, datetime(2000, 1, 1))
+
+
+def _iterator(cron: str, start: datetime) -> croniter:
+    """A croniter from ``start`` (naive local time): a copy of the expression parsed once
+    (parsing is most of what a croniter costs), so each caller iterates its own."""
+    it = copy.copy(_parsed(cron))
+    it.set_current(start, force=True)
+    return it
+
+
 def next_fire_times(cron: str, timezone: str, after: datetime, count: int = 1) -> list[datetime]:
     """The next ``count`` fire instants (aware UTC) strictly after ``after``."""
     tz = ZoneInfo(timezone)
-    local_start = after.astimezone(tz).replace(tzinfo=None) - timedelta(hours=3)
-    it = croniter(cron, local_start)
+    local_after = after.astimezone(tz)
+    # Start 3 hours back so that a skipped local time just before ``after`` (which fires
+    # shifted by the jump, after ``after``) is seen; without a clock change in those 3 hours
+    # no earlier local time can fire after ``after``, and starting there saves up to 180
+    # croniter steps per call (a minutely cron).
+    back = timedelta(hours=3)
+    if (after - back).astimezone(tz).utcoffset() == local_after.utcoffset():
+        back = timedelta(0)
+    it = _iterator(cron, local_after.replace(tzinfo=None) - back)
     out: list[datetime] = []
     while len(out) < count:
         instant = _to_instant(it.get_next(datetime), tz)

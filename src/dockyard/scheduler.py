@@ -17,12 +17,15 @@ from dockyard import clock
 from dockyard.crash import crash_point
 from dockyard.persist import persist
 from dockyard.schedule import fire_times_between
+from dockyard.store.fires import JobFires
+from dockyard.store.fires import fire_key as fire_key
 
 log = logging.getLogger("dockyard.scheduler")
 
 MISFIRE_GRACE = timedelta(seconds=60)  # a fire later than this counts as missed
 MAX_CATCHUP = 1000
 LEASE = "scheduler"
+BATCH = 200  # cron fires (and jobs) written per store transaction
 
 
 def due_fires(cron: str, timezone: str, last_fire: datetime | None, now: datetime, *,
@@ -47,10 +50,6 @@ def due_fires(cron: str, timezone: str, last_fire: datetime | None, now: datetim
     else:
         fires = due[-1:]
     return fires, max(now, last_fire)
-
-
-def fire_key(at: datetime) -> str:
-    return "cron:" + at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -116,9 +115,8 @@ class Scheduler:
                 return report
         crash_point("tick_leased")
         ids = self.app.job_ids()
-        for job in self.app.config.jobs:
-            if job.cron and job.name in ids:
-                self._fire_cron(job, ids[job.name], now, report)
+        self._fire_crons([(job, ids[job.name]) for job in self.app.config.jobs if job.cron and job.name in ids],
+                         now, report)
         for job in self.app.config.jobs:
             if job.triggers.after and job.name in ids:
                 self._fire_after(job, ids[job.name], now, report)
@@ -151,25 +149,47 @@ class Scheduler:
                             "queued run %s", run_id, retry)
                 report.retried.append(retry)
 
-    def _fire_cron(self, job, job_id: int, now: datetime, report: TickReport) -> None:
-        last = self.store.last_fire(job_id)
-        try:
-            fires, new_last = due_fires(job.schedule.cron, job.schedule.timezone, last, now,
-                                        policy=job.catchup, window_s=job.catchup_window_seconds)
-        except Exception as exc:  # noqa: BLE001 - one job's uncomputable schedule must not stop the tick
-            log.warning("job %s: schedule %r (%s) cannot be computed, skipped: %s",
-                        job.name, job.schedule.cron, job.schedule.timezone, exc)
-            return
-        for at in fires:
-            result = self.app.enqueue(job.name, trigger="schedule", scheduled_for=at, fire_key=fire_key(at),
-                                      cause=f"Scheduled for {at.isoformat()}")
-            crash_point("run_inserted")
-            if result.duplicate_fire:
-                report.duplicates += 1
-            elif result.created:
-                report.enqueued.append(result.run_id)
-        if last is None or new_last > last:
-            self.store.set_last_fire(job_id, new_last)
+    def _fire_crons(self, jobs: list[tuple], now: datetime, report: TickReport) -> None:
+        """Every cron job's due fires: the schedule states are read in one query, the fires
+        computed in memory (once per distinct schedule and state), then written with their
+        runs and new states in batches of at most :data:`BATCH` jobs and fires, one store
+        transaction each (:meth:`Store.enqueue_fires`); the jobs with nothing due have their
+        states moved to ``now`` in one statement. A crash between two batches leaves the later
+        jobs untouched; the next tick (or the other scheduler) fires them."""
+        last = self.store.last_fires([job_id for _, job_id in jobs])
+        memo: dict[tuple, tuple[list[datetime], datetime]] = {}
+        todo: list[JobFires] = []
+        idle: list[int] = []  # jobs with nothing due whose state just moves to now
+        for job, job_id in jobs:
+            prev = last.get(job_id)
+            key = (job.schedule.cron, job.schedule.timezone, prev, job.catchup, job.catchup_window_seconds)
+            try:
+                if key not in memo:
+                    memo[key] = due_fires(job.schedule.cron, job.schedule.timezone, prev, now,
+                                          policy=job.catchup, window_s=job.catchup_window_seconds)
+            except Exception as exc:  # noqa: BLE001 - one job's uncomputable schedule must not stop the tick
+                log.warning("job %s: schedule %r (%s) cannot be computed, skipped: %s",
+                            job.name, job.schedule.cron, job.schedule.timezone, exc)
+                continue
+            times, new_last = memo[key]
+            if not times and prev is not None and new_last > prev:
+                idle.append(job_id)  # new_last is now
+            elif times or prev is None:
+                todo.append(JobFires(job_id, job.name, job.environment, list(job.all_commands), job.priority,
+                                     not job.allow_overlap, list(times), new_last))
+        batch: list[JobFires] = []
+        size = 0  # fires in the batch, a job without any counting as one
+        for i, entry in enumerate(todo):
+            batch.append(entry)
+            size += max(1, len(entry.times))
+            if i + 1 == len(todo) or size + max(1, len(todo[i + 1].times)) > BATCH:
+                result = self.store.enqueue_fires(batch)
+                report.enqueued += result.created
+                report.duplicates += result.duplicates
+                if any(j.times for j in batch):
+                    crash_point("run_inserted")
+                batch, size = [], 0
+        self.store.advance_schedules(idle, now)
         crash_point("tick_committed")
 
     def _fire_after(self, job, job_id: int, now: datetime, report: TickReport) -> None:

@@ -6,7 +6,7 @@ and scheduler read and write from other threads or processes.
 
 :class:`Store` is assembled from mixins, one module each: ``base`` (engine, transactions,
 fencing), ``queries`` (reads), ``writes`` (runs, steps, nodes, artifacts), ``queue``
-(enqueue, claim, fires), ``ownership`` (heartbeats, reaper, cancel, requeue) and
+(enqueue, claim, fires), ``fires`` (cron fires in batches), ``ownership`` (heartbeats, reaper, cancel, requeue) and
 ``processes`` (process registry, leases). Environments and jobs live here.
 """
 
@@ -19,6 +19,7 @@ from dockyard.domain import JobRecord
 from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store import records as rec
 from dockyard.store.api_jobs import ApiJobOps
+from dockyard.store.fires import FireOps
 from dockyard.store.ownership import HeartbeatResult, OwnershipOps, Reaped
 from dockyard.store.processes import ProcessOps
 from dockyard.store.queries import RunQueries
@@ -35,7 +36,7 @@ __all__ = ["BATCH", "RUN_FIELDS", "TRANSITION_FIELDS", "TRIGGERS", "Claim", "Enq
            "HeartbeatResult", "Reaped", "RunSearch", "Store"]
 
 
-class Store(RunQueries, QueueOps, OwnershipOps, ProcessOps, TriggerOps,
+class Store(RunQueries, QueueOps, FireOps, OwnershipOps, ProcessOps, TriggerOps,
             RunSearchOps, StatsOps, TokenOps, ApiJobOps):  # the last four: the API
     """The run store on SQLite or PostgreSQL (``Store(url)``; call :meth:`migrate` first)."""
 
