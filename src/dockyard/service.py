@@ -172,7 +172,18 @@ class ServiceOps:
             proc["alive"] = bool(beat and not proc.get("stopped_at") and (now - beat).total_seconds() <= alive_s)
         fires = {j.name: self.next_fires(j, 1) for j in self.jobs()}
         return {"processes": processes, "queue": self.store.queue_stats(),
-                "next_fires": {name: (t[0] if t else None) for name, t in fires.items()}}
+                "next_fires": {name: (t[0] if t else None) for name, t in fires.items()},
+                "config": self.config_state([p for p in processes if p["alive"]])}
+
+    def config_state(self, alive: list[dict]) -> dict:
+        """Whether the running processes could load dockyard.yml: ``ok``, the first ``error``
+        (file, line, key, how to fix) and the ``processes`` (ids) that report one. A process
+        with an error keeps the last good config in force (see docs/server.md, Config reload)."""
+        errors = {p["id"]: (p.get("info") or {}).get("config_error") for p in alive}
+        errors = {pid: e for pid, e in errors.items() if e}
+        own = getattr(self, "config_error", None)  # this process's reloader (the API's)
+        first = own or next(iter(errors.values()), None)
+        return {"ok": first is None, "error": first, "processes": sorted(errors)}
 
     def health(self) -> dict:
         """``status``: ``ok``; ``degraded`` (no live scheduler); ``unavailable`` when the store
@@ -188,6 +199,7 @@ class ServiceOps:
         write = self.store.write_state()
         scheduler = any(p["kind"] == "scheduler" for p in alive)
         workers = sum(1 for p in alive if p["kind"] == "worker")
-        status = "unavailable" if write != "ok" else "ok" if scheduler else "degraded"
+        config = self.config_state(alive)
+        status = "unavailable" if write != "ok" else "ok" if scheduler and config["ok"] else "degraded"
         return {"status": status, "store": {"read": "ok", "write": write}, "scheduler": scheduler,
-                "workers": workers, "queue": queue}
+                "workers": workers, "queue": queue, "config": config}

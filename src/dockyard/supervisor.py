@@ -18,13 +18,13 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from dockyard import clock
-from dockyard.config.loader import load_config
 from dockyard.environ import seal_process
-from dockyard.errors import ConfigError, DockyardError, StoreError
+from dockyard.errors import DockyardError, StoreError
 from dockyard.persist import persist_until
+from dockyard.reload import Reloader
+from dockyard.watchdog import Backoff, Watchdog, beat_info, started_now, store_rows
 
 log = logging.getLogger("dockyard.supervisor")
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -43,38 +43,6 @@ class Stop:
 
     def __call__(self) -> bool:
         return self.requested
-
-
-class Reloader:
-    """Re-reads dockyard.yml when it changes; an invalid file keeps the last good config."""
-
-    def __init__(self, app):
-        self.app = app
-        self.path = Path(app.loaded.path)
-        self.mtime = self._mtime()
-        self.error: str | None = None
-
-    def _mtime(self) -> float:
-        try:
-            return self.path.stat().st_mtime_ns
-        except OSError:
-            return 0
-
-    def check(self) -> bool:
-        mtime = self._mtime()
-        if mtime == self.mtime:
-            return False
-        self.mtime = mtime
-        try:
-            loaded = load_config(self.path)
-        except ConfigError as exc:
-            self.error = exc.render()
-            log.error("dockyard.yml is invalid, keeping the last good jobs: %s", self.error)
-            return False
-        self.app.reload(loaded)
-        self.error = None
-        log.info("reloaded %s", self.path)
-        return True
 
 
 def follow_supervisor() -> None:
@@ -113,7 +81,7 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
                 if app.config.server.reload and reloader.check():
                     app.sync()
                 if time.monotonic() - last_beat >= app.config.server.heartbeat_seconds:
-                    store.heartbeat_process(holder, info={"config_error": reloader.error})
+                    store.heartbeat_process(holder, info=beat_info(app.config.server, reloader.error))
                     last_beat = time.monotonic()
                 scheduler.tick()
             except StoreError as exc:
@@ -144,6 +112,7 @@ def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) 
     warm_dbt()
     worker = Worker(app, stop=stop)
     reloader = Reloader(app)
+    worker.info = lambda: beat_info(app.config.server, reloader.error)
     original = worker.run_once
 
     def run_once():
@@ -157,7 +126,14 @@ def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) 
 
 def run_worker(config_path: str | None, store_url: str | None, concurrency: int) -> int:
     """Fork ``concurrency`` worker slots and keep them alive until SIGTERM."""
+    from dockyard.app import App
+
     slots: dict[int, int] = {}
+    started: dict[int, object] = {}  # pid -> when it was forked (clock.now())
+    due: dict[int, float] = {}  # slot -> when to start it again (after an exit, with backoff)
+    backoff = Backoff()
+    watchdog = Watchdog(store_rows(lambda: App.open(config_path, store_url).store_url), what="worker slot")
+    last_watch = time.monotonic()
     seal_process()  # before the slots fork: they inherit the cleared block
     stop = Stop()
     follow_supervisor()
@@ -188,26 +164,36 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
             finally:
                 os._exit(code)
         slots[pid] = slot
+        started[pid] = started_now()
 
     for slot in range(concurrency):
         if not stop():
             spawn(slot)
-    while slots:
+    while slots or (due and not stop()):  # (every slot may be waiting for its restart)
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG) if slots else (0, 0)
         except ChildProcessError:
             break
         if pid == 0:
             if stop():
                 _stop_children(slots)
                 break
+            for slot, when in list(due.items()):
+                if time.monotonic() >= when:
+                    del due[slot]
+                    spawn(slot)
+            if time.monotonic() - last_watch >= 1.0:
+                watchdog.check({p: started[p] for p in slots})
+                last_watch = time.monotonic()
             time.sleep(0.2)
             continue
         slot = slots.pop(pid, None)
+        started.pop(pid, None)
         if slot is not None and not stop():
-            log.warning("worker slot %s exited (status %s); restarting it", slot, status)
-            time.sleep(1)
-            spawn(slot)
+            delay = backoff.delay(slot)
+            log.warning("worker slot %s exited (status %s); restarting it in %g s (restart %d)", slot, status,
+                        delay, backoff.count(slot))
+            due[slot] = time.monotonic() + delay
     return 0
 
 
@@ -238,7 +224,8 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
         def capture_signals(self):
             yield
 
-    server = Server(uvicorn.Config(create_app(app), host=host, port=port, log_level="warning",
+    api = create_app(app)
+    server = Server(uvicorn.Config(api, host=host, port=port, log_level="warning",
                                    ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile))
 
     def shutdown(signum, frame) -> None:
@@ -249,12 +236,33 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
 
     import threading
 
+    backoff, watchdog = Backoff(), Watchdog(app.store.list_processes, what="scheduler")
+    started = {name: started_now() for name in children}
+    due: dict[str, float] = {}  # child -> when to start it again (after an exit, with backoff)
+
+    def watch_once() -> None:
+        for name, proc in list(children.items()):
+            if name in due:
+                if time.monotonic() >= due[name] and not server.should_exit:
+                    del due[name]
+                    children[name], started[name] = subprocess.Popen(specs[name], env=env), started_now()
+            elif proc.poll() is not None and not server.should_exit:
+                delay = backoff.delay(name)
+                log.warning("%s exited with %s; restarting it in %g s (restart %d)", name, proc.returncode, delay,
+                            backoff.count(name))
+                due[name] = time.monotonic() + delay
+        # the scheduler heartbeats for its own pid (the worker's slots are watched by the worker)
+        watchdog.check({p.pid: started[n] for n, p in children.items() if n not in due and p.poll() is None})
+        api.state.catalog.fresh()  # the API's config: reloaded (and its error known) without requests
+
     def watch() -> None:
         while not server.should_exit:
-            for name, proc in list(children.items()):
-                if proc.poll() is not None and not server.should_exit:
-                    log.warning("%s exited with %s; restarting it", name, proc.returncode)
-                    children[name] = subprocess.Popen(specs[name], env=env)
+            try:
+                watch_once()
+            except DockyardError as exc:
+                log.warning("supervisor: %s", exc.what)
+            except Exception:  # noqa: BLE001 - the watch must go on
+                log.exception("supervisor: unexpected error while watching the children")
             time.sleep(1)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -264,7 +272,8 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
         server.should_exit = True
         grace = app.config.server.shutdown_grace_seconds + 15
         for proc in children.values():
-            _signal(proc.pid, signal.SIGTERM)
+            if proc.poll() is None:
+                _signal(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for proc in children.values():
             try:

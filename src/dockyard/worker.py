@@ -115,6 +115,9 @@ class LeasedRecorder(StoreRecorder):
         try:
             self._flush()
             beat = self.store.heartbeat_runs(self.worker_id, [(self.run_id, self.epoch)])
+            # the slot is alive while it runs dbt: its process row too (the supervisor restarts
+            # a slot whose row goes stale)
+            self.store.heartbeat_process(self.worker_id)
             self._last_ok = now
         except StoreError as exc:
             if now - self._last_ok >= self.lost_after_s - 1:
@@ -135,7 +138,12 @@ class Worker:
         self.id = worker_id or process_id("worker")
         self.host = socket.gethostname()
         self.stop = stop
-        self.server = app.config.server
+        # what the heartbeat row's info says (the slot sets it: config_error, its stale bound)
+        self.info: Callable[[], dict | None] = lambda: None
+
+    @property
+    def server(self):
+        return self.app.config.server  # follows a reload
 
     def limits(self) -> dict:
         envs = {name: e.max_concurrent_runs for name, e in self.app.config.environments.items()
@@ -196,7 +204,7 @@ class Worker:
         try:
             while not self.stop():
                 if time.monotonic() - last_beat >= self.server.heartbeat_seconds:
-                    _quietly(lambda: store.heartbeat_process(self.id))
+                    _quietly(lambda: store.heartbeat_process(self.id, info=self.info()))
                     last_beat = time.monotonic()
                 try:
                     ran = self.run_once()

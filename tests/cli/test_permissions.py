@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 from tests.e2e.conftest import Project
+from typer.testing import CliRunner
 
 from dockyard.app import App
+from dockyard.cli.main import cli as main_cli
 
 MINI = Path(__file__).resolve().parents[1] / "fixtures" / "mini"
 
@@ -88,6 +90,11 @@ def test_every_folder_and_file_of_the_state_folder_is_private(mini_project: Proj
     assert stat.S_IMODE(project.config.stat().st_mode) == 0o644
 
 
+def cli(*args: str):
+    """The CLI in this process (the commands under test create nothing before they warn)."""
+    return CliRunner().invoke(main_cli, list(args))
+
+
 def test_validate_warns_when_the_state_folder_is_readable_by_others(sqlite_project: Project, loose_umask):
     project = sqlite_project
     state = project.path / ".dockyard"
@@ -97,20 +104,22 @@ def test_validate_warns_when_the_state_folder_is_readable_by_others(sqlite_proje
     secret.write_text("s3cr3t-value\n")
     secret.chmod(0o644)
     text = project.config.read_text()
-    project.config.write_text(text.replace("  staging:\n", f"    secrets: {{SHOP_TOKEN: 'file:{secret}'}}\n  staging:\n"))
-    proc = project.cli("validate", check=0)  # warnings, not errors
+    secrets = f"    secrets: {{SHOP_TOKEN: 'file:{secret}'}}\n"
+    project.config.write_text(text.replace("  staging:\n", secrets + "  staging:\n"))
+    proc = cli("validate", "--config", str(project.config))  # warnings, not errors
+    assert proc.exit_code == 0, proc.output
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("! permissions:")]
     assert len(lines) == 2, proc.stdout
     assert f"{state} (drwxr-xr-x)" in lines[0] and f"chmod -R go-rwx {state}" in lines[0]
     assert "dockyard.db" not in lines[0]  # created by validate: private
     assert f"{secret} (-rw-r--r--)" in lines[1] and f"chmod go-rwx {secret}" in lines[1]
-    status = project.cli("status", check=0)
-    assert f"chmod -R go-rwx {state}" in status.stderr
+    status = cli("status", "--config", str(project.config))
+    assert status.exit_code == 0 and f"chmod -R go-rwx {state}" in status.stderr
     key = project.path.parent / "key.pem"
     key.write_text("-----BEGIN PRIVATE KEY-----\n")
     key.chmod(0o644)
-    serve = project.cli("serve", "--host", "0.0.0.0", "--ssl-keyfile", str(key), timeout=60)  # refused: no token
-    assert serve.returncode == 1 and f"chmod go-rwx {key}" in serve.stderr, serve.stderr
+    serve = cli("serve", "--host", "0.0.0.0", "--ssl-keyfile", str(key), "--config", str(project.config))
+    assert serve.exit_code == 1 and f"chmod go-rwx {key}" in serve.stderr, serve.stderr  # refused: no token
     secret.chmod(0o600)
     os.chmod(state, 0o700)
     (state / "dockyard.db").chmod(0o644)

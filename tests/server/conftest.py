@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.faults.conftest import cluster, cluster_factory  # noqa: F401 - real server processes
 
 from dockyard.app import App
 

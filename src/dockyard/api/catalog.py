@@ -59,7 +59,7 @@ class Catalog:
         with self._lock:
             self._checked = now
             if self._reloader is None:
-                from dockyard.supervisor import Reloader
+                from dockyard.reload import Reloader
 
                 self._reloader = Reloader(self.app)
                 self.app.jobs()  # first use: sync environments and jobs

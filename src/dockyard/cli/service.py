@@ -12,7 +12,7 @@ from rich.table import Table
 
 from dockyard.cli.errors import handle_errors
 from dockyard.cli.main import ConfigOpt, JsonOpt, _app, _emit, cli, out, state
-from dockyard.errors import DockyardError
+from dockyard.errors import ConfigError, DockyardError
 from dockyard.views import iso
 
 
@@ -85,21 +85,75 @@ def worker(
 @cli.command()
 @handle_errors
 def status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Processes and their heartbeats, the queue, and the next fires."""
-    app = _app(config)
+    """Processes and their heartbeats, the queue, the next fires, and whether the running
+    processes could load dockyard.yml."""
+    try:
+        app = _app(config)
+    except ConfigError as exc:  # the server keeps its last good config: show it anyway
+        return _status_of_store(exc, as_json, config)
     report = app.status()
     _warn_permissions(app)
     if as_json:
         return _emit(report)
+    _print_status(report)
+
+
+def _print_status(report: dict) -> None:
     table = Table(box=None, header_style="bold", title="processes", title_justify="left")
     for col in ("kind", "id", "alive", "heartbeat"):
         table.add_column(col)
     for proc in report["processes"]:
         table.add_row(proc["kind"], proc["id"], "yes" if proc["alive"] else "no", iso(proc.get("heartbeat_at")))
     out.print(table)
+    cfg = report.get("config") or {"ok": True}
+    if cfg["ok"]:
+        out.print("config: ok")
+    else:
+        who = f" (reported by {len(cfg['processes'])} process(es))" if cfg.get("processes") else ""
+        out.print(f"config: INVALID, the last good config stays in force{who}: {cfg['error']}", markup=False,
+                  highlight=False)
     out.print(f"queue: {report['queue']}")
     for name, when in report["next_fires"].items():
         out.print(f"next fire of {name}: {iso(when) or 'no schedule'}")
+
+
+def _status_of_store(error: ConfigError, as_json: bool, config: Path | None) -> None:
+    """``status`` when dockyard.yml does not load: the processes from the store (given by
+    --store-url, $DOCKYARD_STORE_URL, or the default SQLite file next to dockyard.yml), then
+    the error (exit 1). Without a store to read, just the error."""
+    import os
+
+    from dockyard import clock
+    from dockyard.config.loader import find_config
+    from dockyard.store import Store
+
+    url = state.store_url or os.environ.get("DOCKYARD_STORE_URL")
+    if not url:
+        try:
+            default = find_config(None) if not (config or state.config) else Path(config or state.config)
+        except DockyardError:
+            raise error from None
+        db = default.resolve().parent / ".dockyard" / "dockyard.db"
+        if not db.is_file():
+            raise error
+        url = f"sqlite:///{db}"
+    store = Store(url)
+    try:
+        processes, queue = store.list_processes(), store.queue_stats()
+    finally:
+        store.close()
+    now = clock.now()
+    for proc in processes:
+        beat = proc.get("heartbeat_at")
+        proc["alive"] = bool(beat and not proc.get("stopped_at") and (now - beat).total_seconds() <= 30)
+    errors = sorted(p["id"] for p in processes if p["alive"] and (p.get("info") or {}).get("config_error"))
+    report = {"processes": processes, "queue": queue, "next_fires": {},
+              "config": {"ok": False, "error": error.render(), "processes": errors}}
+    if as_json:
+        _emit(report)
+    else:
+        _print_status(report)
+    raise error
 
 
 @cli.command()

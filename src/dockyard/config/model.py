@@ -45,6 +45,8 @@ class ServerConfig(Strict):
     workers: int = Field(2, ge=0, le=64)
     max_concurrent_runs: int | None = Field(None, ge=1)
     heartbeat_seconds: float = Field(5.0, gt=0, le=60)
+    # a scheduler or worker slot whose heartbeat is older is restarted (default 3 x heartbeat + 10 s)
+    stale_after_seconds: float | None = Field(None, gt=0, le=86400)
     lost_after_seconds: float = Field(30.0, gt=0, le=3600)
     poll_seconds: float = Field(0.25, gt=0, le=10)
     shutdown_grace_seconds: float = Field(60.0, ge=0, le=86400)

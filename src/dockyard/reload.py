@@ -1,0 +1,196 @@
+"""Config reload in the long-running processes (scheduler, worker slots, the API).
+
+A :class:`Reloader` notices that dockyard.yml changed (its size, mtime or inode), reads it
+within the YAML bounds of :mod:`dockyard.config.yamlfile` and, when the content differs from
+the config in force, has it checked by a *probe*: ``python -m dockyard.reload`` in a process
+of its own, given that snapshot of the file on standard input, with a time limit
+(:data:`PROBE_TIMEOUT_S`) and an address-space limit (:data:`PROBE_MEMORY_BYTES`). Only when
+the probe loaded the snapshot does this process load the same snapshot and switch to it.
+
+So the calling loop never waits on the parser: :meth:`Reloader.check` starts the probe and
+returns, and later calls collect its answer. The YAML bounds already make every parse
+short; the probe is the second line, against a parser bug that would hang or eat memory:
+that would cost one killed probe, never a wedged scheduler or worker slot.
+
+Whatever fails (bomb, syntax error, invalid config, too large, unreadable, probe timed
+out), the last good config stays in force and :attr:`Reloader.error` holds the located
+message (also set as ``app.config_error``), which every process publishes in its heartbeat
+(``info.config_error``); it is cleared once the file loads again, or is restored to the
+config in force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dockyard.config.loader import load_config
+from dockyard.config.yamlfile import decode, read_bytes
+from dockyard.errors import ConfigError
+
+log = logging.getLogger("dockyard.reload")
+
+PROBE_TIMEOUT_S = 20.0
+PROBE_MEMORY_BYTES = 1 << 30
+# what the probe needs of this process's environment (never the secrets' sources)
+PROBE_ENV = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "LANG", "LC_ALL", "TMPDIR", "DOCKYARD_YAML_MAX_BYTES")
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Reloader:
+    """Follows one app's dockyard.yml; see the module's docstring."""
+
+    def __init__(self, app, *, error: str | None = None):
+        self.app = app
+        self.path = Path(app.loaded.path)
+        self.signature: tuple | None = None  # the first check compares the file with the config in force
+        self.applied = digest_of(app.loaded)
+        self.error: str | None = None
+        self._probe: _Probe | None = None
+        self._set_error(error)
+
+    def check(self) -> bool:
+        """One step, never blocking on the parser; True when a new config was applied."""
+        if self._probe is not None:
+            return self._collect()
+        signature = _signature(self.path)
+        if signature == self.signature:
+            return False
+        self.signature = signature
+        try:
+            text = decode(read_bytes(self.path), str(self.path))
+        except ConfigError as exc:
+            self._fail(exc.render())
+            return False
+        if digest(text) == self.applied:  # back to the config in force
+            self._set_error(None)
+            return False
+        try:
+            self._probe = _Probe(self.path, text)
+        except OSError as exc:
+            self._fail(f"cannot check {self.path}: {exc}")
+        return False
+
+    def _collect(self) -> bool:
+        probe = self._probe
+        verdict = probe.verdict()
+        if verdict is None:
+            return False
+        self._probe = None
+        if verdict is not True:
+            self._fail(verdict)
+            return False
+        try:
+            loaded = load_config(self.path, text=probe.text)
+        except ConfigError as exc:  # not expected: the probe loaded the same text
+            self._fail(exc.render())
+            return False
+        self.app.reload(loaded)
+        self.applied = digest(probe.text)
+        self._set_error(None)
+        log.info("reloaded %s", self.path)
+        return True
+
+    def _fail(self, message: str) -> None:
+        if message != self.error:
+            log.error("%s is invalid, keeping the config in force: %s", self.path.name, message)
+        self._set_error(message)
+
+    def _set_error(self, message: str | None) -> None:
+        if self.error and not message:
+            log.info("%s is valid again: the config error is cleared", self.path.name)
+        self.error = message
+        self.app.config_error = message
+
+
+def digest_of(loaded) -> str | None:
+    text = getattr(loaded, "text", None)
+    return digest(text) if text is not None else None
+
+
+class _Probe:
+    """``python -m dockyard.reload PATH`` over a snapshot of the file; see :meth:`verdict`."""
+
+    def __init__(self, path: Path, text: str):
+        self.path, self.text = path, text
+        self.started = time.monotonic()
+        self._out = tempfile.TemporaryFile()
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write(text.encode("utf-8", "surrogatepass"))
+            stdin.seek(0)
+            env = {k: v for k, v in os.environ.items() if k in PROBE_ENV}
+            self._proc = subprocess.Popen([sys.executable, "-m", "dockyard.reload", str(path)], stdin=stdin,
+                                          stdout=self._out, stderr=subprocess.DEVNULL, env=env,
+                                          close_fds=True)
+
+    def verdict(self) -> bool | str | None:
+        """None while it runs; True when the snapshot loaded; otherwise the error message."""
+        code = self._proc.poll()
+        if code is None:
+            if time.monotonic() - self.started < PROBE_TIMEOUT_S:
+                return None
+            self._proc.kill()
+            self._proc.wait()
+            self._out.close()
+            return (f"checking {self.path.name} took more than {PROBE_TIMEOUT_S:g} s "
+                    f"({self.path}:1): simplify the file; the config in force is kept")
+        try:
+            self._out.seek(0)
+            answer = json.loads(self._out.read(1 << 20) or b"{}")
+        except ValueError:
+            answer = {}
+        finally:
+            self._out.close()
+        if code == 0 and answer.get("ok"):
+            return True
+        if isinstance(answer.get("error"), str):
+            return answer["error"]
+        return (f"checking {self.path.name} failed (the check exited with {code}, e.g. over its "
+                f"{PROBE_MEMORY_BYTES >> 20} MiB memory limit) ({self.path}:1): simplify the file")
+
+
+def _signature(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+
+def _probe_main(argv: list[str]) -> int:
+    """The probe: load the snapshot on standard input as ``argv[0]``; print a JSON verdict."""
+    import resource
+
+    for limit, value in ((resource.RLIMIT_AS, PROBE_MEMORY_BYTES),
+                         (resource.RLIMIT_CPU, int(PROBE_TIMEOUT_S) + 5)):
+        try:
+            resource.setrlimit(limit, (value, value))
+        except (ValueError, OSError):
+            pass
+    try:
+        data = sys.stdin.buffer.read()
+        load_config(argv[0], text=decode(data, argv[0]))
+    except ConfigError as exc:
+        answer = {"ok": False, "error": exc.render()}
+    except MemoryError:
+        answer = {"ok": False, "error": f"checking {Path(argv[0]).name} needed more than "
+                                        f"{PROBE_MEMORY_BYTES >> 20} MiB ({argv[0]}:1): simplify the file"}
+    else:
+        answer = {"ok": True}
+    sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
+    return 0 if answer["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(_probe_main(sys.argv[1:]))
