@@ -114,6 +114,8 @@ def write_private(path: str | os.PathLike, data: bytes | str) -> None:
 def private_file(path: str | os.PathLike) -> Path:
     """Create ``path`` empty as 0600 unless it exists (an existing file is left as it is)."""
     path = Path(path)
+    if os.path.lexists(path):  # (also on a read-only file system)
+        return path
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:
