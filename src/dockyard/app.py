@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -13,7 +14,15 @@ from dockyard import clock, files, permissions
 from dockyard.config.loader import LoadedConfig, load_config
 from dockyard.config.model import Job
 from dockyard.domain import JobRecord, RunRecord, RunStatus, StepStatus
-from dockyard.errors import ConflictError, DockyardError, NotFoundError
+from dockyard.errors import (
+    ConfigError,
+    ConflictError,
+    DockyardError,
+    FencedError,
+    NotFoundError,
+    SetupError,
+    StoreError,
+)
 from dockyard.persist import persist
 from dockyard.policy import trusted_job
 from dockyard.project import DbtProject, dbt_environment, resolve_secrets
@@ -23,6 +32,7 @@ from dockyard.runner.executor import Executor
 from dockyard.runner.plan import RunPlan, StepPlan
 from dockyard.runner.sessions import PostgresWarehouse
 from dockyard.schedule import safe_next_fires
+from dockyard.secrets import SECRET_ENV_PREFIX, Scrubber
 from dockyard.service import ServiceOps
 from dockyard.store.store import Store
 
@@ -285,22 +295,39 @@ class App(ServiceOps):
             return persist(fn, timeout=self.config.server.lost_after_seconds, what=what)
 
         run = retry(lambda: self.store.get_run(run_id))
-        record, job = retry(lambda: self.job(run.job_id if run.job_id is not None else run.job))
-        env_name = run.environment
-        target = self.project.target_for(env_name, self.job_target(record, job, env_name))
-        secrets = resolve_secrets(self.loaded, env_name)
-        commands = [s.command for s in run.steps]
         run_dir = self.state_dir / "runs" / str(run_id)
-        permissions.private_dir(self.state_dir)  # 0700: targets/ holds dbt's raw files
         retry(lambda: self.store.set_run_fields(run_id, artifacts_dir=str(run_dir), **_fence(epoch)))
-        # workers (epoch set) keep dbt imported for fast starts; a foreground run stays as lean
-        # as raw dbt (see runner.preload in docs/configuration.md)
-        preload = self.config.runner.preload
-        plan = self._plan(run_id, env_name, target, job, commands, secrets, run_dir, job_id=record.id,
-                          cause=run.cause, trigger=run.trigger, run=run,
-                          preload=(epoch is not None) if preload is None else preload)
-        recorder = recorder or StoreRecorder(self.store, run_id, commands, observer)
-        executor = Executor(plan, recorder)
+        secrets: dict[str, str] = {}
+        try:  # everything before dbt's first event: a failure here ends the run at once
+            record, job = retry(lambda: self.job(run.job_id if run.job_id is not None else run.job))
+            env_name = run.environment
+            if env_name not in self.config.environments:
+                raise ConfigError(f"run {run_id} is for environment '{env_name}', which is no longer in "
+                                  "dockyard.yml", location=self.loaded.location("environments"),
+                                  hint=f"environments: {', '.join(self.config.environments) or 'none'}")
+            target = self.project.target_for(env_name, self.job_target(record, job, env_name))
+            secrets = resolve_secrets(self.loaded, env_name)
+            commands = [s.command for s in run.steps]
+            permissions.private_dir(self.state_dir)  # 0700: targets/ holds dbt's raw files
+            for folder in ("logs", "artifacts"):
+                permissions.private_dir(run_dir / folder)
+            # workers (epoch set) keep dbt imported for fast starts; a foreground run stays as lean
+            # as raw dbt (see runner.preload in docs/configuration.md)
+            preload = self.config.runner.preload
+            plan = self._plan(run_id, env_name, target, job, commands, secrets, run_dir, job_id=record.id,
+                              cause=run.cause, trigger=run.trigger, run=run,
+                              preload=(epoch is not None) if preload is None else preload)
+            recorder = recorder or StoreRecorder(self.store, run_id, commands, observer)
+            executor = Executor(plan, recorder)
+        except (FencedError, StoreError):
+            raise
+        except (DockyardError, OSError) as exc:
+            raise self._fail_setup(run, exc, run_dir, secrets, epoch, retry) from None
+        except Exception as exc:  # a bug: end the run now (internal_error), not worker_lost later
+            self._fail_setup(run, exc, run_dir, secrets, epoch, retry, reason="internal_error")
+            raise
+        if getattr(recorder, "executor", False) is None:
+            recorder.executor = executor  # the recorder's tick() passes a cancel request on
         if on_start:
             on_start(run_id, executor)
         retry(lambda: self.store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.STARTING},
@@ -352,19 +379,44 @@ class App(ServiceOps):
 
     def _finish(self, run_id: int, status: RunStatus, reason: str | None, warnings: bool,
                 epoch: int | None = None) -> bool:
-        """Make the run final; a step left running by a lost process ends ``error``, steps that
-        never ran end ``skipped``. False when the run was already final."""
-        if not self.store.transition_run(run_id, status, expected=ACTIVE, reason=reason, epoch=epoch,
-                                         has_warnings=warnings, finished_at=clock.now()):
-            return False
-        run = self.store.get_run(run_id)
-        for step in run.steps:
-            if step.status == StepStatus.RUNNING:
-                self.store.finish_step(run_id, step.index, StepStatus.ERROR, None, clock.now())
-        queued = [s.index for s in run.steps if s.status == StepStatus.QUEUED]
-        if queued:
-            self.store.skip_steps(run_id, min(queued))
-        return True
+        """Make the run final in one fenced write; a step left running by a lost process ends
+        ``error``, steps that never ran end ``skipped``; a cancel acknowledged before this write
+        makes it ``cancelled`` (see ``Store.finish_run``). False when the run was already final."""
+        return self.store.finish_run(run_id, status, reason, epoch=epoch, has_warnings=warnings) is not None
+
+    def _fail_setup(self, run, exc: Exception, run_dir: Path, secrets: dict[str, str], epoch: int | None,
+                    retry, reason: str = "setup_failed") -> SetupError:
+        """A run that failed before dbt started: its first unfinished step ``error`` with the
+        reason (scrubbed) in its log, the others ``skipped``, the run ``error`` with ``reason``
+        (``setup_failed``: never retried), at once. Returns the error to raise."""
+        if isinstance(exc, DockyardError):
+            error = SetupError(exc.what, hint=exc.hint, location=exc.location)
+        elif not isinstance(exc, OSError):
+            error = SetupError(f"internal error {type(exc).__name__}: {exc}",
+                               hint="the process log has the traceback; please report it")
+        else:
+            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            error = SetupError(f"run {run.id} cannot write its files:{where}: {exc.strerror or exc}",
+                               hint=f"check that {self.state_dir} is writable and its disk has room")
+        scrubber = Scrubber([*secrets.values(), *_known_secrets(self.loaded, run.environment)])
+        text = scrubber.scrub(error.render())
+        error = SetupError(text)
+        pending = [s.index for s in sorted(run.steps, key=lambda s: s.index)
+                   if s.status in (StepStatus.QUEUED, StepStatus.RUNNING)]
+        log_rel = None
+        if pending:
+            log_rel = f"logs/step-{pending[0]}.log"
+            try:
+                permissions.private_dir(run_dir / "logs")
+                with permissions.open_private(run_dir / log_rel, "a", encoding="utf-8") as fh:
+                    fh.write(f"{time.strftime('%H:%M:%S', time.gmtime())}  [dockyard] run {run.id} could not "
+                             f"start: {text}\n")
+            except OSError:
+                log_rel = None  # the folder is the problem: the reason is in the process log
+            retry(lambda: self.store.finish_step(run.id, pending[0], StepStatus.ERROR, None, clock.now(),
+                                                 log_path=log_rel, epoch=epoch))
+        retry(lambda: self._finish(run.id, RunStatus.ERROR, reason, False, epoch=epoch))
+        return error
 
     def reap_lost_runs(self) -> list[int]:
         """Mark as ``error``/``worker_lost`` the runs a dead foreground process on this host
@@ -421,6 +473,20 @@ class App(ServiceOps):
             return files.resolve(self.run_dir(run_id) / "artifacts", relpath)
         except files.OutsideRoot:
             raise NotFoundError(f"run {run_id} has no artifact {relpath!r}") from None
+
+
+def _known_secrets(loaded: LoadedConfig, env_name: str) -> list[str]:
+    """The environment's secret values that can be read (to scrub a setup error), and every
+    ``DBT_ENV_SECRET_*`` value of this process."""
+    values = [v for k, v in os.environ.items() if k.startswith(SECRET_ENV_PREFIX)]
+    env = loaded.config.environments.get(env_name)
+    for ref in (env.secrets.values() if env else ()):
+        if ref.startswith("env:"):
+            values.append(os.environ.get(ref[4:], ""))
+        else:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                values.append(Path(os.path.expanduser(ref[5:])).read_text(encoding="utf-8").strip())
+    return [v for v in values if v]
 
 
 def _fence(epoch: int | None) -> dict:

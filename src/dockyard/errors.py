@@ -104,5 +104,11 @@ class DbtInvocationError(DockyardError):
     status = 500
 
 
+class SetupError(DockyardError):
+    """A run could not start: dockyard failed between claiming it and dbt's first event (the
+    profiles, a secret, the dbt project, the run folder). The run is recorded ``error`` with
+    reason ``setup_failed`` and this message in its first step's log; it is never retried."""
+
+
 class CancelledError(DockyardError):
     exit_code = 130

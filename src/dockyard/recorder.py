@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Protocol
 
 from dockyard.domain import ArtifactRef, NodeResult, StepStatus
+from dockyard.errors import StoreError
 from dockyard.store.store import Store
+
+CANCEL_POLL_S = 1.0
 
 
 class RunObserver(Protocol):
@@ -19,13 +23,30 @@ class RunObserver(Protocol):
 
 
 class StoreRecorder:
-    """The executor's Recorder: persists every callback at once, then tells the observer."""
+    """The executor's Recorder: persists every callback at once, then tells the observer.
+
+    :meth:`tick` (called by the executor's loop) reads the run's cancel flag every
+    :data:`CANCEL_POLL_S` seconds, so ``dockyard cancel`` (or the API) also stops a foreground
+    ``dockyard run``; ``executor`` is set by :meth:`dockyard.app.App.execute`."""
 
     def __init__(self, store: Store, run_id: int, commands: list[str], observer: RunObserver | None = None):
         self.store = store
         self.run_id = run_id
         self.commands = commands
         self.observer = observer
+        self.executor = None
+        self._polled = 0.0
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.executor is None or now - self._polled < CANCEL_POLL_S:
+            return
+        self._polled = now
+        try:
+            if self.store.cancel_requested(self.run_id):
+                self.executor.cancel()
+        except StoreError:
+            pass  # the store is away: the final write still reads the flag
 
     def step_started(self, index: int, at: datetime) -> None:
         self.store.start_step(self.run_id, index, at)

@@ -186,6 +186,10 @@ PERMANENT_PATTERNS: tuple[Pattern, ...] = (
 # Run reasons that are transient by themselves: the process running dbt died (a deploy, an
 # OOM kill, a lost machine), not dbt's work.
 TRANSIENT_REASONS = frozenset({"worker_lost"})
+# Run reasons that are permanent by themselves, whatever a log says: the job's own time limit,
+# a cancel, dockyard's own failure, and a run that could not start (profiles.yml, a secret,
+# the dbt project, the run folder: nothing dbt did, and the next attempt would fail the same way).
+PERMANENT_REASONS = frozenset({"timeout", "cancelled", "internal_error", "setup_failed"})
 # Node statuses that are a failure of the node (run_results.json / sources.json).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 # A data test that ran and found rows: the data is wrong, not the connection.
@@ -241,7 +245,7 @@ def classify(run: RunRecord, log_text: str | None = None) -> str:
 
     - reason ``worker_lost``: transient (dockyard's process died, not dbt's work);
     - reason ``timeout`` (the job's ``timeout_seconds``), ``cancelled``, ``internal_error``,
-      or a run that did not fail: permanent;
+      ``setup_failed`` (the run could not start), or a run that did not fail: permanent;
     - otherwise the failed step's failed nodes decide: transient only when *every* one of
       them failed with a transient message (a retry re-runs them all, so one SQL error
       makes it pointless); a data test that failed its assertion (status ``fail``) is
@@ -251,7 +255,7 @@ def classify(run: RunRecord, log_text: str | None = None) -> str:
     """
     if run.reason in TRANSIENT_REASONS:
         return TRANSIENT
-    if run.status != RunStatus.ERROR or run.reason in ("timeout", "cancelled", "internal_error"):
+    if run.status != RunStatus.ERROR or run.reason in PERMANENT_REASONS:
         return PERMANENT
     step = failed_step(run)
     failed = [n for n in _step_nodes(run, step.index) if n.status in FAILED_STATUSES] if step else []
@@ -267,12 +271,15 @@ def should_retry(run: RunRecord, policy, log_text: str | None = None) -> bool:
     """Whether the job's ``retries`` policy (:class:`dockyard.config.model.Retries`) wants
     another attempt of this finished run.
 
-    Never for a run that did not end ``error`` (success, cancelled, still active), nor once
+    Never for a run that did not end ``error`` (success, cancelled, still active), nor for one
+    that could not start (reason ``setup_failed``, whatever ``on`` says), nor once
     ``run.attempt`` reached ``max_attempts``. ``on: any`` retries every error, a job
     timeout included; ``on: transient`` (the default) only what :func:`classify` calls
     transient, so a run stopped by its ``timeout_seconds`` is not retried.
     """
     if run.status != RunStatus.ERROR or run.reason == "cancelled":
+        return False
+    if run.reason == "setup_failed":  # even with on: any: it cannot succeed until someone fixes it
         return False
     if run.attempt >= policy.max_attempts:
         return False
@@ -476,4 +483,8 @@ def classification_table() -> str:
                          f"| {example(p.example)} |")
     lines.append("| `worker_lost` | transient | The run's reason: the process running dbt died. "
                  "| (run reason) | `reason: worker_lost` |")
+    lines.append("| `setup_failed` | permanent (never retried, even with `on: any`) | The run's reason: it "
+                 "could not start (profiles.yml missing or invalid, a target not in the profile, a secret whose "
+                 "variable is unset, dbt_project.yml invalid, the run folder not writable). "
+                 "| (run reason) | `reason: setup_failed` |")
     return "\n".join(lines)

@@ -45,10 +45,20 @@ class ServiceOps:
             priority=job.priority, attempt=attempt, retry_of=retry_of, overrides=overrides,
             git_sha=git_sha, git_branch=git_branch, not_before=not_before, coalesce=coalesce)
 
-    def cancel(self, run_id: int) -> str:
+    def cancel(self, run_id: int, *, final_ok: bool = False) -> str:
         """Cancel a run: a queued run at once; an active run through its worker (SIGINT to
-        dbt, grace period, kill). Returns "cancelled", "requested" or "final"."""
-        return self.store.request_cancel(run_id)
+        dbt, grace period, kill). Returns "cancelled" or "requested"; once "requested" is
+        answered (the flag is committed) the run ends ``cancelled`` whatever its last step
+        did (the run's final write reads the flag, see ``Store.finish_run``). A run that had
+        already ended raises :class:`ConflictError` naming its status (returns "final"
+        with ``final_ok``: dbt Cloud's cancel answers the unchanged run)."""
+        outcome = self.store.request_cancel(run_id)
+        if outcome == "final" and not final_ok:
+            run = self.store.get_run(run_id)
+            raise ConflictError(f"run {run_id} already ended with status {run.status.value}"
+                                + (f" ({run.reason})" if run.reason else ""),
+                                hint="only a queued or running run can be cancelled; nothing was changed")
+        return outcome
 
     def maybe_retry(self, run_id: int) -> int | None:
         """Queue the next attempt of a failed run when its job's retry policy allows; only
@@ -56,6 +66,8 @@ class ServiceOps:
         from dockyard.retry import failed_step, has_default_selector, retry_steps, should_retry
 
         run = self.store.get_run(run_id)
+        if getattr(run, "cancel_requested_at", None) is not None:
+            return None  # someone asked to stop it: never start it again by itself
         try:
             _, job = self.job(run.job_id if run.job_id is not None else run.job)
         except DockyardError:

@@ -128,7 +128,14 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
     """Fork ``concurrency`` worker slots and keep them alive until SIGTERM."""
     from dockyard.app import App
 
+    from dockyard.app import App
+
     slots: dict[int, int] = {}
+    started: dict[int, object] = {}  # pid -> when it was forked (clock.now())
+    due: dict[int, float] = {}  # slot -> when to start it again (after an exit, with backoff)
+    backoff = Backoff()
+    watchdog = Watchdog(store_rows(lambda: App.open(config_path, store_url).store_url), what="worker slot")
+    last_watch = time.monotonic()
     started: dict[int, object] = {}  # pid -> when it was forked (clock.now())
     due: dict[int, float] = {}  # slot -> when to start it again (after an exit, with backoff)
     backoff = Backoff()
@@ -164,6 +171,7 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
             finally:
                 os._exit(code)
         slots[pid] = slot
+        started[pid] = started_now()
         started[pid] = started_now()
 
     for slot in range(concurrency):

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dockyard import clock
 from dockyard.crash import crash_point
 from dockyard.domain import RunStatus
-from dockyard.errors import FencedError, StoreError
+from dockyard.errors import FencedError, SetupError, StoreError
 from dockyard.persist import persist, persist_until
 from dockyard.recorder import StoreRecorder
 
@@ -177,6 +177,10 @@ class Worker:
         except FencedError as exc:
             log.warning("%s", exc.what)
             return
+        except SetupError as exc:  # recorded on the run: error, setup_failed, the reason in its log
+            log.error("run %s could not start: %s", claim.run_id, exc.render())
+            run = persist(lambda: store.get_run(claim.run_id), timeout=server.lost_after_seconds,
+                          what=f"run {claim.run_id}")
         except Exception:
             log.exception("run %s failed inside dockyard", claim.run_id)
             return

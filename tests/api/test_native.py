@@ -144,7 +144,9 @@ def test_cancel_and_rerun(client, app):
     queued = seed_run(app, status=RunStatus.QUEUED)
     done = client.post(f"{V1}/runs/{queued}/cancel").json()["data"]
     assert done["outcome"] == "cancelled" and done["run"]["status"] == "cancelled"
-    assert client.post(f"{V1}/runs/{queued}/cancel").json()["data"]["outcome"] == "final"
+    again = client.post(f"{V1}/runs/{queued}/cancel")  # already ended: refused, truthfully
+    assert again.status_code == 409
+    assert f"run {queued} already ended with status cancelled" in again.text
     failed = seed_run(app, status=RunStatus.ERROR, failed_step=4)
     again = client.post(f"{V1}/runs/{failed}/rerun", json={"from_failure": False}).json()["data"]
     assert again["retry_of"] == failed and again["trigger"] == "retry" and len(again["steps"]) == 6

@@ -29,7 +29,8 @@ LOG_TAIL_BYTES = 1024 * 1024
 LOG_BUDGET = 5 * 1024 * 1024  # per run: logs + debug_logs stay within S7's 10 MiB per request
 REASONS = {"step_failed": "a step failed", "timeout": "the run timed out",
            "worker_lost": "the process running dbt was lost", "internal_error": "dockyard failed",
-           "start_timeout": "the run did not start in time"}
+           "start_timeout": "the run did not start in time",
+           "setup_failed": "the run could not start (see its log)"}
 
 
 def _hms(seconds: float | None) -> str:

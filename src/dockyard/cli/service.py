@@ -179,11 +179,11 @@ def trigger(
 @cli.command()
 @handle_errors
 def cancel(run_id: int, config: ConfigOpt = None) -> None:
-    """Cancel a run: a queued one at once, a running one through its worker."""
+    """Cancel a run: a queued one at once, a running one through its worker (it then ends
+    cancelled). A run that had already ended: an error naming its status, exit 1."""
     outcome = _app(config).cancel(run_id)
     out.print({"cancelled": f"Run {run_id} cancelled",
-               "requested": f"Cancel of run {run_id} requested; its worker stops dbt",
-               "final": f"Run {run_id} had already finished"}[outcome])
+               "requested": f"Cancel of run {run_id} requested; it will end cancelled"}[outcome])
 
 
 @cli.command()

@@ -27,6 +27,7 @@ timed-out or cancelled one are reported SKIPPED.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -39,11 +40,12 @@ from pathlib import Path
 from dockyard import clock
 from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
 from dockyard.errors import DbtInvocationError
-from dockyard.permissions import open_private, private_dir, write_private
+from dockyard.permissions import private_dir, write_private
 from dockyard.runner.events import FAILED_STATUSES, WARN_STATUSES, NodeTracker
 from dockyard.runner.invocation import COMPILED_PATHS_EVENT, DbtEvent, DbtInvocation, LogLine, group_members
 from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
 from dockyard.runner.sessions import SessionWatch, sessions_doc
+from dockyard.runner.steplog import StepLog, append_line, describe
 from dockyard.secrets import Scrubber
 
 log = logging.getLogger(__name__)
@@ -87,8 +89,9 @@ class Executor:
 
     def run(self) -> RunOutcome:
         plan = self.plan
-        private_dir(plan.run_dir / "logs")  # 0700 folders, 0600 files: see dockyard.permissions
-        private_dir(plan.run_dir / "artifacts")
+        with contextlib.suppress(OSError):  # each step recreates them, or fails saying why
+            private_dir(plan.run_dir / "logs")  # 0700 folders, 0600 files: see dockyard.permissions
+            private_dir(plan.run_dir / "artifacts")
         self._deadline = time.monotonic() + float(plan.timeout_seconds)
         outcome = RunOutcome(RunStatus.SUCCESS)
         fresh = FreshSources(plan.fresh_sources_state) if plan.fresh_sources_state else None
@@ -117,7 +120,11 @@ class Executor:
             elif end.status is not StepStatus.SUCCESS:
                 outcome = RunOutcome(RunStatus.ERROR, "step_failed", outcome.has_warnings)
         if fresh and outcome.status is RunStatus.SUCCESS:
-            fresh.save()  # the next run compares its sources with this run's
+            try:
+                fresh.save()  # the next run compares its sources with this run's
+            except OSError as exc:
+                log.warning("run %s: could not keep its source freshness for the next run: %s",
+                            plan.run_id, describe(exc))
         return outcome
 
     # -- one step --------------------------------------------------------------------
@@ -147,7 +154,7 @@ class Executor:
 
         exit_code: int | None = None
         stop_reason: str | None = None
-        with open_private(log_file, "w", encoding="utf-8", errors="replace") as logf:
+        with StepLog(log_file) as logf:  # survives its folder being deleted, a full disk
 
             def emit(text: str) -> None:
                 line = self.scrubber.scrub(text)
@@ -157,8 +164,13 @@ class Executor:
             def note(text: str) -> None:
                 emit(f"{time.strftime('%H:%M:%S', time.gmtime())}  [dockyard] {text}")
 
+            if logf.error is not None:
+                note(f"cannot write the step log {log_file} ({describe(logf.error)}): dbt was not started")
+                rec.step_finished(index, StepStatus.ERROR, None, clock.now(), log_rel)
+                return _StepEnd(StepStatus.ERROR, None, None)
+
             inv = DbtInvocation(step.argv, project_dir=plan.project_dir, env=plan.env, mode=plan.mode,
-                                preload=plan.preload)
+                                preload=plan.preload, view=plan.view)
             try:
                 inv.start()
             except DbtInvocationError as exc:
@@ -181,10 +193,25 @@ class Executor:
                 if watch and not ended_normally:
                     watch.sweep(note)  # dbt is gone: cancel any query it left running
             logf.flush()
+            if logf.vanished():
+                logf.restore()
+                if logf.restored:
+                    note(f"the step log {log_file} disappeared while the step ran (its run folder was "
+                         "deleted?): wrote it again")
+            write_error = logf.error
 
-        refs = self._collect_artifacts(index, target, step_wall_start)
+        problems: list[str] = []
+        if write_error is not None:
+            problems.append(f"could not write the step log {log_file} ({describe(write_error)}): "
+                            "the step is failed because its log is incomplete")
+        refs = self._collect_artifacts(index, target, step_wall_start, problems)
         if refs:
             rec.artifacts(index, refs)
+        for problem in problems:
+            line = self.scrubber.scrub(f"{time.strftime('%H:%M:%S', time.gmtime())}  [dockyard] {problem}")
+            log.error("run %s step %s: %s", plan.run_id, index, problem)
+            append_line(log_file, line)
+            rec.log(index, line)
         self._reconcile(index, tracker)
         final_nodes = tracker.all()
         changed = tracker.drain()
@@ -195,7 +222,7 @@ class Executor:
         has_warnings = any(n.status in WARN_STATUSES for n in final_nodes)
         if stop_reason is not None:
             status = StepStatus.CANCELLED
-        elif exit_code != 0 or failed_nodes:
+        elif exit_code != 0 or failed_nodes or problems:
             status = StepStatus.ERROR
         else:
             status = StepStatus.SUCCESS
@@ -276,7 +303,10 @@ class Executor:
 
     # -- artifacts and reconciliation ------------------------------------------------
 
-    def _collect_artifacts(self, index: int, target: Path, step_wall_start: float) -> list[ArtifactRef]:
+    def _collect_artifacts(self, index: int, target: Path, step_wall_start: float,
+                           problems: list[str] | None = None) -> list[ArtifactRef]:
+        """Copy this step's artifacts (scrubbed); one that cannot be stored (its folder gone
+        and not creatable, a full disk) is reported in ``problems`` and the step fails."""
         dest_dir = self.plan.run_dir / "artifacts" / f"step-{index}"
         refs: list[ArtifactRef] = []
         for name in ARTIFACT_NAMES:
@@ -293,10 +323,15 @@ class Executor:
                 log.warning("cannot read artifact %s: %s", src, exc)
                 continue
             data = self.scrubber.scrub_bytes(data)
-            private_dir(dest_dir)
             tmp = dest_dir / f".{name}.tmp"
-            write_private(tmp, data)
-            os.replace(tmp, dest_dir / name)
+            try:
+                private_dir(dest_dir)  # recreated if the run folder was deleted meanwhile
+                write_private(tmp, data)
+                os.replace(tmp, dest_dir / name)
+            except OSError as exc:
+                if problems is not None:
+                    problems.append(f"could not store artifact {name} in {dest_dir} ({describe(exc)})")
+                continue
             refs.append(ArtifactRef(
                 step_index=index, name=name, path=f"step-{index}/{name}", size=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),

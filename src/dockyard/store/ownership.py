@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, case, select, update
 from sqlalchemy.engine import Connection
 
 from dockyard import clock
@@ -36,7 +36,8 @@ class HeartbeatResult:
 class Reaped:
     """A run the reaper ended. ``epoch`` is the lease epoch the lost owner held (the run
     now has ``epoch + 1``); ``reason`` is ``worker_lost`` or ``start_timeout``;
-    ``cancel_requested`` says a cancel was pending (so do not retry it)."""
+    ``cancel_requested`` says a cancel was pending: the run then ended ``cancelled``, not
+    ``error`` (so it is not retried)."""
 
     run_id: int
     worker_id: str | None
@@ -125,30 +126,65 @@ class OwnershipOps(StoreBase):
                  reason: str, now: datetime) -> bool:
         """CAS the run to a final ``status`` (bumping its epoch) and settle its steps: a running
         step ends ``error`` (``cancelled`` when the run is), queued steps ``skipped``."""
+        return OwnershipOps._settle(conn, run_id, epoch, cond, status, reason, now, bump=True) is not None
+
+    @staticmethod
+    def _settle(conn: Connection, run_id: int, epoch: int | None, cond: object, status: RunStatus,
+                reason: str | None, now: datetime, *, bump: bool, **values: object) -> RunStatus | None:
+        """The one final write of a run: CAS it (``cond``, ``epoch``) to ``status`` and settle
+        its steps, in the caller's transaction; returns the status written, None when the run
+        did not match. **An acknowledged cancel wins**: when ``cancel_requested_at`` is set in
+        the row this UPDATE changes (read by the UPDATE itself, under the row lock, so a
+        concurrent :meth:`request_cancel` either committed before and is seen here, or waits
+        and then finds the run final), the run ends ``cancelled`` (reason ``cancelled``)
+        whatever ``status`` was asked."""
+        pending = runs.c.cancel_requested_at.is_not(None)
+        cancelled = RunStatus.CANCELLED
+
+        def unless_cancelled(value: object, instead: object):
+            return value if status is cancelled else case((pending, instead), else_=value)
+
         stmt = update(runs).where(runs.c.id == run_id, cond)  # type: ignore[arg-type]
         if epoch is not None:
             stmt = stmt.where(runs.c.lease_epoch == epoch)
-        changed = conn.execute(stmt.values(status=status.value, status_code=status.code, reason=reason,
-                                           finished_at=now, updated_at=now,
-                                           lease_epoch=runs.c.lease_epoch + 1)).rowcount
-        if not changed:
-            return False
+        if bump:
+            values["lease_epoch"] = runs.c.lease_epoch + 1
+        row = conn.execute(stmt.values(
+            status=unless_cancelled(status.value, cancelled.value),
+            status_code=unless_cancelled(status.code, cancelled.code),
+            reason=unless_cancelled(reason, "cancelled"), finished_at=now, updated_at=now, **values)
+            .returning(runs.c.status)).first()
+        if row is None:
+            return None
+        final = RunStatus(row.status)
         conn.execute(update(run_steps)
                      .where(run_steps.c.run_id == run_id, run_steps.c.status == StepStatus.RUNNING.value)
-                     .values(status=(StepStatus.CANCELLED if status is RunStatus.CANCELLED
+                     .values(status=(StepStatus.CANCELLED if final is RunStatus.CANCELLED
                                      else StepStatus.ERROR).value, finished_at=now))
         conn.execute(update(run_steps)
                      .where(run_steps.c.run_id == run_id, run_steps.c.status == StepStatus.QUEUED.value)
                      .values(status=StepStatus.SKIPPED.value))
-        return True
+        return final
+
+    def finish_run(self, run_id: int, status: RunStatus, reason: str | None, *, epoch: int | None = None,
+                   has_warnings: bool = False, now: datetime | None = None) -> RunStatus | None:
+        """End an active run (fenced by ``epoch`` when given) in one transaction: its status,
+        reason, ``finished_at``, a step left running ``error``, queued steps ``skipped``.
+        Returns the status written (``cancelled`` when a cancel had been requested, see
+        :meth:`_settle`), or None when the run was not active (or not owned with ``epoch``)."""
+        now = now or clock.now()
+        with self._write() as conn:
+            return self._settle(conn, run_id, epoch, runs.c.status.in_(ACTIVE), status, reason, now,
+                                bump=False, has_warnings=has_warnings)
 
     def request_cancel(self, run_id: int, now: datetime | None = None) -> str:
         """Ask for a run to be cancelled; raises :class:`NotFoundError` for an unknown run.
 
         Returns ``"cancelled"`` (it was queued: now ``cancelled``, reason ``cancelled``,
         steps skipped), ``"requested"`` (it is starting/running: ``cancel_requested_at`` is
-        set, kept if already set, and its worker learns it from :meth:`heartbeat_runs`) or
-        ``"final"`` (already final; unchanged).
+        set, kept if already set, and its worker learns it from :meth:`heartbeat_runs`; from
+        then on the run can only end ``cancelled``, see :meth:`_settle`) or ``"final"``
+        (already final; unchanged).
         """
         now = now or clock.now()
         with self._write() as conn:
@@ -163,6 +199,11 @@ class OwnershipOps(StoreBase):
             if status is None:
                 raise self._run_not_found(conn, run_id)
             return "requested" if status in ACTIVE else "final"
+
+    def cancel_requested(self, run_id: int) -> bool:
+        """Whether a cancel of the run was requested (read by a foreground run's loop)."""
+        with self._read() as conn:
+            return conn.execute(select(runs.c.cancel_requested_at).where(runs.c.id == run_id)).scalar() is not None
 
     def requeue(self, run_id: int, epoch: int, now: datetime | None = None) -> bool:
         """Hand an owned run back to the queue (graceful worker shutdown); returns success.

@@ -97,7 +97,7 @@ def cancel_run(request: Request, account_id: Id, run_id: Id):
     is returned unchanged."""
     cat = catalog(request, account_id)
     _run(request, run_id)
-    dockyard(request).cancel(run_id)
+    dockyard(request).cancel(run_id, final_ok=True)  # dbt Cloud answers a finished run unchanged
     return envelope.ok(cloud_run(request, cat, _run(request, run_id), {"trigger", "job"}))
 
 

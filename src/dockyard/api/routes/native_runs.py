@@ -193,7 +193,8 @@ def get_docs(request: Request, run_id: Id, path: str):
 @router.post("/runs/{run_id}/cancel")
 def cancel_run(request: Request, run_id: Id, principal: Principal = TRIGGER):
     """Cancel: a queued run at once (``cancelled``), a running one through its worker
-    (``requested``); ``final`` when it had already finished."""
+    (``requested``: it then ends ``cancelled``, even if its last step was just finishing); 409
+    when it had already ended (the message names its status)."""
     app = dockyard(request)
     outcome = app.cancel(run_id)
     return envelope.ok({"outcome": outcome, "run": native_run(app.store.get_run_summary(run_id), nodes=False)})
