@@ -16,6 +16,7 @@ from dockyard.domain import JobRecord
 from dockyard.errors import DockyardError
 from dockyard.runner.command import CommandError, parse_command
 from dockyard.schedule import check_cron
+from dockyard.text import control_problem
 
 DEFAULT_CRON = "0 * * * *"
 
@@ -84,6 +85,8 @@ def validate(cloud: dict[str, Any], environments: dict[int, str]) -> tuple[str, 
     name = cloud.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 150:
         raise DockyardError("name is required (1 to 150 characters)")
+    if problem := control_problem(name, "name"):
+        raise DockyardError(problem, hint="job names are shown in terminals and logs; use printable characters")
     env_id = cloud.get("environment_id")
     try:
         env_name = environments[int(env_id)]

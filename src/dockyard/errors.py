@@ -98,6 +98,12 @@ class StoreError(DockyardError):
     status = 503
 
 
+class ValueRefusedError(DockyardError):
+    """The store cannot hold a value it was given (a NUL byte, a lone surrogate, text longer
+    than its column, a number out of range): the request is wrong, not the store, so it is a
+    400 and is never retried (unlike :class:`StoreError`)."""
+
+
 class DbtInvocationError(DockyardError):
     """dbt could not be started or ended abnormally."""
 

@@ -16,8 +16,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dockyard.errors import DockyardError
+from dockyard.payload import PayloadError, loads
 from dockyard.permissions import open_private, private_dir
 from dockyard.runner.command import CommandError, parse_command
+from dockyard.text import control_problem
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TARGET = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
@@ -49,6 +51,13 @@ class TriggerOptions(BaseModel):
     gitlab_merge_request_id: int | None = Field(None, ge=0)
     non_native_pull_request_id: int | None = Field(None, ge=0)
 
+    @field_validator("cause")
+    @classmethod
+    def _cause(cls, value: str | None) -> str | None:
+        if value is not None and (problem := control_problem(value, "the value")):
+            raise ValueError(problem)
+        return value
+
     @field_validator("steps_override", mode="before")
     @classmethod
     def _steps(cls, value: Any) -> Any:
@@ -56,7 +65,9 @@ class TriggerOptions(BaseModel):
             text = value.strip()
             if text.startswith("["):
                 try:
-                    return json.loads(text)
+                    return loads(text, "steps_override")
+                except PayloadError as exc:
+                    raise ValueError(exc.what) from None
                 except ValueError:
                     raise ValueError("steps_override is not a JSON list") from None
             return [text] if text else None

@@ -14,8 +14,8 @@ from dockyard import cloud_jobs
 from dockyard.cli.main import cli
 from dockyard.config.loader import load_config
 from dockyard.errors import ConfigErrors
-from dockyard.scheduler import Scheduler
 from dockyard.schedule import check_cron
+from dockyard.scheduler import Scheduler
 
 V2 = "/api/v2/accounts/1"
 NEVER = ["0 0 31 2 *", "0 0 30 2 *", "59 23 31 4,6,9,11 *", "0 0 1 1 1#5"]

@@ -19,7 +19,14 @@ from dockyard import __version__
 from dockyard.api import envelope
 from dockyard.api.auth import READ, Auth, RateLimited
 from dockyard.api.catalog import Catalog
-from dockyard.api.middleware import MAX_BODY, CatchAll, LimitBody, NormalisePath, redact_tokens_in_logs
+from dockyard.api.middleware import (
+    MAX_BODY,
+    CatchAll,
+    CheckQuery,
+    LimitBody,
+    NormalisePath,
+    redact_tokens_in_logs,
+)
 from dockyard.errors import DockyardError, StoreError
 
 log = logging.getLogger("dockyard.api")
@@ -103,6 +110,7 @@ def create_app(app, *, require_auth: bool = False, request_rate: int | None = No
         api.include_router(module.router)
 
     api.add_middleware(CatchAll)
+    api.add_middleware(CheckQuery)
     api.add_middleware(LimitBody, max_bytes=max_body)
     api.add_middleware(NormalisePath)
     return api

@@ -1,13 +1,16 @@
-"""ASGI middleware: path normalisation, body size limit, last-resort errors, token-free logs."""
+"""ASGI middleware: path normalisation, query strings no store can take, body size limit,
+last-resort errors, token-free logs."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+from urllib.parse import parse_qsl
 
 from dockyard import tokens as tok
 from dockyard.api.envelope import status
+from dockyard.text import unstorable_problem
 
 log = logging.getLogger("dockyard.api")
 SLASHES = re.compile(r"/{2,}")
@@ -47,6 +50,30 @@ class NormalisePath:
                     if len(raw) > 1 and raw.endswith(b"/"):
                         raw = raw[:-1]
                     scope["raw_path"] = raw
+        await self.app(scope, receive, send)
+
+
+MAX_QUERY = 8192  # characters of a query string
+
+
+class CheckQuery:
+    """Answers 400 to a query string no route can use: longer than :data:`MAX_QUERY`, or a
+    parameter (name or value) holding a NUL byte (PostgreSQL text cannot, SQLite's filters
+    would silently differ), whatever route it is sent to."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("query_string"):
+            raw = scope["query_string"].decode("latin-1")
+            if len(raw) > MAX_QUERY:
+                return await send_error(send, 400, f"The query string is longer than {MAX_QUERY} characters")
+            for name, value in parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="replace"):
+                problem = unstorable_problem(name, "a query parameter name") or \
+                    unstorable_problem(value, f"the query parameter {name!r}")
+                if problem:
+                    return await send_error(send, 400, problem)
         await self.app(scope, receive, send)
 
 

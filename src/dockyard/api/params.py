@@ -1,9 +1,9 @@
 """Liberal request parsing: list query parameters in every encoding, and bodies that are
-JSON (objects with nulls, ``null``, empty) or form-encoded, whatever the client sends."""
+JSON (objects with nulls, ``null``, empty) or form-encoded, whatever the client sends.
+Bodies are bounded (:mod:`dockyard.payload`: depth, finite numbers, storable strings)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 from fastapi import Request
 
 from dockyard.errors import DockyardError
+from dockyard.payload import check, loads
 
 MAX_LIMIT = 100
 MAX_INT = 2**31 - 1  # the store's integers
@@ -105,7 +106,9 @@ async def read_body(request: Request) -> dict[str, Any]:
     if ctype == "application/x-www-form-urlencoded" or (ctype != "application/json" and not _looks_json(raw)):
         return _form(raw)
     try:
-        data = json.loads(raw)
+        data = loads(raw)
+    except DockyardError:
+        raise
     except (ValueError, UnicodeDecodeError):
         if ctype == "application/json" and b"=" in raw and not raw.lstrip().startswith((b"{", b"[")):
             return _form(raw)  # form data sent with a JSON content type
@@ -126,4 +129,6 @@ def _form(raw: bytes) -> dict[str, Any]:
         fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise DockyardError("the request body is neither JSON nor form data") from None
-    return {k: (v[0] if len(v) == 1 else v) for k, v in fields.items()}
+    data = {k: (v[0] if len(v) == 1 else v) for k, v in fields.items()}
+    check(data)
+    return data

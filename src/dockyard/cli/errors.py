@@ -8,12 +8,13 @@ import sys
 from collections.abc import Callable
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
+from dockyard.cli.render import TerminalConsole
 from dockyard.errors import DockyardError
+from dockyard.text import escape
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+err_console = TerminalConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def handle_errors(func: Callable) -> Callable:
@@ -25,7 +26,7 @@ def handle_errors(func: Callable) -> Callable:
             if os.environ.get("DOCKYARD_DEBUG"):
                 raise
             for line in exc.render().splitlines():
-                err_console.print(Text.assemble(("Error:", "bold red"), " ", line))
+                err_console.print(Text.assemble(("Error:", "bold red"), " ", escape(line)))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print(Text("Interrupted", style="yellow"))
@@ -35,8 +36,8 @@ def handle_errors(func: Callable) -> Callable:
         except Exception as exc:  # an unexpected failure: short message, traceback only when asked
             if os.environ.get("DOCKYARD_DEBUG"):
                 raise
-            print(f"Error: internal error {type(exc).__name__}: {exc}: rerun with --debug for the "
-                  "traceback and report it", file=sys.stderr)
+            print(escape(f"Error: internal error {type(exc).__name__}: {exc}: rerun with --debug for the "
+                         "traceback and report it"), file=sys.stderr)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from dockyard import __version__
 from dockyard.cli.errors import err_console, handle_errors
 from dockyard.cli.progress import Progress
-from dockyard.cli.render import run_table, show_run, styled
+from dockyard.cli.render import TerminalConsole, cell, run_table, show_run, styled
 from dockyard.domain import RunStatus
+from dockyard.text import escape
 from dockyard.views import iso, job_dict, run_dict
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -27,7 +27,7 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="dockyard: deploy, schedule and observe dbt Core projects.")
 # When piped, don't squeeze tables into 80 columns.
 WIDTH = None if sys.stdout.isatty() else 160
-out = Console(highlight=False, width=WIDTH)
+out = TerminalConsole(highlight=False, width=WIDTH)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path of dockyard.yml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only on standard output.")]
@@ -107,7 +107,8 @@ def validate(
         out.print(mark + Text(f"{check.name}: {check.detail}"), soft_wrap=True)  # paths stay whole
     for record, fires in report.jobs:
         when = ", ".join(iso(t) for t in fires) if fires else "no schedule"
-        out.print(Text.assemble(("job ", "bold"), (f"{record.id} {record.name}", "bold"), f" [{record.environment}]"
+        out.print(Text.assemble(("job ", "bold"), (f"{record.id} {escape(record.name)}", "bold"),
+                                f" [{escape(record.environment)}]"
                                 f"  next: {when}"))
     if not report.ok:
         failed = [c for c in report.checks if not c.ok]
@@ -127,7 +128,7 @@ def jobs(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         table.add_column(col)
     for row in rows:
         sched = f"{row['cron']} ({row['timezone']})" if row["cron"] else "-"
-        table.add_row(str(row["id"]), row["name"], row["environment"], sched, row["next_fire"] or "-")
+        table.add_row(str(row["id"]), cell(row["name"]), cell(row["environment"]), cell(sched), row["next_fire"] or "-")
     out.print(table)
 
 
@@ -155,7 +156,8 @@ def _foreground(start, title, as_json: bool, quiet: bool) -> None:
     from dockyard.environ import seal_process
 
     seal_process()  # dbt steps must not read this process's environment (/proc/<pid>/environ)
-    console = Console(stderr=True, highlight=False) if as_json else Console(highlight=False, width=WIDTH)
+    console = TerminalConsole(stderr=True, highlight=False) if as_json else \
+        TerminalConsole(highlight=False, width=WIDTH)
     progress = Progress(console, [], echo_logs=not (as_json or quiet))
     previous = signal.getsignal(signal.SIGINT)
 
@@ -167,7 +169,7 @@ def _foreground(start, title, as_json: bool, quiet: bool) -> None:
         signal.signal(signal.SIGINT, cancel)
         signal.signal(signal.SIGTERM, cancel)
         progress.commands = [s.command for s in executor.plan.steps]
-        console.print(Text(title(run_id), style="bold"))
+        console.print(Text(escape(title(run_id)), style="bold"))
 
     try:
         with progress:
@@ -245,7 +247,7 @@ def logs(
     config: ConfigOpt = None,
 ) -> None:
     """Print a run's dbt logs (secrets scrubbed)."""
-    sys.stdout.write(_app(config).run_log(run_id, step))
+    sys.stdout.write(escape(_app(config).run_log(run_id, step), keep="\n\t"))
 
 
 @cli.command()
@@ -262,7 +264,7 @@ def artifacts(run_id: int, as_json: JsonOpt = False, config: ConfigOpt = None) -
     for col in ("step", "name", "size", "path"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(str(row["step_index"]), row["name"], f"{row['size']:,}", row["path"])
+        table.add_row(str(row["step_index"]), cell(row["name"]), f"{row['size']:,}", cell(row["path"]))
     out.print(table)
 
 

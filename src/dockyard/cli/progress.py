@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.text import Text
 
 from dockyard.domain import NodeResult, StepStatus
+from dockyard.text import escape
 
 COUNTER = re.compile(r"\b(\d+) of (\d+) (START|OK|PASS|WARN|ERROR|FAIL|SKIP)")
 STEP_STYLE = {StepStatus.SUCCESS: "green", StepStatus.ERROR: "red", StepStatus.SKIPPED: "dim",
@@ -48,7 +49,7 @@ class Progress:
     def step_started(self, index: int, command: str) -> None:
         self.step, self.done, self.total = (index, command), 0, 0
         self.running.clear()
-        self.console.print(Text(f"── step {index}: {command}", style="bold"))
+        self.console.print(Text(f"── step {index}: {escape(command)}", style="bold"))
         self._refresh(force=True)
 
     def step_finished(self, index: int, status: StepStatus) -> None:
@@ -59,7 +60,7 @@ class Progress:
     def nodes(self, index: int, nodes: list[NodeResult]) -> None:
         for node in nodes:
             if node.status in ("started", "running", "compiling", "executing") and not node.finished_at:
-                self.running[node.unique_id] = node.name or node.unique_id
+                self.running[node.unique_id] = escape(node.name or node.unique_id)
             else:
                 self.running.pop(node.unique_id, None)
         self._refresh()
@@ -72,9 +73,9 @@ class Progress:
                 self.done = max(self.done, int(match.group(1)))
         if self.echo:
             if self.console.is_terminal:
-                self.console.print(Text(line), highlight=False, soft_wrap=True)
+                self.console.print(Text(escape(line, keep="\t")), highlight=False, soft_wrap=True)
             else:
-                self.console.file.write(line + "\n")
+                self.console.file.write(escape(line, keep="\t") + "\n")
         self._refresh()
 
     # drawing ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from dockyard.cli.errors import handle_errors
 from dockyard.cli.main import ConfigOpt, JsonOpt, _app, _emit, cli, out, state
+from dockyard.cli.render import cell
 from dockyard.errors import ConfigError, DockyardError
 from dockyard.views import iso
 
@@ -103,7 +104,8 @@ def _print_status(report: dict) -> None:
     for col in ("kind", "id", "alive", "heartbeat"):
         table.add_column(col)
     for proc in report["processes"]:
-        table.add_row(proc["kind"], proc["id"], "yes" if proc["alive"] else "no", iso(proc.get("heartbeat_at")))
+        table.add_row(cell(proc["kind"]), cell(proc["id"]), "yes" if proc["alive"] else "no",
+                      iso(proc.get("heartbeat_at")))
     out.print(table)
     cfg = report.get("config") or {"ok": True}
     if cfg["ok"]:
@@ -114,7 +116,7 @@ def _print_status(report: dict) -> None:
                   highlight=False)
     out.print(f"queue: {report['queue']}")
     for name, when in report["next_fires"].items():
-        out.print(f"next fire of {name}: {iso(when) or 'no schedule'}")
+        out.print(cell(f"next fire of {name}: {iso(when) or 'no schedule'}"))
 
 
 def _status_of_store(error: ConfigError, as_json: bool, config: Path | None) -> None:
@@ -191,7 +193,7 @@ def cancel(run_id: int, config: ConfigOpt = None) -> None:
 def deploy(config: ConfigOpt = None) -> None:
     """Re-sync environments and jobs from dockyard.yml into the store."""
     ids = _app(config).deploy()
-    out.print(f"Deployed {len(ids)} job(s): " + ", ".join(f"{name} ({i})" for name, i in ids.items()))
+    out.print(cell(f"Deployed {len(ids)} job(s): " + ", ".join(f"{name} ({i})" for name, i in ids.items())))
 
 
 def _warn_permissions(app, also: list[str] | None = None) -> None:

@@ -9,6 +9,8 @@ from rich.table import Table
 
 from dockyard.cli.errors import handle_errors
 from dockyard.cli.main import ConfigOpt, JsonOpt, _app, _emit, cli, out
+from dockyard.cli.render import cell
+from dockyard.text import control_problem
 from dockyard.tokens import SCOPES
 from dockyard.views import iso
 
@@ -30,9 +32,11 @@ def create(
 
     if scope not in SCOPES:
         raise DockyardError(f"unknown scope {scope!r}", hint="use --scope read, trigger or admin")
+    if problem := control_problem(name, "the token name"):
+        raise DockyardError(problem, hint="use printable characters")
     record, token = _app(config).store.create_token(name, scope)
-    out.print(f"Created token {record.id} '{record.name}' with scope {record.scope}. Copy it now: "
-              "dockyard keeps only its digest and cannot show it again.", soft_wrap=True)
+    out.print(cell(f"Created token {record.id} '{record.name}' with scope {record.scope}. Copy it now: "
+                   "dockyard keeps only its digest and cannot show it again."), soft_wrap=True)
     print(token, flush=True)
 
 
@@ -49,7 +53,8 @@ def list_tokens(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     for col in ("id", "name", "scope", "token", "created", "last used", "status"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["id"]), r["name"], r["scope"], r["prefix"] + "...", r["created_at"] or "-",
+        table.add_row(str(r["id"]), cell(r["name"]), cell(r["scope"]), cell(r["prefix"] + "..."),
+                      r["created_at"] or "-",
                       r["last_used_at"] or "never", "revoked" if r["revoked_at"] else "active")
     out.print(table)
 
@@ -62,4 +67,4 @@ def revoke(
 ) -> None:
     """Revoke a token; requests with it are refused from the next one on."""
     for record in _app(config).store.revoke_token(name_or_id):
-        out.print(f"Revoked token {record.id} '{record.name}' ({record.scope})")
+        out.print(cell(f"Revoked token {record.id} '{record.name}' ({record.scope})"))

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from dockyard.runner.command import CommandError, parse_command
 from dockyard.schedule import check_cron, check_timezone
+from dockyard.text import control_problem
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_. -]*$"
 
@@ -221,3 +222,11 @@ class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     environments: Annotated[dict[str, Environment], Field(min_length=1)]
     jobs: list[Job] = Field(default_factory=list)
+
+    @field_validator("environments")
+    @classmethod
+    def _env_names(cls, value: dict) -> dict:
+        for name in value:  # shown in terminals and the API, like job names
+            if problem := control_problem(name, f"environment name {name!r}"):
+                raise ValueError(problem)
+        return value

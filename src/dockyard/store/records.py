@@ -21,7 +21,7 @@ from dockyard.domain import (
     StepResult,
     StepStatus,
 )
-from dockyard.errors import ConflictError, DockyardError, StoreError
+from dockyard.errors import ConflictError, DockyardError, StoreError, ValueRefusedError
 from dockyard.store.engine import mask_url
 
 
@@ -138,6 +138,13 @@ def translate_errors(url: URL) -> Iterator[None]:
         yield
     except DockyardError:
         raise
+    except (sa_exc.DataError, UnicodeEncodeError, OverflowError) as exc:
+        # PostgreSQL's class 22 (NUL in text, too long, out of range), a lone surrogate no
+        # driver can encode, an integer SQLite cannot hold: the value is wrong, the store is fine
+        reason = _reason(exc, url) if isinstance(exc, sa_exc.DBAPIError) else str(exc)
+        raise ValueRefusedError(f"The run store cannot hold a value of this request: {reason.split(' [SQL:')[0]}",
+                                hint="remove NUL bytes and unpaired surrogates, and keep numbers and "
+                                     "text within range") from exc
     except sa_exc.IntegrityError as exc:
         raise ConflictError(f"The run store refused the change: {_reason(exc, url)}",
                             hint="a referenced job or run does not exist, or the row already "
