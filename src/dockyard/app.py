@@ -25,10 +25,11 @@ from dockyard.errors import (
 )
 from dockyard.persist import persist
 from dockyard.policy import trusted_job
-from dockyard.project import DbtProject, dbt_environment, resolve_secrets
+from dockyard.project import DbtProject, dbt_environment, hidden_files, resolve_secrets
 from dockyard.recorder import RunObserver, StoreRecorder
 from dockyard.runner.command import build_argv, parse_command
 from dockyard.runner.executor import Executor
+from dockyard.runner.isolation import file_view
 from dockyard.runner.plan import RunPlan, StepPlan
 from dockyard.runner.sessions import PostgresWarehouse
 from dockyard.schedule import safe_next_fires
@@ -375,7 +376,11 @@ class App(ServiceOps):
                        target_path=target_path, run_dir=run_dir, secrets=list(secrets.values()),
                        timeout_seconds=ov.timeout_seconds(job.timeout_seconds, run_overrides),
                        grace_seconds=self.config.runner.grace_seconds,
-                       mode=self.config.runner.mode, preload=preload)
+                       mode=self.config.runner.mode, preload=preload,
+                       view=file_view(self.state_dir, base=project.project_dir,
+                                      argv=[*(a for s in steps for a in s.argv), *env_vars.values()],
+                                      reveal=[target_path, profiles_dir, *([fresh] if fresh else [])],
+                                      hide_files=hidden_files(self.loaded, env_name, self.store_url)))
 
     def _finish(self, run_id: int, status: RunStatus, reason: str | None, warnings: bool,
                 epoch: int | None = None) -> bool:

@@ -144,6 +144,7 @@ def seal_process() -> bool:
     environment is rebuilt). Idempotent; True when the block is empty afterwards."""
     if _skip("seal_process"):
         return False
+    set_dumpable(True)  # a non-dumpable process of a non-root user cannot read its own /proc files
     try:
         if visible_environ().strip(b"\0"):
             _rebuild_c_environ(dict(os.environb))
@@ -168,9 +169,9 @@ def enter_step(env: Mapping[str, str]) -> None:
     os.environ.update(env)
     if _skip("enter_step"):
         return
+    set_dumpable(True)  # first: a non-dumpable process of a non-root user cannot read its own /proc files
     if not _zero_block():
         raise OSError("the inherited environment block could not be cleared")
-    set_dumpable(True)
 
 
 def drop_inherited_fds(keep: Collection[int]) -> list[int]:

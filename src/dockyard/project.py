@@ -151,6 +151,23 @@ def resolve_secrets(loaded: LoadedConfig, env_name: str) -> dict[str, str]:
     return out
 
 
+def hidden_files(loaded: LoadedConfig, env_name: str, store_url: str | None = None) -> list[str]:
+    """Files a step of ``env_name`` must not read: the ``file:`` secrets of the other
+    environments, and a SQLite store kept outside the state folder (see
+    :mod:`dockyard.runner.isolation`)."""
+    out = []
+    for name, env in loaded.config.environments.items():
+        if name != env_name:
+            out += [os.path.abspath(os.path.expanduser(ref[5:])) for ref in env.secrets.values()
+                    if ref.startswith("file:")]
+    if store_url and store_url.startswith("sqlite:///"):
+        database = store_url[len("sqlite:///"):].split("?", 1)[0]
+        if database and database != ":memory:":
+            database = os.path.abspath(database)  # sqlite:////abs -> /abs
+            out += [database + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+    return out
+
+
 def dbt_environment(loaded: LoadedConfig, env_name: str, secrets: dict[str, str],
                     run_id: int | None = None, *, job_id: int | None = None, cause: str | None = None,
                     trigger: str = "manual") -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,10 +28,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from tests.runner.conftest import FIXTURES, base_env
 
 from dockyard import environ
 from dockyard.runner.invocation import DbtInvocation
-from tests.runner.conftest import base_env, mini  # noqa: F401 - mini is a fixture
 
 DOCKYARD = [sys.executable, "-m", "dockyard"]
 
@@ -61,6 +62,16 @@ from read_text('/proc/{{ pid }}/environ')
 {% endfor %}
 """
 
+# What the step can see of dockyard's state folder, and another environment's file: secret
+VISIBLE_STATE_MODEL = """\
+{{ config(materialized='table') }}
+select file from glob('.dockyard/**')
+"""
+PROD_FILE_MODEL = """\
+{{ config(materialized='table') }}
+select content from read_text('{{ env_var("PROD_SECRET_FILE") }}')
+"""
+
 PROFILES = """\
 probe:
   target: dev
@@ -79,7 +90,18 @@ class Probe:
         self.other = "canary-other-" + secrets.token_hex(8)
         self.server_only = "canary-server-" + secrets.token_hex(8)
         (self.path / "models").mkdir()
+        self.other_file = "canary-file-" + secrets.token_hex(8)
+        self.prod_target = "canary-target-" + secrets.token_hex(8)
         (self.path / "models" / "environ_probe.sql").write_text(PROBE_MODEL)
+        (self.path / "models" / "visible_state.sql").write_text(VISIBLE_STATE_MODEL)
+        (self.path / "models" / "prod_file.sql").write_text(PROD_FILE_MODEL)
+        secret_file = root / "secrets" / "prod_file"
+        secret_file.parent.mkdir()
+        secret_file.write_text(self.other_file)
+        # what dbt leaves in prod's target folder when a prod model reads env_var('OTHER_PASSWORD')
+        prod_target = self.path / ".dockyard" / "targets" / "prod"
+        prod_target.mkdir(parents=True)
+        (prod_target / "partial_parse.msgpack").write_text(f"env_vars OTHER_PASSWORD {self.prod_target}")
         (self.path / "dbt_project.yml").write_text(
             'name: probe\nversion: "1.0"\nconfig-version: 2\nprofile: probe\nmodel-paths: ["models"]\n')
         (self.path / "profiles.yml").write_text(PROFILES)
@@ -89,15 +111,15 @@ class Probe:
             environments:
               dev:
                 target: dev
-                env: {{OWN_VAR: {self.own_var}, STOP_PID: "{os.getpid()}"}}
+                env: {{OWN_VAR: {self.own_var}, STOP_PID: "{os.getpid()}", PROD_SECRET_FILE: "{secret_file}"}}
                 secrets: {{OWN_SECRET: "env:DEV_PASSWORD"}}
               prod:
                 target: prod
-                secrets: {{OTHER_PASSWORD: "env:OTHER_ENV_PASSWORD"}}
+                secrets: {{OTHER_PASSWORD: "env:OTHER_ENV_PASSWORD", OTHER_FILE: "file:{secret_file}"}}
             jobs:
               - name: probe
                 environment: dev
-                commands: ["dbt run --select environ_probe"]
+                commands: ["dbt run --select environ_probe visible_state prod_file"]
         """))
 
     @property
@@ -127,6 +149,13 @@ class Probe:
         for depth, pid, block, *_ in rows:
             for canary in (self.other, self.server_only):
                 assert canary not in block, f"the step read {canary} in /proc/{pid}/environ (depth {depth})"
+        with duckdb.connect(str(self.path / "dev.duckdb"), read_only=True) as con:
+            visible = sorted(r[0] for r in con.execute("select file from visible_state").fetchall())
+            prod_file = con.execute("select content from prod_file").fetchall()
+        # of the state folder, the step sees its own target folder only (not the store, not
+        # prod's target folder), and prod's file: secret is empty to it
+        assert visible and all(f.startswith(".dockyard/targets/dev/") for f in visible), visible
+        assert prod_file == [("",)], prod_file
 
 
 @pytest.mark.slow
@@ -243,11 +272,13 @@ select content from read_text('/proc/self/fd/{{ var("fd") }}')
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_a_fork_child_cannot_read_the_parents_open_files(tmp_path, mini):
+def test_a_fork_child_cannot_read_the_parents_open_files(tmp_path):
     """The worker's open files (its SQLite store, say) are not readable through
     ``/proc/self/fd`` from a fork-mode dbt child, and its environment block is empty even
     when the forking process never sealed its own."""
     canary = "canary-fd-" + secrets.token_hex(8)
+    mini = tmp_path / "mini"
+    shutil.copytree(FIXTURES / "mini", mini)
     (mini / "models" / "fd_probe.sql").write_text(FD_MODEL)
     (mini / "models" / "environ_self.sql").write_text(
         "{{ config(materialized='table') }}\nselect content from read_text('/proc/self/environ')\n")
@@ -270,3 +301,62 @@ def test_a_fork_child_cannot_read_the_parents_open_files(tmp_path, mini):
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("select content from fd_probe").fetchall() == [("",)]
         assert con.execute("select content from environ_self").fetchone()[0].strip("\0") == ""
+
+
+AS_USER_SCRIPT = """
+import json, os, socket, sys, time
+import psutil
+from dockyard import environ
+from dockyard.runner.isolation import enter_view
+
+state = sys.argv[1]
+first, again = environ.seal_process(), environ.seal_process()
+server = socket.create_server(("127.0.0.1", 0))
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    environ.enter_step({"PATH": os.environ["PATH"]})
+    why = enter_view([state], [os.path.join(state, "targets", "dev")])
+    conn = socket.create_connection(server.getsockname())
+    seen = sorted(os.listdir(state))
+    os.write(w, json.dumps({"why": why, "seen": seen, "block": environ.visible_environ().strip(b"\\0").decode()}).encode())
+    time.sleep(5)
+    os._exit(0)
+os.close(w)  # a child that dies without writing ends the read
+child = json.loads(os.read(r, 65536) or b'{"died": true}')
+conns = [c.raddr.port for c in psutil.Process(pid).net_connections(kind="tcp") if c.raddr]
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+print(json.dumps({"sealed": [first, again], "dumpable": environ.dumpable(), "child": child, "conns": conns,
+                  "port": server.getsockname()[1], "uid": os.getuid()}))
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_the_same_as_an_unprivileged_user(tmp_path):
+    """As a non-root user (the usual deployment; the suite runs as root): a sealed,
+    non-dumpable worker seals again, its fork child clears its block and enters its file view
+    (a user namespace), and the worker still reads the child's connections (psutil)."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="dockyard-nobody-"))
+    try:
+        base.chmod(0o777)
+        state = base / "state"
+        (state / "targets" / "dev").mkdir(parents=True)
+        (state / "dockyard.db").write_text("store")
+        for path in (state, state / "targets", state / "targets" / "dev", state / "dockyard.db"):
+            os.chown(path, 65534, 65534)
+        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                              AS_USER_SCRIPT, str(state)], capture_output=True, text=True, timeout=50, cwd=base,
+                             env={**os.environ, "CANARY_AS_USER": "canary-as-user"})
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert got["uid"] == 65534 and got["sealed"] == [True, True] and got["dumpable"] is False
+    if got["child"]["why"] and "unshare" in got["child"]["why"]:
+        pytest.skip(f"no unprivileged user namespaces here: {got['child']['why']}")
+    assert got["child"] == {"why": None, "seen": ["targets"], "block": ""}
+    assert got["port"] in got["conns"]

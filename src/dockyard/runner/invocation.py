@@ -56,6 +56,7 @@ from dockyard import environ
 from dockyard.errors import DbtInvocationError
 from dockyard.permissions import dbt_umask
 from dockyard.runner.events import NODE_EVENTS
+from dockyard.runner.isolation import FileView, enter_view
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ MAX_LINE_BYTES = 1 << 20
 GROUP_EXIT_GRACE_S = 1.0
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+VIEW_WARNING = ("dockyard: this step can see the files of dockyard and of the other environments "
+                "(no mount namespace: %s)")
 
 def _lifeline(parent: int) -> None:
     """Ask the kernel for SIGINT when our parent dies (Linux ``PR_SET_PDEATHSIG``), so that a
@@ -94,6 +97,10 @@ _SUBPROCESS_BOOTSTRAP = (
     "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     + inspect.getsource(_lifeline) +
     "_lifeline(int(sys.argv.pop(1)))\n"
+    "import json\n"
+    + inspect.getsource(enter_view) +
+    "_why = enter_view(**json.loads(sys.argv.pop(1)))\n"
+    f"if _why: print({VIEW_WARNING!r} % _why, file=sys.stderr)\n"
     "from dbt.cli.main import cli\n"
     "cli(prog_name='dbt')\n"
 )
@@ -240,6 +247,7 @@ class DbtInvocation:
         forward: Collection[str] = NODE_EVENTS,
         python: str | None = None,
         preload: bool = True,
+        view: FileView | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -253,6 +261,7 @@ class DbtInvocation:
         # process keeps dbt's ~90 MB, which every child then shares copy-on-write), or fork
         # a lean child that imports dbt itself (as small as raw dbt, as slow to start)
         self.preload = preload
+        self.view = view or FileView()  # what of dockyard's files dbt must not see
         self.pid: int | None = None
         self.returncode: int | None = None
         self.started_at: float | None = None
@@ -284,8 +293,8 @@ class DbtInvocation:
         self._sel.register(fd, selectors.EVENT_READ)
 
     def _start_subprocess(self) -> None:
-        argv = [self.python, "-P", "-c", _SUBPROCESS_BOOTSTRAP, str(os.getpid()), *self.args,
-                "--log-format", "json"]
+        argv = [self.python, "-P", "-c", _SUBPROCESS_BOOTSTRAP, str(os.getpid()), self.view.to_json(),
+                *self.args, "--log-format", "json"]
         try:
             self._popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -328,7 +337,7 @@ class DbtInvocation:
         if pid:
             gc.unfreeze()
         if pid == 0:  # child: never returns
-            _fork_child(self.args, self.project_dir, self.env, self.forward,
+            _fork_child(self.args, self.project_dir, self.env, self.forward, self.view,
                         out_r=out_r, out_w=out_w, ev_r=ev_r, ev_w=ev_w, parent_pid=parent_pid)
         # parent
         with contextlib.suppress(OSError):
@@ -592,7 +601,7 @@ def group_members(pgid: int) -> list[int] | None:
 
 
 def _fork_child(
-    args: list[str], project_dir: str, env: dict[str, str], forward: frozenset[str], *,
+    args: list[str], project_dir: str, env: dict[str, str], forward: frozenset[str], view: FileView, *,
     out_r: int, out_w: int, ev_r: int, ev_w: int, parent_pid: int,
 ) -> None:
     """Body of a fork-mode child. Never returns."""
@@ -632,6 +641,9 @@ def _fork_child(
         # /proc/self/environ (the inherited block) and the worker's open files and sockets
         environ.enter_step(env)
         environ.drop_inherited_fds(keep={0, 1, 2, ev_w, *_tracker_fds()})
+        why = enter_view(view.hide, view.reveal)  # nor dockyard's files, other environments' ones
+        if why:
+            print(VIEW_WARNING % why, file=sys.stderr)
         with contextlib.suppress(Exception):  # dbt caches DBT_ENV_CUSTOM_ENV_* (metadata.env) once per
             from dbt_common.events.functions import reset_metadata_vars  # process: the parent may have
 

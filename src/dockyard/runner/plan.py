@@ -39,6 +39,8 @@ class RunPlan:
     warehouse: Any = None
     warehouse_target: str | None = None  # the profiles.yml target and folder, for the reaper
     warehouse_profiles_dir: str | None = None
+    # what of dockyard's files dbt must not see (dockyard.runner.isolation.FileView); None: all
+    view: Any = None
 
 
 class Recorder(Protocol):
