@@ -117,9 +117,8 @@ class Scheduler:
         ids = self.app.job_ids()
         self._fire_crons([(job, ids[job.name]) for job in self.app.config.jobs if job.cron and job.name in ids],
                          now, report)
-        for job in self.app.config.jobs:
-            if job.triggers.after and job.name in ids:
-                self._fire_after(job, ids[job.name], now, report)
+        self._fire_afters([(job, ids[job.name]) for job in self.app.config.jobs
+                           if job.triggers.after and job.name in ids], now, report)
         for reaped in self.store.reap(server.lost_after_seconds, now=now):
             report.reaped.append(reaped.run_id)
             self.app.stop_lost_process(reaped)
@@ -192,22 +191,41 @@ class Scheduler:
         self.store.advance_schedules(idle, now)
         crash_point("tick_committed")
 
-    def _fire_after(self, job, job_id: int, now: datetime, report: TickReport) -> None:
-        after = job.triggers.after
-        last_fired = self.store.last_completion_fire(job_id)
-        if last_fired is None:  # first sight: only runs finishing from now on count
-            self.store.mark_fire(job_id, "after:baseline", now)
-            return
-        # 'any' fires per upstream run (keys are run ids), so it can look back a little
-        # further than the last fire and catch a run committed just after a tick read.
-        since = last_fired - timedelta(seconds=30) if after.when == "any" else last_fired
-        latest = {name: [Upstream(name, r.id, r.status.value, r.finished_at)
-                         for r in self.store.final_runs_since(name, since)]
-                  for name in after.jobs}
-        for key in completion_fires(after.when, list(after.status), after.jobs, latest, last_fired):
-            result = self.app.enqueue(job.name, trigger="job_completion", fire_key=key,
-                                      cause=f"Triggered by completion of {', '.join(after.jobs)}")
-            if result.duplicate_fire:
-                report.duplicates += 1
-            elif result.created or result.coalesced:
-                report.enqueued.append(result.run_id)
+    def _fire_afters(self, jobs: list[tuple], now: datetime, report: TickReport) -> None:
+        """Every job's completion triggers: the jobs' last fires in one query, the final runs of
+        each upstream job in one query (from the earliest of its watchers' last fires; each
+        watcher keeps those after its own), the baselines of jobs seen for the first time in
+        one insert (only runs finishing from now on count for them)."""
+        last = self.store.last_completion_fires([job_id for _, job_id in jobs])
+        self.store.mark_fires([job_id for _, job_id in jobs if job_id not in last], "after:baseline", now)
+        watching = [(job, job_id, _since(job.triggers.after, last[job_id])) for job, job_id in jobs
+                    if job_id in last]
+        earliest: dict[str, datetime] = {}
+        for job, _, since in watching:
+            for name in job.triggers.after.jobs:
+                earliest[name] = min(earliest.get(name, since), since)
+        finals = {name: [Upstream(name, r.id, r.status.value, r.finished_at)
+                         for r in self.store.final_runs_since(name, since)] for name, since in earliest.items()}
+        for job, job_id, since in watching:
+            after = job.triggers.after
+            latest = {name: [u for u in finals[name] if u.finished_at > since] for name in after.jobs}
+            for key in completion_fires(after.when, list(after.status), after.jobs, latest, last[job_id]):
+                result = self._enqueue(job, job_id, trigger="job_completion", fire_key=key,
+                                       cause=f"Triggered by completion of {', '.join(after.jobs)}")
+                if result.duplicate_fire:
+                    report.duplicates += 1
+                elif result.created or result.coalesced:
+                    report.enqueued.append(result.run_id)
+
+    def _enqueue(self, job, job_id: int, **kw):
+        """``App.enqueue`` for a job of dockyard.yml whose id is known: without listing every
+        job to find it, which per fire made a tick of many triggered jobs quadratic."""
+        return self.store.enqueue(job_id, job.name, job.environment, job.all_commands, priority=job.priority,
+                                  coalesce=not job.allow_overlap, **kw)
+
+
+def _since(after, last_fired: datetime) -> datetime:
+    """Upstream runs finished after this count for a trigger last fired at ``last_fired``:
+    'any' fires per upstream run (keys are run ids), so it looks back a little further and
+    catches a run committed just after a tick read."""
+    return last_fired - timedelta(seconds=30) if after.when == "any" else last_fired

@@ -17,6 +17,7 @@ import yaml
 from sqlalchemy import event, select
 
 from dockyard.app import App
+from dockyard.domain import RunStatus
 from dockyard.scheduler import BATCH, Scheduler
 from dockyard.store.tables import fires, schedule_state
 
@@ -167,4 +168,41 @@ def test_overlapping_jobs_get_one_run_per_fire(shop, store_url, clock_at):
     assert len(report.enqueued) == len(runs) == 9
     assert sorted(Counter((r.job, r.scheduled_for) for r in runs).values()) == [1] * 9
     assert {r.scheduled_for.minute for r in runs} == {1, 2, 3}
+    app.close()
+
+
+def test_completion_triggers_of_many_jobs_read_the_store_a_bounded_number_of_times(shop, clock_at):
+    config = shop / "dockyard.yml"
+    doc = yaml.safe_load(config.read_text())
+    doc["jobs"] = [{"name": "upstream", "environment": "dev", "commands": ["dbt parse"]}] + [
+        {"name": f"after-{i:04d}", "environment": "dev", "commands": ["dbt parse"],
+         "triggers": {"after": {"jobs": ["upstream"], "when": "any" if i % 2 else "all"}}} for i in range(JOBS)]
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    app = App.open(config, None)
+    app.sync()
+    clock = clock_at(2026, 6, 1, 0, 0, 30)
+    scheduler = Scheduler(app, "s1", now=clock)
+    scheduler.tick()  # first sight: baselines
+    statements: list[str] = []
+    event.listen(app.store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    clock.advance(seconds=5)
+    assert scheduler.tick().enqueued == []
+    # nothing finished: a few reads for all the jobs, not a few per job
+    assert len(statements) <= 20, f"{len(statements)} statements for {JOBS} triggered jobs"
+    run_id = app.enqueue("upstream", trigger="manual").run_id
+    claim = app.store.claim("w", "host")
+    clock.advance(seconds=5)
+    app.store.transition_run(claim.run_id, RunStatus.SUCCESS, epoch=claim.epoch, finished_at=clock())
+    statements.clear()
+    clock.advance(seconds=5)
+    report = scheduler.tick()
+    assert len(report.enqueued) == JOBS
+    # each fire is its own enqueue, but the job list is not read again for every one of them
+    job_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM jobs" in s]
+    assert len(job_reads) <= 2, f"the jobs were listed {len(job_reads)} times for {JOBS} fires"
+    runs = [r for r in app.store.list_runs(limit=None) if r.trigger == "job_completion"]
+    assert sorted(r.job for r in runs) == [f"after-{i:04d}" for i in range(JOBS)]
+    assert run_id == claim.run_id
+    clock.advance(seconds=5)
+    assert scheduler.tick().enqueued == []  # each upstream run fires each trigger once
     app.close()

@@ -23,6 +23,25 @@ class TriggerOps(StoreBase):
             return conn.execute(select(func.max(fires.c.created_at)).where(
                 fires.c.job_id == job_id, fires.c.fire_key.like("after:%"))).scalar()
 
+    def last_completion_fires(self, job_ids: list[int]) -> dict[int, datetime]:
+        """:meth:`last_completion_fire` of many jobs in one query (jobs never watched are absent)."""
+        if not job_ids:
+            return {}
+        with self._read() as conn:
+            return dict(conn.execute(
+                select(fires.c.job_id, func.max(fires.c.created_at))
+                .where(fires.c.job_id.in_(sorted(set(job_ids))), fires.c.fire_key.like("after:%"))
+                .group_by(fires.c.job_id)).all())
+
+    def mark_fires(self, job_ids: list[int], fire_key: str, at: datetime | None = None) -> None:
+        """:meth:`mark_fire` for many jobs, in one statement."""
+        if not job_ids:
+            return
+        at = at or clock.now()
+        stmt = self._insert(fires).on_conflict_do_nothing()
+        with self._write() as conn:
+            conn.execute(stmt, [{"job_id": j, "fire_key": fire_key, "created_at": at} for j in sorted(set(job_ids))])
+
     def mark_fire(self, job_id: int, fire_key: str, at: datetime | None = None) -> bool:
         """Record a fire that starts no run (e.g. the baseline of a completion trigger)."""
         stmt = self._insert(fires).values(job_id=job_id, fire_key=fire_key, created_at=at or clock.now())
