@@ -136,6 +136,11 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
     started: dict[int, object] = {}  # pid -> when it was forked (clock.now())
     due: dict[int, float] = {}  # slot -> when to start it again (after an exit, with backoff)
     backoff = Backoff()
+    watchdog = Watchdog(store_rows(lambda: _store_url(config_path, store_url)), what="worker slot")
+    last_watch = time.monotonic() + 4  # no slot can be stale before it has registered
+    started: dict[int, object] = {}  # pid -> when it was forked (clock.now())
+    due: dict[int, float] = {}  # slot -> when to start it again (after an exit, with backoff)
+    backoff = Backoff()
     watchdog = Watchdog(store_rows(lambda: App.open(config_path, store_url).store_url), what="worker slot")
     last_watch = time.monotonic() + 4  # no slot can be stale before it has registered
     started: dict[int, object] = {}  # pid -> when it was forked (clock.now())
@@ -178,6 +183,7 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
             finally:
                 os._exit(code)
         slots[pid] = slot
+        started[pid] = started_now()
         started[pid] = started_now()
         started[pid] = started_now()
         started[pid] = started_now()
@@ -297,6 +303,12 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
             except subprocess.TimeoutExpired:
                 proc.kill()
     return 0
+
+
+def _store_url(config_path: str | None, store_url: str | None) -> str:
+    from dockyard.app import App
+
+    return App.open(config_path, store_url).store_url
 
 
 def _stop_children(slots: dict[int, int], resend_s: float = 2.0) -> None:

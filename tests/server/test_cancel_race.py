@@ -94,3 +94,40 @@ def test_a_reaped_run_with_a_pending_cancel_ends_cancelled_and_is_not_retried(se
     assert [s.status for s in run.steps] == [StepStatus.CANCELLED, StepStatus.SKIPPED]
     assert server_app.maybe_retry(claim.run_id) is None
     assert [r.id for r in store.list_runs(job=job_id, limit=None)] == [claim.run_id]
+
+
+def _race(app, claim) -> tuple[str, RunStatus]:
+    """Request the cancel and write the run's end at the same moment, from two threads."""
+    import threading
+
+    barrier, answer = threading.Barrier(2), {}
+
+    def cancel():
+        barrier.wait()
+        try:
+            answer["cancel"] = app.cancel(claim.run_id)
+        except ConflictError:
+            answer["cancel"] = "final"
+
+    def finish():
+        barrier.wait()
+        app._finish(claim.run_id, RunStatus.SUCCESS, None, False, epoch=claim.epoch)
+
+    threads = [threading.Thread(target=cancel), threading.Thread(target=finish)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return answer["cancel"], app.store.get_run(claim.run_id).status
+
+
+def test_concurrent_cancel_and_finish_have_one_truthful_outcome(server_app):
+    """The two writes raced, many times: ``requested`` always ends ``cancelled``, ``final``
+    always leaves ``success``."""
+    store = server_app.store
+    job_id = server_app.job_ids()["flaky"]
+    for _ in range(20):
+        store.enqueue(job_id, "flaky", "dev", ["dbt seed"], trigger="manual", coalesce=False)
+        claim = store.claim("w1", "h1")
+        store.transition_run(claim.run_id, RunStatus.RUNNING, epoch=claim.epoch)
+        assert _race(server_app, claim) in {("requested", RunStatus.CANCELLED), ("final", RunStatus.SUCCESS)}
