@@ -51,6 +51,19 @@ def unstorable_problem(text: str, field: str) -> str | None:
     return f"{field} must not contain {what}"
 
 
+def storable(value):
+    """``value`` (a string, or JSON data holding strings) with NUL bytes and lone surrogates
+    replaced by U+FFFD: for text dockyard records but did not ask for (dbt's node messages
+    and adapter responses), which must never make a write fail."""
+    if isinstance(value, str):
+        return UNSTORABLE.sub("\ufffd", value) if UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def escape(text: object, *, keep: str = "", colours: bool = False) -> str:
     """``text`` with control characters written as visible escapes (see the module doc)."""
     value = str(text)

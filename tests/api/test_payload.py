@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from tests.api.conftest import job_id, make_app, seed_run
 
 from dockyard.api.app import api_routes, create_app
+from dockyard.domain import NodeResult
 from dockyard.errors import StoreError, ValueRefusedError
 from dockyard.payload import MAX_DEPTH
 
@@ -173,6 +174,29 @@ def test_a_value_the_store_cannot_hold_is_a_400_class_error(app):
     assert err.value.status == 400 and not isinstance(err.value, StoreError)
 
 
+def test_times_out_of_range_are_400(client):
+    for query in ({"created_after": "0001-01-01T00:00:00+14:00"}, {"finished_before": "9999-12-31T23:59:59-14:00"}):
+        assert "out of range" in _is_error(client.get("/api/v1/runs", params=query)), query
+    answer = client.get(f"{V2}/runs/", params={"created_at__range": '["0001-01-01T00:00:00+14:00", null]'})
+    assert "out of range" in _is_error(answer)
+
+
+def check_dbt_text_is_stored(app) -> None:
+    """What dbt reports (node messages, adapter responses) may hold NUL bytes or lone
+    surrogates (a warehouse error quoting data): recorded with U+FFFD, never a failed write."""
+    run = seed_run(app)
+    app.store.upsert_nodes(run, 1, [NodeResult(unique_id="model.shop.nul\x00", name="n\ud800", status="error",
+                                               message="bad \x00 value \udcff",
+                                               adapter_response={"msg\x00": ["x\x00"]})])
+    node = next(n for n in app.store.get_run(run).nodes if n.unique_id.startswith("model.shop.nul"))
+    assert node.message == "bad \ufffd value \ufffd" and node.name == "n\ufffd"
+    assert node.adapter_response == {"msg\ufffd": ["x\ufffd"]}
+
+
+def test_dbt_text_no_store_can_hold_is_replaced(app):
+    check_dbt_text_is_stored(app)
+
+
 @pytest.fixture
 def pg_app(shop, pg_database_factory):
     app = make_app(shop, pg_database_factory())
@@ -195,3 +219,4 @@ def test_the_same_answers_on_postgresql(pg_app):
         assert err.value.status == 400 and "unavailable" not in err.value.render()
     with pytest.raises(ValueRefusedError):
         pg_app.store.count_runs(job="a\x00b")
+    check_dbt_text_is_stored(pg_app)

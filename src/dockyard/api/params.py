@@ -81,9 +81,11 @@ def paging(request: Request, default_limit: int = MAX_LIMIT) -> tuple[int, int]:
 def parse_time(text: str, name: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except ValueError:
         raise DockyardError(f"{name}: {text!r} is not a date or time (use ISO 8601)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise DockyardError(f"{name}: {text!r} is out of range (years 1 to 9999 in UTC)") from None
 
 
 def time_range(request: Request, name: str) -> tuple[datetime | None, datetime | None] | None:

@@ -23,6 +23,7 @@ from dockyard.domain import (
 )
 from dockyard.errors import ConflictError, DockyardError, StoreError, ValueRefusedError
 from dockyard.store.engine import mask_url
+from dockyard.text import storable
 
 
 @dataclass
@@ -112,10 +113,12 @@ def artifact_ref(row: Mapping[str, Any]) -> ArtifactRef:
 
 
 def node_row(node: NodeResult) -> dict[str, Any]:
-    row = {name: getattr(node, name) for name in NODE_FIELDS}
+    """A node's row; its texts come from dbt (and the warehouse): NUL bytes and lone
+    surrogates, which no store can hold, are replaced (:func:`dockyard.text.storable`)."""
+    row = {name: storable(getattr(node, name)) for name in NODE_FIELDS}
     for name in NODE_TEXT_FIELDS:
         row[name] = row[name] or ""
-    row["adapter_response"] = jsonable(row["adapter_response"])
+    row["adapter_response"] = storable(jsonable(row["adapter_response"]))
     return row
 
 
