@@ -126,33 +126,12 @@ def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) 
 
 def run_worker(config_path: str | None, store_url: str | None, concurrency: int) -> int:
     """Fork ``concurrency`` worker slots and keep them alive until SIGTERM."""
-    from dockyard.app import App
-
-    from dockyard.app import App
-
-    from dockyard.app import App
-
     slots: dict[int, int] = {}
     started: dict[int, object] = {}  # pid -> when it was forked (clock.now())
     due: dict[int, float] = {}  # slot -> when to start it again (after an exit, with backoff)
     backoff = Backoff()
     watchdog = Watchdog(store_rows(lambda: _store_url(config_path, store_url)), what="worker slot")
     last_watch = time.monotonic() + 4  # no slot can be stale before it has registered
-    started: dict[int, object] = {}  # pid -> when it was forked (clock.now())
-    due: dict[int, float] = {}  # slot -> when to start it again (after an exit, with backoff)
-    backoff = Backoff()
-    watchdog = Watchdog(store_rows(lambda: App.open(config_path, store_url).store_url), what="worker slot")
-    last_watch = time.monotonic() + 4  # no slot can be stale before it has registered
-    started: dict[int, object] = {}  # pid -> when it was forked (clock.now())
-    due: dict[int, float] = {}  # slot -> when to start it again (after an exit, with backoff)
-    backoff = Backoff()
-    watchdog = Watchdog(store_rows(lambda: App.open(config_path, store_url).store_url), what="worker slot")
-    last_watch = time.monotonic()
-    started: dict[int, object] = {}  # pid -> when it was forked (clock.now())
-    due: dict[int, float] = {}  # slot -> when to start it again (after an exit, with backoff)
-    backoff = Backoff()
-    watchdog = Watchdog(store_rows(lambda: App.open(config_path, store_url).store_url), what="worker slot")
-    last_watch = time.monotonic()
     seal_process()  # before the slots fork: they inherit the cleared block
     stop = Stop()
     follow_supervisor()
@@ -183,9 +162,6 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
             finally:
                 os._exit(code)
         slots[pid] = slot
-        started[pid] = started_now()
-        started[pid] = started_now()
-        started[pid] = started_now()
         started[pid] = started_now()
 
     for slot in range(concurrency):
