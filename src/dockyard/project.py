@@ -171,11 +171,16 @@ def hidden_files(loaded: LoadedConfig, env_name: str, store_url: str | None = No
 def dbt_environment(loaded: LoadedConfig, env_name: str, secrets: dict[str, str],
                     run_id: int | None = None, *, job_id: int | None = None, cause: str | None = None,
                     trigger: str = "manual") -> dict[str, str]:
-    """The explicit environment a dbt process gets: a few base variables, DBT_* variables,
-    ``runner.inherit_env``, the environment's ``env`` and its resolved ``secrets``."""
+    """The explicit environment a dbt process gets: a few base variables, DBT_* variables
+    (but those some environment's ``secrets`` read), ``runner.inherit_env``, the environment's
+    ``env`` and its resolved ``secrets``."""
     env = loaded.config.environments[env_name]
     keep = set(BASE_ENV) | set(loaded.config.runner.inherit_env)
-    out = {k: v for k, v in os.environ.items() if k in keep or k.startswith("DBT_")}
+    # a DBT_* variable behind some environment's secret (env:DBT_PROD_PW) is that secret, not
+    # a pass-through: each environment gets its own secrets under their declared names only
+    sources = {ref[4:] for e in loaded.config.environments.values() for ref in e.secrets.values()
+               if ref.startswith("env:")}
+    out = {k: v for k, v in os.environ.items() if k in keep or (k.startswith("DBT_") and k not in sources)}
     out.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     # dbt creates its log folder even with the file log off (--log-level-file none): in the
     # state folder (private, like everything there), not as an empty logs/ in the project

@@ -53,7 +53,7 @@ select 0 as depth, 'self' as pid, replace(content, chr(0), chr(10)) as environ,
        '{{ env_var("OWN_VAR", "missing") }}' as own_var,
        '{{ env_var("OWN_SECRET", "missing") }}' as own_secret,
        '{{ env_var("OTHER_ENV_PASSWORD", "absent") }}' || '{{ env_var("SERVER_ONLY_SECRET", "absent") }}'
-           || '{{ env_var("OTHER_PASSWORD", "absent") }}' as others
+           || '{{ env_var("OTHER_PASSWORD", "absent") }}' || '{{ env_var("DBT_PROD_TOKEN", "absent") }}' as others
 from read_text('/proc/self/environ')
 {% for pid in ns.pids %}
 union all
@@ -89,6 +89,7 @@ class Probe:
         self.own_secret = "own-secret-" + secrets.token_hex(6)
         self.other = "canary-other-" + secrets.token_hex(8)
         self.server_only = "canary-server-" + secrets.token_hex(8)
+        self.other_dbt = "canary-dbt-" + secrets.token_hex(8)  # a DBT_* variable behind prod's secret
         (self.path / "models").mkdir()
         self.other_file = "canary-file-" + secrets.token_hex(8)
         self.prod_target = "canary-target-" + secrets.token_hex(8)
@@ -115,7 +116,8 @@ class Probe:
                 secrets: {{OWN_SECRET: "env:DEV_PASSWORD"}}
               prod:
                 target: prod
-                secrets: {{OTHER_PASSWORD: "env:OTHER_ENV_PASSWORD", OTHER_FILE: "file:{secret_file}"}}
+                secrets: {{OTHER_PASSWORD: "env:OTHER_ENV_PASSWORD", OTHER_FILE: "file:{secret_file}",
+                          OTHER_DBT: "env:DBT_PROD_TOKEN"}}
             jobs:
               - name: probe
                 environment: dev
@@ -127,7 +129,8 @@ class Probe:
         env = dict(os.environ)
         env.pop("DOCKYARD_STORE_URL", None)
         env.update(DEV_PASSWORD=self.own_secret, OTHER_ENV_PASSWORD=self.other,
-                   SERVER_ONLY_SECRET=self.server_only, DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+                   SERVER_ONLY_SECRET=self.server_only, DBT_PROD_TOKEN=self.other_dbt,
+                   DBT_SEND_ANONYMOUS_USAGE_STATS="false")
         return env
 
     def cli(self, *args: str, timeout: float = 200) -> subprocess.CompletedProcess:
@@ -145,9 +148,9 @@ class Probe:
         rows = self.rows()
         assert [r[0] for r in rows] == list(range(ancestors + 1)), rows
         _, _, own_block, own_var, own_secret, others = rows[0]
-        assert (own_var, own_secret, others) == (self.own_var, self.own_secret, "absent" * 3)
+        assert (own_var, own_secret, others) == (self.own_var, self.own_secret, "absent" * 4)
         for depth, pid, block, *_ in rows:
-            for canary in (self.other, self.server_only):
+            for canary in (self.other, self.server_only, self.other_dbt):
                 assert canary not in block, f"the step read {canary} in /proc/{pid}/environ (depth {depth})"
         with duckdb.connect(str(self.path / "dev.duckdb"), read_only=True) as con:
             visible = sorted(r[0] for r in con.execute("select file from visible_state").fetchall())
@@ -319,7 +322,8 @@ if pid == 0:
     why = enter_view([state], [os.path.join(state, "targets", "dev")])
     conn = socket.create_connection(server.getsockname())
     seen = sorted(os.listdir(state))
-    os.write(w, json.dumps({"why": why, "seen": seen, "block": environ.visible_environ().strip(b"\\0").decode()}).encode())
+    block = environ.visible_environ().strip(b"\\0").decode()
+    os.write(w, json.dumps({"why": why, "seen": seen, "block": block}).encode())
     time.sleep(5)
     os._exit(0)
 os.close(w)  # a child that dies without writing ends the read
@@ -360,3 +364,22 @@ def test_the_same_as_an_unprivileged_user(tmp_path):
         pytest.skip(f"no unprivileged user namespaces here: {got['child']['why']}")
     assert got["child"] == {"why": None, "seen": ["targets"], "block": ""}
     assert got["port"] in got["conns"]
+
+
+def test_a_dbt_variable_behind_another_environments_secret_is_not_passed_through(tmp_path, monkeypatch):
+    """Every DBT_* variable reaches dbt, except one that an environment's secrets read: that
+    one is prod's secret, and dev's step must not get it."""
+    from dockyard.config.loader import load_config
+    from dockyard.project import dbt_environment, resolve_secrets
+
+    probe = Probe(tmp_path, "fork")
+    for key, value in probe.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DBT_PLAIN_SETTING", "passed")
+    loaded = load_config(probe.path / "dockyard.yml")
+    dev = dbt_environment(loaded, "dev", resolve_secrets(loaded, "dev"))
+    prod = dbt_environment(loaded, "prod", resolve_secrets(loaded, "prod"))
+    assert dev["DBT_PLAIN_SETTING"] == prod["DBT_PLAIN_SETTING"] == "passed"
+    assert "DBT_PROD_TOKEN" not in dev and probe.other_dbt not in dev.values()
+    assert prod["OTHER_DBT"] == probe.other_dbt and "DBT_PROD_TOKEN" not in prod
+    assert dev["OWN_SECRET"] == probe.own_secret and "OTHER_PASSWORD" not in dev
