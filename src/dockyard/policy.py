@@ -48,7 +48,7 @@ MULTI_VALUE = frozenset({
 
 
 def _threads(value: str) -> str | None:
-    return None if value.isdigit() and 1 <= int(value) <= 64 else "a number of threads from 1 to 64"
+    return None if value.isascii() and value.isdigit() and 1 <= int(value) <= 64 else "a number of threads from 1 to 64"
 
 
 def _indirect(value: str) -> str | None:

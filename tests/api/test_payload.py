@@ -13,7 +13,7 @@ from tests.api.conftest import job_id, make_app, seed_run
 
 from dockyard.api.app import api_routes, create_app
 from dockyard.domain import NodeResult
-from dockyard.errors import StoreError, ValueRefusedError
+from dockyard.errors import NotFoundError, StoreError, ValueRefusedError
 from dockyard.payload import MAX_DEPTH
 
 V2 = "/api/v2/accounts/1"
@@ -179,6 +179,21 @@ def test_times_out_of_range_are_400(client):
         assert "out of range" in _is_error(client.get("/api/v1/runs", params=query)), query
     answer = client.get(f"{V2}/runs/", params={"created_at__range": '["0001-01-01T00:00:00+14:00", null]'})
     assert "out of range" in _is_error(answer)
+
+
+def test_digits_that_are_not_ascii_are_not_numbers(client, app):
+    """``"²".isdigit()`` is true but ``int("²")`` raises: such values are refused, not 500."""
+    assert "cursor" in _is_error(client.get("/api/v1/runs", params={"cursor": "\u00b2"}))
+    env = app.store.list_environments()[0]["id"]
+    made = client.post(f"{V2}/jobs/", json={"name": "sup", "environment_id": env,
+                                            "execute_steps": ["dbt run --threads \u00b2"]})
+    assert made.status_code in (400, 403), made.text
+    ran = client.post(f"{V2}/jobs/{job_id(app)}/run/", json={"steps_override": ["dbt run --threads \u00b2"]})
+    assert ran.status_code in (400, 403), ran.text
+    with pytest.raises(NotFoundError):
+        app.store.get_job("\u00b2")
+    with pytest.raises(NotFoundError):
+        app.store.revoke_token("\u00b2")
 
 
 def check_dbt_text_is_stored(app) -> None:

@@ -125,7 +125,7 @@ class Store(RunQueries, QueueOps, FireOps, OwnershipOps, ProcessOps, TriggerOps,
             row, query = None, select(jobs_table)
             if isinstance(id_or_name, str):
                 row = conn.execute(query.where(jobs_table.c.name == id_or_name)).mappings().first()
-            if row is None and (isinstance(id_or_name, int) or id_or_name.isdigit()):
+            if row is None and (isinstance(id_or_name, int) or (id_or_name.isascii() and id_or_name.isdigit())):
                 row = conn.execute(query.where(jobs_table.c.id == int(id_or_name))).mappings().first()
             if row is not None:
                 return rec.job_record(row)

@@ -88,7 +88,7 @@ class TokenOps(StoreBase):
         ref = str(name_or_id)
         with self._write() as conn:
             ids: list[int] = []
-            if ref.isdigit():
+            if ref.isascii() and ref.isdigit():
                 ids = list(conn.execute(select(api_tokens.c.id).where(
                     api_tokens.c.id == int(ref), api_tokens.c.revoked_at.is_(None))).scalars())
             if not ids:

@@ -59,7 +59,7 @@ def list_runs(request: Request):
                        finished=_range(q.get("finished_after"), q.get("finished_before"), "finished"))
     cursor = q.get("cursor")
     if cursor:
-        if search.order_by not in ("-id", "id") or not cursor.isdigit() or len(cursor) > 10:
+        if search.order_by not in ("-id", "id") or not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 10:
             raise DockyardError("cursor works with order_by=-id or id and a cursor from extra.next_cursor")
         search.offset = 0
         if search.order_by == "-id":
