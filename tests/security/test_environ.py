@@ -383,3 +383,21 @@ def test_a_dbt_variable_behind_another_environments_secret_is_not_passed_through
     assert "DBT_PROD_TOKEN" not in dev and probe.other_dbt not in dev.values()
     assert prod["OTHER_DBT"] == probe.other_dbt and "DBT_PROD_TOKEN" not in prod
     assert dev["OWN_SECRET"] == probe.own_secret and "OTHER_PASSWORD" not in dev
+
+
+def test_the_file_view_covers_dockyards_entries_when_the_project_is_the_state_folder(tmp_path):
+    """``state_dir: .`` puts dockyard's files beside the dbt project: the view covers the
+    store and dockyard's folders one by one, never the project itself."""
+    from dockyard.runner.isolation import file_view
+
+    for name in ("targets/dev", "targets/prod", "runs/1", "models"):
+        (tmp_path / name).mkdir(parents=True)
+    for name in ("dockyard.db", "dockyard.db-wal", "dbt_project.yml"):
+        (tmp_path / name).write_text("")
+    view = file_view(tmp_path, base=tmp_path, reveal=[tmp_path / "targets" / "dev"],
+                     argv=["--state", "runs/1"], hide_files=["/elsewhere/prod_pw"])
+    assert set(view.hide) == {str(tmp_path / n) for n in ("dockyard.db", "dockyard.db-wal", "runs", "targets")} \
+        | {"/elsewhere/prod_pw"}
+    assert set(view.reveal) == {str(tmp_path / "targets" / "dev"), str(tmp_path / "runs" / "1")}
+    nested = file_view(tmp_path / ".dockyard", base=tmp_path, reveal=[tmp_path / ".dockyard" / "targets" / "dev"])
+    assert nested.hide == (str(tmp_path / ".dockyard"),)

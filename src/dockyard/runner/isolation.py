@@ -24,6 +24,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+# what dockyard keeps in state_dir, covered one by one when the project lies inside it
+DOCKYARD_ENTRIES = ("targets", "profiles", "runs", "freshness", "overrides", "dbt-logs")
+STORE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
+
 
 @dataclass(frozen=True)
 class FileView:
@@ -112,8 +116,19 @@ def file_view(state_dir, *, base, reveal=(), argv=(), hide_files=()) -> FileView
 
     state = os.path.realpath(state_dir)
     shown = {os.path.realpath(p) for p in reveal}
-    for arg in argv:
-        path = os.path.realpath(os.path.join(base, str(arg).split("=", 1)[-1]))
-        if path == state or path.startswith(state + "/"):
+    for arg in map(str, argv):
+        if arg.startswith("-"):  # a flag, or --flag=value
+            if "=" not in arg:
+                continue
+            arg = arg.split("=", 1)[1]
+        path = os.path.realpath(os.path.join(base, arg))
+        if (path == state or path.startswith(state + "/")) and os.path.exists(path):
             shown.add(path)
-    return FileView(hide=(state, *sorted({os.path.realpath(p) for p in hide_files})), reveal=tuple(sorted(shown)))
+    covered = [state]
+    project = os.path.realpath(base)
+    if project == state or project.startswith(state + "/"):  # state_dir: "." — cover its parts
+        names = sorted(os.listdir(state)) if os.path.isdir(state) else []
+        covered = [os.path.join(state, n) for n in names if n in DOCKYARD_ENTRIES or n.endswith(STORE_SUFFIXES)]
+        covered = [p for p in covered if not (project + "/").startswith(p + "/")]
+    shown = {p for p in shown if any(p == c or p.startswith(c + "/") for c in covered)}
+    return FileView(hide=(*covered, *sorted({os.path.realpath(p) for p in hide_files})), reveal=tuple(sorted(shown)))
