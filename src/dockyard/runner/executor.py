@@ -345,8 +345,8 @@ class Executor:
                 data = json.load(f)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read %s: %s", path, exc)
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+            log.warning("cannot read %s: %s", path, str(exc)[:200])
             return None
         return data if isinstance(data, dict) else None
 
@@ -423,10 +423,13 @@ def _max_loaded_at(path: Path) -> dict[str, str | None] | None:
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         return None
+    results = data.get("results") if isinstance(data, dict) else None
     out: dict[str, str | None] = {}
-    for result in data.get("results") or []:
+    for result in results if isinstance(results, list) else []:
+        if not isinstance(result, dict):
+            continue
         at = result.get("max_loaded_at")
         if at:
             try:

@@ -416,7 +416,9 @@ class DbtInvocation:
         if stream.kind == "events":
             try:
                 payload = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply
+                return
+            if not isinstance(payload, dict) or not isinstance(payload.get("info") or {}, dict):
                 return
             name = (payload.get("info") or {}).get("name", "")
             self._pending.append(DbtEvent(name, payload))
@@ -424,7 +426,7 @@ class DbtInvocation:
         if stream.kind == "json" and raw[:1] == b"{":
             try:
                 payload = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # not dbt's JSON (a model printing): kept as text
                 payload = None
             if isinstance(payload, dict) and isinstance(payload.get("info"), dict):
                 text = human_line(payload)
