@@ -34,6 +34,10 @@ PG_ADMIN_URL = os.environ.get("DOCKYARD_TEST_PG_URL", "postgresql://postgres@127
 MINI = ROOT / "tests" / "fixtures" / "mini"
 DOCKYARD = [sys.executable, "-m", "dockyard"]
 FINAL = ("success", "error", "cancelled")
+# A real dbt invocation that is quick and writes nothing into the project, for runs that go
+# on at the same time in one project: `dbt deps` empties and recreates `dbt_packages` (even
+# without packages), so two at once fail each other now and then.
+QUICK = "dbt debug --config-dir"
 # variables of the outer environment that must not leak into the processes under test
 SCRUB = ("DOCKYARD_CRASH_AT", "DOCKYARD_CRASH_SIGNAL", "DOCKYARD_CLOCK_WARP", "DOCKYARD_CLOCK_ORIGIN",
          "DOCKYARD_STORE_URL", "DOCKYARD_CONFIG", "DOCKYARD_SUPERVISOR_PID")

@@ -14,7 +14,7 @@ import pytest
 
 from dockyard.app import App
 
-from .conftest import alive, assert_no_duplicate_runs, wait_for, worker_slots
+from .conftest import QUICK, alive, assert_no_duplicate_runs, wait_for, worker_slots
 
 SEED = 20260105
 KILLS = 22
@@ -37,7 +37,7 @@ def _ppid(pid: int) -> int | None:
 def test_random_sigkills_lose_and_duplicate_nothing(pg_cluster):
     c = pg_cluster
     rng = random.Random(SEED)
-    jobs = [{"name": f"job{i}", "environment": "dev", "commands": ["dbt deps", "dbt parse"],
+    jobs = [{"name": f"job{i}", "environment": "dev", "commands": [QUICK, "dbt parse"],
              "allow_overlap": True, "retries": {"max_attempts": 6, "backoff_seconds": 0}} for i in range(3)]
     c.configure(jobs, server={"heartbeat_seconds": HEARTBEAT, "lost_after_seconds": LOST_AFTER})
     app = App.open(c.config, c.store_url)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from dockyard.app import App
 from dockyard.store.tables import processes
 
-from .conftest import assert_no_duplicate_runs, free_port, wait_for, worker_slots
+from .conftest import QUICK, assert_no_duplicate_runs, free_port, wait_for, worker_slots
 from .private_pg import PrivatePostgres
 
 RUNS = 8
@@ -36,7 +36,7 @@ def private_pg():
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_a_store_server_restart_loses_nothing_and_restarts_nothing(cluster_factory, private_pg, mode):
     c = cluster_factory(private_pg.url)
-    c.configure([{"name": f"job{i}", "environment": "dev", "commands": ["dbt deps", "dbt parse", "dbt deps"],
+    c.configure([{"name": f"job{i}", "environment": "dev", "commands": [QUICK, "dbt parse", QUICK],
                   "allow_overlap": True} for i in range(2)],
                 server={"heartbeat_seconds": 1, "lost_after_seconds": 15})
     app = App.open(c.config, c.store_url)

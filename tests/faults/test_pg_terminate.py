@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from dockyard.app import App
 
-from .conftest import PG_ADMIN_URL, assert_no_duplicate_runs, wait_for, worker_slots
+from .conftest import PG_ADMIN_URL, QUICK, assert_no_duplicate_runs, wait_for, worker_slots
 
 RUNS = 12
 
@@ -22,7 +22,7 @@ RUNS = 12
 @pytest.mark.timeout(180)
 def test_terminated_connections_lose_nothing(pg_cluster):
     c = pg_cluster
-    c.configure([{"name": f"job{i}", "environment": "dev", "commands": ["dbt deps", "dbt parse"],
+    c.configure([{"name": f"job{i}", "environment": "dev", "commands": [QUICK, "dbt parse"],
                   "allow_overlap": True, "retries": {"max_attempts": 3, "backoff_seconds": 0}} for i in range(2)],
                 server={"heartbeat_seconds": 1, "lost_after_seconds": 8})
     app = App.open(c.config, c.store_url)
