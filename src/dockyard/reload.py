@@ -57,7 +57,7 @@ class Reloader:
         self.applied = digest_of(app.loaded)
         self.error: str | None = None
         self._probe: _Probe | None = None
-        self._set_error(error)
+        self._set_error(error if error is not None else getattr(app, "config_error", None))
 
     def check(self) -> bool:
         """One step, never blocking on the parser; True when a new config was applied."""
@@ -96,6 +96,7 @@ class Reloader:
             self._fail(exc.render())
             return False
         self.app.reload(loaded)
+        remember_good(loaded)
         self.applied = digest(probe.text)
         self._set_error(None)
         log.info("reloaded %s", self.path)
@@ -111,6 +112,62 @@ class Reloader:
             log.info("%s is valid again: the config error is cleared", self.path.name)
         self.error = message
         self.app.config_error = message
+
+
+FALLBACK_ENV = "DOCKYARD_CONFIG_FALLBACK"
+
+
+def remember_good(loaded) -> None:
+    """Keep the config in force as the fallback of the processes a supervisor (re)starts
+    (``$DOCKYARD_CONFIG_FALLBACK``, set by ``serve`` and ``worker``): written atomically."""
+    target, text = os.environ.get(FALLBACK_ENV), getattr(loaded, "text", None)
+    if not target or text is None:
+        return
+    try:
+        tmp = Path(f"{target}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        log.warning("cannot keep the last good config in %s: %s", target, exc)
+
+
+def open_app(config_path, store_url):
+    """``App.open`` for a server process; when dockyard.yml does not load and a supervisor
+    kept the last good config (``$DOCKYARD_CONFIG_FALLBACK``), start on that one instead
+    (``app.config_error`` says why; the process's Reloader reports it and follows the file)."""
+    from dockyard.app import App
+
+    try:
+        app = App.open(config_path, store_url)
+    except ConfigError as exc:
+        fallback = os.environ.get(FALLBACK_ENV)
+        if not fallback or not Path(fallback).is_file():
+            raise
+        from dockyard.config.loader import find_config
+        from dockyard.config.yamlfile import read_text
+
+        path = Path(config_path) if config_path else find_config()
+        app = App(load_config(path, text=read_text(fallback)), store_url)
+        app.config_error = exc.render()
+        log.error("%s does not load; starting on the last good config: %s", path.name, app.config_error)
+        return app
+    remember_good(app.loaded)
+    return app
+
+
+def keep_fallback(config_path: str | None, store_url: str | None, app=None) -> None:
+    """Where the processes this supervisor (re)starts find the last good config when
+    dockyard.yml does not load (``<state_dir>/config-last-good.yml``; already set by an outer
+    supervisor: ``serve`` for its ``worker``)."""
+    if os.environ.get(FALLBACK_ENV):
+        return
+    try:
+        app = app or open_app(config_path, store_url)
+    except ConfigError:
+        return
+    app.state_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[FALLBACK_ENV] = str(app.state_dir / "config-last-good.yml")
+    remember_good(app.loaded)
 
 
 def digest_of(loaded) -> str | None:

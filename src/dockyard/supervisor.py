@@ -23,7 +23,7 @@ from dockyard import clock
 from dockyard.environ import seal_process
 from dockyard.errors import DockyardError, StoreError
 from dockyard.persist import persist_until
-from dockyard.reload import Reloader
+from dockyard.reload import Reloader, keep_fallback, open_app
 from dockyard.watchdog import Backoff, Watchdog, beat_info, started_now, store_rows
 
 log = logging.getLogger("dockyard.supervisor")
@@ -96,12 +96,11 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
 
 
 def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) -> None:
-    from dockyard.app import App
     from dockyard.runner.invocation import preload_dbt, warm_dbt
     from dockyard.worker import Worker
 
     seal_process()
-    app = App.open(config_path, store_url)
+    app = open_app(config_path, store_url)
     # import dbt and the project's adapters once, warm its serialisers: every run's steps are
     # forked from here
     try:
@@ -135,6 +134,7 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
     seal_process()  # before the slots fork: they inherit the cleared block
     stop = Stop()
     follow_supervisor()
+    keep_fallback(config_path, store_url)  # (after Stop: it loads the config)
     parent = os.getpid()
 
     def spawn(slot: int) -> None:
@@ -206,6 +206,7 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
     seal_process()  # before any thread; children get the environment explicitly
     app = App.open(config_path, store_url)
     app.store  # migrate before the children start  # noqa: B018
+    keep_fallback(config_path, store_url, app)
     base = [sys.executable, "-m", "dockyard"]  # the store URL (a password?) never in argv: /proc/<pid>/cmdline
     config = ["--config", str(app.loaded.path)]
     specs = {"scheduler": [*base, "scheduler", *config]}

@@ -1,7 +1,8 @@
 """A running server and a bad dockyard.yml (issue 7, item 2): an alias bomb written while
 ``dockyard serve`` runs wedges nothing (heartbeats go on, memory stays flat, a run still
 runs on the last good config), health and ``dockyard status`` show the error, and it clears
-once the file is restored. And the supervisor restarts a worker slot whose heartbeat
+once the file is restored; a scheduler that dies meanwhile is restarted on the last good
+config. And the supervisor restarts a worker slot whose heartbeat
 stopped (SIGSTOP), within its bound."""
 
 from __future__ import annotations
@@ -84,6 +85,16 @@ def test_a_bomb_written_while_serving_wedges_nothing_and_is_reported(cluster):
     for pid, kb in rss.items():
         if os.path.exists(f"/proc/{pid}"):
             assert _rss_kb(pid) - kb < 50_000, f"process {pid} grew from {kb} kB to {_rss_kb(pid)} kB"
+
+    # a scheduler that dies now is restarted on the last good config, and reports the error
+    old = next(p for p in c.store.list_processes() if p["kind"] == "scheduler" and p["stopped_at"] is None)
+    os.kill(old["pid"], signal.SIGKILL)
+
+    def restarted():
+        return [p for p in c.store.list_processes() if p["kind"] == "scheduler" and p["pid"] != old["pid"]
+                and (p.get("info") or {}).get("config_error")]
+
+    assert "alias bomb" in wait_for(restarted, 30, "a new scheduler")[0]["info"]["config_error"]
 
     # dockyard status shows the processes and the error, even with the bad file in place
     status = c.cli("status", "--json", check=1)

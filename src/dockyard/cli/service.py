@@ -63,10 +63,11 @@ def serve(
 @handle_errors
 def scheduler(config: ConfigOpt = None) -> None:
     """Run the scheduler alone (several may run on a PostgreSQL store)."""
+    from dockyard.reload import open_app
     from dockyard.supervisor import run_scheduler
 
     _logging()
-    run_scheduler(_app(config))
+    run_scheduler(open_app(config or state.config, state.store_url))
 
 
 @cli.command()
@@ -76,10 +77,13 @@ def worker(
     config: ConfigOpt = None,
 ) -> None:
     """Run a worker that executes queued runs (several may run, on several machines)."""
+    from dockyard.reload import open_app
     from dockyard.supervisor import run_worker
 
     _logging()
-    _app(config).store  # noqa: B018 - fail early (bad config, unreachable store) before forking
+    # fail early (bad config, unreachable store) before forking; a worker that serve restarts
+    # while dockyard.yml is invalid starts on the last good config
+    open_app(config or state.config, state.store_url).store  # noqa: B018
     raise typer.Exit(run_worker(_config_path(config), state.store_url, concurrency))
 
 
