@@ -457,7 +457,8 @@ class App(ServiceOps):
         run = self.store.get_run(run_id)
         return Path(run.artifacts_dir or self.state_dir / "runs" / str(run.id))
 
-    def run_log(self, run_id: int, step: int | None = None) -> str:
+    def run_log(self, run_id: int, step: int | None = None, *, tail: int | None = None) -> str:
+        """The steps' logs (each one's last ``tail`` bytes when given: a log can be huge)."""
         run = self.store.get_run(run_id)
         folder = self.run_dir(run_id) / "logs"
         indexes = [s.index for s in run.steps] if step is None else [step]
@@ -469,7 +470,7 @@ class App(ServiceOps):
         for index in indexes:
             name = f"step-{index}.log"
             command = commands[index]
-            body = files.read_text(folder, name) if files.exists(folder, name) else "(no log)\n"
+            body = files.read_text(folder, name, tail=tail) if files.exists(folder, name) else "(no log)\n"
             parts.append(f"== step {index}: {command} ==\n{body}")
         return "\n".join(parts)
 

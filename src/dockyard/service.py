@@ -18,6 +18,7 @@ from dockyard.domain import RunRecord, RunStatus
 from dockyard.errors import ConflictError, DockyardError
 
 log = logging.getLogger("dockyard.service")
+RETRY_LOG_TAIL_BYTES = 1 << 20  # how much of a failed step's log the retry classification reads
 
 
 class ServiceOps:
@@ -75,9 +76,9 @@ class ServiceOps:
         step = failed_step(run)
         log_text = None
         if step is not None:
-            try:
-                log_text = self.run_log(run.id, step.index)
-            except DockyardError:
+            try:  # the end of the log, where dbt reports the error (a step log can be huge)
+                log_text = self.run_log(run.id, step.index, tail=RETRY_LOG_TAIL_BYTES)
+            except (DockyardError, OSError):
                 log_text = None
         if run.status != RunStatus.ERROR or not should_retry(run, job.retries, log_text):
             return None
