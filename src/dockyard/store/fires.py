@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, insert, select, text, update
+from sqlalchemy import bindparam, case, insert, select, text, update
 
 from dockyard import clock
 from dockyard.domain import RunStatus, StepStatus
@@ -145,9 +145,9 @@ class FireOps(StoreBase):
                 result.created = sorted(m.id for m in made)
             result.coalesced = sorted(folded)
             links = {fire_id: run_id for fire_id, run_id in links.items() if run_id is not None}
-            if links:
-                conn.execute(update(fires).where(fires.c.id.in_(sorted(links)))
-                             .values(run_id=case(links, value=fires.c.id)))
+            if links:  # one statement run for many rows (psycopg: one pipeline, the query converted once)
+                conn.execute(update(fires).where(fires.c.id == bindparam("fire_id")).values(run_id=bindparam("run")),
+                             [{"fire_id": f, "run": r} for f, r in sorted(links.items())])
             state = self._insert(schedule_state)
             state = state.on_conflict_do_update(
                 index_elements=["job_id"],
@@ -185,10 +185,11 @@ class FireOps(StoreBase):
 
 
 def _run_row(job: JobFires, at: datetime, now: datetime, *, coalesced: int) -> dict:
+    """A queued schedule run; the columns left out take their defaults (``has_warnings``
+    false, ``attempt`` 1, ``lease_epoch`` 0, no retry_of, overrides, git ref or not_before),
+    which keeps the multi-row INSERT small."""
     queued = RunStatus.QUEUED
     return {"job_id": job.job_id, "job_name": job.job_name, "environment": job.environment,
-            "status": queued.value, "status_code": queued.code, "has_warnings": False, "trigger": "schedule",
-            "cause": f"Scheduled for {at.isoformat()}", "scheduled_for": at, "attempt": 1, "retry_of": None,
-            "priority": job.priority, "overrides": None, "git_sha": None, "git_branch": None,
-            "not_before": None, "created_at": now, "updated_at": now, "queued_at": now, "lease_epoch": 0,
-            "coalesced": coalesced}
+            "status": queued.value, "status_code": queued.code, "trigger": "schedule",
+            "cause": f"Scheduled for {at.isoformat()}", "scheduled_for": at, "priority": job.priority,
+            "created_at": now, "updated_at": now, "queued_at": now, "coalesced": coalesced}
