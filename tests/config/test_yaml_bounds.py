@@ -128,3 +128,21 @@ def test_an_unreadable_or_special_file_is_a_config_error(tmp_path):
         yamlfile.read_yaml(folder)
     with pytest.raises(ConfigError, match="not a regular file"):
         yamlfile.read_yaml("/dev/zero")
+
+
+def test_a_secret_file_is_read_within_bounds(tmp_path):
+    from dockyard.project import resolve_secrets
+
+    big, latin = tmp_path / "big", tmp_path / "latin"
+    big.write_bytes(b"x" * (1 << 20))
+    latin.write_bytes(b"p\xe9ss")
+    path = tmp_path / "dockyard.yml"
+    path.write_text(ENVS + f"    secrets:\n      DBT_ENV_SECRET_A: file:{big}\n"
+                    f"      DBT_ENV_SECRET_B: file:{latin}\n")
+    loaded = load_config(path)
+    with pytest.raises(ConfigError, match="larger than 64 kiB") as info:
+        resolve_secrets(loaded, "dev")
+    assert f"{path}:" in info.value.render()
+    path.write_text(ENVS + f"    secrets:\n      DBT_ENV_SECRET_B: file:{latin}\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        resolve_secrets(load_config(path), "dev")
