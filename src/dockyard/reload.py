@@ -72,7 +72,7 @@ class Reloader:
         except ConfigError as exc:
             self._fail(exc.render())
             return False
-        if digest(text) == self.applied:  # back to the config in force
+        if digest(text) in (self.applied, digest_of(self.app.loaded)):  # the config in force
             self._set_error(None)
             return False
         try:
