@@ -138,10 +138,17 @@ def definition(cloud: dict[str, Any], env_name: str) -> dict[str, Any]:
 
 
 def job_model(record: JobRecord) -> Job:
-    """The runnable :class:`Job` of an API job (its name may hold characters dockyard.yml forbids)."""
-    data = dict(record.definition.get("job") or {})
-    data["settings"] = {k: v for k, v in (data.get("settings") or {}).items() if v is not None}
-    model = Job.model_validate({**data, "name": "api-job", "environment": record.environment})
+    """The runnable :class:`Job` of an API job (its name may hold characters dockyard.yml forbids).
+    A stored definition that is not one (edited in the store) is a :class:`DockyardError`, so
+    lists skip that job instead of failing."""
+    try:
+        data = dict(record.definition.get("job") or {})
+        data["settings"] = {k: v for k, v in (data.get("settings") or {}).items() if v is not None}
+        model = Job.model_validate({**data, "name": "api-job", "environment": record.environment})
+    except (ValueError, TypeError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise DockyardError(f"job {record.id} ({record.name!r}): its stored definition is not valid: "
+                            f"{str(exc).splitlines()[0]}",
+                            hint="delete it from the store, or create it again through the API") from None
     return model.model_copy(update={"name": record.name})
 
 

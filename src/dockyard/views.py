@@ -61,6 +61,15 @@ def run_dict(run: RunRecord, *, nodes: bool = True) -> dict[str, Any]:
     return out
 
 
+def _commands(definition: Any) -> list:
+    """The job's commands from its stored definition (``[]`` when it holds none)."""
+    if not isinstance(definition, dict):
+        return []
+    job = definition.get("job")
+    commands = definition.get("commands") or (job.get("commands") if isinstance(job, dict) else None)
+    return commands if isinstance(commands, list) else []
+
+
 def job_dict(job: JobRecord, next_fires: list[datetime]) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -70,5 +79,5 @@ def job_dict(job: JobRecord, next_fires: list[datetime]) -> dict[str, Any]:
         "timezone": job.timezone,
         "next_fire": iso(next_fires[0]) if next_fires else None,
         "next_fires": [iso(t) for t in next_fires],
-        "commands": job.definition.get("commands") or (job.definition.get("job") or {}).get("commands", []),
+        "commands": _commands(job.definition),
     }

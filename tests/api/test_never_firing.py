@@ -134,3 +134,22 @@ def test_a_stored_job_that_never_fires_breaks_no_answer_on_postgresql(shop, pg_d
             _every_job_route_answers(pg_client, pg_app, _plant_broken_jobs(pg_app))
     finally:
         pg_app.close()
+
+
+def test_a_stored_job_with_an_unusable_definition_breaks_no_list(client, app):
+    """Same class: a definition edited in the store into something that is not one."""
+    env = app.store.list_environments()[0]["name"]
+    broken = [app.store.create_api_job(f"broken {i}", env, definition).id for i, definition in enumerate([
+        {"source": "api", "job": {"commands": []}, "cloud": {}},
+        {"source": "api", "job": "not an object", "cloud": {"settings": 5}},
+        {"source": "api", "job": {"commands": ["dbt run"]}, "cloud": "not an object"},
+        {"source": "api"}])]
+    for path in ("/api/v1/jobs", f"{V2}/jobs/"):
+        listed = client.get(path)
+        assert listed.status_code == 200, listed.text
+        assert "Daily Production Run" in [j["name"] for j in listed.json()["data"]]
+    assert client.get("/api/v1/health").status_code == 200
+    for job in broken:
+        assert client.get(f"{V2}/jobs/{job}/").status_code in (200, 404)
+    result = CliRunner().invoke(cli, ["--config", str(app.loaded.path), "jobs"])
+    assert result.exit_code == 0 and "broken 1" in result.output, result.output

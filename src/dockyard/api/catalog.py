@@ -8,6 +8,7 @@ deleted by another process are seen at once. dockyard.yml is re-read when it cha
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from dockyard.config.model import Job
 from dockyard.domain import JobRecord
 from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store import records as rec
+
+log = logging.getLogger("dockyard.api")
 
 PROJECT_ID = 1
 
@@ -112,7 +115,8 @@ class Catalog:
             record = rec.job_record(row)
             try:
                 config = self.app.job_config(record)
-            except DockyardError:
+            except DockyardError as exc:  # one unusable stored job never breaks a list
+                log.warning("job %s is not listed: %s", record.id, exc.what)
                 continue
             out.append(JobView(record, config, row["source"], row["created_at"], row["updated_at"]))
         return out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
 from dockyard import clock
 from dockyard.api.catalog import PROJECT_ID, Catalog, JobView
-from dockyard.cloud_jobs import config_cloud_fields
+from dockyard.cloud_jobs import DEFAULTS, config_cloud_fields
 from dockyard.overrides import dbt_version
 from dockyard.schedule import safe_next_fires
 
@@ -24,7 +25,10 @@ def iso(value: datetime | None) -> str | None:
 def job_cloud_fields(cat: Catalog, view: JobView) -> dict[str, Any]:
     """The job's writable fields: verbatim for an API job, derived for a dockyard.yml job."""
     if view.source == "api":
-        return dict(view.record.definition.get("cloud") or {})
+        cloud = view.record.definition.get("cloud")
+        if isinstance(cloud, dict):
+            return dict(cloud)
+        return {**copy.deepcopy(DEFAULTS), "name": view.name}  # edited in the store into something else
     fields = config_cloud_fields(view.config, cat.env_id(view.config.environment))
     env = cat.app.config.environments.get(view.config.environment)
     settings = fields["settings"]
