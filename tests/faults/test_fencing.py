@@ -42,7 +42,9 @@ def test_a_paused_worker_is_fenced(cluster):
     (c.path / "models" / "slow_first.sql").write_text(SLOW_FIRST)
     c.configure([{"name": "build", "environment": "dev", "commands": ["dbt run --select stg_numbers slow_first"],
                   "retries": {"max_attempts": 2, "backoff_seconds": 0}}],
-                server={"heartbeat_seconds": 0.5, "lost_after_seconds": 3})
+                # the pause outlasts the lease, not the supervisor's stale-heartbeat bound (which
+                # would restart the paused slot: tests/server/test_config_reload.py)
+                server={"heartbeat_seconds": 0.5, "lost_after_seconds": 3, "stale_after_seconds": 600})
     app = App.open(c.config, c.store_url)
     app.sync()
     c.start("scheduler")
