@@ -235,3 +235,19 @@ def test_the_same_answers_on_postgresql(pg_app):
     with pytest.raises(ValueRefusedError):
         pg_app.store.count_runs(job="a\x00b")
     check_dbt_text_is_stored(pg_app)
+
+
+def test_config_names_longer_than_the_store_columns_are_located_errors(shop):
+    """Same class in dockyard.yml: a value PostgreSQL's columns cannot hold is a config error
+    at its key, not a store error on every command."""
+    from dockyard.config.loader import load_config
+    from dockyard.errors import ConfigErrors
+
+    config = shop / "dockyard.yml"
+    text = config.read_text()
+    for old, new, key in (("  staging:\n", f"  {'s' * 201}:\n", "key environments"),
+                          ("target: staging", f"target: {'t' * 201}", "key environments.staging.target")):
+        config.write_text(text.replace(old, new, 1))
+        with pytest.raises(ConfigErrors) as err:
+            load_config(config)
+        assert key in err.value.render() and "200" in err.value.render(), err.value.render()

@@ -60,7 +60,7 @@ class ServerConfig(Strict):
 
 
 class Environment(Strict):
-    target: str
+    target: str = Field(min_length=1, max_length=200)
     schema_: str | None = Field(None, alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     threads: int | None = Field(None, ge=1, le=64)
     max_concurrent_runs: int | None = Field(None, ge=1)
@@ -229,4 +229,6 @@ class Config(Strict):
         for name in value:  # shown in terminals and the API, like job names
             if problem := control_problem(name, f"environment name {name!r}"):
                 raise ValueError(problem)
+            if not name or len(name) > 200:  # the store's column
+                raise ValueError(f"environment names have 1 to 200 characters ({name[:40]!r}... has {len(name)})")
         return value
