@@ -47,7 +47,10 @@ def loads(raw: str | bytes, what: str = "the request body") -> Any:
         data = json.loads(raw, parse_constant=_constant, parse_float=_float)
     except RecursionError:
         raise PayloadError(f"{what} is nested too deeply (at most {MAX_DEPTH} levels)") from None
-    check(data, what)
+    text = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    plain = text.isascii() and b"\x00" not in text and b"\\u" not in text  # no NUL, no surrogate possible
+    if not plain or text.count(b"[") + text.count(b"{") > MAX_DEPTH:
+        check(data, what)  # the walk is needed only when a string could hold one, or nesting is deep
     return data
 
 

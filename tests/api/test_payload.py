@@ -105,6 +105,8 @@ def check_unstorable_bodies(client, app) -> None:
             field = next(iter(extra))
             body = {"name": "ok", "environment_id": env, **extra}
             assert field in _is_error(_post(client, f"{V2}/jobs/", body)), (extra, value)
+    for raw in (b'{"cause": "a\xed\xa0\x80"}', '{"cause": "\\u0000"}'.encode("utf-16")):  # raw surrogate; UTF-16
+        assert "cause" in _is_error(client.post(f"{V2}/jobs/{job}/run/", content=raw, headers=JSON)), raw
     form = client.post(f"{V2}/jobs/{job}/run/", content="cause=a%00b",
                        headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert "cause" in _is_error(form)
