@@ -59,3 +59,24 @@ def test_control_characters_are_refused_where_names_are_written(shop):
     result = runner.invoke(cli, ["--config", str(config), "validate"])
     assert result.exit_code == 1 and "control characters" in result.output, result.output
     assert "key environments" in result.output and "\x1b" not in result.output
+
+
+def test_server_log_lines_escape_control_characters(monkeypatch):
+    import io
+    import logging
+
+    from dockyard.cli import service
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    service._logging()
+    stream = io.StringIO()
+    root.handlers[0].setStream(stream)
+    try:
+        logging.getLogger("dockyard.api").warning("API GET %s: %s", "/api/v1/jobs/\x1b[2J", "x\u202ey")
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("dockyard.api").exception("internal error")
+    text = stream.getvalue()
+    assert "/api/v1/jobs/\\x1b[2J" in text and "x\\u202ey" in text and "\x1b" not in text
+    assert "Traceback (most recent call last):\n" in text  # newlines kept

@@ -11,6 +11,7 @@ dbt's log lines are recorded without ANSI colours, so they are escaped like the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from rich.console import Console, ConsoleOptions, RenderableType
@@ -36,6 +37,14 @@ class TerminalConsole(Console):
                 yield segment  # Rich's own cursor moves (Live) and clean text
             else:
                 yield Segment(escape(segment.text, keep="\n"), segment.style, segment.control)
+
+
+class TerminalLogFormatter(logging.Formatter):
+    """Log lines of the server processes as data too: a path or name with control characters
+    in a message never acts on the terminal (tracebacks keep their newlines)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape(super().format(record), keep="\n")
 
 
 def cell(value: object) -> Text:

@@ -12,13 +12,15 @@ from rich.table import Table
 
 from dockyard.cli.errors import handle_errors
 from dockyard.cli.main import ConfigOpt, JsonOpt, _app, _emit, cli, out, state
-from dockyard.cli.render import cell
+from dockyard.cli.render import TerminalLogFormatter, cell
 from dockyard.errors import ConfigError, DockyardError
 from dockyard.views import iso
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(TerminalLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
