@@ -223,7 +223,7 @@ class App(ServiceOps):
         if env_name not in self.config.environments:
             raise NotFoundError(f"no environment '{env_name}'",
                                 hint=f"environments: {', '.join(self.config.environments)}")
-        self.project.target_for(env_name, job.settings.target_name if env_name == job.environment else None)
+        self.project.target_for(env_name, self.job_target(record, job, env_name))
         resolve_secrets(self.loaded, env_name)  # fail before a run is recorded
         self._refuse_overlap(record, job)
         run_id = self.store.create_run(record.id, record.name, env_name, job.all_commands, trigger=trigger,
@@ -275,7 +275,7 @@ class App(ServiceOps):
         if not commands:
             raise DockyardError(f"run {run_id} has no failed step to re-run from",
                                 hint=f"re-run all its commands with: dockyard rerun {run_id} --all")
-        self.project.target_for(env_name, job.settings.target_name if env_name == job.environment else None)
+        self.project.target_for(env_name, self.job_target(record, job, env_name))
         resolve_secrets(self.loaded, env_name)  # fail before a run is recorded
         self._refuse_overlap(record, job)
         new_id = self.store.create_run(

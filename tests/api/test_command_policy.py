@@ -385,3 +385,15 @@ def test_a_trigger_token_cannot_read_host_files_through_dbt_show(shop, tmp_path)
             assert "host-canary-7f3a" in logs, logs[-2000:]
     finally:
         app.close()
+
+
+@pytest.mark.slow
+def test_a_foreground_run_of_an_api_job_uses_the_target_the_run_uses(client, app, tokens):
+    """dbt Cloud clients send ``settings.target_name: default``: it only names target.name, so a
+    foreground ``dockyard run`` of such a job must not refuse it as a missing profile output."""
+    body = {"name": "cloud default", "environment_id": _env_id(app), "execute_steps": ["dbt parse"],
+            "settings": {"target_name": "default", "threads": 2}}
+    made = client.post(f"{V2}/jobs/", json=body, headers=tokens.header("admin"))
+    assert made.status_code == 201, made.text
+    run = app.run_job(made.json()["data"]["id"])
+    assert run.status is RunStatus.SUCCESS, (run.status, run.reason)
