@@ -20,7 +20,7 @@ SEED = 20260105
 KILLS = 22
 RUNS = 36
 HEARTBEAT, LOST_AFTER, REAP_EVERY = 1.0, 4.0, 1.0  # the scheduler ticks at least every second
-SLACK = 5.0  # process scheduling on a loaded two-core machine (10.9 s seen once with a dbt job running beside the suite)
+SLACK = 5.0  # process scheduling on a loaded two-core machine (10.9 s against 10 s seen once under load)
 
 
 def _ppid(pid: int) -> int | None:
