@@ -151,7 +151,7 @@ class App(ServiceOps):
         override = job.settings.target_name if env_name == job.environment else None
         if override and record.definition.get("source") == "api" and (
                 override not in self.project.targets(self.config.environments[env_name])
-                or not trusted_job("api", record.definition, self.config.server)):
+                or not trusted_job(record.definition, self.config.server)):
             return None
         return override
 

@@ -147,11 +147,12 @@ def check_environment(requested: str | None, own: str, *, free: bool) -> None:
             hint=f"add a job for {requested!r} in dockyard.yml, or use an admin token with {SETTING}: true")
 
 
-def trusted_job(source: str, definition: dict, server) -> bool:
+def trusted_job(definition: dict, server) -> bool:
     """A dockyard.yml job (the project author's), or a job an unrestricted admin saved through
     the API (marked :data:`TRUSTED`) while the setting is still on: its own commands run
-    without the policy, and its ``settings.target_name`` may name another output."""
-    if source != "api":
+    without the policy, and its ``settings.target_name`` may name another output.
+    ``definition`` is the stored job's: its ``source`` says where the job came from."""
+    if definition.get("source") != "api":
         return True
     return bool(definition.get(TRUSTED)) and bool(getattr(server, "api_admin_unrestricted", False))
 

@@ -115,7 +115,7 @@ def vet_trigger(app, principal: Principal, view: JobView, options: TriggerOption
     server = app.config.server
     free = policy.unrestricted(principal.scope, server)
     policy.check_environment(environment, view.record.environment, free=free)
-    trusted = policy.trusted_job(view.source, view.record.definition, server)
+    trusted = policy.trusted_job(view.record.definition, server)
     own = policy.trusted_commands(view.config) if trusted else []
     if options.steps_override:
         policy.check_commands(options.steps_override, free=free, trusted=own)
@@ -147,8 +147,7 @@ def vet_rerun(app, principal: Principal, run_id: int, from_failure: bool) -> Non
         raise ForbiddenError(f"run {run_id} ran on another output of the profile (target_name_override): "
                              "repeating it is not allowed from the API",
                              hint=f"rerun it with an admin token with {policy.SETTING}: true")
-    source = "api" if record.definition.get("source") == "api" else "config"
-    own = policy.trusted_commands(job) if policy.trusted_job(source, record.definition, server) else []
+    own = policy.trusted_commands(job) if policy.trusted_job(record.definition, server) else []
     first = failed_step(old) if from_failure else None
     if from_failure and first is None:
         return  # nothing to repeat: queue_rerun answers it (409)
