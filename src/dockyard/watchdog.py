@@ -107,9 +107,9 @@ class Watchdog:
             pid, started = row.get("pid"), row.get("started_at")
             if row.get("host") != self.host or pid not in children or row.get("stopped_at") is not None:
                 continue
-            if started is None or _aware(started) < children[pid] - timedelta(seconds=2):
+            if started is None or started < children[pid] - timedelta(seconds=2):
                 continue  # an older process's row, with a pid the system gave again
-            if pid not in out or _aware(started) > _aware(out[pid]["started_at"]):
+            if pid not in out or started > out[pid]["started_at"]:
                 out[pid] = row
         return out
 
@@ -153,12 +153,6 @@ def store_rows(url: Callable[[], str]) -> Callable[[], list[dict]]:
 
 def started_now() -> datetime:
     return clock.now()
-
-
-def _aware(value: datetime) -> datetime:
-    from datetime import UTC
-
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _signal(pid: int, sig: int) -> None:
