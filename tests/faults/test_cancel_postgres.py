@@ -23,7 +23,8 @@ select 1 as slept from pg_sleep(600)
 
 def _sleeping(url: str) -> list[tuple]:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("select pid, state, query from pg_stat_activity where datname = current_database() "
+        return conn.execute("select pid, state, query, client_port from pg_stat_activity "
+                            "where datname = current_database() "
                             "and pid <> pg_backend_pid() and query ilike '%pg_sleep%' "
                             "and state <> 'idle'").fetchall()
 
@@ -69,6 +70,18 @@ def _sleepy_cluster(c, warehouse: str, **server):
     return app
 
 
+def _stored_with_query(app, run_id: int, warehouse: str):
+    """The run once the worker has stored the session running the model's query: dbt's
+    sockets are scanned every second, so a connection opened just before a kill may not be
+    stored yet (docs/server.md); the tests kill after it is."""
+    def stored():
+        run = app.store.get_run(run_id)
+        ports = {port for _, port, _ in (run.warehouse_sessions or {}).get("sessions") or []}
+        return run if ports & {row[3] for row in _sleeping(warehouse)} else None
+
+    return wait_for(stored, 15, "the worker to store the session of the model's query")
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(150)
@@ -82,8 +95,7 @@ def test_a_dbt_killed_outright_leaves_no_query_running(cluster, pg_database_fact
     run_id = app.enqueue("sleepy", trigger="manual").run_id
     wait_for(lambda: _sleeping(warehouse), 60, "the model's query to run in PostgreSQL")
     # dbt's sockets are scanned every second; the worker stores what it saw
-    stored = wait_for(lambda: (r := app.store.get_run(run_id)).warehouse_sessions and r, 10,
-                      "the worker to store dbt's sessions")
+    stored = _stored_with_query(app, run_id, warehouse)
     assert stored.pgid
     os.killpg(stored.pgid, signal.SIGKILL)
     wait_for(lambda: not _sleeping(warehouse), 15, "the orphaned query to be cancelled", interval=0.25)
@@ -109,8 +121,7 @@ def test_the_reaper_cancels_the_queries_of_a_lost_worker(cluster, pg_database_fa
     worker = c.start("worker")
     run_id = app.enqueue("sleepy", trigger="manual").run_id
     wait_for(lambda: _sleeping(warehouse), 60, "the model's query to run in PostgreSQL")
-    stored = wait_for(lambda: (r := app.store.get_run(run_id)).warehouse_sessions and r, 10,
-                      "the worker to store dbt's sessions")
+    stored = _stored_with_query(app, run_id, warehouse)
     # the slot is frozen first, so that neither it nor dbt (which gets SIGINT when the slot
     # dies) can cancel anything: only the reaper can
     slot = worker_slots(worker)[0]
