@@ -12,9 +12,9 @@ import copy
 from typing import Any
 
 from dockyard.config.model import Job
+from dockyard.dbt.command import CommandError, parse_command
 from dockyard.domain import JobRecord
 from dockyard.errors import DockyardError
-from dockyard.runner.command import CommandError, parse_command
 from dockyard.schedule import check_cron
 from dockyard.text import control_problem
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dockyard.dbt.command import CommandError, parse_command
 from dockyard.errors import DockyardError
 from dockyard.payload import PayloadError, loads
 from dockyard.permissions import open_private, private_dir
-from dockyard.runner.command import CommandError, parse_command
 from dockyard.text import control_problem
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"

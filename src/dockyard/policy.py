@@ -19,7 +19,7 @@ the profile (other credentials): see :func:`check_environment` and :func:`may_sw
 
 Admin tokens are held to the policy too unless ``server.api_admin_unrestricted`` is on
 (:func:`unrestricted`); then a command only has to be a plain dbt command
-(:func:`dockyard.runner.command.parse_command`). Jobs in ``dockyard.yml`` are the project
+(:func:`dockyard.dbt.command.parse_command`). Jobs in ``dockyard.yml`` are the project
 author's and are not checked. Refusals are :class:`ForbiddenError` (403).
 """
 
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from dockyard.dbt.command import DbtCommand, parse_command
 from dockyard.errors import ForbiddenError
-from dockyard.runner.command import DbtCommand, parse_command
 
 SETTING = "server.api_admin_unrestricted"
 #: The key an API job's stored definition gets when an unrestricted admin saved it.

@@ -45,8 +45,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dockyard.dbt.command import DbtCommand, parse_command
 from dockyard.domain import NodeResult, RunRecord, RunStatus, StepResult, StepStatus
-from dockyard.runner.command import DbtCommand, parse_command
 
 TRANSIENT = "transient"
 PERMANENT = "permanent"

@@ -14,9 +14,9 @@ from tests.api.conftest import DAILY, job_id, seed_run
 from dockyard import cloud_jobs, policy
 from dockyard.api.app import create_app
 from dockyard.config.loader import load_config
+from dockyard.dbt.command import parse_command
 from dockyard.domain import RunStatus, StepStatus
 from dockyard.errors import ForbiddenError
-from dockyard.runner.command import parse_command
 
 V1, V2 = "/api/v1", "/api/v2/accounts/1"
 
@@ -363,7 +363,7 @@ def test_a_trigger_token_cannot_read_host_files_through_dbt_show(shop, tmp_path)
     creates no run; run by an unrestricted admin it does read the file (the vector is real)."""
     from tests.api.conftest import make_app
 
-    from dockyard.worker import Worker
+    from dockyard.server.worker import Worker
 
     secret = tmp_path / "host-secret.txt"
     secret.write_text("host-canary-7f3a")

@@ -15,7 +15,7 @@ from dockyard.cli.main import cli
 from dockyard.config.loader import load_config
 from dockyard.errors import ConfigErrors
 from dockyard.schedule import check_cron
-from dockyard.scheduler import Scheduler
+from dockyard.server.scheduler import Scheduler
 
 V2 = "/api/v2/accounts/1"
 NEVER = ["0 0 31 2 *", "0 0 30 2 *", "59 23 31 4,6,9,11 *", "0 0 1 1 1#5"]
@@ -115,7 +115,7 @@ def test_scheduler_skips_a_schedule_it_cannot_compute(app, caplog):
     scheduler = Scheduler(app, "test-scheduler")
     scheduler.tick()  # first sight: remembers "now" as the last fire
     job.schedule.cron = "0 0 31 2 *"  # a config loaded before the check (the model is not frozen)
-    with caplog.at_level(logging.WARNING, logger="dockyard.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="dockyard.server.scheduler"):
         report = scheduler.tick()
     assert report.enqueued == [] and "cannot be computed, skipped" in caplog.text
 

@@ -8,9 +8,9 @@ import shlex
 import pytest
 from tests.retry.helpers import failed_run, make_run, node
 
+from dockyard.dbt.command import parse_command
 from dockyard.domain import RunStatus, StepStatus
 from dockyard.retry import has_default_selector, node_selector, retry_steps
-from dockyard.runner.command import parse_command
 
 FCT = "package:shop,fqn:fct_orders"
 LTV = "package:shop,fqn:customer_ltv"

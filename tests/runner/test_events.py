@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from dockyard.runner.events import (
+from dockyard.dbt.events import (
     NODE_EVENTS,
     NodeTracker,
     node_update,

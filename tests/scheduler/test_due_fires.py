@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dockyard.schedule import next_fire_times
-from dockyard.scheduler import Upstream, completion_fires, due_fires, fire_key
+from dockyard.server.scheduler import Upstream, completion_fires, due_fires, fire_key
 
 
 def utc(*args) -> datetime:

@@ -10,7 +10,7 @@ import pytest
 from tests.config.test_yaml_bounds import BOMB
 
 from dockyard.app import App
-from dockyard.supervisor import Reloader  # where the scheduler and the workers take it from
+from dockyard.server.processes import Reloader  # where the scheduler and the workers take it from
 
 
 def _until(reloader, what, timeout: float = 20.0):
@@ -46,7 +46,7 @@ def test_reload_is_checked_by_a_probe_and_never_blocks(shop, monkeypatch):
     _until(reloader, lambda applied: applied)
     assert "added" in [j.name for j in app.config.jobs] and reloader.error is None
 
-    from dockyard import reload
+    from dockyard.config import reload
 
     monkeypatch.setattr(reload, "PROBE_TIMEOUT_S", 0.05)  # a parser that hangs: its probe is killed
     config.write_text(good + "  - name: slow\n    environment: dev\n    commands: ['dbt deps']\n")

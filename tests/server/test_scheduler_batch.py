@@ -18,7 +18,7 @@ from sqlalchemy import event, select
 
 from dockyard.app import App
 from dockyard.domain import RunStatus
-from dockyard.scheduler import BATCH, Scheduler
+from dockyard.server.scheduler import BATCH, Scheduler
 from dockyard.store.tables import fires, schedule_state
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import timedelta
 
 from dockyard.domain import RunStatus
-from dockyard.scheduler import Scheduler
+from dockyard.server.scheduler import Scheduler
 
 
 def runs_of(app, job: str):

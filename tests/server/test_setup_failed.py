@@ -6,7 +6,7 @@ PostgreSQL; dbt is never started."""
 from __future__ import annotations
 
 from dockyard.domain import RunStatus, StepStatus
-from dockyard.worker import Worker
+from dockyard.server.worker import Worker
 
 
 def _run_once(app, job: str, environment: str = "dev"):

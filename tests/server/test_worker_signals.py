@@ -16,7 +16,7 @@ import pytest
 # is wrapped so that the signal reaches the child (or the parent) right after fork().
 SCRIPT = textwrap.dedent("""
     import os, signal, sys, time
-    from dockyard import supervisor
+    from dockyard.server import processes as supervisor
 
     target = sys.argv[1]
     real_fork = os.fork

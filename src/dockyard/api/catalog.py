@@ -62,7 +62,7 @@ class Catalog:
         with self._lock:
             self._checked = now
             if self._reloader is None:
-                from dockyard.reload import Reloader
+                from dockyard.config.reload import Reloader
 
                 self._reloader = Reloader(self.app)
                 self.app.jobs()  # first use: sync environments and jobs

@@ -40,7 +40,7 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the scheduler, the workers and the HTTP API in one command."""
-    from dockyard.supervisor import serve as run_serve
+    from dockyard.server.processes import serve as run_serve
 
     _logging()
     app = _app(config)
@@ -65,8 +65,8 @@ def serve(
 @handle_errors
 def scheduler(config: ConfigOpt = None) -> None:
     """Run the scheduler alone (several may run on a PostgreSQL store)."""
-    from dockyard.reload import open_app
-    from dockyard.supervisor import run_scheduler
+    from dockyard.config.reload import open_app
+    from dockyard.server.processes import run_scheduler
 
     _logging()
     run_scheduler(open_app(config or state.config, state.store_url))
@@ -79,8 +79,8 @@ def worker(
     config: ConfigOpt = None,
 ) -> None:
     """Run a worker that executes queued runs (several may run, on several machines)."""
-    from dockyard.reload import open_app
-    from dockyard.supervisor import run_worker
+    from dockyard.config.reload import open_app
+    from dockyard.server.processes import run_worker
 
     _logging()
     # fail early (bad config, unreachable store) before forking; a worker that serve restarts

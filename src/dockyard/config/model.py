@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dockyard.runner.command import CommandError, parse_command
+from dockyard.dbt.command import CommandError, parse_command
 from dockyard.schedule import check_cron, check_timezone
 from dockyard.text import control_problem
 

@@ -1,7 +1,9 @@
 """Running dbt: commands, invocations, events and the run executor."""
 
 from dockyard.runner.executor import Executor
-from dockyard.runner.invocation import DbtEvent, DbtInvocation, LogLine, preload_dbt
+from dockyard.runner.fork import preload_dbt
+from dockyard.runner.invocation import DbtInvocation
+from dockyard.runner.output import DbtEvent, LogLine
 from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
 
 __all__ = [

@@ -38,12 +38,14 @@ from datetime import UTC
 from pathlib import Path
 
 from dockyard import clock
+from dockyard.dbt.events import FAILED_STATUSES, WARN_STATUSES, NodeTracker
 from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
 from dockyard.errors import DbtInvocationError
 from dockyard.permissions import private_dir, write_private
-from dockyard.runner.events import FAILED_STATUSES, WARN_STATUSES, NodeTracker
-from dockyard.runner.invocation import COMPILED_PATHS_EVENT, DbtEvent, DbtInvocation, LogLine, group_members
+from dockyard.runner.invocation import DbtInvocation
+from dockyard.runner.output import COMPILED_PATHS_EVENT, DbtEvent, LogLine
 from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
+from dockyard.runner.process import group_members
 from dockyard.runner.sessions import SessionWatch, sessions_doc
 from dockyard.runner.steplog import StepLog, append_line, describe
 from dockyard.secrets import Scrubber

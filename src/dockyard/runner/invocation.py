@@ -12,7 +12,7 @@ Two modes, one interface:
     costs seconds) and ``os.fork()`` s a child per invocation. The child runs
     ``dbtRunner(callbacks=[cb]).invoke(args)``: dbt's normal text console output goes to a
     pipe (the step log), and ``cb`` forwards only the node events
-    (:data:`~dockyard.runner.events.NODE_EVENTS`, filtered by ``msg.info.name`` before any
+    (:data:`~dockyard.dbt.events.NODE_EVENTS`, filtered by ``msg.info.name`` before any
     conversion) as JSON lines over a second pipe. The child ends with ``os._exit`` and
     dbt's CLI exit codes (0 success, 1 failed result, 2 error).
 
@@ -41,7 +41,6 @@ import inspect
 import json
 import logging
 import os
-import re
 import selectors
 import signal
 import subprocess
@@ -49,20 +48,22 @@ import sys
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard import environ
+from dockyard.dbt.events import NODE_EVENTS
 from dockyard.errors import DbtInvocationError
 from dockyard.permissions import dbt_umask
-from dockyard.runner.events import NODE_EVENTS
+from dockyard.runner.fork import VIEW_WARNING, ensure_resource_tracker, fork_child, preload_dbt, warm_dbt
 from dockyard.runner.isolation import FileView, enter_view
+from dockyard.runner.output import COMPILED_PATHS_EVENT, DbtEvent, LogLine, clean_line, human_line, strip_ansi
+from dockyard.runner.process import group_members, lifeline
+
+__all__ = ["COMPILED_PATHS_EVENT", "DbtEvent", "DbtInvocation", "LogLine", "group_members", "human_line",
+           "preload_dbt", "strip_ansi", "warm_dbt"]
 
 log = logging.getLogger(__name__)
 
 MODES = ("fork", "subprocess")
-# dbt's text logger prints these without a timestamp (dbt_common.events.logger.PRINT_EVENT_NAMES).
-PRINT_EVENT_NAMES = frozenset({"PrintEvent", "ShowNode", "CompiledNode"})
 # How long to keep reading pipes after the process group is gone (a descendant that left
 # the group could hold them open forever).
 DRAIN_AFTER_EXIT_S = 2.0
@@ -70,33 +71,12 @@ MAX_LINE_BYTES = 1 << 20
 # How long what is left of dbt's process group may take to end after dbt itself exited.
 GROUP_EXIT_GRACE_S = 1.0
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-VIEW_WARNING = ("dockyard: this step can see the files of dockyard and of the other environments "
-                "(no mount namespace: %s)")
-
-def _lifeline(parent: int) -> None:
-    """Ask the kernel for SIGINT when our parent dies (Linux ``PR_SET_PDEATHSIG``), so that a
-    dockyard process killed with SIGKILL leaves no dbt behind; dbt treats SIGINT as Ctrl-C and
-    cancels its warehouse queries. If the parent is already gone, interrupt ourselves.
-    Runs in the dbt process (fork child, or subprocess bootstrap via its source)."""
-    import ctypes
-    import os
-    import signal
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT), 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
-        os.kill(os.getpid(), signal.SIGINT)
-
-
 _SUBPROCESS_BOOTSTRAP = (
     "import signal, sys\n"
     # a parent that ignores SIGINT (nohup, a background job) would pass SIG_IGN on
     "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-    + inspect.getsource(_lifeline) +
-    "_lifeline(int(sys.argv.pop(1)))\n"
+    + inspect.getsource(lifeline) +
+    "lifeline(int(sys.argv.pop(1)))\n"
     "import json\n"
     + inspect.getsource(enter_view) +
     "_why = enter_view(**json.loads(sys.argv.pop(1)))\n"
@@ -105,118 +85,7 @@ _SUBPROCESS_BOOTSTRAP = (
     "cli(prog_name='dbt')\n"
 )
 
-#: A synthetic event a fork-mode child sends after dbt returns: ``{"paths": {uid: path}}``.
-COMPILED_PATHS_EVENT = "DockyardCompiledPaths"
-
-_dbt_loaded = False
 _warned_threads = False
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One line of dbt's human-readable console output (no trailing newline)."""
-
-    text: str
-    stream: str = "stdout"
-
-
-@dataclass(frozen=True)
-class DbtEvent:
-    """One structured dbt event, as the dict of a ``--log-format json`` line."""
-
-    name: str
-    payload: dict = field(repr=False)
-
-    @property
-    def info(self) -> dict:
-        return self.payload.get("info") or {}
-
-    @property
-    def data(self) -> dict:
-        return self.payload.get("data") or {}
-
-
-def _tracker_fds() -> list[int]:
-    """The pipe to the multiprocessing resource tracker a fork child shares with its parent."""
-    from multiprocessing import resource_tracker
-
-    fd = getattr(resource_tracker._resource_tracker, "_fd", None)
-    return [fd] if isinstance(fd, int) else []
-
-
-def _ensure_resource_tracker() -> None:
-    """dbt makes multiprocessing (spawn) locks, whose named semaphores are watched by a
-    resource-tracker process. Started in the parent, one tracker serves every fork child;
-    otherwise each child would spawn its own inside its process group, and killing the
-    group at the end would leak the semaphores in /dev/shm."""
-    from multiprocessing import resource_tracker
-
-    resource_tracker.ensure_running()
-
-
-def preload_dbt(adapters: Sequence[str] = ()) -> None:
-    """Import dbt (and optionally adapter plugins, e.g. ``"duckdb"``) into this process.
-
-    Fork-mode children inherit the imported modules; call this early (before the process
-    starts any thread) to take the import cost once.
-    """
-    global _dbt_loaded
-    if not _dbt_loaded:
-        import dbt.cli.main  # noqa: F401
-
-        _ensure_resource_tracker()
-        _dbt_loaded = True
-    for adapter in adapters:
-        with contextlib.suppress(ImportError):
-            __import__(f"dbt.adapters.{adapter}")
-
-
-def warm_dbt() -> int:
-    """Compile dbt's (mashumaro) serialisers in this process, so forked children don't each
-    generate them on their first manifest load (~0.3–1 s per run). Returns the number of
-    classes visited. For long-lived workers; costs about a second once."""
-    from dbt_common.dataclass_schema import dbtClassMixin
-
-    seen: set[type] = set()
-    stack = list(dbtClassMixin.__subclasses__())
-    while stack:
-        cls = stack.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        stack.extend(cls.__subclasses__())
-        with contextlib.suppress(Exception):  # an empty dict fails validation after compiling
-            cls.from_dict({})
-    return len(seen)
-
-
-def human_line(event: Mapping) -> str | None:
-    """The line dbt's text console format prints for a JSON event (ANSI removed)."""
-    info = event.get("info")
-    if not isinstance(info, Mapping) or "msg" not in info:
-        return None
-    msg = str(info.get("msg") or "")
-    if info.get("name") in PRINT_EVENT_NAMES:
-        text = msg
-    else:
-        ts = str(info.get("ts") or "")
-        hhmmss = ts[11:19] if len(ts) >= 19 else time.strftime("%H:%M:%S", time.gmtime())
-        text = f"{hhmmss}  {msg}"
-    return strip_ansi(text)
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text) if "\x1b" in text else text
-
-
-def _clean_line(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace")
-    if text.endswith("\r"):
-        text = text[:-1]
-    if "\r" in text:  # a progress bar redrawn with carriage returns: keep its last state
-        parts = [p for p in text.split("\r") if p.strip()]
-        text = parts[-1] if parts else ""
-    return strip_ansi(text)
 
 
 class _Stream:
@@ -313,7 +182,7 @@ class DbtInvocation:
         if self.preload:
             preload_dbt()
         else:
-            _ensure_resource_tracker()
+            ensure_resource_tracker()
         if threading.active_count() > 1 and not _warned_threads:
             _warned_threads = True
             log.warning("forking dbt from a process with %d threads; fork mode expects a "
@@ -337,7 +206,7 @@ class DbtInvocation:
         if pid:
             gc.unfreeze()
         if pid == 0:  # child: never returns
-            _fork_child(self.args, self.project_dir, self.env, self.forward, self.view,
+            fork_child(self.args, self.project_dir, self.env, self.forward, self.view,
                         out_r=out_r, out_w=out_w, ev_r=ev_r, ev_w=ev_w, parent_pid=parent_pid)
         # parent
         with contextlib.suppress(OSError):
@@ -437,7 +306,7 @@ class DbtInvocation:
                 if name in self.forward:
                     self._pending.append(DbtEvent(name, payload))
                 return
-        self._pending.append(LogLine(_clean_line(raw), stream.name))
+        self._pending.append(LogLine(clean_line(raw), stream.name))
 
     def _close_stream(self, stream: _Stream) -> None:
         if not stream.open:
@@ -574,135 +443,3 @@ class DbtInvocation:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def group_members(pgid: int) -> list[int] | None:
-    """Live (non-zombie) processes of process group ``pgid``; ``None`` without ``/proc``."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    if "self" not in entries:
-        return None
-    members = []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        try:
-            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-                members.append(int(entry))
-        except (IndexError, ValueError):
-            continue
-    return members
-
-
-def _fork_child(
-    args: list[str], project_dir: str, env: dict[str, str], forward: frozenset[str], view: FileView, *,
-    out_r: int, out_w: int, ev_r: int, ev_w: int, parent_pid: int,
-) -> None:
-    """Body of a fork-mode child. Never returns."""
-    code = 2
-    try:
-        # Objects inherited from the parent (its database connections, say) must never be
-        # finalised here: keep the garbage collector away from them.
-        gc.freeze()
-        os.umask(dbt_umask(args))  # dbt writes its target folder private (see dockyard.permissions)
-        os.setpgid(0, 0)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        _lifeline(parent_pid)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        with contextlib.suppress(ValueError):
-            signal.set_wakeup_fd(-1)
-        os.close(out_r)
-        os.close(ev_r)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-        os.dup2(out_w, 1)
-        os.dup2(out_w, 2)
-        os.close(out_w)
-        # Keep the parent's stdio objects alive (their finaliser would flush into our pipe)
-        # and give dbt fresh ones on the new fds, whatever the parent had (pytest capture...).
-        _fork_child.keep = (sys.stdout, sys.stderr)  # type: ignore[attr-defined]
-        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
-        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
-        # Python logging as in a fresh interpreter: the parent's handlers (a log file, a
-        # test harness) are not this child's; warnings go to stderr, i.e. to the step log
-        logging.root.handlers[:] = []
-        logging.root.setLevel(logging.WARNING)
-        os.chdir(project_dir)
-        # Only the step's own environment, by every channel: os.environ, the C environment,
-        # /proc/self/environ (the inherited block) and the worker's open files and sockets
-        environ.enter_step(env)
-        environ.drop_inherited_fds(keep={0, 1, 2, ev_w, *_tracker_fds()})
-        why = enter_view(view.hide, view.reveal)  # nor dockyard's files, other environments' ones
-        if why:
-            print(VIEW_WARNING % why, file=sys.stderr)
-        with contextlib.suppress(Exception):  # dbt caches DBT_ENV_CUSTOM_ENV_* (metadata.env) once per
-            from dbt_common.events.functions import reset_metadata_vars  # process: the parent may have
-
-            reset_metadata_vars()  # filled it (warm_dbt); this run's DBT_CLOUD_RUN_ID must be in its artifacts
-        sys.path[:] = [p for p in sys.path if p not in ("", ".")]
-
-        from dbt.cli.main import dbtRunner
-        from dbt_common.events.functions import msg_to_dict
-
-        lock = threading.Lock()
-
-        def forward_raw(payload: dict) -> None:
-            try:
-                line = (json.dumps(payload, default=str) + "\n").encode("utf-8")
-                with lock:
-                    view = memoryview(line)
-                    while view:
-                        n = os.write(ev_w, view)
-                        view = view[n:]
-            except Exception:  # never break dbt because of a lost event
-                pass
-
-        def forward_event(msg) -> None:
-            if msg.info.name in forward:
-                forward_raw(msg_to_dict(msg))
-
-        result = dbtRunner(callbacks=[forward_event]).invoke(list(args))
-        with contextlib.suppress(Exception):  # compiled paths are known here, not in the events
-            paths = {r.node.unique_id: r.node.compiled_path for r in result.result.results
-                     if getattr(getattr(r, "node", None), "compiled_path", None)}
-            if paths:
-                forward_raw({"info": {"name": COMPILED_PATHS_EVENT}, "data": {"paths": paths}})
-        if result.success:
-            code = 0
-        elif result.exception is None:
-            code = 1
-        else:
-            code = 2
-            exc = result.exception
-            # usage errors are not reported by dbt itself when invoked programmatically
-            if type(exc).__name__ in ("DbtUsageException", "DbtInternalException"):
-                print(f"Error: {exc}", file=sys.stderr)
-    except BaseException:
-        code = 2
-        with contextlib.suppress(BaseException):
-            import traceback
-
-            traceback.print_exc()
-    finally:
-        with contextlib.suppress(BaseException):
-            # os._exit skips the interpreter's shutdown: run multiprocessing's finalisers
-            # (they unlink dbt's named semaphores; each only runs in the process that made it)
-            mp_util = sys.modules.get("multiprocessing.util")
-            if mp_util is not None:
-                mp_util._run_finalizers(0)
-                mp_util._run_finalizers()
-        with contextlib.suppress(BaseException):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)

@@ -20,13 +20,13 @@ import sys
 import time
 
 from dockyard import clock
+from dockyard.config.reload import Reloader, keep_fallback, open_app
 from dockyard.environ import seal_process
 from dockyard.errors import DockyardError, StoreError
-from dockyard.persist import persist_until
-from dockyard.reload import Reloader, keep_fallback, open_app
-from dockyard.watchdog import Backoff, Watchdog, beat_info, started_now, store_rows
+from dockyard.server.watchdog import Backoff, Watchdog, beat_info, started_now, store_rows
+from dockyard.store.persist import persist_until
 
-log = logging.getLogger("dockyard.supervisor")
+log = logging.getLogger("dockyard.server.processes")
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -49,14 +49,14 @@ def follow_supervisor() -> None:
     """A child of ``dockyard serve`` stops (SIGINT) when serve dies, even by SIGKILL."""
     parent = os.environ.get("DOCKYARD_SUPERVISOR_PID")
     if parent:
-        from dockyard.runner.invocation import _lifeline
+        from dockyard.runner.process import lifeline
 
-        _lifeline(int(parent))
+        lifeline(int(parent))
 
 
 def run_scheduler(app, stop: Stop | None = None) -> None:
-    from dockyard.scheduler import Scheduler
-    from dockyard.worker import process_id
+    from dockyard.server.scheduler import Scheduler
+    from dockyard.server.worker import process_id
 
     stop = stop or Stop()
     seal_process()  # dbt steps must not read this process's environment (dockyard.environ)
@@ -96,8 +96,8 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
 
 
 def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) -> None:
-    from dockyard.runner.invocation import preload_dbt, warm_dbt
-    from dockyard.worker import Worker
+    from dockyard.runner.fork import preload_dbt, warm_dbt
+    from dockyard.server.worker import Worker
 
     seal_process()
     app = open_app(config_path, store_url)
@@ -152,9 +152,9 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 # A slot stops (gracefully: SIGINT sets its stop flag) when this process dies,
                 # even by SIGKILL, instead of working on unsupervised.
-                from dockyard.runner.invocation import _lifeline
+                from dockyard.runner.process import lifeline
 
-                _lifeline(parent)
+                lifeline(parent)
                 run_worker_slot(config_path, store_url, stop)
             except BaseException:  # noqa: BLE001 - a slot must never return into the parent's loop
                 log.exception("worker slot %s crashed", slot)

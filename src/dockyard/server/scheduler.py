@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 
 from dockyard import clock
 from dockyard.crash import crash_point
-from dockyard.persist import persist
 from dockyard.schedule import fire_times_between
 from dockyard.store.fires import JobFires
 from dockyard.store.fires import fire_key as fire_key
+from dockyard.store.persist import persist
 
-log = logging.getLogger("dockyard.scheduler")
+log = logging.getLogger("dockyard.server.scheduler")
 
 MISFIRE_GRACE = timedelta(seconds=60)  # a fire later than this counts as missed
 MAX_CATCHUP = 1000

@@ -19,13 +19,13 @@ from collections import deque
 from collections.abc import Callable
 
 from dockyard import clock
+from dockyard.app.recorder import StoreRecorder
 from dockyard.crash import crash_point
 from dockyard.domain import RunStatus
 from dockyard.errors import FencedError, SetupError, StoreError
-from dockyard.persist import persist, persist_until
-from dockyard.recorder import StoreRecorder
+from dockyard.store.persist import persist, persist_until
 
-log = logging.getLogger("dockyard.worker")
+log = logging.getLogger("dockyard.server.worker")
 
 
 def process_id(kind: str) -> str:

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from dockyard import clock
 from dockyard.errors import DockyardError
 
-log = logging.getLogger("dockyard.watchdog")
+log = logging.getLogger("dockyard.server.watchdog")
 
 TERM_GRACE_S = 5.0
 BACKOFF_WINDOW_S = 600.0

@@ -11,8 +11,11 @@ from functools import cached_property
 from pathlib import Path
 
 from dockyard import clock, files, permissions
+from dockyard.app.recorder import RunObserver, StoreRecorder
+from dockyard.app.service import ServiceOps
 from dockyard.config.loader import LoadedConfig, load_config
 from dockyard.config.model import Job
+from dockyard.dbt.command import build_argv, parse_command
 from dockyard.domain import JobRecord, RunRecord, RunStatus, StepStatus
 from dockyard.errors import (
     ConfigError,
@@ -23,18 +26,15 @@ from dockyard.errors import (
     SetupError,
     StoreError,
 )
-from dockyard.persist import persist
 from dockyard.policy import trusted_job
 from dockyard.project import DbtProject, dbt_environment, hidden_files, resolve_secrets
-from dockyard.recorder import RunObserver, StoreRecorder
-from dockyard.runner.command import build_argv, parse_command
 from dockyard.runner.executor import Executor
 from dockyard.runner.isolation import file_view
 from dockyard.runner.plan import RunPlan, StepPlan
 from dockyard.runner.sessions import PostgresWarehouse
 from dockyard.schedule import safe_next_fires
 from dockyard.secrets import SECRET_ENV_PREFIX, Scrubber
-from dockyard.service import ServiceOps
+from dockyard.store.persist import persist
 from dockyard.store.store import Store
 
 ACTIVE = {RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING}
@@ -291,7 +291,7 @@ class App(ServiceOps):
         """Execute a run that is ``starting`` (claimed by this process): its stored steps, in
         its environment. ``epoch`` fences every write when a worker owns the run; when
         ``keep_open()`` is true at the end the run is left active (to be requeued). Store
-        calls are retried while the store is unreachable (see :mod:`dockyard.persist`)."""
+        calls are retried while the store is unreachable (see :mod:`dockyard.store.persist`)."""
         def retry(fn, what=f"run {run_id}"):
             return persist(fn, timeout=self.config.server.lost_after_seconds, what=what)
 

@@ -17,7 +17,7 @@ from dockyard import clock
 from dockyard.domain import RunRecord, RunStatus
 from dockyard.errors import ConflictError, DockyardError
 
-log = logging.getLogger("dockyard.service")
+log = logging.getLogger("dockyard.app.service")
 RETRY_LOG_TAIL_BYTES = 1 << 20  # how much of a failed step's log the retry classification reads
 
 

@@ -2,7 +2,7 @@
 
 A :class:`Reloader` notices that dockyard.yml changed (its size, mtime or inode), reads it
 within the YAML bounds of :mod:`dockyard.config.yamlfile` and, when the content differs from
-the config in force, has it checked by a *probe*: ``python -m dockyard.reload`` in a process
+the config in force, has it checked by a *probe*: ``python -m dockyard.config.reload`` in a process
 of its own, given that snapshot of the file on standard input, with a time limit
 (:data:`PROBE_TIMEOUT_S`) and an address-space limit (:data:`PROBE_MEMORY_BYTES`). Only when
 the probe loaded the snapshot does this process load the same snapshot and switch to it.
@@ -35,7 +35,7 @@ from dockyard.config.loader import load_config
 from dockyard.config.yamlfile import decode, read_bytes
 from dockyard.errors import ConfigError
 
-log = logging.getLogger("dockyard.reload")
+log = logging.getLogger("dockyard.config.reload")
 
 PROBE_TIMEOUT_S = 20.0
 PROBE_MEMORY_BYTES = 1 << 30
@@ -176,7 +176,7 @@ def digest_of(loaded) -> str | None:
 
 
 class _Probe:
-    """``python -m dockyard.reload PATH`` over a snapshot of the file; see :meth:`verdict`."""
+    """``python -m dockyard.config.reload PATH`` over a snapshot of the file; see :meth:`verdict`."""
 
     def __init__(self, path: Path, text: str):
         self.path, self.text = path, text
@@ -186,7 +186,7 @@ class _Probe:
             stdin.write(text.encode("utf-8", "surrogatepass"))
             stdin.seek(0)
             env = {k: v for k, v in os.environ.items() if k in PROBE_ENV}
-            self._proc = subprocess.Popen([sys.executable, "-m", "dockyard.reload", str(path)], stdin=stdin,
+            self._proc = subprocess.Popen([sys.executable, "-m", "dockyard.config.reload", str(path)], stdin=stdin,
                                           stdout=self._out, stderr=subprocess.DEVNULL, env=env,
                                           close_fds=True)
 

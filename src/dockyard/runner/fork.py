@@ -1,0 +1,185 @@
+"""Fork mode: dbt imported once into a long-lived parent (:func:`preload_dbt`,
+:func:`warm_dbt`), and the body of the child forked per invocation (:func:`fork_child`).
+See :mod:`dockyard.runner.invocation` for the constraint fork mode puts on its caller."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from dockyard import environ
+from dockyard.permissions import dbt_umask
+from dockyard.runner.isolation import FileView, enter_view
+from dockyard.runner.output import COMPILED_PATHS_EVENT
+from dockyard.runner.process import lifeline
+
+VIEW_WARNING = ("dockyard: this step can see the files of dockyard and of the other environments "
+                "(no mount namespace: %s)")
+_dbt_loaded = False
+
+
+def _tracker_fds() -> list[int]:
+    """The pipe to the multiprocessing resource tracker a fork child shares with its parent."""
+    from multiprocessing import resource_tracker
+
+    fd = getattr(resource_tracker._resource_tracker, "_fd", None)
+    return [fd] if isinstance(fd, int) else []
+
+
+def ensure_resource_tracker() -> None:
+    """dbt makes multiprocessing (spawn) locks, whose named semaphores are watched by a
+    resource-tracker process. Started in the parent, one tracker serves every fork child;
+    otherwise each child would spawn its own inside its process group, and killing the
+    group at the end would leak the semaphores in /dev/shm."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+
+
+def preload_dbt(adapters: Sequence[str] = ()) -> None:
+    """Import dbt (and optionally adapter plugins, e.g. ``"duckdb"``) into this process.
+
+    Fork-mode children inherit the imported modules; call this early (before the process
+    starts any thread) to take the import cost once.
+    """
+    global _dbt_loaded
+    if not _dbt_loaded:
+        import dbt.cli.main  # noqa: F401
+
+        ensure_resource_tracker()
+        _dbt_loaded = True
+    for adapter in adapters:
+        with contextlib.suppress(ImportError):
+            __import__(f"dbt.adapters.{adapter}")
+
+
+def warm_dbt() -> int:
+    """Compile dbt's (mashumaro) serialisers in this process, so forked children don't each
+    generate them on their first manifest load (~0.3–1 s per run). Returns the number of
+    classes visited. For long-lived workers; costs about a second once."""
+    from dbt_common.dataclass_schema import dbtClassMixin
+
+    seen: set[type] = set()
+    stack = list(dbtClassMixin.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        stack.extend(cls.__subclasses__())
+        with contextlib.suppress(Exception):  # an empty dict fails validation after compiling
+            cls.from_dict({})
+    return len(seen)
+
+
+def fork_child(
+    args: list[str], project_dir: str, env: dict[str, str], forward: frozenset[str], view: FileView, *,
+    out_r: int, out_w: int, ev_r: int, ev_w: int, parent_pid: int,
+) -> None:
+    """Body of a fork-mode child. Never returns."""
+    code = 2
+    try:
+        # Objects inherited from the parent (its database connections, say) must never be
+        # finalised here: keep the garbage collector away from them.
+        gc.freeze()
+        os.umask(dbt_umask(args))  # dbt writes its target folder private (see dockyard.permissions)
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        lifeline(parent_pid)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        with contextlib.suppress(ValueError):
+            signal.set_wakeup_fd(-1)
+        os.close(out_r)
+        os.close(ev_r)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        os.close(out_w)
+        # Keep the parent's stdio objects alive (their finaliser would flush into our pipe)
+        # and give dbt fresh ones on the new fds, whatever the parent had (pytest capture...).
+        fork_child.keep = (sys.stdout, sys.stderr)  # type: ignore[attr-defined]
+        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+        # Python logging as in a fresh interpreter: the parent's handlers (a log file, a
+        # test harness) are not this child's; warnings go to stderr, i.e. to the step log
+        logging.root.handlers[:] = []
+        logging.root.setLevel(logging.WARNING)
+        os.chdir(project_dir)
+        # Only the step's own environment, by every channel: os.environ, the C environment,
+        # /proc/self/environ (the inherited block) and the worker's open files and sockets
+        environ.enter_step(env)
+        environ.drop_inherited_fds(keep={0, 1, 2, ev_w, *_tracker_fds()})
+        why = enter_view(view.hide, view.reveal)  # nor dockyard's files, other environments' ones
+        if why:
+            print(VIEW_WARNING % why, file=sys.stderr)
+        with contextlib.suppress(Exception):  # dbt caches DBT_ENV_CUSTOM_ENV_* (metadata.env) once per
+            from dbt_common.events.functions import reset_metadata_vars  # process: the parent may have
+
+            reset_metadata_vars()  # filled it (warm_dbt); this run's DBT_CLOUD_RUN_ID must be in its artifacts
+        sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+
+        from dbt.cli.main import dbtRunner
+        from dbt_common.events.functions import msg_to_dict
+
+        lock = threading.Lock()
+
+        def forward_raw(payload: dict) -> None:
+            try:
+                line = (json.dumps(payload, default=str) + "\n").encode("utf-8")
+                with lock:
+                    view = memoryview(line)
+                    while view:
+                        n = os.write(ev_w, view)
+                        view = view[n:]
+            except Exception:  # never break dbt because of a lost event
+                pass
+
+        def forward_event(msg) -> None:
+            if msg.info.name in forward:
+                forward_raw(msg_to_dict(msg))
+
+        result = dbtRunner(callbacks=[forward_event]).invoke(list(args))
+        with contextlib.suppress(Exception):  # compiled paths are known here, not in the events
+            paths = {r.node.unique_id: r.node.compiled_path for r in result.result.results
+                     if getattr(getattr(r, "node", None), "compiled_path", None)}
+            if paths:
+                forward_raw({"info": {"name": COMPILED_PATHS_EVENT}, "data": {"paths": paths}})
+        if result.success:
+            code = 0
+        elif result.exception is None:
+            code = 1
+        else:
+            code = 2
+            exc = result.exception
+            # usage errors are not reported by dbt itself when invoked programmatically
+            if type(exc).__name__ in ("DbtUsageException", "DbtInternalException"):
+                print(f"Error: {exc}", file=sys.stderr)
+    except BaseException:
+        code = 2
+        with contextlib.suppress(BaseException):
+            import traceback
+
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            # os._exit skips the interpreter's shutdown: run multiprocessing's finalisers
+            # (they unlink dbt's named semaphores; each only runs in the process that made it)
+            mp_util = sys.modules.get("multiprocessing.util")
+            if mp_util is not None:
+                mp_util._run_finalizers(0)
+                mp_util._run_finalizers()
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
