@@ -63,22 +63,55 @@ def seed(app: App, count: int) -> None:
             job_id, name, env = jobs[i % len(jobs)]
             status, code = statuses[i % len(statuses)]
             created = start + timedelta(minutes=2 * i)
-            rows.append({"job_id": job_id, "job_name": name, "environment": env, "status": status,
-                         "status_code": code, "has_warnings": False, "trigger": "schedule", "cause": "bench",
-                         "attempt": 1, "priority": 0, "created_at": created, "updated_at": created,
-                         "queued_at": created, "started_at": created + timedelta(seconds=3),
-                         "finished_at": created + timedelta(seconds=60), "lease_epoch": 1, "coalesced": 0,
-                         "reason": "step_failed" if code == 20 else None})
+            rows.append(
+                {
+                    "job_id": job_id,
+                    "job_name": name,
+                    "environment": env,
+                    "status": status,
+                    "status_code": code,
+                    "has_warnings": False,
+                    "trigger": "schedule",
+                    "cause": "bench",
+                    "attempt": 1,
+                    "priority": 0,
+                    "created_at": created,
+                    "updated_at": created,
+                    "queued_at": created,
+                    "started_at": created + timedelta(seconds=3),
+                    "finished_at": created + timedelta(seconds=60),
+                    "lease_epoch": 1,
+                    "coalesced": 0,
+                    "reason": "step_failed" if code == 20 else None,
+                }
+            )
         with store._write() as conn:
             first = conn.execute(runs.insert().returning(runs.c.id), rows).scalars().all()
             ids = list(first)
-            conn.execute(run_steps.insert(), [
-                {"run_id": rid, "index": k, "command": cmd, "status": "success", "exit_code": 0,
-                 "started_at": rows[j]["started_at"], "finished_at": rows[j]["finished_at"]}
-                for j, rid in enumerate(ids) for k, cmd in enumerate(("dbt seed", "dbt run", "dbt test"), 1)])
-            conn.execute(artifacts.insert(), [
-                {"run_id": rid, "step_index": 3, "name": a, "path": f"step-3/{a}", "size": 1000, "sha256": "0" * 64}
-                for rid in ids for a in ("manifest.json", "run_results.json")])
+            conn.execute(
+                run_steps.insert(),
+                [
+                    {
+                        "run_id": rid,
+                        "index": k,
+                        "command": cmd,
+                        "status": "success",
+                        "exit_code": 0,
+                        "started_at": rows[j]["started_at"],
+                        "finished_at": rows[j]["finished_at"],
+                    }
+                    for j, rid in enumerate(ids)
+                    for k, cmd in enumerate(("dbt seed", "dbt run", "dbt test"), 1)
+                ],
+            )
+            conn.execute(
+                artifacts.insert(),
+                [
+                    {"run_id": rid, "step_index": 3, "name": a, "path": f"step-3/{a}", "size": 1000, "sha256": "0" * 64}
+                    for rid in ids
+                    for a in ("manifest.json", "run_results.json")
+                ],
+            )
         done += n
         print(f"  seeded {done:,} runs", end="\r", flush=True)
     print()
@@ -121,8 +154,11 @@ def poll(url: str, token: str, ids: tuple[int, int], rate: float, seconds: float
                     response = client.get(f"/api/v2/accounts/1/runs/{run_id}/")
                     elapsed = time.perf_counter() - sent
                     data = response.json().get("data") or {}
-                    ok = response.status_code == 200 and data.get("id") == run_id and data.get("status") in (
-                        1, 2, 3, 10, 20, 30)
+                    ok = (
+                        response.status_code == 200
+                        and data.get("id") == run_id
+                        and data.get("status") in (1, 2, 3, 10, 20, 30)
+                    )
                     problem = None if ok else f"{response.status_code} {response.text[:120]}"
                 except Exception as exc:  # noqa: BLE001 - counted as an error
                     elapsed, problem = time.perf_counter() - sent, f"{type(exc).__name__}: {exc}"
@@ -142,16 +178,27 @@ def poll(url: str, token: str, ids: tuple[int, int], rate: float, seconds: float
     def pct(p: float) -> float:
         return lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000
 
-    return {"requests": len(lat), "achieved_rate": round(len(lat) / wall, 1), "p50_ms": round(pct(50), 2),
-            "p90_ms": round(pct(90), 2), "p99_ms": round(pct(99), 2), "max_ms": round(lat[-1] * 1000, 2),
-            "mean_ms": round(statistics.mean(lat) * 1000, 2), "errors": len(errors), "error_samples": errors[:5]}
+    return {
+        "requests": len(lat),
+        "achieved_rate": round(len(lat) / wall, 1),
+        "p50_ms": round(pct(50), 2),
+        "p90_ms": round(pct(90), 2),
+        "p99_ms": round(pct(99), 2),
+        "max_ms": round(lat[-1] * 1000, 2),
+        "mean_ms": round(statistics.mean(lat) * 1000, 2),
+        "errors": len(errors),
+        "error_samples": errors[:5],
+    }
 
 
 def bench(backend: str, args) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"dockyard-poll-{backend}-"))
     shop = work / "shop"
-    shutil.copytree(ROOT / "examples" / "shop", shop, ignore=shutil.ignore_patterns(
-        "target", "logs", ".dockyard", "*.duckdb*", ".user.yml"))
+    shutil.copytree(
+        ROOT / "examples" / "shop",
+        shop,
+        ignore=shutil.ignore_patterns("target", "logs", ".dockyard", "*.duckdb*", ".user.yml"),
+    )
     (work / "db").mkdir()
     env = {**os.environ, "SHOP_DUCKDB_DIR": str(work / "db"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     env.pop("DOCKYARD_STORE_URL", None)
@@ -177,9 +224,24 @@ def bench(backend: str, args) -> dict:
         app.close()
         port = free_port()
         log = open(work / "serve.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "dockyard", "serve", "--workers", "0", "--port", str(port),
-                                 "--config", str(shop / "dockyard.yml")], env=env, cwd=shop, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dockyard",
+                "serve",
+                "--workers",
+                "0",
+                "--port",
+                str(port),
+                "--config",
+                str(shop / "dockyard.yml"),
+            ],
+            env=env,
+            cwd=shop,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}"
         for _ in range(200):
             try:
@@ -191,9 +253,18 @@ def bench(backend: str, args) -> dict:
             raise SystemExit("dockyard serve did not start: " + (work / "serve.log").read_text()[-2000:])
         poll(base, token, ids, args.rate, 2, args.threads)  # warm-up: connections, caches
         result = poll(base, token, ids, args.rate, args.seconds, args.threads)
-        result.update({"backend": backend, "runs_in_store": ids[1], "seed_seconds": round(seeded_s, 1),
-                       "rate_target": args.rate, "seconds": args.seconds, "threads": args.threads,
-                       "cpus": os.cpu_count(), "time": datetime.now(UTC).isoformat()})
+        result.update(
+            {
+                "backend": backend,
+                "runs_in_store": ids[1],
+                "seed_seconds": round(seeded_s, 1),
+                "rate_target": args.rate,
+                "seconds": args.seconds,
+                "threads": args.threads,
+                "cpus": os.cpu_count(),
+                "time": datetime.now(UTC).isoformat(),
+            }
+        )
         return result
     finally:
         if proc is not None:
@@ -217,8 +288,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--threads", type=int, default=16)
-    parser.add_argument("--pg-url", default=os.environ.get("DOCKYARD_TEST_PG_URL",
-                                                           "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--pg-url", default=os.environ.get("DOCKYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    )
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     out = ROOT / "bench" / "results" / f"api-polling-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
@@ -228,9 +300,11 @@ def main() -> None:
         result = bench(backend, args)
         with open(out, "a") as fh:
             fh.write(json.dumps(result) + "\n")
-        print(f"{backend:10} requests {result['requests']:6}  rate {result['achieved_rate']:6}/s  "
-              f"p50 {result['p50_ms']:6} ms  p90 {result['p90_ms']:6} ms  p99 {result['p99_ms']:6} ms  "
-              f"max {result['max_ms']:7} ms  errors {result['errors']}")
+        print(
+            f"{backend:10} requests {result['requests']:6}  rate {result['achieved_rate']:6}/s  "
+            f"p50 {result['p50_ms']:6} ms  p90 {result['p90_ms']:6} ms  p99 {result['p99_ms']:6} ms  "
+            f"max {result['max_ms']:7} ms  errors {result['errors']}"
+        )
         for sample in result["error_samples"]:
             print("   error:", sample)
     print(f"results: {out}")

@@ -58,11 +58,11 @@ class NullRecorder:
 def synthetic_project(dest: Path, n: int) -> Path:
     (dest / "models").mkdir(parents=True)
     (dest / "dbt_project.yml").write_text(
-        "name: synth\nversion: '1.0'\nconfig-version: 2\nprofile: synth\n"
-        "models:\n  synth:\n    +materialized: view\n")
+        "name: synth\nversion: '1.0'\nconfig-version: 2\nprofile: synth\nmodels:\n  synth:\n    +materialized: view\n"
+    )
     (dest / "profiles.yml").write_text(
-        "synth:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
-        "      path: synth.duckdb\n      threads: 2\n")
+        "synth:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: synth.duckdb\n      threads: 2\n"
+    )
     schema = ["version: 2", "models:"]
     for i in range(n):
         if i % 10 == 0:
@@ -70,8 +70,7 @@ def synthetic_project(dest: Path, n: int) -> Path:
         else:
             sql = f"select id from {{{{ ref('m{(i // 10) * 10:04d}') }}}} where id % {i % 10 + 1} = 0"
         (dest / "models" / f"m{i:04d}.sql").write_text(sql + "\n")
-        schema += [f"  - name: m{i:04d}", "    columns:", "      - name: id",
-                   "        data_tests: [not_null]"]
+        schema += [f"  - name: m{i:04d}", "    columns:", "      - name: id", "        data_tests: [not_null]"]
     (dest / "models" / "schema.yml").write_text("\n".join(schema) + "\n")
     return dest
 
@@ -93,20 +92,32 @@ def main() -> None:
             shutil.copytree(args.project, project, ignore=ignore)
         env = {
             "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(work), "LANG": "C.UTF-8", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "HOME": str(work),
+            "LANG": "C.UTF-8",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         }
         t0 = time.perf_counter()
         preload_dbt()
         preload_s = time.perf_counter() - t0
 
         def dbt_args(command: str, variant: str) -> list[str]:
-            return [*shlex.split(command), "--profiles-dir", str(project), "--project-dir", str(project),
-                    "--target-path", str(work / "targets" / variant), "--log-path", str(work / "logs")]
+            return [
+                *shlex.split(command),
+                "--profiles-dir",
+                str(project),
+                "--project-dir",
+                str(project),
+                "--target-path",
+                str(work / "targets" / variant),
+                "--log-path",
+                str(work / "logs"),
+            ]
 
         def run_cli(command: str) -> float:
             t = time.perf_counter()
-            proc = subprocess.run([DBT, *dbt_args(command, "cli")], cwd=project, env=env,
-                                  capture_output=True, check=False)
+            proc = subprocess.run(
+                [DBT, *dbt_args(command, "cli")], cwd=project, env=env, capture_output=True, check=False
+            )
             elapsed = time.perf_counter() - t
             if proc.returncode not in (0, 1):
                 raise SystemExit(proc.stdout.decode()[-2000:] + proc.stderr.decode()[-2000:])
@@ -117,9 +128,13 @@ def main() -> None:
         def run_dockyard(command: str, mode: str) -> float:
             run_id = next(counter)
             plan = RunPlan(
-                run_id=run_id, project_dir=project, env=env,
+                run_id=run_id,
+                project_dir=project,
+                env=env,
                 steps=[StepPlan(1, f"dbt {command}", dbt_args(command, mode))],
-                target_path=work / "targets" / mode, run_dir=work / "runs" / str(run_id), mode=mode,
+                target_path=work / "targets" / mode,
+                run_dir=work / "runs" / str(run_id),
+                mode=mode,
             )
             rec = NullRecorder()
             t = time.perf_counter()
@@ -142,16 +157,18 @@ def main() -> None:
                     times.setdefault((command, name), []).append(fn(command))
 
         label = f"synthetic {args.synthetic} models" if args.synthetic else str(args.project.name)
-        print(f"project: {label}; {args.rounds} rounds; one-time dbt import in the parent "
-              f"(fork mode): {preload_s:.2f} s")
+        print(
+            f"project: {label}; {args.rounds} rounds; one-time dbt import in the parent (fork mode): {preload_s:.2f} s"
+        )
         print(f"{'command':<8} {'variant':<12} {'median s':>9} {'vs CLI':>8}   all")
         for command in commands:
             base = statistics.median(times[(command, "dbt CLI")])
             for name in variants:
                 ts = times[(command, name)]
                 med = statistics.median(ts)
-                print(f"dbt {command:<4} {name:<12} {med:9.2f} {med / base:7.2f}x   "
-                      + " ".join(f"{t:.2f}" for t in ts))
+                print(
+                    f"dbt {command:<4} {name:<12} {med:9.2f} {med / base:7.2f}x   " + " ".join(f"{t:.2f}" for t in ts)
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

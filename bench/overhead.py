@@ -103,16 +103,16 @@ class TreeSampler:
     def __init__(self, pid: int, interval: float):
         self.pid = pid
         self.interval = interval
-        self.peak_pss = 0          # highest sum of PSS over the tree
-        self.peak_rss_single = 0   # highest RSS of any one process of the tree
-        self.peak_root_pss = 0     # highest PSS of the root process alone
+        self.peak_pss = 0  # highest sum of PSS over the tree
+        self.peak_rss_single = 0  # highest RSS of any one process of the tree
+        self.peak_root_pss = 0  # highest PSS of the root process alone
         # PSS of file-backed pages (shared libraries) is also split with unrelated processes
         # mapping the same files (other dbt processes on the machine), so it depends on what
         # else runs. This one does not: anonymous PSS summed over the tree (anonymous pages
         # are only shared through fork, i.e. inside the tree) plus the largest file-backed
         # RSS of one process (the tree's processes map mostly the same files).
         self.peak_own = 0
-        self.peak_procs = 0        # most processes in the tree at once
+        self.peak_procs = 0  # most processes in the tree at once
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -162,21 +162,29 @@ class TreeSampler:
 def run_measured(argv: list[str], cwd: Path, env: dict, out, interval: float) -> dict:
     """Run ``argv`` to completion with the tree sampler; wall time and memory peaks."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     with TreeSampler(proc.pid, interval) as s:
         # wait4: the CPU time of the process and of every descendant it waited for
         _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t0
     proc.returncode = code = os.waitstatus_to_exitcode(status)
-    return {"argv": argv, "exit_code": code, "wall_s": elapsed,
-            "cpu_s": usage.ru_utime + usage.ru_stime, "peak_pss": s.peak_pss,
-            "peak_rss_single": s.peak_rss_single, "peak_root_pss": s.peak_root_pss,
-            "peak_own": s.peak_own,
-            "peak_procs": s.peak_procs, "samples": s.samples, "loadavg_1m_end": os.getloadavg()[0]}
+    return {
+        "argv": argv,
+        "exit_code": code,
+        "wall_s": elapsed,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_pss": s.peak_pss,
+        "peak_rss_single": s.peak_rss_single,
+        "peak_root_pss": s.peak_root_pss,
+        "peak_own": s.peak_own,
+        "peak_procs": s.peak_procs,
+        "samples": s.samples,
+        "loadavg_1m_end": os.getloadavg()[0],
+    }
 
 
 # -- the project -----------------------------------------------------------------------
+
 
 def ensure_project(workdir: Path, n: int, seed_rows: int) -> Path:
     proj = workdir / f"p{n}"
@@ -185,8 +193,11 @@ def ensure_project(workdir: Path, n: int, seed_rows: int) -> Path:
     if proj.exists():
         shutil.rmtree(proj)
     print(f"generating a {n}-model project in {proj}", flush=True)
-    subprocess.run([sys.executable, str(GEN), "--models", str(n), "--out", str(proj),
-                    "--seed-rows", str(seed_rows)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(GEN), "--models", str(n), "--out", str(proj), "--seed-rows", str(seed_rows)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return proj
 
 
@@ -240,15 +251,24 @@ def reset_db(proj: Path) -> None:
 
 # -- the two sides ---------------------------------------------------------------------
 
-def run_raw(proj: Path, commands: list[str], env: dict, log: Path, interval: float,
-            extra: list[str]) -> dict:
+
+def run_raw(proj: Path, commands: list[str], env: dict, log: Path, interval: float, extra: list[str]) -> dict:
     reset_db(proj)
     steps = []
     with open(log, "w") as out:
         for cmd in commands:
             words = shlex.split(cmd)
-            argv = [DBT, *words[1:], "--target", TARGET, "--profiles-dir", str(proj),
-                    "--project-dir", str(proj), *extra]
+            argv = [
+                DBT,
+                *words[1:],
+                "--target",
+                TARGET,
+                "--profiles-dir",
+                str(proj),
+                "--project-dir",
+                str(proj),
+                *extra,
+            ]
             steps.append(run_measured(argv, proj, env, out, interval))
             if steps[-1]["exit_code"] != 0:
                 break
@@ -261,8 +281,10 @@ def run_raw(proj: Path, commands: list[str], env: dict, log: Path, interval: flo
         "peak_own": max(s["peak_own"] for s in steps),
         "peak_procs": max(s["peak_procs"] for s in steps),
         "exit_code": next((s["exit_code"] for s in steps if s["exit_code"] != 0), 0),
-        "steps": [{k: s[k] for k in ("wall_s", "cpu_s", "peak_pss", "peak_own", "peak_rss_single", "exit_code")}
-                  for s in steps],
+        "steps": [
+            {k: s[k] for k in ("wall_s", "cpu_s", "peak_pss", "peak_own", "peak_rss_single", "exit_code")}
+            for s in steps
+        ],
     }
 
 
@@ -298,17 +320,18 @@ def dockyard_full_reparse(proj: Path) -> bool:
 
 def code_state() -> dict:
     """The dockyard source measured: commit, and whether src/ had uncommitted changes."""
+
     def git(*a: str) -> str:
         try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
-                                  check=True).stdout.strip()
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return ""
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "src_dirty": bool(git("status", "--porcelain", "--", "src"))}
+
+    return {"commit": git("rev-parse", "--short", "HEAD"), "src_dirty": bool(git("status", "--porcelain", "--", "src"))}
 
 
 # -- reporting -------------------------------------------------------------------------
+
 
 def mib(b: float) -> str:
     return f"{b / 2**20:.0f}"
@@ -321,42 +344,62 @@ def stats(values: list[float]) -> dict:
 def print_table(n: int, mode: str, rounds: int, summary: dict) -> None:
     print(f"\n{n} models, {rounds} rounds, dockyard runner mode: {mode}")
     print(f"{'metric':<26} {'raw dbt median (min-max)':>28} {'dockyard median (min-max)':>28} {'ratio':>7}")
-    rows = [("wall time, s", "wall_s", lambda v: f"{v:.1f}"),
-            ("CPU time (user+sys), s", "cpu_s", lambda v: f"{v:.1f}"),
-            ("peak PSS of tree, MiB", "peak_pss", mib),
-            ("peak anon PSS+file, MiB", "peak_own", mib),
-            ("peak RSS one process, MiB", "peak_rss_single", mib)]
+    rows = [
+        ("wall time, s", "wall_s", lambda v: f"{v:.1f}"),
+        ("CPU time (user+sys), s", "cpu_s", lambda v: f"{v:.1f}"),
+        ("peak PSS of tree, MiB", "peak_pss", mib),
+        ("peak anon PSS+file, MiB", "peak_own", mib),
+        ("peak RSS one process, MiB", "peak_rss_single", mib),
+    ]
     for label, key, fmt in rows:
         r, d = summary["raw"][key], summary["dockyard"][key]
         rcell = f"{fmt(r['median'])} ({fmt(r['min'])}-{fmt(r['max'])})"
         dcell = f"{fmt(d['median'])} ({fmt(d['min'])}-{fmt(d['max'])})"
         print(f"{label:<26} {rcell:>28} {dcell:>28} {d['median'] / r['median']:6.3f}x")
     t, m = summary["time_ratio"], summary["memory_ratio"]
-    print(f"time ratio {t:.3f}x (target <= {TIME_TARGET}x: {'met' if t <= TIME_TARGET else 'NOT met'}); "
-          f"memory ratio (peak PSS) {m:.3f}x (target <= {MEM_TARGET}x: "
-          f"{'met' if m <= MEM_TARGET else 'NOT met'})", flush=True)
+    print(
+        f"time ratio {t:.3f}x (target <= {TIME_TARGET}x: {'met' if t <= TIME_TARGET else 'NOT met'}); "
+        f"memory ratio (peak PSS) {m:.3f}x (target <= {MEM_TARGET}x: "
+        f"{'met' if m <= MEM_TARGET else 'NOT met'})",
+        flush=True,
+    )
     load = summary["max_loadavg_1m"]
     if load > (os.cpu_count() or 1):
-        print(f"warning: 1-minute load average reached {load:.1f} on {os.cpu_count()} CPUs during the "
-              "measured runs: other work competed for the CPUs, so wall times are noisy (CPU times "
-              "much less so)", flush=True)
+        print(
+            f"warning: 1-minute load average reached {load:.1f} on {os.cpu_count()} CPUs during the "
+            "measured runs: other work competed for the CPUs, so wall times are noisy (CPU times "
+            "much less so)",
+            flush=True,
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,500", help="comma-separated model counts")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--mode", choices=("fork", "subprocess"), default="fork",
-                    help="dockyard's runner.mode")
-    ap.add_argument("--preload", choices=("default", "true", "false"), default="default",
-                    help="fork mode: dockyard's runner.preload (default: dockyard's own default, "
-                         "which for `dockyard run` is false)")
+    ap.add_argument("--mode", choices=("fork", "subprocess"), default="fork", help="dockyard's runner.mode")
+    ap.add_argument(
+        "--preload",
+        choices=("default", "true", "false"),
+        default="default",
+        help="fork mode: dockyard's runner.preload (default: dockyard's own default, "
+        "which for `dockyard run` is false)",
+    )
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dockyard-bench"))
-    ap.add_argument("--commands", nargs="+", default=DEFAULT_COMMANDS, metavar="CMD",
-                    help='the job\'s commands, each one argument: --commands "dbt seed" "dbt run"')
-    ap.add_argument("--raw-extra", default="", metavar="ARGS",
-                    help="extra arguments for every raw dbt command, e.g. '--log-level-file none' "
-                         "(what dockyard passes) to take dbt's debug file log out of the comparison")
+    ap.add_argument(
+        "--commands",
+        nargs="+",
+        default=DEFAULT_COMMANDS,
+        metavar="CMD",
+        help='the job\'s commands, each one argument: --commands "dbt seed" "dbt run"',
+    )
+    ap.add_argument(
+        "--raw-extra",
+        default="",
+        metavar="ARGS",
+        help="extra arguments for every raw dbt command, e.g. '--log-level-file none' "
+        "(what dockyard passes) to take dbt's debug file log out of the comparison",
+    )
     ap.add_argument("--seed-rows", type=int, default=2000, help="passed to gen_project.py")
     ap.add_argument("--sample-ms", type=float, default=50.0)
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -380,14 +423,20 @@ def main() -> None:
     for name in ("DOCKYARD_CONFIG", "DOCKYARD_STORE_URL"):
         env.pop(name, None)
 
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(),
-               "platform": platform.platform(),
-               "mem_total_mib": psutil.virtual_memory().total // 2**20}
-    print(f"results: {results_path}; {machine['cpus']} CPUs; dockyard {code_state()}; "
-          f"commands: {args.commands}"
-          + (f"; raw dbt also gets {raw_extra}" if raw_extra else ""), flush=True)
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mem_total_mib": psutil.virtual_memory().total // 2**20,
+    }
+    print(
+        f"results: {results_path}; {machine['cpus']} CPUs; dockyard {code_state()}; "
+        f"commands: {args.commands}" + (f"; raw dbt also gets {raw_extra}" if raw_extra else ""),
+        flush=True,
+    )
 
     with open(results_path, "a") as res:
+
         def record(obj: dict) -> None:
             res.write(json.dumps(obj) + "\n")
             res.flush()
@@ -401,8 +450,15 @@ def main() -> None:
                 "raw": lambda log, proj=proj: run_raw(proj, args.commands, env, log, interval, raw_extra),
                 "dockyard": lambda log, proj=proj, config=config: run_dockyard(proj, config, env, log, interval),
             }
-            base = {"size": n, "mode": args.mode, "preload": preload, "commands": args.commands,
-                    "raw_extra": raw_extra, "machine": machine, "dockyard_code": code_state()}
+            base = {
+                "size": n,
+                "mode": args.mode,
+                "preload": preload,
+                "commands": args.commands,
+                "raw_extra": raw_extra,
+                "machine": machine,
+                "dockyard_code": code_state(),
+            }
             for side, fn in sides.items():
                 log = logs / f"warmup-{side}.log"
                 t = time.perf_counter()
@@ -422,24 +478,29 @@ def main() -> None:
                         reparsed[side] += 1
                     runs[side].append(r)
                     record({**base, "kind": "run", "round": rnd, "side": side, **r})
-                    print(f"  round {rnd} {side:<8} {r['wall_s']:6.1f} s  cpu {r['cpu_s']:6.1f} s  "
-                          f"load {r['loadavg_1m_end']:.1f}  peak PSS {mib(r['peak_pss'])} MiB  "
-                          f"max RSS {mib(r['peak_rss_single'])} MiB", flush=True)
-            summary = {side: {key: stats([r[key] for r in rs])
-                              for key in ("wall_s", "cpu_s", "peak_pss", "peak_own", "peak_rss_single")}
-                       for side, rs in runs.items()}
-            summary["time_ratio"] = (summary["dockyard"]["wall_s"]["median"]
-                                     / summary["raw"]["wall_s"]["median"])
-            summary["memory_ratio"] = (summary["dockyard"]["peak_pss"]["median"]
-                                       / summary["raw"]["peak_pss"]["median"])
-            summary["cpu_ratio"] = (summary["dockyard"]["cpu_s"]["median"]
-                                    / summary["raw"]["cpu_s"]["median"])
-            summary["own_memory_ratio"] = (summary["dockyard"]["peak_own"]["median"]
-                                           / summary["raw"]["peak_own"]["median"])
-            summary["rss_single_ratio"] = (summary["dockyard"]["peak_rss_single"]["median"]
-                                           / summary["raw"]["peak_rss_single"]["median"])
-            summary["dockyard_parent_peak_pss_median"] = statistics.median(
-                r["peak_root_pss"] for r in runs["dockyard"])
+                    print(
+                        f"  round {rnd} {side:<8} {r['wall_s']:6.1f} s  cpu {r['cpu_s']:6.1f} s  "
+                        f"load {r['loadavg_1m_end']:.1f}  peak PSS {mib(r['peak_pss'])} MiB  "
+                        f"max RSS {mib(r['peak_rss_single'])} MiB",
+                        flush=True,
+                    )
+            summary = {
+                side: {
+                    key: stats([r[key] for r in rs])
+                    for key in ("wall_s", "cpu_s", "peak_pss", "peak_own", "peak_rss_single")
+                }
+                for side, rs in runs.items()
+            }
+            summary["time_ratio"] = summary["dockyard"]["wall_s"]["median"] / summary["raw"]["wall_s"]["median"]
+            summary["memory_ratio"] = summary["dockyard"]["peak_pss"]["median"] / summary["raw"]["peak_pss"]["median"]
+            summary["cpu_ratio"] = summary["dockyard"]["cpu_s"]["median"] / summary["raw"]["cpu_s"]["median"]
+            summary["own_memory_ratio"] = (
+                summary["dockyard"]["peak_own"]["median"] / summary["raw"]["peak_own"]["median"]
+            )
+            summary["rss_single_ratio"] = (
+                summary["dockyard"]["peak_rss_single"]["median"] / summary["raw"]["peak_rss_single"]["median"]
+            )
+            summary["dockyard_parent_peak_pss_median"] = statistics.median(r["peak_root_pss"] for r in runs["dockyard"])
             summary["max_loadavg_1m"] = max(r["loadavg_1m_end"] for rs in runs.values() for r in rs)
             summary["full_reparses"] = reparsed  # measured runs in which dbt parsed from scratch
             record({**base, "kind": "summary", "rounds": args.rounds, **summary})

@@ -57,14 +57,19 @@ def pct(values, p):
 
 def make_project(work: Path, jobs: int, overlap: bool) -> Path:
     dest = work / "mini"
-    shutil.copytree(ROOT / "tests" / "fixtures" / "mini", dest,
-                    ignore=shutil.ignore_patterns("target", "logs", ".dockyard", "*.duckdb*"))
+    shutil.copytree(
+        ROOT / "tests" / "fixtures" / "mini",
+        dest,
+        ignore=shutil.ignore_patterns("target", "logs", ".dockyard", "*.duckdb*"),
+    )
     job = {"environment": "dev", "schedule": {"cron": "* * * * *"}, "commands": ["dbt deps"]}
     if overlap:
         job["allow_overlap"] = True
-    doc = {"server": {"heartbeat_seconds": 5, "lost_after_seconds": 3600},
-           "environments": {"dev": {"target": "dev"}},
-           "jobs": [{"name": f"every-{i:04d}", **job} for i in range(jobs)]}
+    doc = {
+        "server": {"heartbeat_seconds": 5, "lost_after_seconds": 3600},
+        "environments": {"dev": {"target": "dev"}},
+        "jobs": [{"name": f"every-{i:04d}", **job} for i in range(jobs)],
+    }
     (dest / "dockyard.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return dest / "dockyard.yml"
 
@@ -73,24 +78,33 @@ def run_store(work: Path, url: str, jobs: int, minutes: int, overlap: bool) -> d
     config = make_project(work, jobs, overlap)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
     env.update({"DOCKYARD_STORE_URL": url, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
-    subprocess.run([*DOCKYARD, "deploy", "--config", str(config)], cwd=config.parent, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*DOCKYARD, "deploy", "--config", str(config)], cwd=config.parent, env=env, check=True, capture_output=True
+    )
     # speed 1 from a start 15 s before a minute boundary: real seconds, first fire 15 s in
     origin = time.time()
     start = datetime(2026, 1, 5, 0, 0, 45, tzinfo=UTC)
-    env.update({"DOCKYARD_CLOCK_WARP": start.isoformat().replace("+00:00", "Z") + "*1",
-                "DOCKYARD_CLOCK_ORIGIN": repr(origin)})
+    env.update(
+        {"DOCKYARD_CLOCK_WARP": start.isoformat().replace("+00:00", "Z") + "*1", "DOCKYARD_CLOCK_ORIGIN": repr(origin)}
+    )
     log = work / "scheduler.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([*DOCKYARD, "scheduler", "--config", str(config)], cwd=config.parent, env=env,
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [*DOCKYARD, "scheduler", "--config", str(config)],
+            cwd=config.parent,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     minute_times = [start + timedelta(seconds=15 + 60 * m) for m in range(minutes)]
     store = Store(url)
 
     def fired_rows():
         with store.engine.connect() as conn:
-            return conn.execute(select(fires.c.scheduled_for, fires.c.created_at)
-                                .where(fires.c.fire_key.like("cron:%"))).all()
+            return conn.execute(
+                select(fires.c.scheduled_for, fires.c.created_at).where(fires.c.fire_key.like("cron:%"))
+            ).all()
 
     try:
         time.sleep(max(0.0, origin + 15 + 60 * (minutes - 1) + 1 - time.time()))
@@ -114,12 +128,26 @@ def run_store(work: Path, url: str, jobs: int, minutes: int, overlap: bool) -> d
     out = []
     for i, at in enumerate(sorted(by_minute)):
         late = by_minute[at]
-        out.append({"minute": i + 1, "scheduled_for": at.isoformat(), "fired": len(late),
-                    "p50_s": round(pct(late, 0.5), 3), "p95_s": round(pct(late, 0.95), 3),
-                    "max_s": round(max(late), 3)})
-    return {"jobs": jobs, "overlap": overlap, "minutes_run": minutes, "scheduled_minutes": len(out),
-            "expected_minutes": [t.isoformat() for t in minute_times], "per_minute": out,
-            "scheduler_exit": proc.returncode, "log_tail": log.read_text(errors="replace")[-1500:]}
+        out.append(
+            {
+                "minute": i + 1,
+                "scheduled_for": at.isoformat(),
+                "fired": len(late),
+                "p50_s": round(pct(late, 0.5), 3),
+                "p95_s": round(pct(late, 0.95), 3),
+                "max_s": round(max(late), 3),
+            }
+        )
+    return {
+        "jobs": jobs,
+        "overlap": overlap,
+        "minutes_run": minutes,
+        "scheduled_minutes": len(out),
+        "expected_minutes": [t.isoformat() for t in minute_times],
+        "per_minute": out,
+        "scheduler_exit": proc.returncode,
+        "log_tail": log.read_text(errors="replace")[-1500:],
+    }
 
 
 def main() -> None:
@@ -128,11 +156,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=3)
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--overlap", action="store_true")
-    parser.add_argument("--pg-admin", default=os.environ.get("DOCKYARD_TEST_PG_URL",
-                                                             "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--pg-admin", default=os.environ.get("DOCKYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     results: dict = {"commit": commit, "load_before": os.getloadavg()}
     for store in args.stores.split(","):
         work = Path(tempfile.mkdtemp(prefix=f"dockyard-bench-fires-{store}-"))
@@ -152,11 +182,17 @@ def main() -> None:
                     conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
             shutil.rmtree(work, ignore_errors=True)
         results[store] = res
-        print(f"{store}: {args.jobs} jobs on '* * * * *'{' (allow_overlap)' if args.overlap else ''}, "
-              f"load {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"{store}: {args.jobs} jobs on '* * * * *'{' (allow_overlap)' if args.overlap else ''}, "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
         for m in res["per_minute"]:
-            print(f"  minute {m['minute']}: {m['fired']}/{args.jobs} fired, lateness p50 {m['p50_s']:.3f} s, "
-                  f"p95 {m['p95_s']:.3f} s, max {m['max_s']:.3f} s", flush=True)
+            print(
+                f"  minute {m['minute']}: {m['fired']}/{args.jobs} fired, lateness p50 {m['p50_s']:.3f} s, "
+                f"p95 {m['p95_s']:.3f} s, max {m['max_s']:.3f} s",
+                flush=True,
+            )
         if len(res["per_minute"]) < args.minutes:
             print(f"  only {len(res['per_minute'])} of {args.minutes} minutes fired at all", flush=True)
     results["load_after"] = os.getloadavg()

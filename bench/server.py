@@ -83,15 +83,28 @@ def project(work: Path, source: Path, doc: dict | None) -> Path:
 
 def env_for(work: Path, store_url: str, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
-    env.update({"MINI_DB_PATH": str(work / "mini.duckdb"), "SHOP_DUCKDB_DIR": str(work),
-                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DOCKYARD_STORE_URL": store_url}, **extra)
+    env.update(
+        {
+            "MINI_DB_PATH": str(work / "mini.duckdb"),
+            "SHOP_DUCKDB_DIR": str(work),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DOCKYARD_STORE_URL": store_url,
+        },
+        **extra,
+    )
     return env
 
 
 def start(args, config: Path, env: dict, log: Path) -> subprocess.Popen:
     with open(log, "wb") as fh:
-        return subprocess.Popen([*DOCKYARD, *args, "--config", str(config)], cwd=config.parent, env=env,
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [*DOCKYARD, *args, "--config", str(config)],
+            cwd=config.parent,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -103,10 +116,12 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def bench_latency(work: Path, runs: int) -> dict:
-    doc = {"runner": {"inherit_env": ["MINI_DB_PATH"]},
-           "server": {"heartbeat_seconds": 1, "poll_seconds": 0.25},
-           "environments": {"dev": {"target": "dev"}},
-           "jobs": [{"name": "one", "environment": "dev", "commands": ["dbt run --select stg_numbers"]}]}
+    doc = {
+        "runner": {"inherit_env": ["MINI_DB_PATH"]},
+        "server": {"heartbeat_seconds": 1, "poll_seconds": 0.25},
+        "environments": {"dev": {"target": "dev"}},
+        "jobs": [{"name": "one", "environment": "dev", "commands": ["dbt run --select stg_numbers"]}],
+    }
     proj = project(work, ROOT / "tests" / "fixtures" / "mini", doc)
     url = f"sqlite:///{proj / '.dockyard' / 'dockyard.db'}"
     os.environ.update(env_for(work, url))
@@ -132,20 +147,32 @@ def bench_latency(work: Path, runs: int) -> dict:
 
 
 def bench_lateness(work: Path, seconds: float, pg_url: str) -> dict:
-    doc = {"server": {"heartbeat_seconds": 1, "lost_after_seconds": 3600},
-           "environments": {"dev": {"target": "dev"}},
-           "jobs": [{"name": "every", "environment": "dev", "schedule": {"cron": "* * * * *"},
-                     "commands": ["dbt deps"], "allow_overlap": True, "catchup": "all"}]}
+    doc = {
+        "server": {"heartbeat_seconds": 1, "lost_after_seconds": 3600},
+        "environments": {"dev": {"target": "dev"}},
+        "jobs": [
+            {
+                "name": "every",
+                "environment": "dev",
+                "schedule": {"cron": "* * * * *"},
+                "commands": ["dbt deps"],
+                "allow_overlap": True,
+                "catchup": "all",
+            }
+        ],
+    }
     proj = project(work / "lateness", ROOT / "tests" / "fixtures" / "mini", doc)
     speed = 60
-    env = env_for(work, pg_url, DOCKYARD_CLOCK_WARP=f"2026-01-05T00:00:30Z*{speed}",
-                  DOCKYARD_CLOCK_ORIGIN=repr(time.time()))
+    env = env_for(
+        work, pg_url, DOCKYARD_CLOCK_WARP=f"2026-01-05T00:00:30Z*{speed}", DOCKYARD_CLOCK_ORIGIN=repr(time.time())
+    )
     sched = start(["scheduler"], proj / "dockyard.yml", env, work / "scheduler.log")
     time.sleep(seconds)
     stop(sched)
     with Store(pg_url) as store, store.engine.connect() as conn:
-        rows = conn.execute(select(fires.c.scheduled_for, fires.c.created_at)
-                            .where(fires.c.fire_key.like("cron:%"))).all()
+        rows = conn.execute(
+            select(fires.c.scheduled_for, fires.c.created_at).where(fires.c.fire_key.like("cron:%"))
+        ).all()
     late = [(r.created_at - r.scheduled_for).total_seconds() / speed for r in rows]
     return {"fires": len(late), "p50_s": pct(late, 0.5), "p95_s": pct(late, 0.95), "max_s": max(late)}
 
@@ -176,8 +203,10 @@ def store_bytes(url: str) -> int:
             pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
             free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
             return (pages - free) * conn.exec_driver_sql("PRAGMA page_size").scalar()
-        return sum(conn.execute(text("SELECT pg_total_relation_size(:t)"), {"t": t.name}).scalar()
-                   for t in metadata.sorted_tables)
+        return sum(
+            conn.execute(text("SELECT pg_total_relation_size(:t)"), {"t": t.name}).scalar()
+            for t in metadata.sorted_tables
+        )
 
 
 def bench_growth(work: Path, runs: int, url: str, label: str) -> dict:

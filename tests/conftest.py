@@ -22,8 +22,11 @@ def pg_admin() -> psycopg.Connection:
     try:
         return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is unreachable at {PG_ADMIN_URL} ({exc}); start it, point "
-                    "DOCKYARD_TEST_PG_URL at a server, or set DOCKYARD_SKIP_PG=1", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL is unreachable at {PG_ADMIN_URL} ({exc}); start it, point "
+            "DOCKYARD_TEST_PG_URL at a server, or set DOCKYARD_SKIP_PG=1",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +52,11 @@ def pg_database_factory() -> Iterator[Callable[[], str]]:
 def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh copy of examples/shop whose DuckDB files and store live in tmp_path."""
     dest = tmp_path / "shop"
-    shutil.copytree(ROOT / "examples" / "shop", dest,
-                    ignore=shutil.ignore_patterns("target", "logs", ".dockyard", "*.duckdb*", ".user.yml"))
+    shutil.copytree(
+        ROOT / "examples" / "shop",
+        dest,
+        ignore=shutil.ignore_patterns("target", "logs", ".dockyard", "*.duckdb*", ".user.yml"),
+    )
     monkeypatch.setenv("SHOP_DUCKDB_DIR", str(tmp_path / "db"))
     (tmp_path / "db").mkdir()
     monkeypatch.delenv("DOCKYARD_STORE_URL", raising=False)

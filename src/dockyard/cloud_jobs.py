@@ -31,8 +31,13 @@ DEFAULTS: dict[str, Any] = {
     "run_generate_sources": False,
     "settings": {"threads": 4, "target_name": "default"},
     "execution": {"timeout_seconds": 0},
-    "triggers": {"github_webhook": False, "git_provider_webhook": False, "schedule": False,
-                 "on_merge": False, "custom_branch_only": False},
+    "triggers": {
+        "github_webhook": False,
+        "git_provider_webhook": False,
+        "schedule": False,
+        "on_merge": False,
+        "custom_branch_only": False,
+    },
     "schedule": {"cron": DEFAULT_CRON, "date": {"type": "every_day"}, "time": {"type": "every_hour", "interval": 1}},
     "job_type": "other",
     "deferring_job_definition_id": None,
@@ -92,8 +97,9 @@ def validate(cloud: dict[str, Any], environments: dict[int, str]) -> tuple[str, 
         env_name = environments[int(env_id)]
     except (TypeError, ValueError, KeyError):
         known = ", ".join(f"{i} ({n})" for i, n in sorted(environments.items()))
-        raise DockyardError(f"environment_id {env_id!r} is not an environment of this project",
-                            hint=f"environments: {known}") from None
+        raise DockyardError(
+            f"environment_id {env_id!r} is not an environment of this project", hint=f"environments: {known}"
+        ) from None
     cloud["environment_id"] = int(env_id)
     steps = cloud.get("execute_steps")
     if not isinstance(steps, list) or not steps or len(steps) > 100 or not all(isinstance(s, str) for s in steps):
@@ -127,11 +133,14 @@ def definition(cloud: dict[str, Any], env_name: str) -> dict[str, Any]:
     """The stored definition of an API job."""
     settings, execution = cloud.get("settings") or {}, cloud.get("execution") or {}
     timeout = execution.get("timeout_seconds") or 0
-    job = {"environment": env_name, "commands": list(cloud["execute_steps"]),
-           "generate_docs": _truthy(cloud.get("generate_docs")),
-           "run_generate_sources": _truthy(cloud.get("run_generate_sources")),
-           "settings": {"threads": settings.get("threads"), "target_name": settings.get("target_name")},
-           "timeout_seconds": int(timeout) if timeout else 7 * 86400}
+    job = {
+        "environment": env_name,
+        "commands": list(cloud["execute_steps"]),
+        "generate_docs": _truthy(cloud.get("generate_docs")),
+        "run_generate_sources": _truthy(cloud.get("run_generate_sources")),
+        "settings": {"threads": settings.get("threads"), "target_name": settings.get("target_name")},
+        "timeout_seconds": int(timeout) if timeout else 7 * 86400,
+    }
     if cloud.get("description"):
         job["description"] = str(cloud["description"])
     return {"source": "api", "job": job, "cloud": cloud}
@@ -146,18 +155,25 @@ def job_model(record: JobRecord) -> Job:
         data["settings"] = {k: v for k, v in (data.get("settings") or {}).items() if v is not None}
         model = Job.model_validate({**data, "name": "api-job", "environment": record.environment})
     except (ValueError, TypeError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
-        raise DockyardError(f"job {record.id} ({record.name!r}): its stored definition is not valid: "
-                            f"{str(exc).splitlines()[0]}",
-                            hint="delete it from the store, or create it again through the API") from None
+        raise DockyardError(
+            f"job {record.id} ({record.name!r}): its stored definition is not valid: {str(exc).splitlines()[0]}",
+            hint="delete it from the store, or create it again through the API",
+        ) from None
     return model.model_copy(update={"name": record.name})
 
 
 def config_cloud_fields(job: Job, env_id: int | None) -> dict[str, Any]:
     """A dockyard.yml job in dbt Cloud's writable fields."""
     triggers = job.triggers
-    job_type = job.job_type or ("ci" if triggers.github_webhook or triggers.git_provider_webhook
-                                else "merge" if triggers.on_merge and not job.schedule
-                                else "scheduled" if job.schedule else "other")
+    job_type = job.job_type or (
+        "ci"
+        if triggers.github_webhook or triggers.git_provider_webhook
+        else "merge"
+        if triggers.on_merge and not job.schedule
+        else "scheduled"
+        if job.schedule
+        else "other"
+    )
     cron = job.schedule.cron if job.schedule else DEFAULT_CRON
     return {
         **copy.deepcopy(DEFAULTS),
@@ -170,11 +186,18 @@ def config_cloud_fields(job: Job, env_id: int | None) -> dict[str, Any]:
         "run_generate_sources": job.run_generate_sources,
         "settings": {"threads": job.settings.threads, "target_name": job.settings.target_name or job.environment},
         "execution": {"timeout_seconds": job.timeout_seconds},
-        "triggers": {"github_webhook": triggers.github_webhook, "git_provider_webhook": triggers.git_provider_webhook,
-                     "schedule": job.cron is not None, "on_merge": triggers.on_merge,
-                     "custom_branch_only": bool(triggers.custom_branch_only)},
-        "schedule": {"cron": cron, "date": {"type": "custom_cron", "cron": cron},
-                     "time": {"type": "every_hour", "interval": 1}},
+        "triggers": {
+            "github_webhook": triggers.github_webhook,
+            "git_provider_webhook": triggers.git_provider_webhook,
+            "schedule": job.cron is not None,
+            "on_merge": triggers.on_merge,
+            "custom_branch_only": bool(triggers.custom_branch_only),
+        },
+        "schedule": {
+            "cron": cron,
+            "date": {"type": "custom_cron", "cron": cron},
+            "time": {"type": "every_hour", "interval": 1},
+        },
         "job_type": job_type,
         "deferring_environment_id": job.deferring_environment_id,
     }

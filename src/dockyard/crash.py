@@ -13,9 +13,14 @@ import signal
 
 POINTS = {
     # scheduler
-    "tick_leased", "run_inserted", "tick_committed",
+    "tick_leased",
+    "run_inserted",
+    "tick_committed",
     # worker
-    "run_claimed", "run_started", "step_finished", "run_finished",
+    "run_claimed",
+    "run_started",
+    "step_finished",
+    "run_finished",
 }
 
 

@@ -77,7 +77,7 @@ def block_bounds() -> tuple[int, int]:
     """Start and end address of this process's original environment block."""
     with open("/proc/self/stat", "rb") as fh:
         stat = fh.read()
-    fields = stat[stat.rfind(b")") + 2:].split()  # fields[0] is field 3 (state)
+    fields = stat[stat.rfind(b")") + 2 :].split()  # fields[0] is field 3 (state)
     return int(fields[_ENV_START_FIELD - 3]), int(fields[_ENV_START_FIELD - 2])
 
 
@@ -115,7 +115,7 @@ def hide_in_argv(value: str | None) -> bool:
     try:
         with open("/proc/self/stat", "rb") as fh:
             stat = fh.read()
-        start = int(stat[stat.rfind(b")") + 2:].split()[_ARG_START_FIELD - 3])
+        start = int(stat[stat.rfind(b")") + 2 :].split()[_ARG_START_FIELD - 3])
         with open("/proc/self/cmdline", "rb") as fh:
             shown = fh.read()
         at = shown.find(raw)
@@ -152,8 +152,11 @@ def seal_process() -> bool:
         else:
             ok = True
     except (OSError, ValueError, IndexError) as exc:
-        log.warning("could not clear this process's environment block (%s): dbt steps may read "
-                    "/proc/%d/environ", exc, os.getpid())
+        log.warning(
+            "could not clear this process's environment block (%s): dbt steps may read /proc/%d/environ",
+            exc,
+            os.getpid(),
+        )
         ok = False
     if not ok:
         log.warning("this process's environment block is still readable at /proc/%d/environ", os.getpid())

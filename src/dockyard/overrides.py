@@ -110,8 +110,10 @@ def parse_options(body: dict[str, Any]) -> TriggerOptions:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
         message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise DockyardError(message if message.startswith("Invalid dbt commands") else f"{where}: {message}",
-                            hint="see the trigger fields in docs/api.md") from None
+        raise DockyardError(
+            message if message.startswith("Invalid dbt commands") else f"{where}: {message}",
+            hint="see the trigger fields in docs/api.md",
+        ) from None
 
 
 def run_commands(job, options: TriggerOptions) -> list[str]:
@@ -142,8 +144,7 @@ def timeout_seconds(job_timeout: float, overrides: dict | None) -> float:
     return MAX_TIMEOUT if int(value) == 0 else int(value)
 
 
-def profile_for_run(project, env_name: str, target: str, overrides: dict | None,
-                    state_dir: Path) -> tuple[str, Path]:
+def profile_for_run(project, env_name: str, target: str, overrides: dict | None, state_dir: Path) -> tuple[str, Path]:
     """The target and profiles folder of one run. ``schema_override`` and a
     ``target_name_override`` need a derived profile (the user's profile, unrendered, with
     that schema / an output of that name copied from ``target``, so ``target.name`` is that
@@ -189,8 +190,12 @@ def run_env(overrides: dict | None, git_sha: str | None, git_branch: str | None)
         out["DBT_CLOUD_GIT_SHA"] = git_sha
     if git_branch:
         out["DBT_CLOUD_GIT_BRANCH"] = git_branch
-    for key in ("github_pull_request_id", "gitlab_merge_request_id", "azure_pull_request_id",
-                "non_native_pull_request_id"):
+    for key in (
+        "github_pull_request_id",
+        "gitlab_merge_request_id",
+        "azure_pull_request_id",
+        "non_native_pull_request_id",
+    ):
         if (overrides or {}).get(key):
             out["DBT_CLOUD_PR_ID"] = str(overrides[key])
     return out
@@ -206,4 +211,3 @@ def dbt_version() -> str:
         except metadata.PackageNotFoundError:  # pragma: no cover
             _VERSION.append("unknown")
     return _VERSION[0]
-

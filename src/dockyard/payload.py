@@ -74,8 +74,9 @@ def check(data: Any, what: str = "the request body") -> None:
                 raise PayloadError(problem)
         elif isinstance(value, dict | list):
             if depth >= MAX_DEPTH:
-                raise PayloadError(f"{what} is nested too deeply (at most {MAX_DEPTH} levels)",
-                                   hint=f"at {_where(path, what)[:120]}")
+                raise PayloadError(
+                    f"{what} is nested too deeply (at most {MAX_DEPTH} levels)", hint=f"at {_where(path, what)[:120]}"
+                )
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, item in items:
                 if isinstance(key, str) and (problem := unstorable_problem(key, f"a key of {_where(path, what)}")):

@@ -106,8 +106,9 @@ def open_private(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> IO[
 
 def write_private(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` as a 0600 file."""
-    with open_private(path, "wb" if isinstance(data, bytes) else "w",
-                      **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
+    with open_private(
+        path, "wb" if isinstance(data, bytes) else "w", **({} if isinstance(data, bytes) else {"encoding": "utf-8"})
+    ) as fh:
         fh.write(data)
 
 
@@ -132,8 +133,7 @@ def is_wide(mode: int) -> bool:
     return bool(stat.S_IMODE(mode) & 0o077)
 
 
-def wide_paths(root: str | os.PathLike, extra: Iterable[str | os.PathLike] = (),
-               limit: int = SCAN_LIMIT) -> list[Path]:
+def wide_paths(root: str | os.PathLike, extra: Iterable[str | os.PathLike] = (), limit: int = SCAN_LIMIT) -> list[Path]:
     """Folders and files under ``root`` (and the ``extra`` paths) that group or others can
     access, ``root`` first; symlinks are not followed; at most ``limit`` entries are looked at."""
     found: list[Path] = []
@@ -183,10 +183,14 @@ def warnings_for(state_dir: str | os.PathLike, extra: Iterable[str | os.PathLike
     if inside:
         shown = ", ".join(f"{p} ({stat.filemode(p.lstat().st_mode)})" for p in inside[:3])
         more = f" and {len(inside) - 3} more" if len(inside) > 3 else ""
-        lines.append(f"group or others can read the state folder: {shown}{more}; it holds the token "
-                     "table, unscrubbed dbt artifacts and logs; fix with: "
-                     f"chmod -R go-rwx {shlex.quote(str(state_dir))}")
+        lines.append(
+            f"group or others can read the state folder: {shown}{more}; it holds the token "
+            "table, unscrubbed dbt artifacts and logs; fix with: "
+            f"chmod -R go-rwx {shlex.quote(str(state_dir))}"
+        )
     for path in outside:
-        lines.append(f"group or others can read {path} ({stat.filemode(path.lstat().st_mode)}); "
-                     f"fix with: chmod go-rwx {shlex.quote(str(path))}")
+        lines.append(
+            f"group or others can read {path} ({stat.filemode(path.lstat().st_mode)}); "
+            f"fix with: chmod go-rwx {shlex.quote(str(path))}"
+        )
     return lines

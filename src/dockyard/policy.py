@@ -35,16 +35,35 @@ SETTING = "server.api_admin_unrestricted"
 TRUSTED = "saved_unrestricted"
 
 #: dbt subcommands (``DbtCommand.name``) an API caller may run: the ones dbt Cloud's clients use.
-SUBCOMMANDS = frozenset({
-    "build", "run", "test", "seed", "snapshot", "source freshness", "compile", "docs generate",
-    "parse", "ls", "list",
-})
+SUBCOMMANDS = frozenset(
+    {
+        "build",
+        "run",
+        "test",
+        "seed",
+        "snapshot",
+        "source freshness",
+        "compile",
+        "docs generate",
+        "parse",
+        "ls",
+        "list",
+    }
+)
 
 #: Options that take every following token up to the next option (dbt's ``MultiOption``).
-MULTI_VALUE = frozenset({
-    "--select", "--models", "--model", "--exclude",
-    "--resource-type", "--resource-types", "--exclude-resource-type", "--exclude-resource-types",
-})
+MULTI_VALUE = frozenset(
+    {
+        "--select",
+        "--models",
+        "--model",
+        "--exclude",
+        "--resource-type",
+        "--resource-types",
+        "--exclude-resource-type",
+        "--exclude-resource-types",
+    }
+)
 
 
 def _threads(value: str) -> str | None:
@@ -52,8 +71,11 @@ def _threads(value: str) -> str | None:
 
 
 def _indirect(value: str) -> str | None:
-    return None if value.lower() in ("eager", "cautious", "buildable", "empty") else \
-        "one of eager, cautious, buildable, empty"
+    return (
+        None
+        if value.lower() in ("eager", "cautious", "buildable", "empty")
+        else "one of eager, cautious, buildable, empty"
+    )
 
 
 def _name(value: str) -> str | None:
@@ -86,15 +108,17 @@ def how_to_proceed() -> str:
 
 def _refuse(field: str, command: DbtCommand, token: str, why: str, hint: str | None = None) -> ForbiddenError:
     text = command.text if len(command.text) <= 200 else command.text[:200] + "..."
-    return ForbiddenError(f"{field}: {token[:100]!r} in {text!r} is not allowed from the API ({why})",
-                          hint=f"{hint}; or {how_to_proceed()}" if hint else how_to_proceed())
+    return ForbiddenError(
+        f"{field}: {token[:100]!r} in {text!r} is not allowed from the API ({why})",
+        hint=f"{hint}; or {how_to_proceed()}" if hint else how_to_proceed(),
+    )
 
 
 def check_command(command: DbtCommand, *, field: str = "steps_override") -> None:
     """Raise :class:`ForbiddenError` unless every token of ``command.args`` is allowed."""
     if command.name not in SUBCOMMANDS:
         raise _refuse(field, command, command.name, "the API runs " + ", ".join(sorted(SUBCOMMANDS)))
-    args = list(command.args[len(command.name.split()):])
+    args = list(command.args[len(command.name.split()) :])
     i = 0
     while i < len(args):
         token = args[i]
@@ -103,8 +127,13 @@ def check_command(command: DbtCommand, *, field: str = "steps_override") -> None
             raise _refuse(field, command, token, "a positional argument; selections go after --select")
         if not token.startswith("--"):
             long = LONG_FORMS.get(token[:2])
-            raise _refuse(field, command, token, "short options are refused",
-                          hint=f"write {long} instead of {token[:2]}" if long else None)
+            raise _refuse(
+                field,
+                command,
+                token,
+                "short options are refused",
+                hint=f"write {long} instead of {token[:2]}" if long else None,
+            )
         flag, eq, value = token.partition("=")
         if flag in SWITCHES:
             if eq:
@@ -121,12 +150,14 @@ def check_command(command: DbtCommand, *, field: str = "steps_override") -> None
             if problem := ONE_VALUE[flag](value):
                 raise _refuse(field, command, f"{flag} {value}", f"{flag} takes {problem}")
         else:
-            raise _refuse(field, command, flag, "options allowed: " + ", ".join(
-                sorted(MULTI_VALUE | SWITCHES | set(ONE_VALUE))))
+            raise _refuse(
+                field, command, flag, "options allowed: " + ", ".join(sorted(MULTI_VALUE | SWITCHES | set(ONE_VALUE)))
+            )
 
 
-def check_commands(texts: Iterable[str], *, free: bool, field: str = "steps_override",
-                   trusted: Iterable[str] = ()) -> None:
+def check_commands(
+    texts: Iterable[str], *, free: bool, field: str = "steps_override", trusted: Iterable[str] = ()
+) -> None:
     """Check commands given through the API: ``free`` callers (:func:`unrestricted`) only
     need plain dbt commands (already checked by ``parse_command``); ``trusted`` commands
     (a dockyard.yml job's own) are not checked."""
@@ -144,7 +175,8 @@ def check_environment(requested: str | None, own: str, *, free: bool) -> None:
         raise ForbiddenError(
             f"environment: job runs in {own!r}; running it in {requested!r} (other credentials, other data) "
             "is not allowed from the API",
-            hint=f"add a job for {requested!r} in dockyard.yml, or use an admin token with {SETTING}: true")
+            hint=f"add a job for {requested!r} in dockyard.yml, or use an admin token with {SETTING}: true",
+        )
 
 
 def trusted_job(definition: dict, server) -> bool:

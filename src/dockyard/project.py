@@ -16,8 +16,22 @@ from dockyard.permissions import open_private, private_dir
 
 MAX_SECRET_BYTES = 64 * 1024  # a secret file (file:PATH) larger than this is refused
 # Variables of dockyard's own environment that every dbt process gets.
-BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME",
-            "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PYTHONPATH")
+BASE_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "LOGNAME",
+    "VIRTUAL_ENV",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "PYTHONPATH",
+)
 
 
 @dataclass
@@ -33,13 +47,18 @@ class DbtProject:
         self.project_dir = (self.loaded.base_dir / (cfg.project_dir or ".")).resolve()
         project_file = self.project_dir / "dbt_project.yml"
         if not project_file.is_file():
-            raise ProjectError(f"{self.project_dir} does not contain a dbt_project.yml file",
-                               location=self.loaded.location("project_dir"),
-                               hint="put dockyard.yml at the dbt project's root or set project_dir: to it")
+            raise ProjectError(
+                f"{self.project_dir} does not contain a dbt_project.yml file",
+                location=self.loaded.location("project_dir"),
+                hint="put dockyard.yml at the dbt project's root or set project_dir: to it",
+            )
         data = read_yaml(project_file) or {}
         if not isinstance(data, dict):
-            raise ProjectError(f"{project_file} is not a mapping of keys such as name: and profile:",
-                               location=Location(str(project_file), 1), hint="see dbt's dbt_project.yml reference")
+            raise ProjectError(
+                f"{project_file} is not a mapping of keys such as name: and profile:",
+                location=Location(str(project_file), 1),
+                hint="see dbt's dbt_project.yml reference",
+            )
         self.profile_name = str(data.get("profile") or data.get("name") or "default")
         self.name = str(data.get("name", self.project_dir.name))
 
@@ -50,8 +69,11 @@ class DbtProject:
     def profiles_dir(self, env: Environment | None = None) -> Path:
         """Precedence: environment's profiles_dir, top-level profiles_dir, $DBT_PROFILES_DIR,
         the project folder when it has a profiles.yml, then ~/.dbt."""
-        for candidate in (env.profiles_dir if env else None, self.loaded.config.profiles_dir,
-                          os.environ.get("DBT_PROFILES_DIR")):
+        for candidate in (
+            env.profiles_dir if env else None,
+            self.loaded.config.profiles_dir,
+            os.environ.get("DBT_PROFILES_DIR"),
+        ):
             if candidate:
                 return (self.loaded.base_dir / os.path.expanduser(candidate)).resolve()
         if (self.project_dir / "profiles.yml").is_file():
@@ -63,15 +85,22 @@ class DbtProject:
         folder = self.profiles_dir(env)
         path = folder / "profiles.yml"
         if not path.is_file():
-            raise ProjectError(f"no profiles.yml in {folder}",
-                               hint="create it, or set profiles_dir: in dockyard.yml to the folder that has it")
+            raise ProjectError(
+                f"no profiles.yml in {folder}",
+                hint="create it, or set profiles_dir: in dockyard.yml to the folder that has it",
+            )
         data = read_yaml(path) or {}
         if not isinstance(data, dict) or not isinstance(data.get(self.profile_name, {}), dict):
-            raise ProjectError(f"{path} is not a mapping of profile names to profiles",
-                               location=Location(str(path), 1), hint="see dbt's profiles.yml reference")
+            raise ProjectError(
+                f"{path} is not a mapping of profile names to profiles",
+                location=Location(str(path), 1),
+                hint="see dbt's profiles.yml reference",
+            )
         if self.profile_name not in data:
-            raise ProjectError(f"profile '{self.profile_name}' (from dbt_project.yml) is not in {path}",
-                               hint=f"profiles there: {', '.join(k for k in data if k != 'config') or 'none'}")
+            raise ProjectError(
+                f"profile '{self.profile_name}' (from dbt_project.yml) is not in {path}",
+                hint=f"profiles there: {', '.join(k for k in data if k != 'config') or 'none'}",
+            )
         return data[self.profile_name]
 
     def output_in(self, profiles_dir: Path | str, target: str) -> dict[str, Any] | None:
@@ -93,12 +122,14 @@ class DbtProject:
         names = self.targets(env)
         if target not in names:
             import difflib
+
             close = difflib.get_close_matches(target, names, n=1)
             raise ConfigError(
                 f"target '{target}' of environment '{env_name}' is not in profile '{self.profile_name}'",
                 location=self.loaded.location("environments", env_name, "target"),
                 hint=(f"did you mean '{close[0]}'? " if close else "")
-                + f"targets in {self.profiles_dir(env) / 'profiles.yml'}: {', '.join(names) or 'none'}")
+                + f"targets in {self.profiles_dir(env) / 'profiles.yml'}: {', '.join(names) or 'none'}",
+            )
         return target
 
     def effective_profiles_dir(self, env_name: str, target: str) -> Path:
@@ -129,8 +160,11 @@ def resolve_secrets(loaded: LoadedConfig, env_name: str) -> dict[str, str]:
         if ref.startswith("env:"):
             source = ref[4:]
             if source not in os.environ:
-                raise ConfigError(f"secret {name} reads ${source}, which is not set", location=where,
-                                  hint=f"export {source}=... in the environment dockyard runs in")
+                raise ConfigError(
+                    f"secret {name} reads ${source}, which is not set",
+                    location=where,
+                    hint=f"export {source}=... in the environment dockyard runs in",
+                )
             out[name] = os.environ[source]
         else:
             path = Path(os.path.expanduser(ref[5:]))
@@ -138,16 +172,23 @@ def resolve_secrets(loaded: LoadedConfig, env_name: str) -> dict[str, str]:
                 with open(path, "rb") as fh:  # a secret is short: never read /dev/zero to its end
                     data = fh.read(MAX_SECRET_BYTES + 1)
             except OSError as exc:
-                raise ConfigError(f"secret {name} cannot read {path}: {exc.strerror}", location=where,
-                                  hint="check the file exists and is readable") from None
+                raise ConfigError(
+                    f"secret {name} cannot read {path}: {exc.strerror}",
+                    location=where,
+                    hint="check the file exists and is readable",
+                ) from None
             if len(data) > MAX_SECRET_BYTES:
-                raise ConfigError(f"secret {name}: {path} is larger than {MAX_SECRET_BYTES // 1024} kiB",
-                                  location=where, hint="point the reference at the file holding only the secret")
+                raise ConfigError(
+                    f"secret {name}: {path} is larger than {MAX_SECRET_BYTES // 1024} kiB",
+                    location=where,
+                    hint="point the reference at the file holding only the secret",
+                )
             try:
                 out[name] = data.decode("utf-8").strip()
             except UnicodeDecodeError:
-                raise ConfigError(f"secret {name}: {path} is not UTF-8 text", location=where,
-                                  hint="store the secret as UTF-8 text") from None
+                raise ConfigError(
+                    f"secret {name}: {path} is not UTF-8 text", location=where, hint="store the secret as UTF-8 text"
+                ) from None
     return out
 
 
@@ -158,19 +199,27 @@ def hidden_files(loaded: LoadedConfig, env_name: str, store_url: str | None = No
     out = []
     for name, env in loaded.config.environments.items():
         if name != env_name:
-            out += [os.path.abspath(os.path.expanduser(ref[5:])) for ref in env.secrets.values()
-                    if ref.startswith("file:")]
+            out += [
+                os.path.abspath(os.path.expanduser(ref[5:])) for ref in env.secrets.values() if ref.startswith("file:")
+            ]
     if store_url and store_url.startswith("sqlite:///"):
-        database = store_url[len("sqlite:///"):].split("?", 1)[0]
+        database = store_url[len("sqlite:///") :].split("?", 1)[0]
         if database and database != ":memory:":
             database = os.path.abspath(database)  # sqlite:////abs -> /abs
             out += [database + suffix for suffix in ("", "-wal", "-shm", "-journal")]
     return out
 
 
-def dbt_environment(loaded: LoadedConfig, env_name: str, secrets: dict[str, str],
-                    run_id: int | None = None, *, job_id: int | None = None, cause: str | None = None,
-                    trigger: str = "manual") -> dict[str, str]:
+def dbt_environment(
+    loaded: LoadedConfig,
+    env_name: str,
+    secrets: dict[str, str],
+    run_id: int | None = None,
+    *,
+    job_id: int | None = None,
+    cause: str | None = None,
+    trigger: str = "manual",
+) -> dict[str, str]:
     """The explicit environment a dbt process gets: a few base variables, DBT_* variables
     (but those some environment's ``secrets`` read), ``runner.inherit_env``, the environment's
     ``env`` and its resolved ``secrets``."""
@@ -178,8 +227,9 @@ def dbt_environment(loaded: LoadedConfig, env_name: str, secrets: dict[str, str]
     keep = set(BASE_ENV) | set(loaded.config.runner.inherit_env)
     # a DBT_* variable behind some environment's secret (env:DBT_PROD_PW) is that secret, not
     # a pass-through: each environment gets its own secrets under their declared names only
-    sources = {ref[4:] for e in loaded.config.environments.values() for ref in e.secrets.values()
-               if ref.startswith("env:")}
+    sources = {
+        ref[4:] for e in loaded.config.environments.values() for ref in e.secrets.values() if ref.startswith("env:")
+    }
     out = {k: v for k, v in os.environ.items() if k in keep or (k.startswith("DBT_") and k not in sources)}
     out.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     # dbt creates its log folder even with the file log off (--log-level-file none): in the
@@ -193,9 +243,13 @@ def dbt_environment(loaded: LoadedConfig, env_name: str, secrets: dict[str, str]
         # dbt Cloud's run variables, also with dbt's metadata prefix so that every artifact's
         # metadata.env carries them (clients such as dagster-dbt read DBT_CLOUD_RUN_ID there).
         category = {"schedule": "scheduled", "ci": "github_pull_request"}.get(trigger, "other")
-        cloud = {"DBT_CLOUD_PROJECT_ID": "1", "DBT_CLOUD_JOB_ID": str(job_id or 0),
-                 "DBT_CLOUD_RUN_ID": str(run_id), "DBT_CLOUD_RUN_REASON_CATEGORY": category,
-                 "DBT_CLOUD_RUN_REASON": cause or "Kicked off by dockyard"}
+        cloud = {
+            "DBT_CLOUD_PROJECT_ID": "1",
+            "DBT_CLOUD_JOB_ID": str(job_id or 0),
+            "DBT_CLOUD_RUN_ID": str(run_id),
+            "DBT_CLOUD_RUN_REASON_CATEGORY": category,
+            "DBT_CLOUD_RUN_REASON": cause or "Kicked off by dockyard",
+        }
         for key, value in cloud.items():
             out[key] = value
             out["DBT_ENV_CUSTOM_ENV_" + key] = value

@@ -47,16 +47,22 @@ def write_config(project_dir: Path, force: bool = False, target: Path | None = N
     project_dir = project_dir.resolve()
     project_file = project_dir / "dbt_project.yml"
     if not project_file.is_file():
-        raise ProjectError(f"{project_dir} does not contain a dbt_project.yml file",
-                           hint="run 'dockyard init' in your dbt project, or pass --project-dir")
+        raise ProjectError(
+            f"{project_dir} does not contain a dbt_project.yml file",
+            hint="run 'dockyard init' in your dbt project, or pass --project-dir",
+        )
     target = Path(target) if target else project_dir / CONFIG_NAME
     if target.exists() and not force:
-        raise ConfigError(f"{target} already exists", location=Location(str(target)),
-                          hint="edit it, or pass --force to overwrite it")
+        raise ConfigError(
+            f"{target} already exists", location=Location(str(target)), hint="edit it, or pass --force to overwrite it"
+        )
     data = read_yaml(project_file) or {}
     if not isinstance(data, dict):
-        raise ProjectError(f"{project_file} is not a mapping of keys such as name: and profile:",
-                           location=Location(str(project_file), 1), hint="see dbt's dbt_project.yml reference")
+        raise ProjectError(
+            f"{project_file} is not a mapping of keys such as name: and profile:",
+            location=Location(str(project_file), 1),
+            hint="see dbt's dbt_project.yml reference",
+        )
     profile_name = str(data.get("profile") or data.get("name"))
     targets = _targets(project_dir, profile_name) or ["dev", "prod"]
     prod = next((t for t in targets if t in ("prod", "production")), targets[-1])
@@ -64,9 +70,16 @@ def write_config(project_dir: Path, force: bool = False, target: Path | None = N
     rel = os.path.relpath(project_dir, target.resolve().parent)
     project_line = "" if rel == "." else f"project_dir: {rel}   # the dbt project, relative to this file\n\n"
     created = not target.exists()
-    target.write_text(TEMPLATE.format(project=data.get("name", project_dir.name), environments=envs,
-                                      project_line=project_line,
-                                      prod=prod, prod_title=prod.capitalize()), encoding="utf-8")
+    target.write_text(
+        TEMPLATE.format(
+            project=data.get("name", project_dir.name),
+            environments=envs,
+            project_line=project_line,
+            prod=prod,
+            prod_title=prod.capitalize(),
+        ),
+        encoding="utf-8",
+    )
     if created:  # a file of the user's project: the user's umask, not dockyard's private one
         os.chmod(target, user_mode(0o666))
     return target

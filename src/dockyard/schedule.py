@@ -44,8 +44,10 @@ def check_cron(expr: str) -> str | None:
     try:
         croniter(expr, start, max_years_between_matches=HORIZON_YEARS).get_next(datetime)
     except Exception:  # noqa: BLE001 - croniter raises several types for expressions it accepted
-        return (f"'{expr}' never fires: no date matches it in the next {HORIZON_YEARS} years "
-                "(e.g. the 31st of a 30-day month, or 30 February)")
+        return (
+            f"'{expr}' never fires: no date matches it in the next {HORIZON_YEARS} years "
+            "(e.g. the 31st of a 30-day month, or 30 February)"
+        )
     return None
 
 
@@ -100,8 +102,9 @@ def next_fire_times(cron: str, timezone: str, after: datetime, count: int = 1) -
     return out
 
 
-def safe_next_fires(cron: str | None, timezone: str, after: datetime, count: int = 1,
-                    *, job: object = "?") -> list[datetime]:
+def safe_next_fires(
+    cron: str | None, timezone: str, after: datetime, count: int = 1, *, job: object = "?"
+) -> list[datetime]:
     """:func:`next_fire_times`, or ``[]`` (logged) when the stored schedule cannot be
     computed: no cron, a cron that never fires, an unknown time zone."""
     if not cron:
@@ -113,8 +116,7 @@ def safe_next_fires(cron: str | None, timezone: str, after: datetime, count: int
         return []
 
 
-def fire_times_between(cron: str, timezone: str, start: datetime, end: datetime,
-                       limit: int = 10_000) -> list[datetime]:
+def fire_times_between(cron: str, timezone: str, start: datetime, end: datetime, limit: int = 10_000) -> list[datetime]:
     """Fire instants in ``(start, end]``, at most ``limit`` of them."""
     out: list[datetime] = []
     cursor = start

@@ -45,8 +45,8 @@ def _warn_short_once() -> None:
     if not _warned_short:
         _warned_short = True
         log.warning(
-            "A secret value shorter than %d characters is not masked in logs and artifacts; "
-            "use longer secrets.", MIN_LENGTH,
+            "A secret value shorter than %d characters is not masked in logs and artifacts; use longer secrets.",
+            MIN_LENGTH,
         )
 
 

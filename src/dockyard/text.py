@@ -36,8 +36,7 @@ def control_problem(text: str, field: str) -> str | None:
     found = CONTROL.search(text)
     if found is None:
         return None
-    return (f"{field} must not contain control characters (found {_code(found.group())} at "
-            f"position {found.start() + 1})")
+    return f"{field} must not contain control characters (found {_code(found.group())} at position {found.start() + 1})"
 
 
 def unstorable_problem(text: str, field: str) -> str | None:
@@ -71,7 +70,7 @@ def escape(text: object, *, keep: str = "", colours: bool = False) -> str:
         return CONTROL.sub(lambda m: m.group() if m.group() in keep else _code(m.group()), value)
     out, last = [], 0
     for match in SGR.finditer(value):
-        out.append(escape(value[last:match.start()], keep=keep))
+        out.append(escape(value[last : match.start()], keep=keep))
         out.append(match.group())
         last = match.end()
     out.append(escape(value[last:], keep=keep))

@@ -50,7 +50,7 @@ def well_formed(token: str) -> bool:
         return False
     if not token.startswith(PREFIX) or not TOKEN_RE.fullmatch(token):
         return False
-    body, check = token[len(PREFIX):-CHECK_LEN], token[-CHECK_LEN:]
+    body, check = token[len(PREFIX) : -CHECK_LEN], token[-CHECK_LEN:]
     return secrets.compare_digest(_checksum(body), check)
 
 

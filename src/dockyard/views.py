@@ -49,15 +49,23 @@ def run_dict(run: RunRecord, *, nodes: bool = True) -> dict[str, Any]:
         "finished_at": iso(run.finished_at),
         "duration_s": run.duration_s,
         "steps": [
-            {"index": s.index, "command": s.command, "status": s.status.value, "exit_code": s.exit_code,
-             "started_at": iso(s.started_at), "finished_at": iso(s.finished_at)}
+            {
+                "index": s.index,
+                "command": s.command,
+                "status": s.status.value,
+                "exit_code": s.exit_code,
+                "started_at": iso(s.started_at),
+                "finished_at": iso(s.finished_at),
+            }
             for s in run.steps
         ],
     }
     if nodes:
         out["nodes"] = [node_dict(n, n.step_index) for n in run.nodes]
-        out["artifacts"] = [{"step_index": a.step_index, "name": a.name, "path": a.path, "size": a.size,
-                             "sha256": a.sha256} for a in run.artifacts]
+        out["artifacts"] = [
+            {"step_index": a.step_index, "name": a.name, "path": a.path, "size": a.size, "sha256": a.sha256}
+            for a in run.artifacts
+        ]
     return out
 
 

@@ -73,15 +73,24 @@ def job_id(app: App, name: str = DAILY) -> int:
     return app.job(name)[0].id
 
 
-def seed_run(app: App, *, job: str = DAILY, status: RunStatus = RunStatus.SUCCESS, failed_step: int | None = None,
-             started: datetime | None = None, artifacts: bool = True, logs: bool = True,
-             environment: str | None = None) -> int:
+def seed_run(
+    app: App,
+    *,
+    job: str = DAILY,
+    status: RunStatus = RunStatus.SUCCESS,
+    failed_step: int | None = None,
+    started: datetime | None = None,
+    artifacts: bool = True,
+    logs: bool = True,
+    environment: str | None = None,
+) -> int:
     """A run recorded in the store as if a worker had run it: steps, nodes, logs, artifacts."""
     record, config = app.job(job)
     commands = config.all_commands
     store = app.store
-    run_id = store.create_run(record.id, record.name, environment or config.environment, commands, trigger="api",
-                              cause="seeded")
+    run_id = store.create_run(
+        record.id, record.name, environment or config.environment, commands, trigger="api", cause="seeded"
+    )
     start = started or datetime.now(UTC) - timedelta(minutes=5)
     run_dir = app.state_dir / "runs" / str(run_id)
     if status == RunStatus.QUEUED:
@@ -97,7 +106,8 @@ def seed_run(app: App, *, job: str = DAILY, status: RunStatus = RunStatus.SUCCES
         if logs:
             (run_dir / "logs" / f"step-{index}.log").write_text(
                 f"12:00:0{index}  Running with dbt=1.11\n12:00:0{index}  1 of 2 OK created sql view model "
-                f"shop.stg_{index}\nstep {index} log for `{command}`\n")
+                f"shop.stg_{index}\nstep {index} log for `{command}`\n"
+            )
         if status == RunStatus.RUNNING:
             break
         step_status = StepStatus.SUCCESS
@@ -105,23 +115,49 @@ def seed_run(app: App, *, job: str = DAILY, status: RunStatus = RunStatus.SUCCES
             step_status = StepStatus.ERROR if status == RunStatus.ERROR else StepStatus.CANCELLED
         elif failed_step is not None and index > failed_step:
             continue
-        store.finish_step(run_id, index, step_status, 0 if step_status == StepStatus.SUCCESS else 1,
-                          at + timedelta(seconds=5), log_path=f"logs/step-{index}.log")
+        store.finish_step(
+            run_id,
+            index,
+            step_status,
+            0 if step_status == StepStatus.SUCCESS else 1,
+            at + timedelta(seconds=5),
+            log_path=f"logs/step-{index}.log",
+        )
         node_status = "error" if step_status == StepStatus.ERROR else "success"
-        store.upsert_nodes(run_id, index, [
-            NodeResult(unique_id=f"model.shop.m{index}", name=f"m{index}", resource_type="model",
-                       status=node_status, execution_time_s=0.5 + index, rows_affected=index),
-            NodeResult(unique_id=f"test.shop.t{index}", name=f"t{index}", resource_type="test",
-                       status="pass" if index % 2 else "fail", execution_time_s=0.1)])
+        store.upsert_nodes(
+            run_id,
+            index,
+            [
+                NodeResult(
+                    unique_id=f"model.shop.m{index}",
+                    name=f"m{index}",
+                    resource_type="model",
+                    status=node_status,
+                    execution_time_s=0.5 + index,
+                    rows_affected=index,
+                ),
+                NodeResult(
+                    unique_id=f"test.shop.t{index}",
+                    name=f"t{index}",
+                    resource_type="test",
+                    status="pass" if index % 2 else "fail",
+                    execution_time_s=0.1,
+                ),
+            ],
+        )
         if artifacts:
             refs = []
             folder = run_dir / "artifacts" / f"step-{index}"
             folder.mkdir(parents=True, exist_ok=True)
-            names = ["run_results.json", "manifest.json"] + (["catalog.json", "index.html"]
-                                                             if "docs generate" in command else [])
+            names = ["run_results.json", "manifest.json"] + (
+                ["catalog.json", "index.html"] if "docs generate" in command else []
+            )
             for name in names:
-                body = json.dumps({"metadata": {"env": {"DBT_CLOUD_RUN_ID": str(run_id)}, "step": index},
-                                   "results": []}) if name.endswith(".json") else "<html>docs</html>"
+                body = (
+                    json.dumps({"metadata": {"env": {"DBT_CLOUD_RUN_ID": str(run_id)}, "step": index}, "results": []})
+                    if name.endswith(".json")
+                    else "<html>docs</html>"
+                )
                 (folder / name).write_text(body)
                 refs.append(ArtifactRef(index, name, f"step-{index}/{name}", len(body), "0" * 64))
             store.add_artifacts(run_id, refs)

@@ -35,32 +35,56 @@ def make_ca_and_cert(folder: Path) -> tuple[Path, Path, Path]:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dockyard test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-          .not_valid_after(now + dt.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_path, cert_path, key_path = folder / "ca.pem", folder / "server.pem", folder / "server.key"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return ca_path, cert_path, key_path
 
 
@@ -92,8 +116,11 @@ def copy_shop(dest: Path) -> Path:
 
     root = Path(__file__).resolve().parents[2]
     shop = dest / "shop"
-    shutil.copytree(root / "examples" / "shop", shop, ignore=shutil.ignore_patterns(
-        "target", "logs", ".dockyard", "*.duckdb*", ".user.yml"))
+    shutil.copytree(
+        root / "examples" / "shop",
+        shop,
+        ignore=shutil.ignore_patterns("target", "logs", ".dockyard", "*.duckdb*", ".user.yml"),
+    )
     (dest / "db").mkdir(exist_ok=True)
     config = shop / "dockyard.yml"
     config.write_text(config.read_text() + SMOKE_JOB)
@@ -118,11 +145,31 @@ def start_server(shop: Path, tmp: Path, store_url: str | None = None, workers: i
     if store_url:
         env["DOCKYARD_STORE_URL"] = store_url
     log = open(tmp / "serve.log", "w")  # noqa: SIM115 - kept open for the server's life
-    proc = subprocess.Popen([sys.executable, "-m", "dockyard", "serve", "--port", str(port), "--workers",
-                             str(workers), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--config",
-                             str(config)], cwd=shop, env=env, stdout=log, stderr=subprocess.STDOUT)
-    served = Served(f"https://localhost:{port}", f"localhost:{port}", ca, token, read_token, shop, proc,
-                    ids["API smoke"], env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dockyard",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--ssl-certfile",
+            str(cert),
+            "--ssl-keyfile",
+            str(key),
+            "--config",
+            str(config),
+        ],
+        cwd=shop,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    served = Served(
+        f"https://localhost:{port}", f"localhost:{port}", ca, token, read_token, shop, proc, ids["API smoke"], env
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -158,8 +205,12 @@ def client_python(name: str, packages: list[str], timeout: float = 480) -> Path:
     base = getattr(sys, "_base_executable", sys.executable)
     try:
         subprocess.run([base, "-m", "venv", "--clear", str(folder)], check=True, capture_output=True, timeout=120)
-        proc = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", *packages],
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", *packages],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         pytest.skip(f"{name}: pip install {' '.join(packages)} took more than {timeout:.0f} s")
     except subprocess.CalledProcessError as exc:
@@ -171,10 +222,19 @@ def client_python(name: str, packages: list[str], timeout: float = 480) -> Path:
     return python
 
 
-def run_client(python: Path, script: str, served: Served, extra_env: dict | None = None,
-               timeout: float = 300) -> subprocess.CompletedProcess:
+def run_client(
+    python: Path, script: str, served: Served, extra_env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKYARD_", "VIRTUAL_ENV"))}
-    env.update({"REQUESTS_CA_BUNDLE": str(served.ca), "SSL_CERT_FILE": str(served.ca), "DOCKYARD_URL": served.url,
-                "DOCKYARD_HOST": served.host, "DOCKYARD_TOKEN": served.token, "DOCKYARD_JOB": str(served.smoke_job)})
+    env.update(
+        {
+            "REQUESTS_CA_BUNDLE": str(served.ca),
+            "SSL_CERT_FILE": str(served.ca),
+            "DOCKYARD_URL": served.url,
+            "DOCKYARD_HOST": served.host,
+            "DOCKYARD_TOKEN": served.token,
+            "DOCKYARD_JOB": str(served.smoke_job),
+        }
+    )
     env.update(extra_env or {})
     return subprocess.run([str(python), "-c", script], capture_output=True, text=True, env=env, timeout=timeout)

@@ -38,16 +38,37 @@ def test_cli_prints_the_token_once_and_the_store_keeps_only_digests(shop):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(shop)}
     made = []
     for scope in ("read", "trigger", "admin"):
-        proc = subprocess.run([sys.executable, "-m", "dockyard", "tokens", "create", f"bot-{scope}", "--scope", scope,
-                               "--config", str(shop / "dockyard.yml")], capture_output=True, text=True, env=env,
-                              cwd=shop, timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dockyard",
+                "tokens",
+                "create",
+                f"bot-{scope}",
+                "--scope",
+                scope,
+                "--config",
+                str(shop / "dockyard.yml"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=shop,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         last = proc.stdout.strip().splitlines()[-1]
         assert tok.well_formed(last), proc.stdout  # alone on its last line
         made.append(last)
-    listing = subprocess.run([sys.executable, "-m", "dockyard", "tokens", "list", "--json", "--config",
-                              str(shop / "dockyard.yml")], capture_output=True, text=True, env=env, cwd=shop,
-                             timeout=120)
+    listing = subprocess.run(
+        [sys.executable, "-m", "dockyard", "tokens", "list", "--json", "--config", str(shop / "dockyard.yml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=shop,
+        timeout=120,
+    )
     assert listing.returncode == 0 and "bot-admin" in listing.stdout
     from dockyard.app import App
 
@@ -126,8 +147,14 @@ def test_route_matrix(app, api, tokens):
     → 401 / 401 / 401 / 403 / 404."""
     run_id = seed_run(app)
     env = str(app.store.list_environments()[0]["id"])
-    ids = {"account_id": "1", "run_id": str(run_id), "job_id": str(job_id(app)), "environment_id": env,
-           "project_id": "1", "path:path": "run_results.json"}
+    ids = {
+        "account_id": "1",
+        "run_id": str(run_id),
+        "job_id": str(job_id(app)),
+        "environment_id": env,
+        "project_id": "1",
+        "path:path": "run_results.json",
+    }
     bad = "dky_" + "A" * 43 + tok._checksum("A" * 43)
     checked = 0
     with TestClient(api, base_url="https://testserver") as c:
@@ -137,9 +164,12 @@ def test_route_matrix(app, api, tokens):
             scope = route_scope(route)
             for method in sorted(methods - {"HEAD", "OPTIONS"}):
                 url, _ = _concrete(path, ids, foreign=False)
-                cases = {"no token": ({}, 401), "malformed": ({"Authorization": "Token nope"}, 401),
-                         "bad token": ({"Authorization": f"Token {bad}"}, 401),
-                         "revoked": (tokens.header("revoked"), 401)}
+                cases = {
+                    "no token": ({}, 401),
+                    "malformed": ({"Authorization": "Token nope"}, 401),
+                    "bad token": ({"Authorization": f"Token {bad}"}, 401),
+                    "revoked": (tokens.header("revoked"), 401),
+                }
                 if scope in NARROWER:
                     cases["wrong scope"] = (tokens.header(NARROWER[scope]), 403)
                 for name, (headers, code) in cases.items():
@@ -173,8 +203,9 @@ def test_rate_limit_answers_429_with_retry_after(app, tokens):
     api = create_app(app, request_rate=60, trigger_rate=2)
     j = job_id(app)
     with TestClient(api) as c:
-        codes = [c.post(f"/api/v2/accounts/1/jobs/{j}/run/", headers=tokens.header("trigger")).status_code
-                 for _ in range(3)]
+        codes = [
+            c.post(f"/api/v2/accounts/1/jobs/{j}/run/", headers=tokens.header("trigger")).status_code for _ in range(3)
+        ]
         assert codes == [200, 200, 429]
         limited = c.post(f"/api/v2/accounts/1/jobs/{j}/run/", headers=tokens.header("trigger"))
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1

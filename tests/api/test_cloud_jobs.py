@@ -10,25 +10,67 @@ from dockyard.domain import RunStatus
 
 V2, V3 = "/api/v2/accounts/1", "/api/v3/accounts/1"
 # dbt-jobs-as-code's JobDefinition needs these from every job it reads (§6.3)
-JOB_REQUIRED = {"id", "account_id", "project_id", "environment_id", "name", "settings", "run_generate_sources",
-                "execute_steps", "generate_docs", "triggers", "schedule", "state", "job_type", "execution",
-                "dbt_version", "deferring_job_definition_id", "deferring_environment_id", "description",
-                "run_lint", "errors_on_lint_failure", "run_compare_changes", "compare_changes_flags",
-                "cost_optimization_features", "triggers_on_draft_pr", "job_completion_trigger_condition",
-                "generate_sources", "created_at", "updated_at", "cron_humanized", "next_run"}
+JOB_REQUIRED = {
+    "id",
+    "account_id",
+    "project_id",
+    "environment_id",
+    "name",
+    "settings",
+    "run_generate_sources",
+    "execute_steps",
+    "generate_docs",
+    "triggers",
+    "schedule",
+    "state",
+    "job_type",
+    "execution",
+    "dbt_version",
+    "deferring_job_definition_id",
+    "deferring_environment_id",
+    "description",
+    "run_lint",
+    "errors_on_lint_failure",
+    "run_compare_changes",
+    "compare_changes_flags",
+    "cost_optimization_features",
+    "triggers_on_draft_pr",
+    "job_completion_trigger_condition",
+    "generate_sources",
+    "created_at",
+    "updated_at",
+    "cron_humanized",
+    "next_run",
+}
 JOBS_AS_CODE = {  # what dbt-jobs-as-code sync sends (the full JobDefinition)
-    "id": None, "account_id": 1, "project_id": 1, "environment_id": None, "dbt_version": None,
-    "name": "My Job 1 [[job1]]", "description": "managed by dbt-jobs-as-code",
-    "execute_steps": ["dbt run --select model1+", "dbt test"], "execution": {"timeout_seconds": 0},
-    "generate_docs": False, "run_generate_sources": True,
-    "schedule": {"cron": "0 */2 * * *", "date": {"type": "custom_cron", "cron": "0 */2 * * *"},
-                 "time": {"type": "every_hour", "interval": 1}},
-    "settings": {"target_name": "production", "threads": 4}, "state": 1, "deferring_job_definition_id": None,
-    "deferring_environment_id": None, "triggers": {"git_provider_webhook": False, "github_webhook": False,
-                                                   "schedule": True, "on_merge": False},
-    "run_lint": False, "errors_on_lint_failure": True, "run_compare_changes": False,
-    "compare_changes_flags": "--select state:modified", "job_type": "scheduled",
-    "cost_optimization_features": ["state_aware_orchestration"], "triggers_on_draft_pr": False,
+    "id": None,
+    "account_id": 1,
+    "project_id": 1,
+    "environment_id": None,
+    "dbt_version": None,
+    "name": "My Job 1 [[job1]]",
+    "description": "managed by dbt-jobs-as-code",
+    "execute_steps": ["dbt run --select model1+", "dbt test"],
+    "execution": {"timeout_seconds": 0},
+    "generate_docs": False,
+    "run_generate_sources": True,
+    "schedule": {
+        "cron": "0 */2 * * *",
+        "date": {"type": "custom_cron", "cron": "0 */2 * * *"},
+        "time": {"type": "every_hour", "interval": 1},
+    },
+    "settings": {"target_name": "production", "threads": 4},
+    "state": 1,
+    "deferring_job_definition_id": None,
+    "deferring_environment_id": None,
+    "triggers": {"git_provider_webhook": False, "github_webhook": False, "schedule": True, "on_merge": False},
+    "run_lint": False,
+    "errors_on_lint_failure": True,
+    "run_compare_changes": False,
+    "compare_changes_flags": "--select state:modified",
+    "job_type": "scheduled",
+    "cost_optimization_features": ["state_aware_orchestration"],
+    "triggers_on_draft_pr": False,
     "job_completion_trigger_condition": None,
 }
 
@@ -61,8 +103,9 @@ def test_list_jobs_paginates_like_airflow_and_jobs_as_code(client, app):
     second = client.get(f"{V2}/jobs", params={"limit": 1, "offset": 1}).json()["data"]
     assert {body["data"][0]["name"], second[0]["name"]} == {DAILY, "CI"}
     assert [j["name"] for j in client.get(f"{V2}/jobs/", params={"name__icontains": "daily"}).json()["data"]] == [DAILY]
-    assert client.get(f"{V2}/jobs/", params={"project_id__in": "[1,2]"}).json()["extra"]["pagination"][
-        "total_count"] == 2
+    assert (
+        client.get(f"{V2}/jobs/", params={"project_id__in": "[1,2]"}).json()["extra"]["pagination"]["total_count"] == 2
+    )
     assert client.get(f"{V2}/jobs/", params={"project_id": 7}).json()["data"] == []
     prod = client.get(f"{V2}/jobs/", params={"environment_id": env_id(app, "prod")}).json()["data"]
     assert [j["name"] for j in prod] == [DAILY]
@@ -70,8 +113,14 @@ def test_list_jobs_paginates_like_airflow_and_jobs_as_code(client, app):
 
 
 def test_create_update_delete_api_job(client, app):
-    body = dict(JOBS_AS_CODE, environment_id=env_id(app), created_at="1999-01-01", is_system=True,
-                custom_environment_variables=[{"DBT_X": "1"}], account={"id": 9})
+    body = dict(
+        JOBS_AS_CODE,
+        environment_id=env_id(app),
+        created_at="1999-01-01",
+        is_system=True,
+        custom_environment_variables=[{"DBT_X": "1"}],
+        account={"id": 9},
+    )
     created = client.post(f"{V2}/jobs/", json=body)
     assert created.status_code == 201, created.text
     data = created.json()["data"]
@@ -79,8 +128,17 @@ def test_create_update_delete_api_job(client, app):
     assert isinstance(j, int) and data["state"] == 1 and data["account_id"] == 1
     assert data["name"] == "My Job 1 [[job1]]" and data["is_system"] is False
     assert data["created_at"] != "1999-01-01" and "custom_environment_variables" not in data
-    for key in ("execute_steps", "settings", "schedule", "triggers", "execution", "cost_optimization_features",
-                "run_generate_sources", "description", "job_type"):
+    for key in (
+        "execute_steps",
+        "settings",
+        "schedule",
+        "triggers",
+        "execution",
+        "cost_optimization_features",
+        "run_generate_sources",
+        "description",
+        "job_type",
+    ):
         assert data[key] == JOBS_AS_CODE[key], key  # verbatim: dbt-jobs-as-code plans no diff
     assert client.get(f"{V2}/jobs/{j}/").json()["data"] == data
     stored = app.store.get_job(j).definition
@@ -108,23 +166,32 @@ def test_create_update_delete_api_job(client, app):
 
 
 def test_create_job_with_dagster_minimal_body_gets_defaults(client, app):
-    body = {"account_id": 1, "environment_id": env_id(app), "project_id": 1,
-            "name": "DAGSTER_ADHOC_JOB__1__1", "description": "A job that runs dbt commands", "job_type": "other"}
+    body = {
+        "account_id": 1,
+        "environment_id": env_id(app),
+        "project_id": 1,
+        "name": "DAGSTER_ADHOC_JOB__1__1",
+        "description": "A job that runs dbt commands",
+        "job_type": "other",
+    }
     data = client.post(f"{V2}/jobs", json=body).json()["data"]
     assert data["execute_steps"] == ["dbt build"] and data["settings"]["threads"] == 4
     assert data["triggers"]["schedule"] is False and data["schedule"]["cron"] == "0 * * * *"
     assert data["generate_docs"] is False and data["state"] == 1
 
 
-@pytest.mark.parametrize("body, code", [
-    ({"name": "x"}, 400),  # no environment
-    ({"name": "x", "environment_id": 999}, 400),
-    ({"environment_id": 1}, 400),  # no name
-    ({"name": "x", "environment_id": 1, "execute_steps": ["ls"]}, 400),
-    ({"name": "x", "environment_id": 1, "settings": {"threads": "lots"}}, 400),
-    ({"name": "x", "environment_id": 1, "triggers": {"schedule": True}, "schedule": {"cron": "bad"}}, 400),
-    ({"name": DAILY, "environment_id": 1}, 409),  # the name of a dockyard.yml job
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"name": "x"}, 400),  # no environment
+        ({"name": "x", "environment_id": 999}, 400),
+        ({"environment_id": 1}, 400),  # no name
+        ({"name": "x", "environment_id": 1, "execute_steps": ["ls"]}, 400),
+        ({"name": "x", "environment_id": 1, "settings": {"threads": "lots"}}, 400),
+        ({"name": "x", "environment_id": 1, "triggers": {"schedule": True}, "schedule": {"cron": "bad"}}, 400),
+        ({"name": DAILY, "environment_id": 1}, 409),  # the name of a dockyard.yml job
+    ],
+)
 def test_create_job_rejects_bad_bodies(client, body, code):
     response = client.post(f"{V2}/jobs/", json=body)
     assert response.status_code == code, response.text
@@ -164,8 +231,9 @@ def test_account_project_environment_lookups(client, app):
     envs = client.get(f"{V3}/projects/1/environments/", params={"name__icontains": "prod"}).json()
     assert [e["name"] for e in envs["data"]] == ["prod"] and envs["extra"]["filters"]["limit"] == 100
     assert len(client.get(f"{V3}/projects/1/environments/").json()["data"]) == 4
-    assert client.get(f"{V3}/projects/1/environment-variables/job/", params={"job_definition_id": 1}).json()[
-        "data"] == {}
+    assert (
+        client.get(f"{V3}/projects/1/environment-variables/job/", params={"job_definition_id": 1}).json()["data"] == {}
+    )
 
 
 def test_site_root_is_200_for_airflow_connection_test(client, anon):
@@ -173,13 +241,16 @@ def test_site_root_is_200_for_airflow_connection_test(client, anon):
     assert anon.get("/").status_code == 401
 
 
-@pytest.mark.parametrize("method, url, code", [
-    ("GET", "/api/v2/accounts/1/nothing/", 404),
-    ("GET", "/nowhere", 404),
-    ("PUT", f"{V2}/runs/1/", 405),
-    ("GET", f"{V2}/runs/abc/", 422),
-    ("GET", "/api/v2/accounts/x/runs/", 422),
-])
+@pytest.mark.parametrize(
+    "method, url, code",
+    [
+        ("GET", "/api/v2/accounts/1/nothing/", 404),
+        ("GET", "/nowhere", 404),
+        ("PUT", f"{V2}/runs/1/", 405),
+        ("GET", f"{V2}/runs/abc/", 422),
+        ("GET", "/api/v2/accounts/x/runs/", 422),
+    ],
+)
 def test_every_error_is_the_json_envelope(client, method, url, code):
     response = client.request(method, url)
     assert response.status_code == code
@@ -212,8 +283,13 @@ def test_job_ids_are_the_ones_dockyard_jobs_prints(client, shop):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "dockyard", "jobs", "--json", "--config", str(shop / "dockyard.yml")],
-                          capture_output=True, text=True, timeout=120, cwd=shop)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dockyard", "jobs", "--json", "--config", str(shop / "dockyard.yml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=shop,
+    )
     assert proc.returncode == 0, proc.stderr
     printed = {j["name"]: j["id"] for j in json.loads(proc.stdout)}
     listed = {j["name"]: j["id"] for j in client.get(f"{V2}/jobs/").json()["data"]}

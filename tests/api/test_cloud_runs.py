@@ -11,20 +11,82 @@ from dockyard.domain import RunStatus
 
 V2 = "/api/v2/accounts/1"
 RUN_KEYS = {  # §4.2: every key, always present
-    "id", "trigger_id", "account_id", "environment_id", "project_id", "job_definition_id", "job_id", "status",
-    "status_humanized", "status_message", "dbt_version", "git_branch", "git_sha", "in_progress", "is_complete",
-    "is_success", "is_error", "is_cancelled", "is_running", "href", "created_at", "updated_at", "dequeued_at",
-    "started_at", "finished_at", "should_start_at", "last_checked_at", "last_heartbeat_at", "duration",
-    "queued_duration", "run_duration", "duration_humanized", "queued_duration_humanized", "run_duration_humanized",
-    "created_at_humanized", "finished_at_humanized", "artifacts_saved", "artifact_s3_path", "has_docs_generated",
-    "has_sources_generated", "notifications_sent", "blocked_by", "deferring_run_id", "owner_thread_id",
-    "executed_by_thread_id", "scribe_enabled", "used_repo_cache", "retrying_run_id", "can_retry",
-    "retry_not_supported_reason", "trigger", "job", "environment", "run_steps"}
-TRIGGER_KEYS = {"id", "cause", "cause_humanized", "cause_category", "job_definition_id", "git_branch", "git_sha",
-                "azure_pull_request_id", "github_pull_request_id", "gitlab_merge_request_id",
-                "non_native_pull_request_id", "schema_override", "dbt_version_override", "threads_override",
-                "target_name_override", "generate_docs_override", "timeout_seconds_override", "steps_override",
-                "created_at"}
+    "id",
+    "trigger_id",
+    "account_id",
+    "environment_id",
+    "project_id",
+    "job_definition_id",
+    "job_id",
+    "status",
+    "status_humanized",
+    "status_message",
+    "dbt_version",
+    "git_branch",
+    "git_sha",
+    "in_progress",
+    "is_complete",
+    "is_success",
+    "is_error",
+    "is_cancelled",
+    "is_running",
+    "href",
+    "created_at",
+    "updated_at",
+    "dequeued_at",
+    "started_at",
+    "finished_at",
+    "should_start_at",
+    "last_checked_at",
+    "last_heartbeat_at",
+    "duration",
+    "queued_duration",
+    "run_duration",
+    "duration_humanized",
+    "queued_duration_humanized",
+    "run_duration_humanized",
+    "created_at_humanized",
+    "finished_at_humanized",
+    "artifacts_saved",
+    "artifact_s3_path",
+    "has_docs_generated",
+    "has_sources_generated",
+    "notifications_sent",
+    "blocked_by",
+    "deferring_run_id",
+    "owner_thread_id",
+    "executed_by_thread_id",
+    "scribe_enabled",
+    "used_repo_cache",
+    "retrying_run_id",
+    "can_retry",
+    "retry_not_supported_reason",
+    "trigger",
+    "job",
+    "environment",
+    "run_steps",
+}
+TRIGGER_KEYS = {
+    "id",
+    "cause",
+    "cause_humanized",
+    "cause_category",
+    "job_definition_id",
+    "git_branch",
+    "git_sha",
+    "azure_pull_request_id",
+    "github_pull_request_id",
+    "gitlab_merge_request_id",
+    "non_native_pull_request_id",
+    "schema_override",
+    "dbt_version_override",
+    "threads_override",
+    "target_name_override",
+    "generate_docs_override",
+    "timeout_seconds_override",
+    "steps_override",
+    "created_at",
+}
 HUMAN = {1: "Queued", 2: "Starting", 3: "Running", 10: "Success", 20: "Error", 30: "Cancelled"}
 
 
@@ -48,15 +110,29 @@ def check_run(data: dict) -> None:
 
 # -- R1 trigger --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("how", ["json-nulls", "empty", "json-null", "form", "no-slash", "double-slash",
-                                 "bearer", "lowercase-scheme", "dbt-cloud-cli"])
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "json-nulls",
+        "empty",
+        "json-null",
+        "form",
+        "no-slash",
+        "double-slash",
+        "bearer",
+        "lowercase-scheme",
+        "dbt-cloud-cli",
+    ],
+)
 def test_trigger_accepts_every_body_and_path_form(client, app, tokens, how):
     j = job_id(app)
     url, kw = f"{V2}/jobs/{j}/run/", {}
     headers = {}
     if how == "json-nulls":  # Airflow
-        kw["content"] = json.dumps({"cause": "Triggered via Apache Airflow", "steps_override": None,
-                                    "schema_override": None})
+        kw["content"] = json.dumps(
+            {"cause": "Triggered via Apache Airflow", "steps_override": None, "schema_override": None}
+        )
         headers["Content-Type"] = "application/json"
     elif how == "empty":  # scripts, old Dagster
         headers["Content-Type"] = "application/json"
@@ -77,11 +153,23 @@ def test_trigger_accepts_every_body_and_path_form(client, app, tokens, how):
     elif how == "lowercase-scheme":
         headers.update({"Authorization": f"token {tokens.trigger}"})
     elif how == "dbt-cloud-cli":  # every field, nulls included, plus stray keys
-        kw["json"] = {"cause": "cli", "git_sha": None, "git_branch": None, "azure_pull_request_id": None,
-                      "github_pull_request_id": None, "gitlab_merge_request_id": None, "schema_override": None,
-                      "dbt_version_override": None, "threads_override": None, "target_name_override": None,
-                      "generate_docs_override": None, "timeout_seconds_override": None, "steps_override": None,
-                      "account_id": 1, "job_id": j}
+        kw["json"] = {
+            "cause": "cli",
+            "git_sha": None,
+            "git_branch": None,
+            "azure_pull_request_id": None,
+            "github_pull_request_id": None,
+            "gitlab_merge_request_id": None,
+            "schema_override": None,
+            "dbt_version_override": None,
+            "threads_override": None,
+            "target_name_override": None,
+            "generate_docs_override": None,
+            "timeout_seconds_override": None,
+            "steps_override": None,
+            "account_id": 1,
+            "job_id": j,
+        }
     response = client.post(url, headers=headers, follow_redirects=False, **kw)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -97,9 +185,17 @@ def test_trigger_accepts_every_body_and_path_form(client, app, tokens, how):
 
 def test_trigger_overrides_change_that_run_only(client, app):
     j = job_id(app)
-    body = {"cause": "override test", "git_sha": "abc1234", "git_branch": "feature/x", "schema_override": "pr_42",
-            "threads_override": 3, "target_name_override": "dev", "steps_override": ["dbt seed", "dbt run --select m"],
-            "timeout_seconds_override": 60, "generate_docs_override": True}
+    body = {
+        "cause": "override test",
+        "git_sha": "abc1234",
+        "git_branch": "feature/x",
+        "schema_override": "pr_42",
+        "threads_override": 3,
+        "target_name_override": "dev",
+        "steps_override": ["dbt seed", "dbt run --select m"],
+        "timeout_seconds_override": 60,
+        "generate_docs_override": True,
+    }
     data = client.post(f"{V2}/jobs/{j}/run/", json=body).json()["data"]
     trigger = data["trigger"]
     for key, value in body.items():
@@ -115,15 +211,18 @@ def test_trigger_overrides_change_that_run_only(client, app):
     assert plain["trigger"]["cause"] == "Triggered via API"
 
 
-@pytest.mark.parametrize("body, needle", [
-    ({"steps_override": ["rm -rf /"]}, "Invalid dbt commands"),
-    ({"steps_override": ["dbt run; rm -rf /"]}, "Invalid dbt commands"),
-    ({"threads_override": 0}, "threads_override"),
-    ({"threads_override": "many"}, "threads_override"),
-    ({"schema_override": "x; drop table y"}, "schema_override"),
-    ({"timeout_seconds_override": -1}, "timeout_seconds_override"),
-    ({"dbt_version_override": "0.19.0"}, "not installed"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ({"steps_override": ["rm -rf /"]}, "Invalid dbt commands"),
+        ({"steps_override": ["dbt run; rm -rf /"]}, "Invalid dbt commands"),
+        ({"threads_override": 0}, "threads_override"),
+        ({"threads_override": "many"}, "threads_override"),
+        ({"schema_override": "x; drop table y"}, "schema_override"),
+        ({"timeout_seconds_override": -1}, "timeout_seconds_override"),
+        ({"dbt_version_override": "0.19.0"}, "not installed"),
+    ],
+)
 def test_trigger_rejects_bad_overrides_with_400(client, app, body, needle):
     response = client.post(f"{V2}/jobs/{job_id(app)}/run/", json=body)
     assert response.status_code == 400
@@ -141,13 +240,17 @@ def test_trigger_unknown_job_and_account_are_404(client):
 
 # -- R2 run detail ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("params", [
-    [("include_related", "trigger"), ("include_related", "job"), ("include_related", "run_steps")],
-    [("include_related", "trigger,job,run_steps")],
-    [("include_related", "['trigger', 'job', 'run_steps']")],
-    [("include_related", '["trigger","job","run_steps"]')],
-    [("include_related", "run_steps,job"), ("include_related", "trigger")],
-])
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("include_related", "trigger"), ("include_related", "job"), ("include_related", "run_steps")],
+        [("include_related", "trigger,job,run_steps")],
+        [("include_related", "['trigger', 'job', 'run_steps']")],
+        [("include_related", '["trigger","job","run_steps"]')],
+        [("include_related", "run_steps,job"), ("include_related", "trigger")],
+    ],
+)
 def test_run_detail_include_related_in_every_encoding(client, app, params):
     run_id = seed_run(app)
     data = client.get(f"{V2}/runs/{run_id}/", params=params).json()["data"]
@@ -157,7 +260,11 @@ def test_run_detail_include_related_in_every_encoding(client, app, params):
 
 def test_run_detail_without_include_has_every_key_null_or_empty(client, app):
     run_id = seed_run(app)
-    for url in (f"{V2}/runs/{run_id}/", f"{V2}/runs/{run_id}", f"https://testserver//api/v2/accounts/1//runs/{run_id}/"):
+    for url in (
+        f"{V2}/runs/{run_id}/",
+        f"{V2}/runs/{run_id}",
+        f"https://testserver//api/v2/accounts/1//runs/{run_id}/",
+    ):
         response = client.get(url, params={"include_related": "[]"}, follow_redirects=False)
         assert response.status_code == 200
         data = response.json()["data"]
@@ -167,9 +274,16 @@ def test_run_detail_without_include_has_every_key_null_or_empty(client, app):
         assert data["finished_at"] and " " in data["finished_at"]  # v2's space-separated timestamps
 
 
-@pytest.mark.parametrize("status, failed", [(RunStatus.SUCCESS, None), (RunStatus.ERROR, 4),
-                                            (RunStatus.CANCELLED, 2), (RunStatus.RUNNING, None),
-                                            (RunStatus.QUEUED, None)])
+@pytest.mark.parametrize(
+    "status, failed",
+    [
+        (RunStatus.SUCCESS, None),
+        (RunStatus.ERROR, 4),
+        (RunStatus.CANCELLED, 2),
+        (RunStatus.RUNNING, None),
+        (RunStatus.QUEUED, None),
+    ],
+)
 def test_run_steps_layout(client, app, status, failed):
     run_id = seed_run(app, status=status, failed_step=failed)
     data = client.get(f"{V2}/runs/{run_id}/", params={"include_related": "run_steps,debug_logs"}).json()["data"]
@@ -188,7 +302,7 @@ def test_run_steps_layout(client, app, status, failed):
         assert isinstance(step["logs"], str) and isinstance(step["debug_logs"], str)
     if status == RunStatus.ERROR:
         assert steps[failed + 2]["status"] == 20 and steps[failed + 2]["status_humanized"] == "Error"
-        assert all(s["status_humanized"] == "Skipped" for s in steps[failed + 3:])
+        assert all(s["status_humanized"] == "Skipped" for s in steps[failed + 3 :])
         assert "`dbt run`" in data["status_message"]
         assert "1 of 2 OK created sql view model" in steps[failed + 2]["debug_logs"]
     if status == RunStatus.SUCCESS:
@@ -205,6 +319,7 @@ def test_unknown_run_is_404_envelope(client):
 
 # -- R3/R4 artifacts -------------------------------------------------------------------------
 
+
 def test_artifacts_list_and_download_per_step(client, app):
     run_id = seed_run(app)
     names = client.get(f"{V2}/runs/{run_id}/artifacts/").json()["data"]
@@ -212,27 +327,33 @@ def test_artifacts_list_and_download_per_step(client, app):
     assert all(isinstance(n, str) for n in names)
     assert client.get(f"{V2}/runs/{run_id}/artifacts", params={"step": 1}).json()["data"] == []  # clone step
     assert client.get(f"{V2}/runs/{run_id}/artifacts/", params={"step": 4}).json()["data"] == [
-        "manifest.json", "run_results.json"]
+        "manifest.json",
+        "run_results.json",
+    ]
     response = client.get(f"{V2}/runs/{run_id}/artifacts/run_results.json")
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["metadata"]["env"]["DBT_CLOUD_RUN_ID"] == str(run_id)  # raw, not wrapped
     assert response.json()["metadata"]["step"] == len(app.job(DAILY)[1].all_commands)  # the last step's
-    assert client.get(f"{V2}/runs/{run_id}/artifacts/run_results.json", params={"step": 5}).json()[
-        "metadata"]["step"] == 2
+    assert (
+        client.get(f"{V2}/runs/{run_id}/artifacts/run_results.json", params={"step": 5}).json()["metadata"]["step"] == 2
+    )
     html = client.get(f"{V2}/runs/{run_id}/artifacts/index.html")
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/plain")
 
 
 def test_missing_artifact_and_step_are_404(client, app):
     run_id = seed_run(app)
-    for url, params in ((f"{V2}/runs/{run_id}/artifacts/sources.json", {}),
-                        (f"{V2}/runs/{run_id}/artifacts/run_results.json", {"step": 99}),
-                        (f"{V2}/runs/{run_id}/artifacts/", {"step": 99})):
+    for url, params in (
+        (f"{V2}/runs/{run_id}/artifacts/sources.json", {}),
+        (f"{V2}/runs/{run_id}/artifacts/run_results.json", {"step": 99}),
+        (f"{V2}/runs/{run_id}/artifacts/", {"step": 99}),
+    ):
         response = client.get(url, params=params)
         assert response.status_code == 404 and response.json()["data"] is None
 
 
 # -- R5 cancel ---------------------------------------------------------------------------------
+
 
 def test_cancel_queued_run(client, app):
     run_id = seed_run(app, status=RunStatus.QUEUED)
@@ -254,6 +375,7 @@ def test_cancel_running_and_finished_runs(client, app):
 
 
 # -- R6 list runs --------------------------------------------------------------------------------
+
 
 def test_list_runs_filters_and_pagination(client, app):
     j = job_id(app)
@@ -279,8 +401,9 @@ def test_list_runs_filters_and_pagination(client, app):
     assert ids(order_by="id")[0] == [ok, failed, queued, ci]
     assert ids(project_id__in="[2]")[0] == []
     assert ids(project_id=1, environment_id=app.store.list_environments()[0]["id"])[0] in ([ci], [])
-    finished = ids(finished_at__range='["2000-01-01T00:00:00+00:00", "2999-01-01T00:00:00+00:00"]',
-                   order_by="finished_at")[0]
+    finished = ids(
+        finished_at__range='["2000-01-01T00:00:00+00:00", "2999-01-01T00:00:00+00:00"]', order_by="finished_at"
+    )[0]
     assert queued not in finished and set(finished) == {ok, failed, ci}
     assert ids(created_at__range="['2000-01-01 00:00','2001-01-01 00:00']")[0] == []
     assert ids(include_related="['trigger','job']", order_by="-id", limit=1, job_definition_id=j)[0] == [queued]

@@ -24,7 +24,7 @@ V1, V2 = "/api/v1", "/api/v2/accounts/1"
 REFUSED = [
     ("dbt show --inline \"select read_text('/etc/passwd')\"", 403, 200),
     ("dbt compile --inline 'select 1'", 403, 200),
-    ("dbt run-operation grant --args '{\"role\": \"x\"}'", 403, 200),
+    ('dbt run-operation grant --args \'{"role": "x"}\'', 403, 200),
     ("dbt deps", 403, 200),
     ("dbt clean", 403, 200),
     ("dbt debug", 403, 200),
@@ -59,8 +59,17 @@ REFUSED = [
     ("dbt run; touch /tmp/x", 400, 400),
 ]
 ALLOWED = [
-    "dbt build", "dbt run", "dbt test", "dbt seed", "dbt snapshot", "dbt source freshness", "dbt compile",
-    "dbt docs generate", "dbt parse", "dbt ls", "dbt list",
+    "dbt build",
+    "dbt run",
+    "dbt test",
+    "dbt seed",
+    "dbt snapshot",
+    "dbt source freshness",
+    "dbt compile",
+    "dbt docs generate",
+    "dbt parse",
+    "dbt ls",
+    "dbt list",
     "dbt build --select tag:daily+ path:models/staging --exclude stg_orders --fail-fast",
     "dbt run --select=stg_customers --full-refresh --empty",
     "dbt run --models stg_customers --model stg_orders --no-fail-fast --no-empty",
@@ -69,8 +78,10 @@ ALLOWED = [
     "dbt source freshness --select source:shop",
     "dbt ls --resource-type model --resource-types seed --exclude-resource-type test --select stg_customers",
     "dbt build --exclude-resource-types unit_test",
-    "dbt run --selector nightly", "dbt run --selector=nightly",
-    "dbt run --threads 8", "dbt run --threads=1",
+    "dbt run --selector nightly",
+    "dbt run --selector=nightly",
+    "dbt run --threads 8",
+    "dbt run --threads=1",
 ]
 
 
@@ -81,22 +92,26 @@ def api(app, tokens):
 
 # -- the policy function, on argvs ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("text", ALLOWED)
 def test_policy_allows_what_dbt_cloud_clients_send(text):
     policy.check_command(parse_command(text))
 
 
-@pytest.mark.parametrize("text, offending", [
-    ("dbt show --inline 'select 1'", "'show'"),
-    ("dbt run-operation grant", "'run-operation'"),
-    ("dbt run --vars '{}'", "'--vars'"),
-    ("dbt run -s m", "'-s'"),
-    ("dbt run m", "'m'"),
-    ("dbt run --select m --state x", "'--state'"),
-    ("dbt source freshness --output x", "'--output'"),
-    ("dbt run --threads 0", "'--threads 0'"),
-    ("dbt run --empty=no", "'--empty=no'"),
-])
+@pytest.mark.parametrize(
+    "text, offending",
+    [
+        ("dbt show --inline 'select 1'", "'show'"),
+        ("dbt run-operation grant", "'run-operation'"),
+        ("dbt run --vars '{}'", "'--vars'"),
+        ("dbt run -s m", "'-s'"),
+        ("dbt run m", "'m'"),
+        ("dbt run --select m --state x", "'--state'"),
+        ("dbt source freshness --output x", "'--output'"),
+        ("dbt run --threads 0", "'--threads 0'"),
+        ("dbt run --empty=no", "'--empty=no'"),
+    ],
+)
 def test_policy_refuses_with_the_offending_token(text, offending):
     with pytest.raises(ForbiddenError) as info:
         policy.check_command(parse_command(text))
@@ -116,6 +131,7 @@ def test_policy_is_applied_to_the_argv_not_the_string():
 
 
 # -- steps_override through the routes -----------------------------------------------------
+
 
 @pytest.fixture
 def unrestricted(app, monkeypatch):
@@ -164,8 +180,11 @@ def test_allowed_commands_queue_for_a_trigger_token(client, app, tokens):
         response = _post(client, f"{V2}/jobs/{j}/run/", tokens.header("trigger"), text)
         assert response.status_code == 200, (text, response.text)
         assert app.store.get_run(response.json()["data"]["id"]).steps[0].command == text
-    listed = client.post(f"{V1}/jobs/{j}/trigger", headers=tokens.header("trigger"),
-                         json={"steps_override": ["dbt seed", "dbt run --select stg_customers"]})
+    listed = client.post(
+        f"{V1}/jobs/{j}/trigger",
+        headers=tokens.header("trigger"),
+        json={"steps_override": ["dbt seed", "dbt run --select stg_customers"]},
+    )
     assert listed.status_code == 200, listed.text
 
 
@@ -192,6 +211,7 @@ def test_without_tokens_callers_count_as_admins(shop, monkeypatch):
 
 # -- jobs created through the API ----------------------------------------------------------
 
+
 def _env_id(app, name="dev"):
     return next(e["id"] for e in app.store.list_environments() if e["name"] == name)
 
@@ -203,8 +223,9 @@ def test_api_job_execute_steps_follow_the_policy(client, app, tokens, monkeypatc
     _check_refusal(refused, 403, "create")
     assert "execute_steps" in refused.json()["status"]["user_message"]
     assert {j.name for j in app.jobs()} == {DAILY, "CI"}  # nothing stored
-    made = client.post(f"{V2}/jobs/", json=dict(body, execute_steps=["dbt build --select stg_customers"]),
-                       headers=admin)
+    made = client.post(
+        f"{V2}/jobs/", json=dict(body, execute_steps=["dbt build --select stg_customers"]), headers=admin
+    )
     assert made.status_code == 201, made.text
     j = made.json()["data"]["id"]
     for steps in (["dbt show --inline 'select 1'"], ["dbt build -s x"], ["dbt build --vars '{}'"]):
@@ -224,10 +245,10 @@ def test_api_job_execute_steps_follow_the_policy(client, app, tokens, monkeypatc
     _check_refusal(client.post(f"{V2}/jobs/{g}/run/", headers=tokens.header("trigger")), 403, "off")
 
 
-def test_api_jobs_stored_before_the_policy_are_checked_at_trigger_time(client, app, tokens, unrestricted,
-                                                                       monkeypatch):
-    cloud = cloud_jobs.merge_payload({"name": "legacy", "environment_id": _env_id(app),
-                                      "execute_steps": ["dbt run-operation drop_everything"]})
+def test_api_jobs_stored_before_the_policy_are_checked_at_trigger_time(client, app, tokens, unrestricted, monkeypatch):
+    cloud = cloud_jobs.merge_payload(
+        {"name": "legacy", "environment_id": _env_id(app), "execute_steps": ["dbt run-operation drop_everything"]}
+    )
     name, env, _ = cloud_jobs.validate(cloud, {_env_id(app): "dev"})
     j = app.store.create_api_job(name, env, cloud_jobs.definition(cloud, env)).id  # no policy mark
     before = app.store.count_runs()
@@ -246,21 +267,31 @@ def test_api_jobs_stored_before_the_policy_are_checked_at_trigger_time(client, a
 
 
 def test_dockyard_yml_jobs_run_their_own_commands(client, app, tokens, shop):
-    text = (shop / "dockyard.yml").read_text().replace(
-        'commands: ["dbt build"]', 'commands: ["dbt run-operation refresh_grants", "dbt build"]')
+    text = (
+        (shop / "dockyard.yml")
+        .read_text()
+        .replace('commands: ["dbt build"]', 'commands: ["dbt run-operation refresh_grants", "dbt build"]')
+    )
     (shop / "dockyard.yml").write_text(text)
     app.reload(load_config(shop / "dockyard.yml"))
     ci = job_id(app, "CI")
     assert client.post(f"{V2}/jobs/{ci}/run/", headers=tokens.header("trigger")).status_code == 200
-    own = client.post(f"{V2}/jobs/{ci}/run/", headers=tokens.header("trigger"),
-                      json={"steps_override": ["dbt run-operation refresh_grants"]})
+    own = client.post(
+        f"{V2}/jobs/{ci}/run/",
+        headers=tokens.header("trigger"),
+        json={"steps_override": ["dbt run-operation refresh_grants"]},
+    )
     assert own.status_code == 200, own.text  # the job's own command, nothing new
-    other = client.post(f"{V2}/jobs/{ci}/run/", headers=tokens.header("trigger"),
-                        json={"steps_override": ["dbt run-operation other_macro"]})
+    other = client.post(
+        f"{V2}/jobs/{ci}/run/",
+        headers=tokens.header("trigger"),
+        json={"steps_override": ["dbt run-operation other_macro"]},
+    )
     _check_refusal(other, 403, "other")
 
 
 # -- environment and target_name_override --------------------------------------------------
+
 
 def test_environment_override_is_for_unrestricted_admins(client, app, tokens, monkeypatch):
     j = job_id(app)  # runs in prod
@@ -281,8 +312,9 @@ def test_environment_override_is_for_unrestricted_admins(client, app, tokens, mo
 def _plan_argv(app, run_id, env="prod"):
     record, job = app.job(job_id(app))
     run = app.store.get_run(run_id)
-    plan = app._plan(run.id, env, env, job, ["dbt run"], {}, app.state_dir / "runs" / str(run.id),
-                     job_id=record.id, run=run)
+    plan = app._plan(
+        run.id, env, env, job, ["dbt run"], {}, app.state_dir / "runs" / str(run.id), job_id=record.id, run=run
+    )
     argv = plan.steps[0].argv
     return argv[argv.index("--target") + 1], argv[argv.index("--profiles-dir") + 1]
 
@@ -299,8 +331,9 @@ def test_target_name_override_renames_the_environments_output(client, app, token
     assert output["path"].endswith("/shop_prod.duckdb") and output["schema"] == "analytics"  # ...on prod's data
     # an unrestricted admin switches to that output
     monkeypatch.setattr(app.config.server, "api_admin_unrestricted", True)
-    run = client.post(f"{V2}/jobs/{j}/run/", json={"target_name_override": "dev"},
-                      headers=tokens.header("admin")).json()["data"]
+    run = client.post(
+        f"{V2}/jobs/{j}/run/", json={"target_name_override": "dev"}, headers=tokens.header("admin")
+    ).json()["data"]
     target, profiles = _plan_argv(app, run["id"])
     assert target == "dev" and profiles == str(shop)
 
@@ -315,13 +348,15 @@ def test_api_job_target_name_never_switches_outputs_unless_trusted(client, app, 
     record, job = app.job(plain)
     assert app.job_target(record, job, "prod") is None  # prod's own output
     monkeypatch.setattr(app.config.server, "api_admin_unrestricted", True)
-    trusted = client.post(f"{V2}/jobs/", json=dict(body, name="on dev"),
-                          headers=tokens.header("admin")).json()["data"]["id"]
+    trusted = client.post(f"{V2}/jobs/", json=dict(body, name="on dev"), headers=tokens.header("admin")).json()["data"][
+        "id"
+    ]
     record, job = app.job(trusted)
     assert app.job_target(record, job, "prod") == "dev"
 
 
 # -- reruns ----------------------------------------------------------------------------------
+
 
 def _failed_run(app, commands, environment="prod", overrides=None):
     record, _ = app.job(DAILY)
@@ -341,9 +376,11 @@ def test_reruns_cannot_repeat_what_the_caller_could_not_ask_for(client, app, tok
     trigger = tokens.header("trigger")
     own = seed_run(app, status=RunStatus.ERROR, failed_step=4)
     assert client.post(f"{V1}/runs/{own}/rerun", headers=trigger).status_code == 200  # the job's own commands
-    cases = [_failed_run(app, ["dbt show --inline \"select read_text('/etc/passwd')\""]),
-             _failed_run(app, ["dbt run"], environment="dev"),
-             _failed_run(app, ["dbt run"], overrides={"target_name_override": "dev", "target_switch": True})]
+    cases = [
+        _failed_run(app, ["dbt show --inline \"select read_text('/etc/passwd')\""]),
+        _failed_run(app, ["dbt run"], environment="dev"),
+        _failed_run(app, ["dbt run"], overrides={"target_name_override": "dev", "target_switch": True}),
+    ]
     before = app.store.count_runs()
     for run_id in cases:
         for body in ({}, {"from_failure": False}):
@@ -355,6 +392,7 @@ def test_reruns_cannot_repeat_what_the_caller_could_not_ask_for(client, app, tok
 
 
 # -- end to end: real dbt on DuckDB ----------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_a_trigger_token_cannot_read_host_files_through_dbt_show(shop, tmp_path):
@@ -391,8 +429,12 @@ def test_a_trigger_token_cannot_read_host_files_through_dbt_show(shop, tmp_path)
 def test_a_foreground_run_of_an_api_job_uses_the_target_the_run_uses(client, app, tokens):
     """dbt Cloud clients send ``settings.target_name: default``: it only names target.name, so a
     foreground ``dockyard run`` of such a job must not refuse it as a missing profile output."""
-    body = {"name": "cloud default", "environment_id": _env_id(app), "execute_steps": ["dbt parse"],
-            "settings": {"target_name": "default", "threads": 2}}
+    body = {
+        "name": "cloud default",
+        "environment_id": _env_id(app),
+        "execute_steps": ["dbt parse"],
+        "settings": {"target_name": "default", "threads": 2},
+    }
     made = client.post(f"{V2}/jobs/", json=body, headers=tokens.header("admin"))
     assert made.status_code == 201, made.text
     run = app.run_job(made.json()["data"]["id"])

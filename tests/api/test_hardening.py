@@ -52,6 +52,7 @@ def test_fifty_concurrent_retries_make_one_run(shop, tokens_factory, backend):
     api = create_app(app, trigger_rate=1000)
     url = f"{V2}/jobs/{job_id(app)}/run/"
     with TestClient(api) as c:
+
         def post(_):
             return c.post(url, json={"cause": "retry storm"}, headers={**header, "Idempotency-Key": "storm-1"})
 
@@ -80,8 +81,9 @@ def tokens_factory(shop, request):
 
 def test_request_body_size_limit_is_413(client, app):
     url = f"{V2}/jobs/{job_id(app)}/run/"
-    big = client.post(url, content=b"{" + b" " * (1024 * 1024 + 10) + b"}",
-                      headers={"Content-Type": "application/json"})
+    big = client.post(
+        url, content=b"{" + b" " * (1024 * 1024 + 10) + b"}", headers={"Content-Type": "application/json"}
+    )
     assert big.status_code == 413 and big.json()["data"] is None
 
     def chunks():
@@ -103,12 +105,24 @@ def test_limit_is_capped_at_100_everywhere(client, app):
 
 # any text a store can hold (NUL and lone surrogates are refused in every body field: test_payload.py)
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
-PROTECTED = {"id": st.integers(), "account_id": st.integers(), "project_id": st.integers(),
-             "state": st.integers(), "created_at": TEXT, "updated_at": TEXT, "is_system": st.booleans(),
-             "deactivated": st.booleans(), "next_run": TEXT, "run_failure_count": st.integers(),
-             "generate_sources": st.booleans(), "raw_dbt_version": TEXT, "account": st.dictionaries(
-                 TEXT, st.integers()), "most_recent_run": st.none() | st.integers(), "digest": TEXT,
-             "custom_environment_variables": st.lists(st.dictionaries(TEXT, TEXT))}
+PROTECTED = {
+    "id": st.integers(),
+    "account_id": st.integers(),
+    "project_id": st.integers(),
+    "state": st.integers(),
+    "created_at": TEXT,
+    "updated_at": TEXT,
+    "is_system": st.booleans(),
+    "deactivated": st.booleans(),
+    "next_run": TEXT,
+    "run_failure_count": st.integers(),
+    "generate_sources": st.booleans(),
+    "raw_dbt_version": TEXT,
+    "account": st.dictionaries(TEXT, st.integers()),
+    "most_recent_run": st.none() | st.integers(),
+    "digest": TEXT,
+    "custom_environment_variables": st.lists(st.dictionaries(TEXT, TEXT)),
+}
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -116,8 +130,9 @@ PROTECTED = {"id": st.integers(), "account_id": st.integers(), "project_id": st.
 def test_read_only_fields_are_never_stored(client, app, extra):
     env = app.store.list_environments()[0]["id"]
     before = {k: v for k, v in app.store.job_rows(active_only=False)[0].items() if k != "definition"}
-    created = client.post(f"{V2}/jobs/", json={**extra, "name": f"prop {len(app.store.job_rows())}",
-                                               "environment_id": env})
+    created = client.post(
+        f"{V2}/jobs/", json={**extra, "name": f"prop {len(app.store.job_rows())}", "environment_id": env}
+    )
     assert created.status_code == 201, created.text
     data = created.json()["data"]
     assert data["account_id"] == 1 and data["project_id"] == 1 and data["state"] == 1
@@ -140,8 +155,23 @@ def test_runs_are_not_writable_through_bodies(client, app):
 
 
 def test_serve_refuses_a_public_address_without_tokens(shop):
-    proc = subprocess.run([sys.executable, "-m", "dockyard", "serve", "--host", "0.0.0.0", "--port", "1",
-                           "--config", str(shop / "dockyard.yml")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dockyard",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "1",
+            "--config",
+            str(shop / "dockyard.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "refusing to listen on 0.0.0.0" in proc.stderr and "dockyard tokens create" in proc.stderr
 
@@ -162,8 +192,10 @@ def test_an_unreachable_store_is_a_503_that_does_not_name_it(app, api, tokens):
                 assert r.status_code == 503, (path, r.text)
                 assert r.headers["retry-after"] == "5"
                 assert "127.0.0.1:1" not in r.text and "hunter2" not in r.text and "nowhere" not in r.text
-            assert c.get("/api/v1/health").json() == {"status": "unavailable",
-                                                       "store": {"read": "unreachable", "write": "unreachable"}}
+            assert c.get("/api/v1/health").json() == {
+                "status": "unavailable",
+                "store": {"read": "unreachable", "write": "unreachable"},
+            }
             assert c.get("/api/v1/runs").json()["status"]["user_message"] == "The run store is unavailable; retry later"
     finally:
         app.__dict__["store"].close()

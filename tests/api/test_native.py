@@ -43,8 +43,9 @@ def test_runs_list_filters_offset_and_cursor(client, app):
     assert seen == ids[::-1]
     assert [r["id"] for r in client.get(f"{V1}/runs", params={"offset": 4, "limit": 10}).json()["data"]] == ids[1::-1]
     assert [r["id"] for r in client.get(f"{V1}/runs", params={"status": "error"}).json()["data"]] == [ids[-1]]
-    assert [r["id"] for r in client.get(f"{V1}/runs", params={"status": "20,10", "order_by": "id"}).json()[
-        "data"]] == ids
+    assert [
+        r["id"] for r in client.get(f"{V1}/runs", params={"status": "20,10", "order_by": "id"}).json()["data"]
+    ] == ids
     assert client.get(f"{V1}/runs", params={"job_id": 999}).json()["data"] == []
     assert client.get(f"{V1}/runs", params={"created_after": "2999-01-01"}).json()["data"] == []
     assert len(client.get(f"{V1}/runs", params={"environment": "prod,dev", "trigger": "api"}).json()["data"]) == 6
@@ -110,17 +111,24 @@ def test_native_trigger_with_overrides_and_environment(client, app, monkeypatch)
     # are for unrestricted admins (tests/api/test_command_policy.py: everyone else)
     monkeypatch.setattr(app.config.server, "api_admin_unrestricted", True)
     j = job_id(app)
-    body = {"environment": "dev", "threads_override": 1, "schema_override": "pr_7",
-            "target_name_override": "pr_target", "steps_override": ["dbt seed"], "timeout_seconds_override": 0,
-            "cause": "native"}
+    body = {
+        "environment": "dev",
+        "threads_override": 1,
+        "schema_override": "pr_7",
+        "target_name_override": "pr_target",
+        "steps_override": ["dbt seed"],
+        "timeout_seconds_override": 0,
+        "cause": "native",
+    }
     data = client.post(f"{V1}/jobs/{j}/trigger", json=body).json()["data"]
     assert data["status"] == "queued" and data["environment"] == "dev" and data["cause"] == "native"
     run = app.store.get_run(data["id"])
     assert [s.command for s in run.steps] == ["dbt seed"]
     # what a worker would run: the overrides of this run, and only of this run
     record, job = app.job(j)
-    plan = app._plan(run.id, "dev", "dev", job, ["dbt seed"], {}, app.state_dir / "runs" / str(run.id),
-                     job_id=record.id, run=run)
+    plan = app._plan(
+        run.id, "dev", "dev", job, ["dbt seed"], {}, app.state_dir / "runs" / str(run.id), job_id=record.id, run=run
+    )
     argv = plan.steps[0].argv
     assert argv[argv.index("--threads") + 1] == "1" and argv[argv.index("--target") + 1] == "pr_target"
     profiles = argv[argv.index("--profiles-dir") + 1]

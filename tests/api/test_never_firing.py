@@ -47,15 +47,23 @@ def test_api_refuses_a_never_firing_cron_and_stores_nothing(client, app):
     env = app.store.list_environments()[0]["id"]
     before = len(app.store.job_rows(active_only=False))
     for schedule_on in (True, False):
-        answer = client.post(f"{V2}/jobs/", json={"name": "never", "environment_id": env,
-                                                  "schedule": {"cron": "0 0 31 2 *"},
-                                                  "triggers": {"schedule": schedule_on}})
+        answer = client.post(
+            f"{V2}/jobs/",
+            json={
+                "name": "never",
+                "environment_id": env,
+                "schedule": {"cron": "0 0 31 2 *"},
+                "triggers": {"schedule": schedule_on},
+            },
+        )
         assert answer.status_code == 400, answer.text
         assert "schedule.cron" in answer.json()["status"]["user_message"]
         assert "never fires" in answer.json()["status"]["user_message"]
     assert len(app.store.job_rows(active_only=False)) == before
-    made = client.post(f"{V2}/jobs/", json={"name": "fine", "environment_id": env,
-                                            "schedule": {"cron": "0 3 * * *"}, "triggers": {"schedule": True}})
+    made = client.post(
+        f"{V2}/jobs/",
+        json={"name": "fine", "environment_id": env, "schedule": {"cron": "0 3 * * *"}, "triggers": {"schedule": True}},
+    )
     assert made.status_code == 201, made.text
     job = made.json()["data"]["id"]
     update = client.post(f"{V2}/jobs/{job}/", json={"schedule": {"cron": "0 0 30 2 *"}})
@@ -69,11 +77,15 @@ def _plant_broken_jobs(app) -> list[int]:
     env = app.store.list_environments()[0]
     fields = cloud_jobs.merge_payload({"name": "x", "environment_id": env["id"]})
     ids = []
-    for name, cron, tz in (("never fires", "0 0 31 2 *", "UTC"), ("bad zone", "0 2 * * *", "Mars/Olympus"),
-                           ("garbage", "not a cron", "UTC")):
+    for name, cron, tz in (
+        ("never fires", "0 0 31 2 *", "UTC"),
+        ("bad zone", "0 2 * * *", "Mars/Olympus"),
+        ("garbage", "not a cron", "UTC"),
+    ):
         fields["schedule"] = {"cron": cron}
-        record = app.store.create_api_job(name, env["name"], cloud_jobs.definition(fields, env["name"]),
-                                          cron=cron, timezone=tz)
+        record = app.store.create_api_job(
+            name, env["name"], cloud_jobs.definition(fields, env["name"]), cron=cron, timezone=tz
+        )
         ids.append(record.id)
     return ids
 
@@ -139,11 +151,17 @@ def test_a_stored_job_that_never_fires_breaks_no_answer_on_postgresql(shop, pg_d
 def test_a_stored_job_with_an_unusable_definition_breaks_no_list(client, app):
     """Same class: a definition edited in the store into something that is not one."""
     env = app.store.list_environments()[0]["name"]
-    broken = [app.store.create_api_job(f"broken {i}", env, definition).id for i, definition in enumerate([
-        {"source": "api", "job": {"commands": []}, "cloud": {}},
-        {"source": "api", "job": "not an object", "cloud": {"settings": 5}},
-        {"source": "api", "job": {"commands": ["dbt run"]}, "cloud": "not an object"},
-        {"source": "api"}])]
+    broken = [
+        app.store.create_api_job(f"broken {i}", env, definition).id
+        for i, definition in enumerate(
+            [
+                {"source": "api", "job": {"commands": []}, "cloud": {}},
+                {"source": "api", "job": "not an object", "cloud": {"settings": 5}},
+                {"source": "api", "job": {"commands": ["dbt run"]}, "cloud": "not an object"},
+                {"source": "api"},
+            ]
+        )
+    ]
     for path in ("/api/v1/jobs", f"{V2}/jobs/"):
         listed = client.get(path)
         assert listed.status_code == 200, listed.text

@@ -22,8 +22,14 @@ JSON = {"Content-Type": "application/json"}
 
 def _paths(api, app, method: str) -> list[tuple[str, object]]:
     job, run = job_id(app), seed_run(app)
-    values = {"account_id": 1, "job_id": job, "run_id": run, "project_id": 1, "environment_id": 1,
-              "path:path": "step-1/run_results.json"}
+    values = {
+        "account_id": 1,
+        "job_id": job,
+        "run_id": run,
+        "project_id": 1,
+        "environment_id": 1,
+        "path:path": "step-1/run_results.json",
+    }
     out = []
     for path, methods, route in api_routes(api):
         if method in methods:
@@ -52,14 +58,21 @@ def check_deep_bodies(client, api, app) -> None:
             assert answer.status_code != 500, (path, depth, answer.text)
             if takes_body:
                 assert "nested too deeply" in _is_error(answer), path
-        form = client.post(path, content="steps_override=" + "[" * 2000 + "]" * 2000,
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        form = client.post(
+            path,
+            content="steps_override=" + "[" * 2000 + "]" * 2000,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert form.status_code != 500, (path, form.text)
         if path.endswith(("/trigger", "/run")):  # the trigger routes take form bodies too
             assert "nested too deeply" in _is_error(form), path
     # the bound itself: MAX_DEPTH levels are fine
-    fine = {"name": "deep but fine", "environment_id": app.store.list_environments()[0]["id"],
-            "description": "", "custom": json.loads("[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1))}
+    fine = {
+        "name": "deep but fine",
+        "environment_id": app.store.list_environments()[0]["id"],
+        "description": "",
+        "custom": json.loads("[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)),
+    }
     assert client.post(f"{V2}/jobs/", json=fine).status_code == 201
 
 
@@ -72,8 +85,11 @@ def _post(client, path: str, body: dict):
 def check_numbers(client, app) -> None:
     env, job = app.store.list_environments()[0]["id"], job_id(app)
     base = {"name": "n", "environment_id": env}
-    for extra in ({"dbt_version": float("nan")}, {"settings": {"threads": float("inf")}},
-                  {"description": float("-inf")}):
+    for extra in (
+        {"dbt_version": float("nan")},
+        {"settings": {"threads": float("inf")}},
+        {"description": float("-inf")},
+    ):
         assert "number" in _is_error(_post(client, f"{V2}/jobs/", {**base, **extra})), extra
     too_big = json.dumps(base)[:-1] + ', "custom": 1e400}'
     assert "number" in _is_error(client.post(f"{V2}/jobs/", content=too_big, headers=JSON))
@@ -81,8 +97,14 @@ def check_numbers(client, app) -> None:
     _is_error(client.post(f"{V2}/jobs/{job}/run/", content='{"timeout_seconds_override": 1e999}', headers=JSON))
     huge = '{"threads_override": ' + "9" * 5000 + "}"
     _is_error(client.post(f"{V2}/jobs/{job}/run/", content=huge, headers=JSON))
-    for query in ("limit=-5&offset=-1", "offset=99999999999999999999", "limit=NaN", "limit=1e400",
-                  "job_definition_id=-1", "id=99999999999999999999"):
+    for query in (
+        "limit=-5&offset=-1",
+        "offset=99999999999999999999",
+        "limit=NaN",
+        "limit=1e400",
+        "job_definition_id=-1",
+        "id=99999999999999999999",
+    ):
         answer = client.get(f"{V2}/runs/?{query}")
         assert answer.status_code in (200, 400), (query, answer.text)
 
@@ -100,22 +122,47 @@ def check_unstorable_bodies(client, app) -> None:
         body = {"steps_override": [f"dbt run --select {value}"]}
         assert "steps_override" in _is_error(_post(client, f"{V2}/jobs/{job}/run/", body))
         assert "environment" in _is_error(_post(client, f"/api/v1/jobs/{job}/trigger", {"environment": value}))
-        for extra in ({"name": value}, {"description": value}, {"dbt_version": value}, {"schedule": {"cron": value}},
-                      {"settings": {value: 1}}):
+        for extra in (
+            {"name": value},
+            {"description": value},
+            {"dbt_version": value},
+            {"schedule": {"cron": value}},
+            {"settings": {value: 1}},
+        ):
             field = next(iter(extra))
             body = {"name": "ok", "environment_id": env, **extra}
             assert field in _is_error(_post(client, f"{V2}/jobs/", body)), (extra, value)
     for raw in (b'{"cause": "a\xed\xa0\x80"}', '{"cause": "\\u0000"}'.encode("utf-16")):  # raw surrogate; UTF-16
         assert "cause" in _is_error(client.post(f"{V2}/jobs/{job}/run/", content=raw, headers=JSON)), raw
-    form = client.post(f"{V2}/jobs/{job}/run/", content="cause=a%00b",
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form = client.post(
+        f"{V2}/jobs/{job}/run/", content="cause=a%00b", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert "cause" in _is_error(form)
     assert app.store.count_runs() == runs and len(app.store.job_rows(active_only=False)) == jobs
 
 
-FILTERS = ["status", "status__in", "job_definition_id", "job_definition_id__in", "environment_id", "order_by",
-           "name__icontains", "search", "job", "environment", "trigger", "git_branch", "cause",
-           "created_at__range", "include_related", "limit", "offset", "cursor", "project_id", "state"]
+FILTERS = [
+    "status",
+    "status__in",
+    "job_definition_id",
+    "job_definition_id__in",
+    "environment_id",
+    "order_by",
+    "name__icontains",
+    "search",
+    "job",
+    "environment",
+    "trigger",
+    "git_branch",
+    "cause",
+    "created_at__range",
+    "include_related",
+    "limit",
+    "offset",
+    "cursor",
+    "project_id",
+    "state",
+]
 
 
 def check_unstorable_queries(client, api, app) -> None:
@@ -137,8 +184,16 @@ def check_unstorable_queries(client, api, app) -> None:
 def check_control_characters(client, app) -> None:
     env, job = app.store.list_environments()[0]["id"], job_id(app)
     jobs = len(app.store.job_rows(active_only=False))
-    for bad in ("evil\x1b[2J", "tab\tname", "new\nline", "del\x7f", "c1\x85", "bidi\u202eevil", "iso\u2066x",
-                "bell\x07"):
+    for bad in (
+        "evil\x1b[2J",
+        "tab\tname",
+        "new\nline",
+        "del\x7f",
+        "c1\x85",
+        "bidi\u202eevil",
+        "iso\u2066x",
+        "bell\x07",
+    ):
         message = _is_error(client.post(f"{V2}/jobs/", json={"name": bad, "environment_id": env}))
         assert "name must not contain control characters" in message, bad
         assert "control characters" in _is_error(client.post(f"{V2}/jobs/{job}/run/", json={"cause": bad}))
@@ -187,8 +242,9 @@ def test_digits_that_are_not_ascii_are_not_numbers(client, app):
     """``"²".isdigit()`` is true but ``int("²")`` raises: such values are refused, not 500."""
     assert "cursor" in _is_error(client.get("/api/v1/runs", params={"cursor": "\u00b2"}))
     env = app.store.list_environments()[0]["id"]
-    made = client.post(f"{V2}/jobs/", json={"name": "sup", "environment_id": env,
-                                            "execute_steps": ["dbt run --threads \u00b2"]})
+    made = client.post(
+        f"{V2}/jobs/", json={"name": "sup", "environment_id": env, "execute_steps": ["dbt run --threads \u00b2"]}
+    )
     assert made.status_code in (400, 403), made.text
     ran = client.post(f"{V2}/jobs/{job_id(app)}/run/", json={"steps_override": ["dbt run --threads \u00b2"]})
     assert ran.status_code in (400, 403), ran.text
@@ -202,9 +258,19 @@ def check_dbt_text_is_stored(app) -> None:
     """What dbt reports (node messages, adapter responses) may hold NUL bytes or lone
     surrogates (a warehouse error quoting data): recorded with U+FFFD, never a failed write."""
     run = seed_run(app)
-    app.store.upsert_nodes(run, 1, [NodeResult(unique_id="model.shop.nul\x00", name="n\ud800", status="error",
-                                               message="bad \x00 value \udcff",
-                                               adapter_response={"msg\x00": ["x\x00"]})])
+    app.store.upsert_nodes(
+        run,
+        1,
+        [
+            NodeResult(
+                unique_id="model.shop.nul\x00",
+                name="n\ud800",
+                status="error",
+                message="bad \x00 value \udcff",
+                adapter_response={"msg\x00": ["x\x00"]},
+            )
+        ],
+    )
     node = next(n for n in app.store.get_run(run).nodes if n.unique_id.startswith("model.shop.nul"))
     assert node.message == "bad \ufffd value \ufffd" and node.name == "n\ufffd"
     assert node.adapter_response == {"msg\ufffd": ["x\ufffd"]}
@@ -247,8 +313,10 @@ def test_config_names_longer_than_the_store_columns_are_located_errors(shop):
 
     config = shop / "dockyard.yml"
     text = config.read_text()
-    for old, new, key in (("  staging:\n", f"  {'s' * 201}:\n", "key environments"),
-                          ("target: staging", f"target: {'t' * 201}", "key environments.staging.target")):
+    for old, new, key in (
+        ("  staging:\n", f"  {'s' * 201}:\n", "key environments"),
+        ("target: staging", f"target: {'t' * 201}", "key environments.staging.target"),
+    ):
         config.write_text(text.replace(old, new, 1))
         with pytest.raises(ConfigErrors) as err:
             load_config(config)

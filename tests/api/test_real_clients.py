@@ -12,12 +12,16 @@ import os
 import pytest
 from tests.api.served import client_python, copy_shop, run_client, start_server, stop_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.environ.get("DOCKYARD_SKIP_REAL_CLIENTS") == "1",
-                                                   reason="DOCKYARD_SKIP_REAL_CLIENTS=1")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("DOCKYARD_SKIP_REAL_CLIENTS") == "1", reason="DOCKYARD_SKIP_REAL_CLIENTS=1"),
+]
 DBT = "dbt-core>=1.10,<1.12"  # newer dbt-core downloads a parser binary at install time
 ENV = "import os\nTOKEN, JOB = os.environ['DOCKYARD_TOKEN'], int(os.environ['DOCKYARD_JOB'])\n"
 
-PREFECT = ENV + """
+PREFECT = (
+    ENV
+    + """
 from prefect_dbt.cloud import DbtCloudCredentials, DbtCloudJob
 creds = DbtCloudCredentials(api_key=TOKEN, account_id=1, domain=os.environ["DOCKYARD_HOST"])  # https forced
 job = DbtCloudJob(dbt_cloud_credentials=creds, job_id=JOB, timeout_seconds=240, interval_seconds=1)
@@ -27,8 +31,11 @@ run.wait_for_completion()
 result = run.fetch_result()
 print("RESULT", result.get("status"), sorted(result.get("artifact_paths", [])))
 """
+)
 
-DAGSTER = ENV + """
+DAGSTER = (
+    ENV
+    + """
 from dagster_dbt.cloud_v2.client import DbtCloudWorkspaceClient
 c = DbtCloudWorkspaceClient(account_id=1, token=TOKEN, access_url=os.environ["DOCKYARD_URL"],
                             request_max_retries=1, request_retry_delay=0.1, request_timeout=15)
@@ -46,8 +53,11 @@ legacy = DbtCloudClient(auth_token=TOKEN, account_id=1, dbt_cloud_host=os.enviro
 out = legacy.run_job_and_poll(JOB, poll_interval=1, poll_timeout=240)
 print("LEGACY", out.run_details["status_humanized"], out.result["metadata"]["env"]["DBT_CLOUD_RUN_ID"])
 """
+)
 
-AIRFLOW = ENV + """
+AIRFLOW = (
+    ENV
+    + """
 import asyncio, json
 os.environ["AIRFLOW_CONN_DBT_CLOUD_DEFAULT"] = json.dumps(
     {"conn_type": "dbt_cloud", "host": os.environ["DOCKYARD_HOST"], "login": "1", "password": TOKEN})
@@ -72,6 +82,7 @@ print("CANCELLED", hook.get_job_run_status(run_id=run2["id"]))
 print("RETRY", hook.retry_failed_job_run(job_id=JOB).json()["data"]["id"])
 print("ASYNC", asyncio.run(hook.get_job_details(run_id=run["id"], account_id=1))["data"]["status"])
 """
+)
 
 
 @pytest.fixture(scope="module")

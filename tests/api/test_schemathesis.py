@@ -22,8 +22,11 @@ def fuzz_target(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("fuzz")
     shop = base / "shop"
-    shutil.copytree(ROOT / "examples" / "shop", shop, ignore=shutil.ignore_patterns(
-        "target", "logs", ".dockyard", "*.duckdb*", ".user.yml"))
+    shutil.copytree(
+        ROOT / "examples" / "shop",
+        shop,
+        ignore=shutil.ignore_patterns("target", "logs", ".dockyard", "*.duckdb*", ".user.yml"),
+    )
     os.environ.setdefault("SHOP_DUCKDB_DIR", str(base / "db"))
     app = make_app(shop)
     for status in (RunStatus.SUCCESS, RunStatus.ERROR, RunStatus.QUEUED):
@@ -41,12 +44,16 @@ def test_no_operation_answers_5xx(fuzz_target):
     assert len(operations) >= 35
     failures: list[str] = []
     calls: dict[str, int] = {}
+
     def make_check(operation, label: str):
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def check(case):
-            if case.path.endswith("/logs") and case.query and str(case.query.get("follow")).lower() in (
-                    "1", "true", "yes"):
+            if (
+                case.path.endswith("/logs")
+                and case.query
+                and str(case.query.get("follow")).lower() in ("1", "true", "yes")
+            ):
                 case.query["follow"] = "false"  # a followed log of a running run streams until it ends
             calls[label] = calls.get(label, 0) + 1
             try:

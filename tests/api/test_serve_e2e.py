@@ -38,21 +38,32 @@ def test_plain_requests_script_triggers_and_polls_to_success(served):
     base = f"{api_base}/api/v2/accounts/1"
     headers = {"Authorization": f"Token {served.token}"}
     ca = str(served.ca)
-    response = requests.post(f"{base}/jobs/{served.smoke_job}/run/", headers=headers, verify=ca, timeout=30,
-                             json={"cause": "Triggered by a script", "threads_override": 1})
+    response = requests.post(
+        f"{base}/jobs/{served.smoke_job}/run/",
+        headers=headers,
+        verify=ca,
+        timeout=30,
+        json={"cause": "Triggered by a script", "threads_override": 1},
+    )
     assert response.status_code == 200, response.text
     run_id = response.json()["data"]["id"]
     data = poll(base, run_id, headers, ca)
     assert data["status"] == 10 and data["status_humanized"] == "Success", data
-    detail = requests.get(f"{base}/runs/{run_id}/", params={"include_related": "['run_steps','trigger']"},
-                          headers=headers, verify=ca, timeout=30).json()["data"]
+    detail = requests.get(
+        f"{base}/runs/{run_id}/",
+        params={"include_related": "['run_steps','trigger']"},
+        headers=headers,
+        verify=ca,
+        timeout=30,
+    ).json()["data"]
     assert [s["index"] for s in detail["run_steps"]] == [1, 2, 3, 4, 5]
     assert detail["run_steps"][4]["name"] == "Invoke dbt with `dbt run --select stg_customers`"
     assert "1 threads" in detail["run_steps"][4]["logs"] or "Concurrency: 1" in detail["run_steps"][4]["logs"]
     names = requests.get(f"{base}/runs/{run_id}/artifacts/", headers=headers, verify=ca, timeout=30).json()["data"]
     assert "run_results.json" in names and "manifest.json" in names
-    results = requests.get(f"{base}/runs/{run_id}/artifacts/run_results.json", headers=headers, verify=ca,
-                           timeout=30).json()
+    results = requests.get(
+        f"{base}/runs/{run_id}/artifacts/run_results.json", headers=headers, verify=ca, timeout=30
+    ).json()
     assert results["metadata"]["env"]["DBT_CLOUD_RUN_ID"] == str(run_id)  # dagster-dbt needs it
     logs = requests.get(f"{served.url}/api/v1/runs/{run_id}/logs", headers=headers, verify=ca, timeout=30).text
     assert "stg_customers" in logs
@@ -61,8 +72,13 @@ def test_plain_requests_script_triggers_and_polls_to_success(served):
 def test_form_encoded_trigger_and_bearer_over_tls(served):
     base = f"{served.url}/api/v2/accounts/1"
     headers = {"Authorization": f"Bearer {served.token}"}
-    response = requests.post(f"{base}/jobs/{served.smoke_job}/run/", headers=headers, verify=str(served.ca),
-                             data={"cause": "form", "steps_override": "dbt seed --select raw_customers"}, timeout=30)
+    response = requests.post(
+        f"{base}/jobs/{served.smoke_job}/run/",
+        headers=headers,
+        verify=str(served.ca),
+        data={"cause": "form", "steps_override": "dbt seed --select raw_customers"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     data = poll(base, response.json()["data"]["id"], headers, str(served.ca))
     assert data["status"] == 10
@@ -78,6 +94,6 @@ def test_tls_and_auth_are_enforced(served):
     assert denied.status_code == 403 and denied.json()["data"] is None
     root = requests.get(f"{served.url}/", headers=read, verify=str(served.ca), timeout=10)
     assert root.status_code == 200  # Airflow's "Test connection"
-    log = (served.shop.parent / "serve.log")
+    log = served.shop.parent / "serve.log"
     if log.exists():
         assert served.token not in log.read_text()

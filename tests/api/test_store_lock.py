@@ -36,8 +36,9 @@ class Holder:
     """A process holding the write lock of a SQLite file until :meth:`release`."""
 
     def __init__(self, path: Path, begin: str):
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), begin], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(path), begin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout.readline().strip() == "locked"
 
     def release(self) -> None:
@@ -73,8 +74,9 @@ class PgHolder:
         self.conn.close()
 
 
-@pytest.mark.parametrize("begin", ["BEGIN IMMEDIATE", "BEGIN EXCLUSIVE",
-                                   pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "begin", ["BEGIN IMMEDIATE", "BEGIN EXCLUSIVE", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def test_reads_do_not_wait_behind_a_writer_and_health_reports_it(shop: Path, monkeypatch, begin: str, request):
     monkeypatch.setattr(auth_module, "TOUCH_RETRY_S", 0.0, raising=False)  # retry at the next request
     url = request.getfixturevalue("pg_database_factory")() if begin == "postgresql" else None

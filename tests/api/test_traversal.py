@@ -19,17 +19,66 @@ import dockyard.files
 from dockyard.api.app import api_routes
 
 ROOT = Path(__file__).resolve().parents[2]
-UPS = ["../", "..\\", "%2e%2e%2f", "%2e%2e/", "..%2f", "%252e%252e%252f", "..%252f", "%c0%ae%c0%ae/", "．．/",
-       "%ef%bc%8e%ef%bc%8e/", "....//", "..;/", ".%2e/", "%2e./", "..%5c", "%2e%2e%5c", "..%c0%af", "..%00/"]
+UPS = [
+    "../",
+    "..\\",
+    "%2e%2e%2f",
+    "%2e%2e/",
+    "..%2f",
+    "%252e%252e%252f",
+    "..%252f",
+    "%c0%ae%c0%ae/",
+    "．．/",
+    "%ef%bc%8e%ef%bc%8e/",
+    "....//",
+    "..;/",
+    ".%2e/",
+    "%2e./",
+    "..%5c",
+    "%2e%2e%5c",
+    "..%c0%af",
+    "..%00/",
+]
 TARGETS = ["etc/passwd", "secret.txt", "logs/canary.log", "dockyard.db", "outside.txt"]
 SPECIAL = [
-    "/etc/passwd", "%2fetc%2fpasswd", "//etc/passwd", "C:\\Windows\\win.ini", "C:/Windows/win.ini", "c:%5cboot.ini",
-    "\\\\server\\share\\x", "file:///etc/passwd", "~/.ssh/id_rsa", "~root/.profile", "run_results.json%00.txt",
-    "run_results.json%00", "%00", "run_results.json#", "run_results.json%23", "..%23/secret.txt", "x/../../secret.txt",
-    "step-1/../../secret.txt", "step-1/../../../secret.txt", "step-1/..", "step-1/.", ".", "..", "...", "./secret.txt",
-    "step-1/%2e%2e/%2e%2e/secret.txt", "step-1%2f..%2f..%2fsecret.txt", "%2e%2e", "%252e%252e", "%%32%65%%32%65/x",
-    "step-1/manifest.json/../../../secret.txt", "..%2F..%2F..%2Fsecret.txt", "..%u2215secret.txt", "%e2%80%ae/x",
-    "link-out", "step-1/link-out", "link-dir/secret.txt", "step-1/link-dir/secret.txt",
+    "/etc/passwd",
+    "%2fetc%2fpasswd",
+    "//etc/passwd",
+    "C:\\Windows\\win.ini",
+    "C:/Windows/win.ini",
+    "c:%5cboot.ini",
+    "\\\\server\\share\\x",
+    "file:///etc/passwd",
+    "~/.ssh/id_rsa",
+    "~root/.profile",
+    "run_results.json%00.txt",
+    "run_results.json%00",
+    "%00",
+    "run_results.json#",
+    "run_results.json%23",
+    "..%23/secret.txt",
+    "x/../../secret.txt",
+    "step-1/../../secret.txt",
+    "step-1/../../../secret.txt",
+    "step-1/..",
+    "step-1/.",
+    ".",
+    "..",
+    "...",
+    "./secret.txt",
+    "step-1/%2e%2e/%2e%2e/secret.txt",
+    "step-1%2f..%2f..%2fsecret.txt",
+    "%2e%2e",
+    "%252e%252e",
+    "%%32%65%%32%65/x",
+    "step-1/manifest.json/../../../secret.txt",
+    "..%2F..%2F..%2Fsecret.txt",
+    "..%u2215secret.txt",
+    "%e2%80%ae/x",
+    "link-out",
+    "step-1/link-out",
+    "link-dir/secret.txt",
+    "step-1/link-dir/secret.txt",
 ]
 
 
@@ -37,18 +86,30 @@ def corpus(sibling: str) -> list[str]:
     payloads = list(SPECIAL)
     for up, depth, target in itertools.product(UPS, (1, 2, 3, 6), TARGETS):
         payloads.append(up * depth + target)
-    payloads += [f"../../{sibling}/artifacts/step-1/run_results.json",
-                 f"../../../runs/{sibling}/artifacts/step-1/run_results.json",
-                 f"step-1/../../../{sibling}/artifacts/step-1/run_results.json"]
+    payloads += [
+        f"../../{sibling}/artifacts/step-1/run_results.json",
+        f"../../../runs/{sibling}/artifacts/step-1/run_results.json",
+        f"step-1/../../../{sibling}/artifacts/step-1/run_results.json",
+    ]
     return list(dict.fromkeys(payloads))
 
 
 def asgi_get(api, raw: str, token: str, query: str = "") -> tuple[int, bytes]:
     """GET ``raw`` (the path as sent on the wire) the way uvicorn hands it to the app."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "https",
-             "path": unquote(raw), "raw_path": raw.encode("utf-8", "surrogateescape"), "root_path": "",
-             "query_string": query.encode(), "client": ("127.0.0.1", 5000), "server": ("testserver", 443),
-             "headers": [(b"host", b"testserver"), (b"authorization", f"Token {token}".encode())]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": unquote(raw),
+        "raw_path": raw.encode("utf-8", "surrogateescape"),
+        "root_path": "",
+        "query_string": query.encode(),
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 443),
+        "headers": [(b"host", b"testserver"), (b"authorization", f"Token {token}".encode())],
+    }
     sent: list[dict] = []
 
     async def run() -> None:
@@ -97,8 +158,11 @@ def planted(app, tmp_path):
 
 
 def file_routes(api) -> list[str]:
-    return [path for path, methods, route in api_routes(api)
-            if (route.openapi_extra or {}).get("x-serves-files") and "GET" in methods]
+    return [
+        path
+        for path, methods, route in api_routes(api)
+        if (route.openapi_extra or {}).get("x-serves-files") and "GET" in methods
+    ]
 
 
 def test_traversal_corpus_never_leaves_the_root(api, app, tokens, planted, monkeypatch):
@@ -148,17 +212,42 @@ def test_resolver_unit_cases(tmp_path):
     (tmp_path / "root2").mkdir()
     (tmp_path / "root2" / "x").write_text("no")
     assert dockyard.files.resolve(root, "a/f.json") == (root / "a" / "f.json").resolve()
-    for bad in ("../root2/x", "a/../../root2/x", "/etc/passwd", "a\\f.json", "a/f.json\x00", "%2e%2e/root2/x",
-                "%252e%252e%252froot2%252fx", "a//f.json", "a/./f.json", "a", "", "．．/root2/x", "C:/x",
-                "a/f.json\u202e"):
+    for bad in (
+        "../root2/x",
+        "a/../../root2/x",
+        "/etc/passwd",
+        "a\\f.json",
+        "a/f.json\x00",
+        "%2e%2e/root2/x",
+        "%252e%252e%252froot2%252fx",
+        "a//f.json",
+        "a/./f.json",
+        "a",
+        "",
+        "．．/root2/x",
+        "C:/x",
+        "a/f.json\u202e",
+    ):
         with pytest.raises(dockyard.files.OutsideRoot):
             dockyard.files.resolve(root, bad)
 
 
 def test_api_modules_read_files_only_through_the_resolver():
     """A lint: no module of dockyard.api opens, reads or serves a file any other way."""
-    banned_calls = {"open", "read_text", "read_bytes", "FileResponse", "iterdir", "glob", "rglob", "os.open",
-                    "send_file", "StaticFiles", "listdir", "scandir"}
+    banned_calls = {
+        "open",
+        "read_text",
+        "read_bytes",
+        "FileResponse",
+        "iterdir",
+        "glob",
+        "rglob",
+        "os.open",
+        "send_file",
+        "StaticFiles",
+        "listdir",
+        "scandir",
+    }
     offenders = []
     for path in sorted((ROOT / "src" / "dockyard" / "api").rglob("*.py")):
         tree = ast.parse(path.read_text())

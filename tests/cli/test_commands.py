@@ -85,8 +85,7 @@ def test_missing_config_is_a_clean_error(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "dockyard", "jobs"], cwd=tmp_path, capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, "-m", "dockyard", "jobs"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 1 and "no dockyard.yml found" in proc.stderr and "dockyard init" in proc.stderr
 
 

@@ -84,7 +84,8 @@ def test_every_folder_and_file_of_the_state_folder_is_private(mini_project: Proj
     assert wide(state) == []
     # nothing of dockyard's appears in the project, and dockyard init keeps the user's umask
     assert sorted(p.name for p in project.path.iterdir()) == sorted(
-        [".dockyard", *(p.name for p in MINI.iterdir()), "dockyard.yml"])
+        [".dockyard", *(p.name for p in MINI.iterdir()), "dockyard.yml"]
+    )
     project.config.unlink()
     project.cli("init", "--project-dir", str(project.path), check=0)
     assert stat.S_IMODE(project.config.stat().st_mode) == 0o644

@@ -55,7 +55,7 @@ def test_control_characters_are_refused_where_names_are_written(shop):
     made = runner.invoke(cli, ["--config", str(config), "tokens", "create", "ci\x1b[2J"])
     assert made.exit_code == 1 and "control characters" in made.output and "\x1b" not in made.output
     text = config.read_text()
-    config.write_text(text.replace("  staging:\n", "  \"stag\\e[2Jing\":\n", 1))
+    config.write_text(text.replace("  staging:\n", '  "stag\\e[2Jing":\n', 1))
     result = runner.invoke(cli, ["--config", str(config), "validate"])
     assert result.exit_code == 1 and "control characters" in result.output, result.output
     assert "key environments" in result.output and "\x1b" not in result.output

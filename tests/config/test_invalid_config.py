@@ -24,51 +24,151 @@ environments:
 
 # (id, yaml text, expected line, expected key fragment, expected words in the message)
 CASES = [
-    ("top-level typo", "enviroments:\n  prod: {target: prod}\n", 1, "enviroments",
-     "did you mean the key 'environments'"),
-    ("environment key typo", "environments:\n  prod:\n    target: prod\n    treads: 4\n", 4,
-     "environments.prod.treads", "did you mean the key 'threads'"),
+    (
+        "top-level typo",
+        "enviroments:\n  prod: {target: prod}\n",
+        1,
+        "enviroments",
+        "did you mean the key 'environments'",
+    ),
+    (
+        "environment key typo",
+        "environments:\n  prod:\n    target: prod\n    treads: 4\n",
+        4,
+        "environments.prod.treads",
+        "did you mean the key 'threads'",
+    ),
     ("missing target", "environments:\n  prod:\n    threads: 4\n", 2, "environments.prod.target", "is missing"),
-    ("job without commands", ENVS + "jobs:\n  - name: nightly\n    environment: prod\n", 5, "jobs[0].commands",
-     "is missing"),
-    ("not a dbt command", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['ls -la']\n", 7,
-     "jobs[0].commands[0]", "must start with 'dbt'"),
-    ("shell syntax", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands:\n      - dbt run && rm -rf /\n",
-     8, "jobs[0].commands[0]", "shell syntax"),
-    ("unknown subcommand", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt runn']\n", 7,
-     "jobs[0].commands[0]", "'runn' is not a dbt subcommand"),
-    ("docs without generate", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt docs']\n", 7,
-     "jobs[0].commands[0]", "'dbt docs generate'"),
-    ("managed flag", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run --target dev']\n",
-     7, "jobs[0].commands[0]", "set by dockyard"),
-    ("bad cron", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
-     "    schedule:\n      cron: '0 25 * * *'\n", 9, "jobs[0].schedule.cron", "not a valid cron"),
-    ("cron with 6 fields", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
-     "    schedule:\n      cron: '0 0 2 * * *'\n", 9, "jobs[0].schedule.cron", "5 fields"),
-    ("bad time zone", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
-     "    schedule:\n      cron: '0 2 * * *'\n      timezone: America/Newyork\n", 10,
-     "jobs[0].schedule.timezone", "IANA"),
-    ("undeclared environment", ENVS + "jobs:\n  - name: n\n    environment: prd\n    commands: ['dbt run']\n", 6,
-     "jobs[0].environment", "did you mean the environment 'prod'"),
+    (
+        "job without commands",
+        ENVS + "jobs:\n  - name: nightly\n    environment: prod\n",
+        5,
+        "jobs[0].commands",
+        "is missing",
+    ),
+    (
+        "not a dbt command",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['ls -la']\n",
+        7,
+        "jobs[0].commands[0]",
+        "must start with 'dbt'",
+    ),
+    (
+        "shell syntax",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands:\n      - dbt run && rm -rf /\n",
+        8,
+        "jobs[0].commands[0]",
+        "shell syntax",
+    ),
+    (
+        "unknown subcommand",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt runn']\n",
+        7,
+        "jobs[0].commands[0]",
+        "'runn' is not a dbt subcommand",
+    ),
+    (
+        "docs without generate",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt docs']\n",
+        7,
+        "jobs[0].commands[0]",
+        "'dbt docs generate'",
+    ),
+    (
+        "managed flag",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run --target dev']\n",
+        7,
+        "jobs[0].commands[0]",
+        "set by dockyard",
+    ),
+    (
+        "bad cron",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
+        "    schedule:\n      cron: '0 25 * * *'\n",
+        9,
+        "jobs[0].schedule.cron",
+        "not a valid cron",
+    ),
+    (
+        "cron with 6 fields",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
+        "    schedule:\n      cron: '0 0 2 * * *'\n",
+        9,
+        "jobs[0].schedule.cron",
+        "5 fields",
+    ),
+    (
+        "bad time zone",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
+        "    schedule:\n      cron: '0 2 * * *'\n      timezone: America/Newyork\n",
+        10,
+        "jobs[0].schedule.timezone",
+        "IANA",
+    ),
+    (
+        "undeclared environment",
+        ENVS + "jobs:\n  - name: n\n    environment: prd\n    commands: ['dbt run']\n",
+        6,
+        "jobs[0].environment",
+        "did you mean the environment 'prod'",
+    ),
     ("duplicate job names", ENVS + "jobs:\n" + GOOD_JOB + GOOD_JOB, 8, "jobs[1].name", "used twice"),
-    ("literal secret", "environments:\n  prod:\n    target: prod\n    secrets:\n      DBT_ENV_SECRET_PW: hunter22\n",
-     4, "environments.prod.secrets", "never a literal value"),
-    ("threads zero", "environments:\n  prod:\n    target: prod\n    threads: 0\n", 4, "environments.prod.threads",
-     "greater than or equal to 1"),
-    ("slack without url", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
-     "    notifications:\n      - type: slack\n", 9, "jobs[0].notifications[0]", "needs 'webhook_url'"),
-    ("unknown notification type", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
-     "    notifications:\n      - {type: sms, url: 'x'}\n", 9, "jobs[0].notifications[0].type", "slack"),
-    ("negative timeout", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
-     "    timeout_seconds: -5\n", 8, "jobs[0].timeout_seconds", "greater than or equal to 1"),
+    (
+        "literal secret",
+        "environments:\n  prod:\n    target: prod\n    secrets:\n      DBT_ENV_SECRET_PW: hunter22\n",
+        4,
+        "environments.prod.secrets",
+        "never a literal value",
+    ),
+    (
+        "threads zero",
+        "environments:\n  prod:\n    target: prod\n    threads: 0\n",
+        4,
+        "environments.prod.threads",
+        "greater than or equal to 1",
+    ),
+    (
+        "slack without url",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
+        "    notifications:\n      - type: slack\n",
+        9,
+        "jobs[0].notifications[0]",
+        "needs 'webhook_url'",
+    ),
+    (
+        "unknown notification type",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
+        "    notifications:\n      - {type: sms, url: 'x'}\n",
+        9,
+        "jobs[0].notifications[0].type",
+        "slack",
+    ),
+    (
+        "negative timeout",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n    timeout_seconds: -5\n",
+        8,
+        "jobs[0].timeout_seconds",
+        "greater than or equal to 1",
+    ),
     ("bad runner mode", ENVS + "runner:\n  mode: thread\n", 5, "runner.mode", "fork"),
-    ("bad retry policy", ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
-     "    retries: {max_attempts: 3, on: sometimes}\n", 8, "jobs[0].retries.on", "transient"),
+    (
+        "bad retry policy",
+        ENVS + "jobs:\n  - name: n\n    environment: prod\n    commands: ['dbt run']\n"
+        "    retries: {max_attempts: 3, on: sometimes}\n",
+        8,
+        "jobs[0].retries.on",
+        "transient",
+    ),
     ("invalid YAML", "environments:\n  prod:\n    target: prod\n   bad: [\n", 4, None, "invalid YAML"),
     ("top level is a list", "- environments\n", 1, None, "top level must be a mapping"),
     ("empty file", "", 1, None, "empty"),
-    ("environment variable name", "environments:\n  prod:\n    target: prod\n    env: {'1BAD': x}\n", 4,
-     "environments.prod.env", "not a valid environment variable name"),
+    (
+        "environment variable name",
+        "environments:\n  prod:\n    target: prod\n    env: {'1BAD': x}\n",
+        4,
+        "environments.prod.env",
+        "not a valid environment variable name",
+    ),
 ]
 
 
@@ -108,7 +208,9 @@ def test_every_error_says_how_to_fix(tmp_path):
 
 def test_issue_example_loads(tmp_path):
     path = tmp_path / "dockyard.yml"
-    path.write_text(ENVS + textwrap.dedent("""\
+    path.write_text(
+        ENVS
+        + textwrap.dedent("""\
         jobs:
           - name: "Daily Production Run"
             environment: prod
@@ -116,7 +218,8 @@ def test_issue_example_loads(tmp_path):
             commands: ["dbt source freshness", "dbt snapshot", "dbt run", "dbt test"]
             settings: {threads: 16, target_name: prod}
             triggers: {on_merge: true, github_webhook: true}
-        """))
+        """)
+    )
     cfg = load_config(path).config
     job = cfg.jobs[0]
     assert job.cron == "0 2 * * *" and job.schedule.timezone == "America/New_York"
@@ -125,7 +228,9 @@ def test_issue_example_loads(tmp_path):
 
 def test_jobs_as_code_mapping_shape(tmp_path):
     path = tmp_path / "dockyard.yml"
-    path.write_text(ENVS + textwrap.dedent("""\
+    path.write_text(
+        ENVS
+        + textwrap.dedent("""\
         jobs:
           daily_job:
             account_id: 43791
@@ -138,7 +243,8 @@ def test_jobs_as_code_mapping_shape(tmp_path):
             triggers: {github_webhook: false, git_provider_webhook: false, schedule: true, on_merge: false}
             schedule: {cron: "0 14 * * 0,1,2,3,4,5,6"}
             retries: 2
-        """))
+        """)
+    )
     job = load_config(path).config.jobs[0]
     assert job.identifier == "daily_job" and job.commands == ["dbt run --select model1+"]
     assert job.all_commands[-1] == "dbt docs generate" and job.retries.max_attempts == 3

@@ -18,7 +18,8 @@ from dockyard.errors import ConfigError
 ENVS = "environments:\n  dev:\n    target: dev\n"
 # 9 ** 9 strings once expanded, from 377 bytes
 BOMB = ENVS + "".join(
-    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n" for prev, name in zip("abcdefgh", "bcdefghi", strict=True))
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n" for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
 BOMB = BOMB.replace("environments", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\nenvironments', 1)
 
 
@@ -62,8 +63,9 @@ def test_a_bomb_in_profiles_and_dbt_project_is_refused_too(tmp_path):
     (tmp_path / "dockyard.yml").write_text(ENVS)
     _cli_refuses(tmp_path / "dockyard.yml", "alias bomb", "dbt_project.yml:", first="✓ config")
     (tmp_path / "dbt_project.yml").write_text("name: p\nprofile: p\n")
-    (tmp_path / "profiles.yml").write_text("p:\n  target: dev\n  outputs:\n    dev: {type: duckdb}\n"
-                                           + BOMB.replace(ENVS, ""))
+    (tmp_path / "profiles.yml").write_text(
+        "p:\n  target: dev\n  outputs:\n    dev: {type: duckdb}\n" + BOMB.replace(ENVS, "")
+    )
     _cli_refuses(tmp_path / "dockyard.yml", "alias bomb", "profiles.yml:", first="✓ config")
 
 
@@ -92,15 +94,19 @@ def test_an_oversized_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
     _refused(path, "more than the 100 bytes", line=1)
 
 
-@pytest.mark.parametrize("data, words, line", [
-    (b"environments:\n  dev:\n    target: d\xe9v\n", ("not valid UTF-8", "byte 0xe9"), 3),
-    (codecs.BOM_UTF16_LE + ENVS.encode("utf-16-le"), ("UTF-16",), 1),
-    (ENVS.encode("utf-16-be"), ("NUL byte",), 1),
-    (codecs.BOM_UTF32_LE + ENVS.encode("utf-32-le"), ("UTF-32",), 1),
-    (ENVS.encode() + b"x: a\0b\n", ("NUL byte",), 4),
-    (bytes(range(256)) * 4, ("NUL byte",), 1),
-    (ENVS.encode() + b"x: \x07\n", ("U+0007",), 4),
-], ids=["latin1", "utf16-bom", "utf16-no-bom", "utf32", "nul", "binary", "control-char"])
+@pytest.mark.parametrize(
+    "data, words, line",
+    [
+        (b"environments:\n  dev:\n    target: d\xe9v\n", ("not valid UTF-8", "byte 0xe9"), 3),
+        (codecs.BOM_UTF16_LE + ENVS.encode("utf-16-le"), ("UTF-16",), 1),
+        (ENVS.encode("utf-16-be"), ("NUL byte",), 1),
+        (codecs.BOM_UTF32_LE + ENVS.encode("utf-32-le"), ("UTF-32",), 1),
+        (ENVS.encode() + b"x: a\0b\n", ("NUL byte",), 4),
+        (bytes(range(256)) * 4, ("NUL byte",), 1),
+        (ENVS.encode() + b"x: \x07\n", ("U+0007",), 4),
+    ],
+    ids=["latin1", "utf16-bom", "utf16-no-bom", "utf32", "nul", "binary", "control-char"],
+)
 def test_a_file_that_is_not_utf8_text_is_a_located_error(tmp_path, data, words, line):
     path = tmp_path / "dockyard.yml"
     path.write_bytes(data)
@@ -116,8 +122,9 @@ def test_a_utf8_bom_is_accepted(tmp_path):
 
 def test_anchors_within_the_bounds_still_work(tmp_path):
     path = tmp_path / "dockyard.yml"
-    path.write_text(ENVS + "jobs:\n  - &base {name: a, environment: dev, commands: ['dbt run']}\n"
-                    "  - {<<: *base, name: b}\n")
+    path.write_text(
+        ENVS + "jobs:\n  - &base {name: a, environment: dev, commands: ['dbt run']}\n  - {<<: *base, name: b}\n"
+    )
     assert [j.name for j in load_config(path).config.jobs] == ["a", "b"]
 
 
@@ -137,8 +144,7 @@ def test_a_secret_file_is_read_within_bounds(tmp_path):
     big.write_bytes(b"x" * (1 << 20))
     latin.write_bytes(b"p\xe9ss")
     path = tmp_path / "dockyard.yml"
-    path.write_text(ENVS + f"    secrets:\n      DBT_ENV_SECRET_A: file:{big}\n"
-                    f"      DBT_ENV_SECRET_B: file:{latin}\n")
+    path.write_text(ENVS + f"    secrets:\n      DBT_ENV_SECRET_A: file:{big}\n      DBT_ENV_SECRET_B: file:{latin}\n")
     loaded = load_config(path)
     with pytest.raises(ConfigError, match="larger than 64 kiB") as info:
         resolve_secrets(loaded, "dev")

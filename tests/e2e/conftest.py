@@ -45,15 +45,27 @@ class Project:
             fh.write(textwrap.indent(textwrap.dedent(yaml_text), "  "))
 
     def cli(self, *args: str, timeout: float = 300, check: int | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*DOCKYARD, *args, "--config", str(self.config)], cwd=self.path,
-                              env=self.env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [*DOCKYARD, *args, "--config", str(self.config)],
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check is not None:
             assert proc.returncode == check, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([*DOCKYARD, *args, "--config", str(self.config)], cwd=self.path,
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [*DOCKYARD, *args, "--config", str(self.config)],
+            cwd=self.path,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def run_json(self, job: str, *extra: str, expect: int = 0) -> dict:
         proc = self.cli("run", job, "--json", *extra, check=expect)

@@ -14,7 +14,13 @@ def test_successful_run_records_everything(project):
     assert run["status"] == "success" and run["status_code"] == 10 and run["reason"] is None
     assert run["has_warnings"] is True  # the shop project has one test at warn severity
     assert [s["command"] for s in run["steps"]] == [
-        "dbt seed", "dbt source freshness", "dbt snapshot", "dbt run", "dbt test", "dbt docs generate"]
+        "dbt seed",
+        "dbt source freshness",
+        "dbt snapshot",
+        "dbt run",
+        "dbt test",
+        "dbt docs generate",
+    ]
     assert all(s["status"] == "success" and s["exit_code"] == 0 for s in run["steps"])
     assert run["duration_s"] > 0 and run["started_at"] and run["finished_at"]
     by_id = {(n["step_index"], n["unique_id"]): n for n in run["nodes"]}
@@ -25,8 +31,13 @@ def test_successful_run_records_everything(project):
     assert [n["name"] for n in warn] == ["warn_stg_customers_unknown_country_code"]
     assert by_id[(2, "source.shop.raw.raw_orders")]["status"] == "pass"
     names = {(a["step_index"], a["name"]) for a in run["artifacts"]}
-    assert {(4, "manifest.json"), (4, "run_results.json"), (2, "sources.json"), (6, "catalog.json"),
-            (6, "index.html")} <= names
+    assert {
+        (4, "manifest.json"),
+        (4, "run_results.json"),
+        (2, "sources.json"),
+        (6, "catalog.json"),
+        (6, "index.html"),
+    } <= names
     # the record read back later is the same, and show/logs/artifacts work
     shown = json.loads(project.cli("show", str(run["id"]), "--json", check=0).stdout)
     assert shown["status"] == "success" and len(shown["nodes"]) == len(run["nodes"])
@@ -56,9 +67,12 @@ def test_dev_environment_uses_target_name_filter(project):
 
 
 def test_failing_model_stops_the_job(project):
-    project.write("models/marts/broken_orders.sql", """\
+    project.write(
+        "models/marts/broken_orders.sql",
+        """\
         select order_id, no_such_column from {{ ref('fct_orders') }}
-    """)
+    """,
+    )
     project.write("models/marts/after_broken.sql", "select * from {{ ref('broken_orders') }}\n")
     project.add_job("""\
         - name: broken

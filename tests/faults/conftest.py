@@ -39,8 +39,15 @@ FINAL = ("success", "error", "cancelled")
 # without packages), so two at once fail each other now and then.
 QUICK = "dbt debug --config-dir"
 # variables of the outer environment that must not leak into the processes under test
-SCRUB = ("DOCKYARD_CRASH_AT", "DOCKYARD_CRASH_SIGNAL", "DOCKYARD_CLOCK_WARP", "DOCKYARD_CLOCK_ORIGIN",
-         "DOCKYARD_STORE_URL", "DOCKYARD_CONFIG", "DOCKYARD_SUPERVISOR_PID")
+SCRUB = (
+    "DOCKYARD_CRASH_AT",
+    "DOCKYARD_CRASH_SIGNAL",
+    "DOCKYARD_CLOCK_WARP",
+    "DOCKYARD_CLOCK_ORIGIN",
+    "DOCKYARD_STORE_URL",
+    "DOCKYARD_CONFIG",
+    "DOCKYARD_SUPERVISOR_PID",
+)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2):
@@ -55,8 +62,9 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
         except Exception as exc:  # noqa: BLE001 - e.g. the store is not created yet
             last_exc = exc
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}"
-                                 + (f" (last error: {last_exc})" if last_exc else ""))
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else "")
+            )
         time.sleep(interval)
 
 
@@ -72,7 +80,7 @@ def proc_state(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat[stat.rfind(")") + 2:].split()[0]
+    return stat[stat.rfind(")") + 2 :].split()[0]
 
 
 def alive(pid: int) -> bool:
@@ -88,7 +96,7 @@ def children(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
             out.append(int(entry.name))
     return out
@@ -141,37 +149,58 @@ class Proc:
 class Cluster:
     """A project, its dockyard.yml, a store, and the processes of one test."""
 
-    def __init__(self, root: Path, store_url: str | None = None, *, source: Path = MINI,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self, root: Path, store_url: str | None = None, *, source: Path = MINI, env: dict[str, str] | None = None
+    ):
         self.root = root
         self.path = root / "project"
-        shutil.copytree(source, self.path,
-                        ignore=shutil.ignore_patterns("target", "logs", ".dockyard", "*.duckdb*", ".user.yml"))
+        shutil.copytree(
+            source, self.path, ignore=shutil.ignore_patterns("target", "logs", ".dockyard", "*.duckdb*", ".user.yml")
+        )
         self.config = self.path / "dockyard.yml"
         self.logs = root / "logs"
         self.logs.mkdir()
         (root / "db").mkdir()
         self.store_url = store_url or f"sqlite:///{self.path / '.dockyard' / 'dockyard.db'}"
         self.env = {k: v for k, v in os.environ.items() if k not in SCRUB}
-        self.env.update({"MINI_DB_PATH": str(root / "db" / "mini.duckdb"), "SHOP_DUCKDB_DIR": str(root / "db"),
-                         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DOCKYARD_STORE_URL": self.store_url,
-                         "PYTHONUNBUFFERED": "1"})
+        self.env.update(
+            {
+                "MINI_DB_PATH": str(root / "db" / "mini.duckdb"),
+                "SHOP_DUCKDB_DIR": str(root / "db"),
+                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+                "DOCKYARD_STORE_URL": self.store_url,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         self.env.update(env or {})
         self.procs: list[Proc] = []
         self._store: Store | None = None
         self._n = 0
 
     # -- configuration ------------------------------------------------------------------
-    def configure(self, jobs: list[dict], *, server: dict | None = None, environments: dict | None = None,
-                  runner: dict | None = None, text: str | None = None) -> None:
+    def configure(
+        self,
+        jobs: list[dict],
+        *,
+        server: dict | None = None,
+        environments: dict | None = None,
+        runner: dict | None = None,
+        text: str | None = None,
+    ) -> None:
         """Write dockyard.yml (``text`` verbatim, or built from the arguments)."""
         if text is None:
-            doc = {"runner": {"inherit_env": ["MINI_DB_PATH", "SHOP_DUCKDB_DIR"], "grace_seconds": 3,
-                              **(runner or {})},
-                   "server": {"heartbeat_seconds": 1, "lost_after_seconds": 5, "poll_seconds": 0.1,
-                              "shutdown_grace_seconds": 0, **(server or {})},
-                   "environments": environments or {"dev": {"target": "dev"}},
-                   "jobs": jobs}
+            doc = {
+                "runner": {"inherit_env": ["MINI_DB_PATH", "SHOP_DUCKDB_DIR"], "grace_seconds": 3, **(runner or {})},
+                "server": {
+                    "heartbeat_seconds": 1,
+                    "lost_after_seconds": 5,
+                    "poll_seconds": 0.1,
+                    "shutdown_grace_seconds": 0,
+                    **(server or {}),
+                },
+                "environments": environments or {"dev": {"target": "dev"}},
+                "jobs": jobs,
+            }
             text = yaml.safe_dump(doc, sort_keys=False)
         tmp = self.config.with_suffix(".tmp")
         tmp.write_text(text)
@@ -189,20 +218,35 @@ class Cluster:
         name = name or f"{args[0]}-{self._n}"
         log = self.logs / f"{name}.log"
         with open(log, "ab") as fh:
-            popen = subprocess.Popen([*DOCKYARD, *args, "--config", str(self.config)], cwd=self.path,
-                                     env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, stdout=fh,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            popen = subprocess.Popen(
+                [*DOCKYARD, *args, "--config", str(self.config)],
+                cwd=self.path,
+                env={**self.env, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc
 
-    def cli(self, *args: str, check: int | None = 0, timeout: float = 120,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([*DOCKYARD, *args, "--config", str(self.config)], cwd=self.path,
-                                env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+    def cli(
+        self, *args: str, check: int | None = 0, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [*DOCKYARD, *args, "--config", str(self.config)],
+            cwd=self.path,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check is not None:
-            assert result.returncode == check, f"dockyard {' '.join(args)} exited {result.returncode}:\n" \
-                                               f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            assert result.returncode == check, (
+                f"dockyard {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         return result
 
     def stop(self, proc: Proc, timeout: float = 30) -> int | None:
@@ -215,8 +259,9 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.signal_group(signal.SIGKILL)
                 proc.popen.wait(10)
-                raise AssertionError(f"{proc} did not stop within {timeout} s after SIGTERM:\n"
-                                     f"{proc.text()[-3000:]}") from None
+                raise AssertionError(
+                    f"{proc} did not stop within {timeout} s after SIGTERM:\n{proc.text()[-3000:]}"
+                ) from None
         return proc.popen.returncode
 
     def kill(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
@@ -257,13 +302,17 @@ class Cluster:
 
     def cron_fires(self) -> list:
         with self.store.engine.connect() as conn:
-            return conn.execute(select(fires.c.job_id, fires.c.fire_key, fires.c.scheduled_for, fires.c.run_id)
-                                .where(fires.c.fire_key.like("cron:%"))).all()
+            return conn.execute(
+                select(fires.c.job_id, fires.c.fire_key, fires.c.scheduled_for, fires.c.run_id).where(
+                    fires.c.fire_key.like("cron:%")
+                )
+            ).all()
 
     def active_count(self) -> int:
         with self.store.engine.connect() as conn:
-            return len(conn.execute(select(runs.c.id).where(runs.c.status.in_(("queued", "starting",
-                                                                               "running")))).all())
+            return len(
+                conn.execute(select(runs.c.id).where(runs.c.status.in_(("queued", "starting", "running")))).all()
+            )
 
     def all_final(self) -> bool:
         return self.active_count() == 0
@@ -271,8 +320,7 @@ class Cluster:
     def diagnostics(self) -> str:
         parts = []
         for proc in self.procs:
-            parts.append(f"--- {proc} ({'running' if proc.running else proc.popen.returncode})\n"
-                         f"{proc.text()[-2500:]}")
+            parts.append(f"--- {proc} ({'running' if proc.running else proc.popen.returncode})\n{proc.text()[-2500:]}")
         return "\n".join(parts)
 
 

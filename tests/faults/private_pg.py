@@ -44,8 +44,7 @@ class PrivatePostgres:
         subprocess.run(cmd, check=True, capture_output=True, timeout=timeout)
 
     def init(self) -> PrivatePostgres:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync",
-                  "--no-instructions")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "--no-instructions")
         return self.start()
 
     def start(self) -> PrivatePostgres:

@@ -23,10 +23,12 @@ select 1 as slept from pg_sleep(600)
 
 def _sleeping(url: str) -> list[tuple]:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("select pid, state, query, client_port from pg_stat_activity "
-                            "where datname = current_database() "
-                            "and pid <> pg_backend_pid() and query ilike '%pg_sleep%' "
-                            "and state <> 'idle'").fetchall()
+        return conn.execute(
+            "select pid, state, query, client_port from pg_stat_activity "
+            "where datname = current_database() "
+            "and pid <> pg_backend_pid() and query ilike '%pg_sleep%' "
+            "and state <> 'idle'"
+        ).fetchall()
 
 
 @pytest.mark.slow
@@ -40,9 +42,11 @@ def test_cancel_leaves_no_query_running(cluster, pg_database_factory, grace):
     warehouse = pg_database_factory()
     (c.path / "models" / "sleepy.sql").write_text(SLEEPY)
     db = make_url(warehouse).database
-    c.configure([{"name": "sleepy", "environment": "pg", "commands": ["dbt run --select sleepy"]}],
-                environments={"pg": {"target": "pg", "env": {"MINI_PG_DB": db, "MINI_PG_SCHEMA": "cancel_test"}}},
-                runner={"grace_seconds": grace})
+    c.configure(
+        [{"name": "sleepy", "environment": "pg", "commands": ["dbt run --select sleepy"]}],
+        environments={"pg": {"target": "pg", "env": {"MINI_PG_DB": db, "MINI_PG_SCHEMA": "cancel_test"}}},
+        runner={"grace_seconds": grace},
+    )
     app = App.open(c.config, c.store_url)
     app.sync()
     c.start("worker")
@@ -62,9 +66,11 @@ def test_cancel_leaves_no_query_running(cluster, pg_database_factory, grace):
 def _sleepy_cluster(c, warehouse: str, **server):
     (c.path / "models" / "sleepy.sql").write_text(SLEEPY)
     db = make_url(warehouse).database
-    c.configure([{"name": "sleepy", "environment": "pg", "commands": ["dbt run --select sleepy"]}],
-                environments={"pg": {"target": "pg", "env": {"MINI_PG_DB": db, "MINI_PG_SCHEMA": "sweep_test"}}},
-                server=server or None)
+    c.configure(
+        [{"name": "sleepy", "environment": "pg", "commands": ["dbt run --select sleepy"]}],
+        environments={"pg": {"target": "pg", "env": {"MINI_PG_DB": db, "MINI_PG_SCHEMA": "sweep_test"}}},
+        server=server or None,
+    )
     app = App.open(c.config, c.store_url)
     app.sync()
     return app
@@ -74,6 +80,7 @@ def _stored_with_query(app, run_id: int, warehouse: str):
     """The run once the worker has stored the session running the model's query: dbt's
     sockets are scanned every second, so a connection opened just before a kill may not be
     stored yet (docs/server.md); the tests kill after it is."""
+
     def stored():
         run = app.store.get_run(run_id)
         ports = {port for _, port, _ in (run.warehouse_sessions or {}).get("sessions") or []}

@@ -29,7 +29,7 @@ def _ppid(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat[stat.rfind(")") + 2:].split()[1])
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
 
 
 @pytest.mark.slow
@@ -38,8 +38,16 @@ def _ppid(pid: int) -> int | None:
 def test_random_sigkills_lose_and_duplicate_nothing(pg_cluster):
     c = pg_cluster
     rng = random.Random(SEED)
-    jobs = [{"name": f"job{i}", "environment": "dev", "commands": [QUICK, "dbt parse"],
-             "allow_overlap": True, "retries": {"max_attempts": 6, "backoff_seconds": 0}} for i in range(3)]
+    jobs = [
+        {
+            "name": f"job{i}",
+            "environment": "dev",
+            "commands": [QUICK, "dbt parse"],
+            "allow_overlap": True,
+            "retries": {"max_attempts": 6, "backoff_seconds": 0},
+        }
+        for i in range(3)
+    ]
     c.configure(jobs, server={"heartbeat_seconds": HEARTBEAT, "lost_after_seconds": LOST_AFTER})
     app = App.open(c.config, c.store_url)
     app.sync()
@@ -152,9 +160,12 @@ def test_random_sigkills_lose_and_duplicate_nothing(pg_cluster):
     try:
         wait_for(lambda: not orphans(), 15, "orphaned processes to disappear")
     except AssertionError:
-        raise AssertionError("orphaned: " + "; ".join(
-            f"{pid} (parent {_ppid(pid)}): {Path(f'/proc/{pid}/cmdline').read_bytes()[:150]!r}"
-            for pid in orphans())) from None
+        raise AssertionError(
+            "orphaned: "
+            + "; ".join(
+                f"{pid} (parent {_ppid(pid)}): {Path(f'/proc/{pid}/cmdline').read_bytes()[:150]!r}" for pid in orphans()
+            )
+        ) from None
     for proc in c.procs:
         if proc.running:
             c.stop(proc)

@@ -35,9 +35,19 @@ def _crash_env(point: str, sig: str) -> dict[str, str]:
 @pytest.mark.parametrize("point", ["tick_leased", "run_inserted", "tick_committed"])
 def test_scheduler_crash_point(cluster, point, sig):
     c = cluster
-    c.configure([{"name": "every", "environment": "dev", "schedule": {"cron": "* * * * *"},
-                  "commands": ["dbt deps"], "allow_overlap": True, "catchup": "all"}],
-                server={"heartbeat_seconds": 1, "lost_after_seconds": 600})
+    c.configure(
+        [
+            {
+                "name": "every",
+                "environment": "dev",
+                "schedule": {"cron": "* * * * *"},
+                "commands": ["dbt deps"],
+                "allow_overlap": True,
+                "catchup": "all",
+            }
+        ],
+        server={"heartbeat_seconds": 1, "lost_after_seconds": 600},
+    )
     app = App.open(c.config, c.store_url)
     job_id = app.sync()["every"]
     # the schedule last fired two minutes before the crashing scheduler's first tick, so
@@ -75,9 +85,17 @@ def test_scheduler_crash_point(cluster, point, sig):
 @pytest.mark.parametrize("point", ["run_claimed", "run_started", "step_finished", "run_finished"])
 def test_worker_crash_point(cluster, point, sig):
     c = cluster
-    c.configure([{"name": "two-steps", "environment": "dev", "commands": ["dbt deps", "dbt deps"],
-                  "retries": {"max_attempts": 2, "backoff_seconds": 0}}],
-                server={"heartbeat_seconds": 0.5, "lost_after_seconds": 3})
+    c.configure(
+        [
+            {
+                "name": "two-steps",
+                "environment": "dev",
+                "commands": ["dbt deps", "dbt deps"],
+                "retries": {"max_attempts": 2, "backoff_seconds": 0},
+            }
+        ],
+        server={"heartbeat_seconds": 0.5, "lost_after_seconds": 3},
+    )
     app = App.open(c.config, c.store_url)
     app.sync()
     scheduler = c.start("scheduler")  # the reaper

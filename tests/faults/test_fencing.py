@@ -29,10 +29,14 @@ select 1 as n, 0 as s
 
 
 def _snapshot(run):
-    return (run.status.value, run.reason, run.lease_epoch,
-            sorted((n.unique_id, n.status, n.finished_at) for n in run.nodes),
-            sorted((s.index, s.status.value, s.finished_at) for s in run.steps),
-            sorted((a.name, a.sha256) for a in run.artifacts))
+    return (
+        run.status.value,
+        run.reason,
+        run.lease_epoch,
+        sorted((n.unique_id, n.status, n.finished_at) for n in run.nodes),
+        sorted((s.index, s.status.value, s.finished_at) for s in run.steps),
+        sorted((a.name, a.sha256) for a in run.artifacts),
+    )
 
 
 @pytest.mark.slow
@@ -40,11 +44,19 @@ def _snapshot(run):
 def test_a_paused_worker_is_fenced(cluster):
     c = cluster
     (c.path / "models" / "slow_first.sql").write_text(SLOW_FIRST)
-    c.configure([{"name": "build", "environment": "dev", "commands": ["dbt run --select stg_numbers slow_first"],
-                  "retries": {"max_attempts": 2, "backoff_seconds": 0}}],
-                # the pause outlasts the lease, not the supervisor's stale-heartbeat bound (which
-                # would restart the paused slot: tests/server/test_config_reload.py)
-                server={"heartbeat_seconds": 0.5, "lost_after_seconds": 3, "stale_after_seconds": 600})
+    c.configure(
+        [
+            {
+                "name": "build",
+                "environment": "dev",
+                "commands": ["dbt run --select stg_numbers slow_first"],
+                "retries": {"max_attempts": 2, "backoff_seconds": 0},
+            }
+        ],
+        # the pause outlasts the lease, not the supervisor's stale-heartbeat bound (which
+        # would restart the paused slot: tests/server/test_config_reload.py)
+        server={"heartbeat_seconds": 0.5, "lost_after_seconds": 3, "stale_after_seconds": 600},
+    )
     app = App.open(c.config, c.store_url)
     app.sync()
     c.start("scheduler")
@@ -72,8 +84,13 @@ def test_a_paused_worker_is_fenced(cluster):
         assert (lost.status.value, lost.reason) == ("error", "worker_lost")
         # the reaper killed the paused worker's dbt process group (same host)
         wait_for(lambda: not alive(pgid), 10, "the old dbt process to die")
-        retry = wait_for(lambda: next((r for r in app.store.list_runs(limit=None) if r.retry_of == root
-                                       and r.status.is_final), None), 60, "the retry to finish")
+        retry = wait_for(
+            lambda: next(
+                (r for r in app.store.list_runs(limit=None) if r.retry_of == root and r.status.is_final), None
+            ),
+            60,
+            "the retry to finish",
+        )
         assert retry.status.value == "success" and retry.attempt == 2
         assert int(retry.worker_id.split(":")[1]) in worker_slots(other), "the retry ran on the paused worker"
         before = _snapshot(app.store.get_run(root))

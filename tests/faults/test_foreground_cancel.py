@@ -15,12 +15,22 @@ from .conftest import wait_for
 @pytest.mark.timeout(180)
 def test_cancel_stops_a_foreground_run(cluster):
     c = cluster
-    c.configure([{"name": "slow", "environment": "dev",
-                  "commands": ["dbt run --select slow_model --vars '{slow: true}'", "dbt parse"]}],
-                runner={"grace_seconds": 3})
+    c.configure(
+        [
+            {
+                "name": "slow",
+                "environment": "dev",
+                "commands": ["dbt run --select slow_model --vars '{slow: true}'", "dbt parse"],
+            }
+        ],
+        runner={"grace_seconds": 3},
+    )
     proc = c.start("run", "slow")
-    wait_for(lambda: any(s.status.value == "running" for s in c.store.get_run(1).steps), 90,
-             "the foreground run's first step")
+    wait_for(
+        lambda: any(s.status.value == "running" for s in c.store.get_run(1).steps),
+        90,
+        "the foreground run's first step",
+    )
     time.sleep(1)
     answer = c.cli("cancel", "1").stdout
     assert "requested" in answer

@@ -15,9 +15,12 @@ from .conftest import ROOT
 @pytest.mark.timeout(240)
 def test_fresh_sources_only(cluster_factory):
     c = cluster_factory(source=ROOT / "examples" / "shop")
-    c.configure([{"name": "load", "environment": "dev", "commands": ["dbt seed"]},
-                 {"name": "fresh", "environment": "dev", "commands": ["dbt run"],
-                  "triggers": {"fresh_sources_only": True}}])
+    c.configure(
+        [
+            {"name": "load", "environment": "dev", "commands": ["dbt seed"]},
+            {"name": "fresh", "environment": "dev", "commands": ["dbt run"], "triggers": {"fresh_sources_only": True}},
+        ]
+    )
 
     def run(job: str) -> dict:
         return json.loads(c.cli("run", job, "--json").stdout)

@@ -31,10 +31,21 @@ EXPECTED_MIN = 500
 @pytest.mark.timeout(400)
 def test_two_schedulers_four_workers_each_fire_once(pg_cluster):
     c = pg_cluster
-    c.configure([{"name": f"tick{i}", "environment": "dev", "schedule": {"cron": "* * * * *"},
-                  "commands": [QUICK], "allow_overlap": True, "catchup": "all"} for i in range(JOBS)],
-                # heartbeats are real seconds, lease ages warped ones: 3600 warped s = 36 real s
-                server={"heartbeat_seconds": 1, "lost_after_seconds": 3600})
+    c.configure(
+        [
+            {
+                "name": f"tick{i}",
+                "environment": "dev",
+                "schedule": {"cron": "* * * * *"},
+                "commands": [QUICK],
+                "allow_overlap": True,
+                "catchup": "all",
+            }
+            for i in range(JOBS)
+        ],
+        # heartbeats are real seconds, lease ages warped ones: 3600 warped s = 36 real s
+        server={"heartbeat_seconds": 1, "lost_after_seconds": 3600},
+    )
     c.cli("deploy")  # migrate and sync once, before the processes race to do it
     c.warp("2026-01-05T00:00:30Z", SPEED)
     workers = [c.start("worker", name=f"worker-{n}") for n in range(4)]
@@ -59,8 +70,9 @@ def test_two_schedulers_four_workers_each_fire_once(pg_cluster):
     assert len(fired) == len({(f.job_id, f.scheduled_for) for f in fired}) == len(all_runs)
     assert {f.run_id for f in fired} == {r.id for r in all_runs}
     assert_no_duplicate_runs(c)
-    assert Counter(r.status.value for r in all_runs) == {"success": len(all_runs)}, \
-        [(r.id, r.status.value, r.reason) for r in all_runs if r.status.value != "success"]
+    assert Counter(r.status.value for r in all_runs) == {"success": len(all_runs)}, [
+        (r.id, r.status.value, r.reason) for r in all_runs if r.status.value != "success"
+    ]
     # no due fire is missing: per job, every minute from its first fire to the last time the
     # schedulers looked (schedule_state.last_fire_at) fired
     with c.store.engine.connect() as conn:

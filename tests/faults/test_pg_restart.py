@@ -36,20 +36,29 @@ def private_pg():
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_a_store_server_restart_loses_nothing_and_restarts_nothing(cluster_factory, private_pg, mode):
     c = cluster_factory(private_pg.url)
-    c.configure([{"name": f"job{i}", "environment": "dev", "commands": [QUICK, "dbt parse", QUICK],
-                  "allow_overlap": True} for i in range(2)],
-                server={"heartbeat_seconds": 1, "lost_after_seconds": 15})
+    c.configure(
+        [
+            {"name": f"job{i}", "environment": "dev", "commands": [QUICK, "dbt parse", QUICK], "allow_overlap": True}
+            for i in range(2)
+        ],
+        server={"heartbeat_seconds": 1, "lost_after_seconds": 15},
+    )
     app = App.open(c.config, c.store_url)
     app.sync()
     port = free_port()
-    procs = [c.start("serve", "--port", str(port), "--workers", "0"),
-             c.start("worker", "--concurrency", "2", name="worker-a"),
-             c.start("worker", "--concurrency", "2", name="worker-b")]
+    procs = [
+        c.start("serve", "--port", str(port), "--workers", "0"),
+        c.start("worker", "--concurrency", "2", name="worker-a"),
+        c.start("worker", "--concurrency", "2", name="worker-b"),
+    ]
     api = f"http://127.0.0.1:{port}/api/v1"
     wait_for(lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200, 60, "the API to answer")
     # serve's child is the scheduler; each worker has two slots
-    slots = wait_for(lambda: (s := [x for p in procs for x in worker_slots(p)]) and len(s) == 5 and s,
-                     30, "the scheduler and the worker slots")
+    slots = wait_for(
+        lambda: (s := [x for p in procs for x in worker_slots(p)]) and len(s) == 5 and s,
+        30,
+        "the scheduler and the worker slots",
+    )
     pids_before = sorted([p.pid for p in procs] + slots)
     roots = [app.enqueue(f"job{i % 2}", trigger="manual").run_id for i in range(RUNS)]
     app.close()
@@ -100,12 +109,15 @@ def test_a_store_server_restart_loses_nothing_and_restarts_nothing(cluster_facto
     pids_after = sorted([p.pid for p in procs] + [x for p in procs for x in worker_slots(p)])
     assert pids_after == pids_before, c.diagnostics()
     assert "restarting it" not in "".join(p.text() for p in procs)
+
     # every process heartbeats again after the restart
     def beating():
         with c.store.engine.connect() as conn:
-            rows = conn.execute(select(processes.c.kind, processes.c.heartbeat_at)
-                                .where(processes.c.stopped_at.is_(None),
-                                       processes.c.kind.in_(("scheduler", "worker")))).all()
+            rows = conn.execute(
+                select(processes.c.kind, processes.c.heartbeat_at).where(
+                    processes.c.stopped_at.is_(None), processes.c.kind.in_(("scheduler", "worker"))
+                )
+            ).all()
         return len(rows) == 5 and all(r.heartbeat_at.timestamp() > stopped_at + DOWN_S for r in rows) and rows
 
     wait_for(beating, 30, "heartbeats of the scheduler and the four slots after the restart")

@@ -22,16 +22,30 @@ RUNS = 12
 @pytest.mark.timeout(180)
 def test_terminated_connections_lose_nothing(pg_cluster):
     c = pg_cluster
-    c.configure([{"name": f"job{i}", "environment": "dev", "commands": [QUICK, "dbt parse"],
-                  "allow_overlap": True, "retries": {"max_attempts": 3, "backoff_seconds": 0}} for i in range(2)],
-                server={"heartbeat_seconds": 1, "lost_after_seconds": 8})
+    c.configure(
+        [
+            {
+                "name": f"job{i}",
+                "environment": "dev",
+                "commands": [QUICK, "dbt parse"],
+                "allow_overlap": True,
+                "retries": {"max_attempts": 3, "backoff_seconds": 0},
+            }
+            for i in range(2)
+        ],
+        server={"heartbeat_seconds": 1, "lost_after_seconds": 8},
+    )
     app = App.open(c.config, c.store_url)
     app.sync()
     database = make_url(c.store_url).database
-    procs = [c.start("scheduler"), c.start("worker", "--concurrency", "2", name="worker-a"),
-             c.start("worker", "--concurrency", "2", name="worker-b")]
-    slots = wait_for(lambda: (s := [x for p in procs[1:] for x in worker_slots(p)]) and len(s) == 4 and s,
-                     30, "worker slots")
+    procs = [
+        c.start("scheduler"),
+        c.start("worker", "--concurrency", "2", name="worker-a"),
+        c.start("worker", "--concurrency", "2", name="worker-b"),
+    ]
+    slots = wait_for(
+        lambda: (s := [x for p in procs[1:] for x in worker_slots(p)]) and len(s) == 4 and s, 30, "worker slots"
+    )
     pids_before = sorted([p.pid for p in procs] + slots)
     roots = [app.enqueue(f"job{i % 2}", trigger="manual").run_id for i in range(RUNS)]
     app.close()
@@ -43,7 +57,9 @@ def test_terminated_connections_lose_nothing(pg_cluster):
         while time.monotonic() < end:
             terminated += admin.execute(
                 "select count(pg_terminate_backend(pid)) from pg_stat_activity "
-                "where datname = %s and pid <> pg_backend_pid()", (database,)).fetchone()[0]
+                "where datname = %s and pid <> pg_backend_pid()",
+                (database,),
+            ).fetchone()[0]
             time.sleep(0.3)
     assert terminated >= 20, f"only {terminated} connections were terminated"
 

@@ -30,16 +30,23 @@ select 1 as n, 0 as s
 
 def _serve(c, port: int):
     proc = c.start("serve", "--port", str(port), "--workers", "1", name=f"serve-{port}")
-    wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200, 60,
-             "the API to answer")
+    wait_for(
+        lambda: httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200,
+        60,
+        "the API to answer",
+    )
     return proc
 
 
 def _jobs(slow: str):
-    return dict(jobs=[{"name": "slow", "environment": "dev", "commands": ["dbt run --select sometimes_slow"]},
-                      {"name": "quick", "environment": "dev", "commands": ["dbt deps"]}],
-                server={"shutdown_grace_seconds": 1, "heartbeat_seconds": 0.5, "lost_after_seconds": 5},
-                environments={"dev": {"target": "dev", "env": {"MINI_SLOW": slow}}})
+    return dict(
+        jobs=[
+            {"name": "slow", "environment": "dev", "commands": ["dbt run --select sometimes_slow"]},
+            {"name": "quick", "environment": "dev", "commands": ["dbt deps"]},
+        ],
+        server={"shutdown_grace_seconds": 1, "heartbeat_seconds": 0.5, "lost_after_seconds": 5},
+        environments={"dev": {"target": "dev", "env": {"MINI_SLOW": slow}}},
+    )
 
 
 @pytest.mark.slow
@@ -68,8 +75,11 @@ def test_sigterm_requeues_the_running_run_and_keeps_the_queue(cluster):
 
     c.configure(**_jobs("0"))  # the restarted server finds the model quick
     serve = _serve(c, free_port())
-    wait_for(lambda: app.store.get_run(slow).status.is_final and app.store.get_run(quick).status.is_final, 90,
-             "both runs to finish after the restart")
+    wait_for(
+        lambda: app.store.get_run(slow).status.is_final and app.store.get_run(quick).status.is_final,
+        90,
+        "both runs to finish after the restart",
+    )
     assert app.store.get_run(slow).status.value == "success"
     assert app.store.get_run(quick).status.value == "success"
     assert len(app.store.list_runs(limit=None)) == 2
@@ -79,8 +89,14 @@ def test_sigterm_requeues_the_running_run_and_keeps_the_queue(cluster):
 
 
 def _status(c, config) -> dict:
-    out = subprocess.run([*DOCKYARD, "status", "--json", "--config", str(config)], cwd=c.path, env=c.env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*DOCKYARD, "status", "--json", "--config", str(config)],
+        cwd=c.path,
+        env=c.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -89,9 +105,19 @@ def _status(c, config) -> dict:
 @pytest.mark.timeout(180)
 def test_an_invalid_config_keeps_the_last_good_jobs(cluster):
     c = cluster
-    good = {"jobs": [{"name": "every", "environment": "dev", "schedule": {"cron": "* * * * *"},
-                      "commands": ["dbt deps"], "allow_overlap": True, "catchup": "all"}],
-            "server": {"heartbeat_seconds": 0.5, "lost_after_seconds": 3600}}
+    good = {
+        "jobs": [
+            {
+                "name": "every",
+                "environment": "dev",
+                "schedule": {"cron": "* * * * *"},
+                "commands": ["dbt deps"],
+                "allow_overlap": True,
+                "catchup": "all",
+            }
+        ],
+        "server": {"heartbeat_seconds": 0.5, "lost_after_seconds": 3600},
+    }
     c.configure(**good)
     c.warp("2026-01-05T00:00:30Z", 60)  # one fire a second
     app = App.open(c.config, c.store_url)
@@ -109,8 +135,11 @@ def test_an_invalid_config_keeps_the_last_good_jobs(cluster):
 
     def error_shown():
         procs = _status(c, last_good)["processes"]
-        return [p["info"]["config_error"] for p in procs
-                if p["kind"] == "scheduler" and not p.get("stopped_at") and (p.get("info") or {}).get("config_error")]
+        return [
+            p["info"]["config_error"]
+            for p in procs
+            if p["kind"] == "scheduler" and not p.get("stopped_at") and (p.get("info") or {}).get("config_error")
+        ]
 
     errors = wait_for(error_shown, 20, "the scheduler to report the invalid file")
     assert f"dockyard.yml:{line}" in errors[0] and "cron" in errors[0], errors

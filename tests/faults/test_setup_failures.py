@@ -25,15 +25,24 @@ def _configure(c) -> None:
     broken = c.path / "broken"
     broken.mkdir()
     (broken / "profiles.yml").write_text("mini:\n  target: dev\n  outputs: [unclosed\n")
-    c.configure([{"name": "needs-secret", "environment": "nosecret", "commands": ["dbt parse", "dbt run"],
-                  "retries": RETRIES},
-                 {"name": "bad-profile", "environment": "badprofile", "commands": ["dbt parse"],
-                  "retries": RETRIES},
-                 {"name": "fine", "environment": "dev", "commands": ["dbt parse"]}],
-                environments={"dev": {"target": "dev"},
-                              "nosecret": {"target": "dev", "secrets": {"DBT_ENV_SECRET_TOKEN": f"env:{UNSET}"}},
-                              "badprofile": {"target": "dev", "profiles_dir": "broken"}},
-                server={"lost_after_seconds": 30})
+    c.configure(
+        [
+            {
+                "name": "needs-secret",
+                "environment": "nosecret",
+                "commands": ["dbt parse", "dbt run"],
+                "retries": RETRIES,
+            },
+            {"name": "bad-profile", "environment": "badprofile", "commands": ["dbt parse"], "retries": RETRIES},
+            {"name": "fine", "environment": "dev", "commands": ["dbt parse"]},
+        ],
+        environments={
+            "dev": {"target": "dev"},
+            "nosecret": {"target": "dev", "secrets": {"DBT_ENV_SECRET_TOKEN": f"env:{UNSET}"}},
+            "badprofile": {"target": "dev", "profiles_dir": "broken"},
+        },
+        server={"lost_after_seconds": 30},
+    )
 
 
 @pytest.mark.slow
@@ -46,8 +55,14 @@ def test_a_run_that_cannot_start_fails_at_once_and_is_not_retried(cluster):
     c.start("worker")
     app = App.open(c.config, c.store_url)
     ids = {job: app.enqueue(job, trigger="manual").run_id for job in ("needs-secret", "bad-profile")}
-    runs = wait_for(lambda: all(c.store.get_run(i).status.is_final for i in ids.values())
-                    and {j: c.store.get_run(i) for j, i in ids.items()}, 60, "both runs to end")
+    runs = wait_for(
+        lambda: (
+            all(c.store.get_run(i).status.is_final for i in ids.values())
+            and {j: c.store.get_run(i) for j, i in ids.items()}
+        ),
+        60,
+        "both runs to end",
+    )
     for job, run in runs.items():
         stored = c.store.get_run(run.id)
         assert (run.status.value, run.reason) == ("error", "setup_failed"), (job, run.reason, c.diagnostics())

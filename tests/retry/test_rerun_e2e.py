@@ -8,15 +8,15 @@ from tests.e2e.conftest import SLOW_MODEL
 
 FCT = "models/marts/fct_orders.sql"
 MARTS = {"model.shop.fct_orders", "model.shop.customer_ltv", "model.shop.dim_customers"}
-STAGING = {"model.shop.stg_orders", "model.shop.stg_customers", "model.shop.stg_products",
-           "model.shop.stg_order_items"}
+STAGING = {"model.shop.stg_orders", "model.shop.stg_customers", "model.shop.stg_products", "model.shop.stg_order_items"}
 
 
 def break_fct_orders(project) -> str:
     original = (project.path / FCT).read_text()
     assert "    orders.status,\n" in original
-    (project.path / FCT).write_text(original.replace("    orders.status,\n",
-                                                     "    orders.status,\n    orders.no_such_column,\n"))
+    (project.path / FCT).write_text(
+        original.replace("    orders.status,\n", "    orders.status,\n    orders.no_such_column,\n")
+    )
     return original
 
 

@@ -23,8 +23,9 @@ from dockyard.retry import (
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "retries.md"
 
-TRANSIENT_EXAMPLES = [pytest.param(p.name, e, id=f"{p.name}-{i}")
-                      for p in TRANSIENT_PATTERNS for i, e in enumerate(p.examples)]
+TRANSIENT_EXAMPLES = [
+    pytest.param(p.name, e, id=f"{p.name}-{i}") for p in TRANSIENT_PATTERNS for i, e in enumerate(p.examples)
+]
 
 PERMANENT_MESSAGES = [
     'syntax error at or near "selec"\nLINE 3: selec order_id from orders',
@@ -48,10 +49,8 @@ PERMANENT_MESSAGES = [
     'syntax error at or near "429"\nLINE 503: select 429 429',
     "Got 502 results, configured to fail if != 0",
     # model names and paths that contain transient-looking words
-    "Database Error in model connection_reset_log (models/connection_reset_log.sql)\n"
-    '  syntax error at or near "form"',
-    "Runtime Error in model lock_timeout_report (models/ops/lock_timeout_report.sql)\n"
-    '  column "x" does not exist',
+    'Database Error in model connection_reset_log (models/connection_reset_log.sql)\n  syntax error at or near "form"',
+    'Runtime Error in model lock_timeout_report (models/ops/lock_timeout_report.sql)\n  column "x" does not exist',
     # configured query time limits
     *PERMANENT_PATTERNS[0].examples,
 ]
@@ -60,8 +59,16 @@ PERMANENT_MESSAGES = [
 @pytest.mark.parametrize(("name", "message"), TRANSIENT_EXAMPLES)
 def test_every_example_is_transient_by_its_own_row(name, message):
     assert match_message(message) == (TRANSIENT, name)
-    run = failed_run("dbt run", [node("model.shop.fct_orders", "error", f"Database Error in model fct_orders "
-                                                                        f"(models/marts/fct_orders.sql)\n  {message}")])
+    run = failed_run(
+        "dbt run",
+        [
+            node(
+                "model.shop.fct_orders",
+                "error",
+                f"Database Error in model fct_orders (models/marts/fct_orders.sql)\n  {message}",
+            )
+        ],
+    )
     assert classify(run) == TRANSIENT
 
 
@@ -76,9 +83,22 @@ def test_every_row_has_examples_and_unique_name():
     names = [p.name for p in (*TRANSIENT_PATTERNS, *PERMANENT_PATTERNS)]
     assert len(names) == len(set(names))
     assert all(p.examples and p.meaning and p.fragments for p in (*TRANSIENT_PATTERNS, *PERMANENT_PATTERNS))
-    brief = {"connection_reset", "connection_refused", "connection_closed", "broken_pipe", "unexpected_eof",
-             "timed_out", "rate_limited", "lock_contention", "serialization_failure", "database_restarting",
-             "ssl_syscall", "name_resolution", "service_unavailable", "http_5xx"}
+    brief = {
+        "connection_reset",
+        "connection_refused",
+        "connection_closed",
+        "broken_pipe",
+        "unexpected_eof",
+        "timed_out",
+        "rate_limited",
+        "lock_contention",
+        "serialization_failure",
+        "database_restarting",
+        "ssl_syscall",
+        "name_resolution",
+        "service_unavailable",
+        "http_5xx",
+    }
     assert brief <= set(names)
 
 
@@ -91,7 +111,8 @@ def test_every_pattern_is_documented():
 def test_docs_table_is_current():
     assert classification_table() in DOCS.read_text(), (
         "docs/retries.md is out of date; paste the output of\n  python -c 'from dockyard.retry import "
-        "classification_table as t; print(t())'")
+        "classification_table as t; print(t())'"
+    )
 
 
 # -- run-level classification ---------------------------------------------------------------
@@ -107,31 +128,45 @@ def test_worker_lost_is_transient_without_any_message():
 
 @pytest.mark.parametrize("reason", ["timeout", "internal_error"])
 def test_timeout_and_internal_error_are_permanent(reason):
-    run = failed_run("dbt run", [node("model.shop.a", "error", RESET)], reason=reason,
-                     step_status=StepStatus.CANCELLED, exit_code=None)
+    run = failed_run(
+        "dbt run",
+        [node("model.shop.a", "error", RESET)],
+        reason=reason,
+        step_status=StepStatus.CANCELLED,
+        exit_code=None,
+    )
     assert classify(run) == PERMANENT
 
 
 def test_every_failed_node_must_be_transient():
-    ok = failed_run("dbt run", [node("model.shop.a", "error", RESET),
-                                node("model.shop.b", "error", "database is locked"),
-                                node("model.shop.c", "skipped"), node("model.shop.d", "success")])
+    ok = failed_run(
+        "dbt run",
+        [
+            node("model.shop.a", "error", RESET),
+            node("model.shop.b", "error", "database is locked"),
+            node("model.shop.c", "skipped"),
+            node("model.shop.d", "success"),
+        ],
+    )
     assert classify(ok) == TRANSIENT
     mixed = failed_run("dbt run", [node("model.shop.a", "error", RESET), node("model.shop.b", "error", SYNTAX)])
     assert classify(mixed) == PERMANENT
 
 
 def test_failing_data_test_is_permanent_even_with_transient_looking_text():
-    run = failed_run("dbt test", [node("test.shop.t.abc", "fail", "Got 1 result, configured to fail if != 0 "
-                                                                    "(rows: connection reset)")])
+    run = failed_run(
+        "dbt test",
+        [node("test.shop.t.abc", "fail", "Got 1 result, configured to fail if != 0 (rows: connection reset)")],
+    )
     assert classify(run) == PERMANENT
     errored = failed_run("dbt test", [node("test.shop.t.abc", "error", RESET)])
     assert classify(errored) == TRANSIENT
 
 
 def test_only_the_failed_steps_nodes_count():
-    run = failed_run("dbt run", [node("model.shop.a", "error", RESET, step=2),
-                                 node("test.shop.old.x", "error", SYNTAX, step=1)])
+    run = failed_run(
+        "dbt run", [node("model.shop.a", "error", RESET, step=2), node("test.shop.old.x", "error", SYNTAX, step=1)]
+    )
     assert classify(run) == TRANSIENT
 
 
@@ -153,8 +188,10 @@ def test_no_failed_node_falls_back_to_the_step_log():
     compile_error = "07:01:03  Encountered an error:\nCompilation Error in model fct_orders\n  unexpected '}'\n"
     assert classify(run, compile_error) == PERMANENT
     # a model named after a transient error, on a progress line, is not an error
-    progress_only = "07:01:03  1 of 7 START sql view model analytics.connection_refused_events ... [RUN]\n" \
-                    "07:01:03  1 of 7 ERROR creating sql view model analytics.connection refused ... [ERROR]\n"
+    progress_only = (
+        "07:01:03  1 of 7 START sql view model analytics.connection_refused_events ... [RUN]\n"
+        "07:01:03  1 of 7 ERROR creating sql view model analytics.connection refused ... [ERROR]\n"
+    )
     assert classify(run, progress_only) == PERMANENT
 
 
@@ -162,29 +199,39 @@ def test_no_failed_node_falls_back_to_the_step_log():
 
 transient_run = failed_run("dbt run", [node("model.shop.a", "error", RESET)])
 permanent_run = failed_run("dbt run", [node("model.shop.a", "error", SYNTAX)])
-timeout_run = failed_run("dbt run", [node("model.shop.a", "started")], reason="timeout",
-                         step_status=StepStatus.CANCELLED, exit_code=None)
+timeout_run = failed_run(
+    "dbt run", [node("model.shop.a", "started")], reason="timeout", step_status=StepStatus.CANCELLED, exit_code=None
+)
 lost_run = failed_run("dbt run", [node("model.shop.a", "started")], reason="worker_lost", exit_code=None)
-cancelled_run = failed_run("dbt run", [node("model.shop.a", "error", RESET)], reason="cancelled",
-                           status=RunStatus.CANCELLED, step_status=StepStatus.CANCELLED, exit_code=None)
+cancelled_run = failed_run(
+    "dbt run",
+    [node("model.shop.a", "error", RESET)],
+    reason="cancelled",
+    status=RunStatus.CANCELLED,
+    step_status=StepStatus.CANCELLED,
+    exit_code=None,
+)
 success_run = make_run([("dbt run", StepStatus.SUCCESS, 0)], status=RunStatus.SUCCESS, reason=None)
 running_run = make_run([("dbt run", StepStatus.RUNNING, None)], status=RunStatus.RUNNING, reason=None)
 
 
-@pytest.mark.parametrize(("run", "on", "max_attempts", "expected"), [
-    (transient_run, "transient", 3, True),
-    (transient_run, "any", 3, True),
-    (transient_run, "transient", 1, False),  # the default policy: no retries
-    (permanent_run, "transient", 3, False),
-    (permanent_run, "any", 3, True),
-    (timeout_run, "transient", 3, False),
-    (timeout_run, "any", 3, True),
-    (lost_run, "transient", 3, True),
-    (cancelled_run, "transient", 3, False),
-    (cancelled_run, "any", 3, False),
-    (success_run, "any", 3, False),
-    (running_run, "any", 3, False),
-])
+@pytest.mark.parametrize(
+    ("run", "on", "max_attempts", "expected"),
+    [
+        (transient_run, "transient", 3, True),
+        (transient_run, "any", 3, True),
+        (transient_run, "transient", 1, False),  # the default policy: no retries
+        (permanent_run, "transient", 3, False),
+        (permanent_run, "any", 3, True),
+        (timeout_run, "transient", 3, False),
+        (timeout_run, "any", 3, True),
+        (lost_run, "transient", 3, True),
+        (cancelled_run, "transient", 3, False),
+        (cancelled_run, "any", 3, False),
+        (success_run, "any", 3, False),
+        (running_run, "any", 3, False),
+    ],
+)
 def test_should_retry_matrix(run, on, max_attempts, expected):
     assert should_retry(run, Retries(max_attempts=max_attempts, on=on)) is expected
 

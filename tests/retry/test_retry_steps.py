@@ -17,8 +17,12 @@ LTV = "package:shop,fqn:customer_ltv"
 DIM = "package:shop,fqn:dim_customers"
 STG = "package:shop,fqn:stg_orders"
 
-RUN_NODES = [node("model.shop.stg_orders", "success"), node("model.shop.fct_orders", "error", "boom"),
-             node("model.shop.customer_ltv", "skipped"), node("model.shop.dim_customers", "skipped")]
+RUN_NODES = [
+    node("model.shop.stg_orders", "success"),
+    node("model.shop.fct_orders", "error", "boom"),
+    node("model.shop.customer_ltv", "skipped"),
+    node("model.shop.dim_customers", "skipped"),
+]
 
 
 def args(command: str) -> list[str]:
@@ -36,18 +40,21 @@ def option_values(command: str, flag: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize(("unique_id", "selector"), [
-    ("model.shop.fct_orders", "package:shop,fqn:fct_orders"),
-    ("model.shop.vm.v2", "package:shop,fqn:vm.v2"),
-    ("seed.shop.raw_orders", "package:shop,fqn:raw_orders"),
-    ("snapshot.shop.customers_snapshot", "package:shop,fqn:customers_snapshot"),
-    ("test.shop.not_null_fct_orders_order_id.4e687af8d0", "package:shop,fqn:not_null_fct_orders_order_id"),
-    ("test.shop.assert_no_orders_before_signup", "package:shop,fqn:assert_no_orders_before_signup"),
-    ("source.shop.raw.raw_orders", "source:shop.raw.raw_orders"),
-    ("unit_test.shop.customer_ltv.fct_orders", "unit_test:shop.fct_orders,fqn:customer_ltv"),
-    ("model.dbt_utils_pkg.fct_orders", "package:dbt_utils_pkg,fqn:fct_orders"),
-    ("operation.shop.shop-on-run-end-0", None),
-])
+@pytest.mark.parametrize(
+    ("unique_id", "selector"),
+    [
+        ("model.shop.fct_orders", "package:shop,fqn:fct_orders"),
+        ("model.shop.vm.v2", "package:shop,fqn:vm.v2"),
+        ("seed.shop.raw_orders", "package:shop,fqn:raw_orders"),
+        ("snapshot.shop.customers_snapshot", "package:shop,fqn:customers_snapshot"),
+        ("test.shop.not_null_fct_orders_order_id.4e687af8d0", "package:shop,fqn:not_null_fct_orders_order_id"),
+        ("test.shop.assert_no_orders_before_signup", "package:shop,fqn:assert_no_orders_before_signup"),
+        ("source.shop.raw.raw_orders", "source:shop.raw.raw_orders"),
+        ("unit_test.shop.customer_ltv.fct_orders", "unit_test:shop.fct_orders,fqn:customer_ltv"),
+        ("model.dbt_utils_pkg.fct_orders", "package:dbt_utils_pkg,fqn:fct_orders"),
+        ("operation.shop.shop-on-run-end-0", None),
+    ],
+)
 def test_node_selectors(unique_id, selector):
     assert node_selector(unique_id) == selector
 
@@ -74,24 +81,43 @@ def test_existing_selection_is_replaced_and_other_options_kept():
     assert "--full-refresh" in tokens and tokens[tokens.index("--threads") + 1] == "8"
 
 
-@pytest.mark.parametrize("cmd", ["dbt run -m marts", "dbt run --models marts", "dbt run --model=marts",
-                                 "dbt run --select=marts staging", "dbt run --selector nightly",
-                                 "dbt run --selector=nightly"])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "dbt run -m marts",
+        "dbt run --models marts",
+        "dbt run --model=marts",
+        "dbt run --select=marts staging",
+        "dbt run --selector nightly",
+        "dbt run --selector=nightly",
+    ],
+)
 def test_every_spelling_of_the_selection_is_replaced(cmd):
     command = retry_steps(failed_run(cmd, RUN_NODES))[0].command
     assert args(command) == ["dbt", "run", "--select", FCT, LTV, DIM]
 
 
 def test_warn_pass_and_no_op_count_as_completed_in_a_build():
-    nodes = [node("seed.shop.raw_orders", "success"), node("test.shop.not_null_x.1", "pass"),
-             node("test.shop.warned.2", "warn"), node("model.shop.eph", "no-op"),
-             node("model.shop.fct_orders", "success"), node("test.shop.unique_fct.3", "fail", "Got 2 results"),
-             node("model.shop.customer_ltv", "skipped"), node("test.shop.not_null_ltv.4", "skipped"),
-             node("model.shop.big", "partial success"), node("operation.shop.shop-on-run-end-0", "success")]
+    nodes = [
+        node("seed.shop.raw_orders", "success"),
+        node("test.shop.not_null_x.1", "pass"),
+        node("test.shop.warned.2", "warn"),
+        node("model.shop.eph", "no-op"),
+        node("model.shop.fct_orders", "success"),
+        node("test.shop.unique_fct.3", "fail", "Got 2 results"),
+        node("model.shop.customer_ltv", "skipped"),
+        node("test.shop.not_null_ltv.4", "skipped"),
+        node("model.shop.big", "partial success"),
+        node("operation.shop.shop-on-run-end-0", "success"),
+    ]
     command = retry_steps(failed_run("dbt build", nodes))[0].command
     # the failed test of a model that succeeded comes back: a positive list, not an exclusion
-    assert option_values(command, "--select") == ["package:shop,fqn:unique_fct", LTV, "package:shop,fqn:not_null_ltv",
-                                                  "package:shop,fqn:big"]
+    assert option_values(command, "--select") == [
+        "package:shop,fqn:unique_fct",
+        LTV,
+        "package:shop,fqn:not_null_ltv",
+        "package:shop,fqn:big",
+    ]
 
 
 def test_interrupted_step_excludes_what_completed():
@@ -105,23 +131,32 @@ def test_interrupted_step_excludes_what_completed():
     assert retry_steps(crashed)[0].command == f"dbt run --exclude {STG}"
 
 
-@pytest.mark.parametrize(("cmd", "kept"), [
-    ("dbt run --exclude tag:slow", ["tag:slow"]),
-    ("dbt run --exclude tag:slow marts.legacy --threads 4", ["tag:slow", "marts.legacy"]),
-    ("dbt run --exclude=tag:slow", ["tag:slow"]),
-    ("dbt run --exclude 'tag:slow tag:wip'", ["tag:slow", "tag:wip"]),
-    ("dbt run --exclude tag:slow --select marts --exclude tag:wip", ["tag:slow", "tag:wip"]),
-    (f"dbt run --exclude {STG}", []),  # already excluded: not repeated
-])
+@pytest.mark.parametrize(
+    ("cmd", "kept"),
+    [
+        ("dbt run --exclude tag:slow", ["tag:slow"]),
+        ("dbt run --exclude tag:slow marts.legacy --threads 4", ["tag:slow", "marts.legacy"]),
+        ("dbt run --exclude=tag:slow", ["tag:slow"]),
+        ("dbt run --exclude 'tag:slow tag:wip'", ["tag:slow", "tag:wip"]),
+        ("dbt run --exclude tag:slow --select marts --exclude tag:wip", ["tag:slow", "tag:wip"]),
+        (f"dbt run --exclude {STG}", []),  # already excluded: not repeated
+    ],
+)
 def test_exclusion_is_merged_into_one_exclude(cmd, kept):
-    nodes = [node("model.shop.stg_orders", "success"), node("model.shop.fct_orders", "success"),
-             node("model.shop.customer_ltv", "started")]
+    nodes = [
+        node("model.shop.stg_orders", "success"),
+        node("model.shop.fct_orders", "success"),
+        node("model.shop.customer_ltv", "started"),
+    ]
     run = failed_run(cmd, nodes, exit_code=None, reason="worker_lost")
     command = retry_steps(run)[0].command
     assert option_values(command, "--exclude") == [*kept, STG, FCT]
     rest = [t for t in args(command) if t not in {"--exclude", *kept, STG, FCT}]
-    original = [t for t in args(cmd) if t not in {"--exclude", *kept, STG} and not t.startswith("--exclude=")
-                and t != "tag:slow tag:wip"]
+    original = [
+        t
+        for t in args(cmd)
+        if t not in {"--exclude", *kept, STG} and not t.startswith("--exclude=") and t != "tag:slow tag:wip"
+    ]
     assert rest == original  # --select marts, --threads 4 ... stay where they were
 
 
@@ -143,16 +178,20 @@ def test_step_failed_without_a_failed_node_is_repeated_whole():
         assert steps[0].command == "dbt run --select marts" and steps[0].how == "whole"
 
 
-@pytest.mark.parametrize("cmd", ["dbt docs generate", "dbt run-operation grant_select", "dbt deps",
-                                 "dbt compile", "dbt retry"])
+@pytest.mark.parametrize(
+    "cmd", ["dbt docs generate", "dbt run-operation grant_select", "dbt deps", "dbt compile", "dbt retry"]
+)
 def test_commands_without_node_selection_are_repeated_whole(cmd):
     run = failed_run(cmd, [node("model.shop.a", "success"), node("model.shop.b", "error", "x")])
     assert retry_steps(run)[0].command == cmd
 
 
 def test_source_freshness_reruns_only_the_sources_that_did_not_pass():
-    nodes = [node("source.shop.raw.raw_orders", "error", "stale"), node("source.shop.raw.raw_customers", "pass"),
-             node("source.shop.raw.raw_products", "warn")]
+    nodes = [
+        node("source.shop.raw.raw_orders", "error", "stale"),
+        node("source.shop.raw.raw_customers", "pass"),
+        node("source.shop.raw.raw_products", "warn"),
+    ]
     command = retry_steps(failed_run("dbt source freshness", nodes))[0].command
     assert command == "dbt source freshness --select source:shop.raw.raw_orders"
 
@@ -160,24 +199,35 @@ def test_source_freshness_reruns_only_the_sources_that_did_not_pass():
 def test_unit_tests_follow_indirect_selection_empty():
     nodes = [node("unit_test.shop.customer_ltv.happy_path", "fail", "actual differs")]
     assert option_values(retry_steps(failed_run("dbt test", nodes))[0].command, "--select") == [
-        "unit_test:shop.happy_path,fqn:customer_ltv"]
+        "unit_test:shop.happy_path,fqn:customer_ltv"
+    ]
     command = retry_steps(failed_run("dbt test --indirect-selection empty", nodes))[0].command
     assert option_values(command, "--select") == ["unit_test:shop.happy_path"]
 
 
 def test_first_failed_step_and_later_steps():
-    run = make_run([("dbt seed", StepStatus.SUCCESS, 0), ("dbt snapshot", StepStatus.SUCCESS, 0),
-                    ("dbt run", StepStatus.ERROR, 1), ("dbt test", StepStatus.SKIPPED, None),
-                    ("dbt docs generate", StepStatus.SKIPPED, None)],
-                   [node("model.shop.a", "error", "x", step=3), node("seed.shop.s", "success", step=1)])
+    run = make_run(
+        [
+            ("dbt seed", StepStatus.SUCCESS, 0),
+            ("dbt snapshot", StepStatus.SUCCESS, 0),
+            ("dbt run", StepStatus.ERROR, 1),
+            ("dbt test", StepStatus.SKIPPED, None),
+            ("dbt docs generate", StepStatus.SKIPPED, None),
+        ],
+        [node("model.shop.a", "error", "x", step=3), node("seed.shop.s", "success", step=1)],
+    )
     steps = retry_steps(run)
     assert [(s.index_in_original, s.command) for s in steps] == [
-        (3, "dbt run --select package:shop,fqn:a"), (4, "dbt test"), (5, "dbt docs generate")]
+        (3, "dbt run --select package:shop,fqn:a"),
+        (4, "dbt test"),
+        (5, "dbt docs generate"),
+    ]
 
 
 def test_run_that_failed_before_any_step_is_repeated_from_its_first_step():
-    run = make_run([("dbt seed", StepStatus.SKIPPED, None), ("dbt run", StepStatus.SKIPPED, None)],
-                   reason="internal_error")
+    run = make_run(
+        [("dbt seed", StepStatus.SKIPPED, None), ("dbt run", StepStatus.SKIPPED, None)], reason="internal_error"
+    )
     assert [s.command for s in retry_steps(run)] == ["dbt seed", "dbt run"]
 
 
@@ -187,10 +237,19 @@ def test_nothing_to_retry_when_every_step_succeeded():
 
 
 def test_failed_test_step_reruns_only_failed_tests():
-    nodes = [node("test.shop.a.1", "pass", step=3), node("test.shop.b.2", "fail", "Got 1 result", step=3),
-             node("test.shop.c", "error", "timeout expired", step=3)]
-    run = make_run([("dbt seed", StepStatus.SUCCESS, 0), ("dbt run", StepStatus.SUCCESS, 0),
-                    ("dbt test --select tag:daily", StepStatus.ERROR, 1)], nodes)
+    nodes = [
+        node("test.shop.a.1", "pass", step=3),
+        node("test.shop.b.2", "fail", "Got 1 result", step=3),
+        node("test.shop.c", "error", "timeout expired", step=3),
+    ]
+    run = make_run(
+        [
+            ("dbt seed", StepStatus.SUCCESS, 0),
+            ("dbt run", StepStatus.SUCCESS, 0),
+            ("dbt test --select tag:daily", StepStatus.ERROR, 1),
+        ],
+        nodes,
+    )
     assert [s.command for s in retry_steps(run)] == ["dbt test --select package:shop,fqn:b package:shop,fqn:c"]
 
 
@@ -209,7 +268,8 @@ def test_default_selector_detection(tmp_path):
     (tmp_path / "selectors.yml").write_text("selectors:\n  - name: nightly\n    definition: 'tag:nightly'\n")
     assert not has_default_selector(tmp_path)
     (tmp_path / "selectors.yml").write_text(
-        "selectors:\n  - name: nightly\n    default: \"{{ target.name == 'prod' }}\"\n    definition: 'tag:x'\n")
+        "selectors:\n  - name: nightly\n    default: \"{{ target.name == 'prod' }}\"\n    definition: 'tag:x'\n"
+    )
     assert has_default_selector(tmp_path)
     (tmp_path / "selectors.yml").write_text("selectors:\n  - name: n\n    default: true\n    definition: 'tag:x'\n")
     assert has_default_selector(tmp_path)

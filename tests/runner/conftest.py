@@ -40,21 +40,45 @@ def mini(tmp_path: Path) -> Path:
     return dest
 
 
-def make_plan(project: Path, tmp_path: Path, commands: list[str], *, mode: str = "fork",
-              env: dict[str, str] | None = None, secrets: list[str] | None = None,
-              timeout: float = 120, grace: float = 10.0, run_id: int = 1) -> RunPlan:
+def make_plan(
+    project: Path,
+    tmp_path: Path,
+    commands: list[str],
+    *,
+    mode: str = "fork",
+    env: dict[str, str] | None = None,
+    secrets: list[str] | None = None,
+    timeout: float = 120,
+    grace: float = 10.0,
+    run_id: int = 1,
+) -> RunPlan:
     target = tmp_path / "targets" / "dev"
     steps = []
     for i, command in enumerate(commands, start=1):
         args = command.split()[1:] if isinstance(command, str) else list(command)[1:]
-        argv = [*args, "--profiles-dir", str(project), "--project-dir", str(project),
-                "--target-path", str(target), "--log-path", str(tmp_path / "dbt-logs")]
-        steps.append(StepPlan(index=i, command=command if isinstance(command, str) else " ".join(command),
-                              argv=argv))
+        argv = [
+            *args,
+            "--profiles-dir",
+            str(project),
+            "--project-dir",
+            str(project),
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(tmp_path / "dbt-logs"),
+        ]
+        steps.append(StepPlan(index=i, command=command if isinstance(command, str) else " ".join(command), argv=argv))
     return RunPlan(
-        run_id=run_id, project_dir=project, env=env if env is not None else base_env(tmp_path),
-        steps=steps, target_path=target, run_dir=tmp_path / "runs" / str(run_id),
-        secrets=secrets or [], timeout_seconds=timeout, grace_seconds=grace, mode=mode,
+        run_id=run_id,
+        project_dir=project,
+        env=env if env is not None else base_env(tmp_path),
+        steps=steps,
+        target_path=target,
+        run_dir=tmp_path / "runs" / str(run_id),
+        secrets=secrets or [],
+        timeout_seconds=timeout,
+        grace_seconds=grace,
+        mode=mode,
     )
 
 
@@ -115,7 +139,7 @@ def group_members(pgid: int) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         state, pgrp = fields[0], int(fields[2])
         if pgrp == pgid and state not in ("Z", "X"):
             members.append(int(entry))

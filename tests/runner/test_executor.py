@@ -119,11 +119,16 @@ def test_warn_test_is_success_with_warnings(mini, tmp_path, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_source_freshness(mini, tmp_path, mode):
-    plan = make_plan(mini, tmp_path, cmds(
-        "dbt run --select tag:freshness",
-        "dbt source freshness --select source:raw.events",
-        "dbt source freshness",
-    ), mode=mode)
+    plan = make_plan(
+        mini,
+        tmp_path,
+        cmds(
+            "dbt run --select tag:freshness",
+            "dbt source freshness --select source:raw.events",
+            "dbt source freshness",
+        ),
+        mode=mode,
+    )
     outcome, rec, _, _ = run(plan)
     # step 2 warns, step 3 has a source at error: dbt exits 1
     assert (outcome.status, outcome.reason, outcome.has_warnings) == (RunStatus.ERROR, "step_failed", True)
@@ -137,8 +142,14 @@ def test_source_freshness(mini, tmp_path, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_timeout_interrupts_and_leaves_no_process(mini, tmp_path, mode):
-    plan = make_plan(mini, tmp_path, cmds("dbt run --select slow_model --vars '{slow: true}'", "dbt test"),
-                     mode=mode, timeout=6, grace=5)
+    plan = make_plan(
+        mini,
+        tmp_path,
+        cmds("dbt run --select slow_model --vars '{slow: true}'", "dbt test"),
+        mode=mode,
+        timeout=6,
+        grace=5,
+    )
     outcome, rec, ex, elapsed = run(plan)
     assert (outcome.status, outcome.reason) == (RunStatus.ERROR, "timeout")
     assert rec.finished[1][0] is StepStatus.CANCELLED
@@ -150,8 +161,9 @@ def test_timeout_interrupts_and_leaves_no_process(mini, tmp_path, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_cancel_from_another_thread(mini, tmp_path, mode):
-    plan = make_plan(mini, tmp_path, cmds("dbt run --select slow_model --vars '{slow: true}'", "dbt test"),
-                     mode=mode, grace=5)
+    plan = make_plan(
+        mini, tmp_path, cmds("dbt run --select slow_model --vars '{slow: true}'", "dbt test"), mode=mode, grace=5
+    )
     rec = FakeRecorder()
     ex = Executor(plan, rec)
     fired = threading.Event()
@@ -172,8 +184,9 @@ def test_cancel_from_another_thread(mini, tmp_path, mode):
     assert time.monotonic() - t0 < 20
     assert "run cancelled" in rec.text(1)
     # live node updates arrived while the model ran, before the step's final batch
-    assert any(n.unique_id == "model.mini.slow_model" and n.status == "started"
-               for i, batch in rec.node_batches for n in batch)
+    assert any(
+        n.unique_id == "model.mini.slow_model" and n.status == "started" for i, batch in rec.node_batches for n in batch
+    )
     assert rec.final_nodes(1)["model.mini.slow_model"].status == "error"
     assert_no_dbt_left(ex)
 
@@ -181,8 +194,9 @@ def test_cancel_from_another_thread(mini, tmp_path, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_escalates_to_sigterm_when_sigint_is_not_enough(mini, tmp_path, mode, monkeypatch):
     monkeypatch.setattr(DbtInvocation, "interrupt", lambda self: True)  # SIGINT "lost"
-    plan = make_plan(mini, tmp_path, cmds("dbt run --select slow_model --vars '{slow: true}'"),
-                     mode=mode, timeout=5, grace=1)
+    plan = make_plan(
+        mini, tmp_path, cmds("dbt run --select slow_model --vars '{slow: true}'"), mode=mode, timeout=5, grace=1
+    )
     outcome, rec, ex, elapsed = run(plan)
     assert (outcome.status, outcome.reason) == (RunStatus.ERROR, "timeout")
     status, exit_code, _, _ = rec.finished[1]
@@ -197,8 +211,14 @@ def test_secrets_never_stored(mini, tmp_path, mode):
     env_secret = "env-secret-value-42"
     plain = "plain-secret-value-7"
     env = base_env(tmp_path, DBT_ENV_SECRET_X=env_secret, MINI_PLAIN=plain)
-    plan = make_plan(mini, tmp_path, cmds(f"dbt run --select echo --vars '{{echo: {env_secret}}}'"),
-                     mode=mode, env=env, secrets=[plain])
+    plan = make_plan(
+        mini,
+        tmp_path,
+        cmds(f"dbt run --select echo --vars '{{echo: {env_secret}}}'"),
+        mode=mode,
+        env=env,
+        secrets=[plain],
+    )
     outcome, rec, _, _ = run(plan)
     assert outcome.status is RunStatus.SUCCESS
 

@@ -27,8 +27,15 @@ def collect(inv: DbtInvocation) -> tuple[list[str], list[DbtEvent]]:
 
 
 def args_for(project, tmp_path, *args):
-    return [*args, "--profiles-dir", str(project), "--target-path", str(tmp_path / "target"),
-            "--log-path", str(tmp_path / "logs")]
+    return [
+        *args,
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(tmp_path / "target"),
+        "--log-path",
+        str(tmp_path / "logs"),
+    ]
 
 
 @pytest.mark.slow
@@ -37,8 +44,12 @@ def test_both_modes_print_the_same_human_log(tmp_path):
     for mode in MODES:
         project = tmp_path / mode / "mini"
         shutil.copytree(FIXTURES / "mini", project)
-        inv = DbtInvocation(args_for(project, tmp_path / mode, "run", "--select", "stg_numbers"),
-                            project_dir=project, env=base_env(tmp_path), mode=mode)
+        inv = DbtInvocation(
+            args_for(project, tmp_path / mode, "run", "--select", "stg_numbers"),
+            project_dir=project,
+            env=base_env(tmp_path),
+            mode=mode,
+        )
         inv.start()
         with inv:
             lines, events = collect(inv)
@@ -79,8 +90,13 @@ def test_bad_arguments():
 
 
 def test_human_line_matches_dbt_text_format():
-    event = {"info": {"name": "LogStartLine", "ts": "2026-11-29T06:14:46.701764Z",
-                      "msg": "1 of 9 START sql view model main.echo ... [RUN]"}}
+    event = {
+        "info": {
+            "name": "LogStartLine",
+            "ts": "2026-11-29T06:14:46.701764Z",
+            "msg": "1 of 9 START sql view model main.echo ... [RUN]",
+        }
+    }
     assert human_line(event) == "06:14:46  1 of 9 START sql view model main.echo ... [RUN]"
     printed = {"info": {"name": "PrintEvent", "ts": "2026-11-29T06:14:46Z", "msg": "\x1b[32mplain\x1b[0m"}}
     assert human_line(printed) == "plain"

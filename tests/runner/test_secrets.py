@@ -18,14 +18,18 @@ def test_raw_value_masked():
     assert SECRET not in s.scrub(SECRET * 3)
 
 
-@pytest.mark.parametrize("encode", [
-    lambda v: quote(v, safe=""),
-    lambda v: quote(v),
-    lambda v: quote_plus(v),
-    lambda v: binascii.hexlify(v.encode()).decode(),
-    lambda v: binascii.hexlify(v.encode()).decode().upper(),
-    lambda v: json.dumps(v)[1:-1],
-], ids=["quote", "quote-slash-safe", "quote_plus", "hex", "HEX", "json"])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda v: quote(v, safe=""),
+        lambda v: quote(v),
+        lambda v: quote_plus(v),
+        lambda v: binascii.hexlify(v.encode()).decode(),
+        lambda v: binascii.hexlify(v.encode()).decode().upper(),
+        lambda v: json.dumps(v)[1:-1],
+    ],
+    ids=["quote", "quote-slash-safe", "quote_plus", "hex", "HEX", "json"],
+)
 def test_encoded_forms_masked(encode):
     s = Scrubber([SECRET])
     encoded = encode(SECRET)
@@ -118,7 +122,7 @@ def test_fast_on_large_text():
     import time
 
     s = Scrubber([f"secret-number-{i:04d}" for i in range(20)])
-    text = ("07:00:00  1 of 500 OK created sql table model main.x ........ [OK in 0.1s]\n" * 20000)
+    text = "07:00:00  1 of 500 OK created sql table model main.x ........ [OK in 0.1s]\n" * 20000
     t0 = time.perf_counter()
     out = s.scrub(text)
     assert out == text

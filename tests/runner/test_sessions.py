@@ -41,8 +41,15 @@ def test_addresses_are_normalised():
 
 
 def test_a_target_is_rendered_with_the_run_environment():
-    output = {"type": "postgres", "host": "{{ env_var('H', 'db.local') }}", "port": "{{ env_var('P') | as_number }}",
-              "user": "u", "password": "{{ env_var('DBT_ENV_SECRET_PW') }}", "dbname": "d", "threads": 4}
+    output = {
+        "type": "postgres",
+        "host": "{{ env_var('H', 'db.local') }}",
+        "port": "{{ env_var('P') | as_number }}",
+        "user": "u",
+        "password": "{{ env_var('DBT_ENV_SECRET_PW') }}",
+        "dbname": "d",
+        "threads": 4,
+    }
     rendered = render_output(output, {"P": "6543", "DBT_ENV_SECRET_PW": "s3cret"})
     assert rendered["host"] == "db.local" and rendered["password"] == "s3cret" and rendered["threads"] == 4
     warehouse = PostgresWarehouse.from_output(output, {"P": "6543", "DBT_ENV_SECRET_PW": "s3cret"})

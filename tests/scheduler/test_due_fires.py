@@ -24,15 +24,35 @@ def walk(cron: str, tz: str, start: datetime, end: datetime, step_s: int = 20) -
     return fired
 
 
-@pytest.mark.parametrize("tz, night, expected", [
-    # New York springs forward 2026-03-08 02:00 EST -> 03:00 EDT
-    ("America/New_York", utc(2026, 3, 8, 4), [utc(2026, 3, 8, 4, 30), utc(2026, 3, 8, 5, 30), utc(2026, 3, 8, 6, 30),
-                                              utc(2026, 3, 8, 7, 30), utc(2026, 3, 8, 8, 30)]),
-    # Paris springs forward 2026-03-29 02:00 CET -> 03:00 CEST
-    ("Europe/Paris", utc(2026, 3, 28, 23), [utc(2026, 3, 28, 23, 30), utc(2026, 3, 29, 0, 30),
-                                            utc(2026, 3, 29, 1, 30), utc(2026, 3, 29, 2, 30),
-                                            utc(2026, 3, 29, 3, 30)]),
-])
+@pytest.mark.parametrize(
+    "tz, night, expected",
+    [
+        # New York springs forward 2026-03-08 02:00 EST -> 03:00 EDT
+        (
+            "America/New_York",
+            utc(2026, 3, 8, 4),
+            [
+                utc(2026, 3, 8, 4, 30),
+                utc(2026, 3, 8, 5, 30),
+                utc(2026, 3, 8, 6, 30),
+                utc(2026, 3, 8, 7, 30),
+                utc(2026, 3, 8, 8, 30),
+            ],
+        ),
+        # Paris springs forward 2026-03-29 02:00 CET -> 03:00 CEST
+        (
+            "Europe/Paris",
+            utc(2026, 3, 28, 23),
+            [
+                utc(2026, 3, 28, 23, 30),
+                utc(2026, 3, 29, 0, 30),
+                utc(2026, 3, 29, 1, 30),
+                utc(2026, 3, 29, 2, 30),
+                utc(2026, 3, 29, 3, 30),
+            ],
+        ),
+    ],
+)
 def test_spring_forward_hourly(tz, night, expected):
     # 02:30 local does not exist: it fires at 03:30 (the jump), once, and 03:30 is not doubled;
     # 4 h 45 of wall time hold 5 fires, not 6
@@ -40,21 +60,27 @@ def test_spring_forward_hourly(tz, night, expected):
     assert fired == expected
 
 
-@pytest.mark.parametrize("tz, start, skipped_day_fire", [
-    ("America/New_York", utc(2026, 3, 7, 12), utc(2026, 3, 8, 7, 30)),   # 02:30 -> 03:30 EDT = 07:30Z
-    ("Europe/Paris", utc(2026, 3, 28, 12), utc(2026, 3, 29, 1, 30)),     # 02:30 -> 03:30 CEST = 01:30Z
-])
+@pytest.mark.parametrize(
+    "tz, start, skipped_day_fire",
+    [
+        ("America/New_York", utc(2026, 3, 7, 12), utc(2026, 3, 8, 7, 30)),  # 02:30 -> 03:30 EDT = 07:30Z
+        ("Europe/Paris", utc(2026, 3, 28, 12), utc(2026, 3, 29, 1, 30)),  # 02:30 -> 03:30 CEST = 01:30Z
+    ],
+)
 def test_spring_forward_daily_in_the_gap_fires_once(tz, start, skipped_day_fire):
     fired = walk("30 2 * * *", tz, start, start + timedelta(days=2), step_s=300)
     assert len(fired) == 2 and skipped_day_fire in fired
 
 
-@pytest.mark.parametrize("tz, start, first, second", [
-    # New York falls back 2026-11-01 02:00 EDT -> 01:00 EST: 01:30 happens twice
-    ("America/New_York", utc(2026, 10, 31, 12), utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 6, 30)),
-    # Paris falls back 2026-10-25 03:00 CEST -> 02:00 CET: 02:30 happens twice
-    ("Europe/Paris", utc(2026, 10, 24, 12), utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30)),
-])
+@pytest.mark.parametrize(
+    "tz, start, first, second",
+    [
+        # New York falls back 2026-11-01 02:00 EDT -> 01:00 EST: 01:30 happens twice
+        ("America/New_York", utc(2026, 10, 31, 12), utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 6, 30)),
+        # Paris falls back 2026-10-25 03:00 CEST -> 02:00 CET: 02:30 happens twice
+        ("Europe/Paris", utc(2026, 10, 24, 12), utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30)),
+    ],
+)
 def test_fall_back_repeated_hour_fires_once_at_first_occurrence(tz, start, first, second):
     cron = "30 1 * * *" if tz == "America/New_York" else "30 2 * * *"
     fired = walk(cron, tz, start, start + timedelta(days=1, hours=6), step_s=300)
@@ -84,11 +110,14 @@ DOWN_FROM = utc(2026, 5, 1, 0, 0, 30)
 BACK_AT = utc(2026, 5, 1, 5, 10)  # five hours down: fires at 01:00..05:00 missed
 
 
-@pytest.mark.parametrize("policy, expected", [
-    ("latest", [utc(2026, 5, 1, 5)]),
-    ("none", []),
-    ("all", [utc(2026, 5, 1, h) for h in range(1, 6)]),
-])
+@pytest.mark.parametrize(
+    "policy, expected",
+    [
+        ("latest", [utc(2026, 5, 1, 5)]),
+        ("none", []),
+        ("all", [utc(2026, 5, 1, h) for h in range(1, 6)]),
+    ],
+)
 def test_misfire_policies_after_downtime(policy, expected):
     fires, last = due_fires("0 * * * *", "UTC", DOWN_FROM, BACK_AT, policy=policy)
     assert fires == expected and last == BACK_AT
@@ -100,8 +129,7 @@ def test_misfire_window_limits_catch_up():
 
 
 def test_none_policy_still_fires_a_slightly_late_tick():
-    fires, _ = due_fires("0 * * * *", "UTC", utc(2026, 5, 1, 4, 59, 50), utc(2026, 5, 1, 5, 0, 40),
-                         policy="none")
+    fires, _ = due_fires("0 * * * *", "UTC", utc(2026, 5, 1, 4, 59, 50), utc(2026, 5, 1, 5, 0, 40), policy="none")
     assert fires == [utc(2026, 5, 1, 5)]
 
 
@@ -113,8 +141,10 @@ def test_fire_keys_are_stable_utc():
 
 def test_completion_any_and_all():
     t = utc(2026, 1, 1)
-    latest = {"A": [Upstream("A", 5, "success", t), Upstream("A", 3, "error", t)],
-              "B": [Upstream("B", 4, "success", t)]}
+    latest = {
+        "A": [Upstream("A", 5, "success", t), Upstream("A", 3, "error", t)],
+        "B": [Upstream("B", 4, "success", t)],
+    }
     assert completion_fires("any", ["success"], ["A", "B"], latest, None) == ["after:5", "after:4"]
     assert completion_fires("all", ["success"], ["A", "B"], latest, None) == ["after:4,5"]
     assert completion_fires("all", ["success"], ["A", "B"], {"A": latest["A"]}, None) == []

@@ -152,8 +152,9 @@ class CanaryScanner:
         path = Path(path)
         return self.scan(sink or f"file {path}", path.read_bytes())
 
-    def scan_tree(self, root: str | os.PathLike, *, exclude: Iterable[str] = (),
-                  label: str | None = None) -> list[Path]:
+    def scan_tree(
+        self, root: str | os.PathLike, *, exclude: Iterable[str] = (), label: str | None = None
+    ) -> list[Path]:
         """Scan every file under ``root`` (raw bytes: a SQLite file's free pages and WAL
         included), except the relative paths (folders or files) in ``exclude``. Returns the
         files scanned."""
@@ -200,7 +201,7 @@ class CanaryScanner:
         from sqlalchemy import MetaData, create_engine, select
 
         if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
         engine = create_engine(url)
         counts: dict[str, int] = {}
         try:

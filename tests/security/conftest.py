@@ -113,8 +113,9 @@ class CanaryShop:
             return con.execute(sql).fetchall()
 
 
-def plant(shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str | None,
-          mode: str = "fork") -> CanaryShop:
+def plant(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str | None, mode: str = "fork"
+) -> CanaryShop:
     api_token = new_canary("SHOP_API_TOKEN (secrets: env:CANARY_SRC_1)")
     warehouse_password = new_canary("DBT_ENV_SECRET_WAREHOUSE_PW (passed through)", special=True)
     proxy_user = new_canary("SHOP_PROXY_USER (secrets: file:)", special=True)
@@ -128,23 +129,39 @@ def plant(shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url
     config = shop / "dockyard.yml"
     text = config.read_text()
     assert PROD_ENV in text and "\nrunner:\n" in text
-    text = text.replace(PROD_ENV, PROD_ENV + textwrap.indent(textwrap.dedent(f"""\
+    text = text.replace(
+        PROD_ENV,
+        PROD_ENV
+        + textwrap.indent(
+            textwrap.dedent(f"""\
         schema: analytics_canary   # makes dockyard write a derived profiles.yml
         secrets:
           SHOP_API_TOKEN: "env:CANARY_SRC_1"
           SHOP_PROXY_USER: "file:{secret_file}"
-    """), "    "))
+    """),
+            "    ",
+        ),
+    )
     text = text.replace("\nrunner:\n", f"\nrunner:\n  mode: {mode}\n")
     config.write_text(text)
 
     profiles = shop / "profiles.yml"
     text = profiles.read_text()
     assert PROD_OUTPUT in text
-    profiles.write_text(text.replace(PROD_OUTPUT, PROD_OUTPUT + textwrap.indent(textwrap.dedent("""\
+    profiles.write_text(
+        text.replace(
+            PROD_OUTPUT,
+            PROD_OUTPUT
+            + textwrap.indent(
+                textwrap.dedent("""\
         settings:
           http_proxy_password: "{{ env_var('DBT_ENV_SECRET_WAREHOUSE_PW') }}"
           http_proxy_username: "{{ env_var('SHOP_PROXY_USER') }}"
-    """), "      ")))
+    """),
+                "      ",
+            ),
+        )
+    )
 
     project = Project(shop, store_url)
     for rel, body in MODELS.items():

@@ -43,8 +43,9 @@ def _assert_sinks_covered(scanner: CanaryScanner, run_ids: list[int], rows: dict
     for run_id in run_ids:
         prefix = f"file <project>/.dockyard/runs/{run_id}/"
         assert any(f.startswith(prefix + "logs/step-") for f in files), f"no step log of run {run_id} scanned"
-        assert any(f.startswith(prefix + "artifacts/") and f.endswith("run_results.json") for f in files), \
+        assert any(f.startswith(prefix + "artifacts/") and f.endswith("run_results.json") for f in files), (
             f"no artifact of run {run_id} scanned"
+        )
     for table in ("runs", "run_steps", "node_results", "artifacts", "jobs", "environments"):
         assert rows.get(table), f"store table {table} is empty: {rows}"
 
@@ -68,6 +69,7 @@ def _wait_for_log(path, text: str, timeout: float = 60) -> None:
 
 
 # -- the scanner can fail --------------------------------------------------------------------
+
 
 def test_scanner_finds_a_canary_planted_in_a_log_file(tmp_path):
     """Sanity: every form the scanner knows is found in a log file, and the failure names it."""
@@ -111,6 +113,7 @@ def test_scanner_finds_a_canary_planted_in_a_log_file(tmp_path):
 
 # -- full-stack runs ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("canary_shop", STORE_AND_MODE, indirect=True)
 def test_success_and_failure_runs_leak_no_canary(canary_shop: CanaryShop):
     shop = canary_shop
@@ -124,21 +127,32 @@ def test_success_and_failure_runs_leak_no_canary(canary_shop: CanaryShop):
     [node] = [n for n in fail_run["nodes"] if n["name"] == "canary_fail"]
     assert node["status"] == "error" and '"***"' in node["message"], node
 
-    for args in (["show", str(ok_id)], ["show", str(fail_id)], ["show", str(fail_id), "--json"],
-                 ["logs", str(ok_id)], ["logs", str(fail_id), "--step", "1"],
-                 ["artifacts", str(ok_id)], ["artifacts", str(ok_id), "--json"],
-                 ["runs"]):
+    for args in (
+        ["show", str(ok_id)],
+        ["show", str(fail_id)],
+        ["show", str(fail_id), "--json"],
+        ["logs", str(ok_id)],
+        ["logs", str(fail_id), "--step", "1"],
+        ["artifacts", str(ok_id)],
+        ["artifacts", str(ok_id), "--json"],
+        ["runs"],
+    ):
         shop.cli(scanner, *args, check=0)
     rows = shop.scan_persisted(scanner)
 
     # the secrets did reach dbt and DuckDB (and were masked on the way out)
     assert shop.duckdb_rows("select api_token from analytics_canary.canary_ok") == [(shop.api_token.value,)]
     assert shop.duckdb_rows("select password_length, user_length from analytics_canary.canary_settings") == [
-        (len(shop.warehouse_password.value), len(shop.proxy_user.value))]
+        (len(shop.warehouse_password.value), len(shop.proxy_user.value))
+    ]
     ok_run = _json(shop.project.cli("show", str(ok_id), "--json", check=0))
     assert ok_run["status"] == "success" and ok_run["has_warnings"] is True
     assert {(a["step_index"], a["name"]) for a in ok_run["artifacts"]} >= {
-        (1, "manifest.json"), (1, "run_results.json"), (2, "run_results.json"), (3, "catalog.json")}
+        (1, "manifest.json"),
+        (1, "run_results.json"),
+        (2, "run_results.json"),
+        (3, "catalog.json"),
+    }
     assert (shop.path / ".dockyard" / "profiles" / "prod" / "profiles.yml").is_file()
     _assert_sinks_covered(scanner, [ok_id, fail_id], rows)
     # control: dbt's own target folder (unscrubbed, not a sink) holds the canaries' raw values,
@@ -151,13 +165,16 @@ def test_success_and_failure_runs_leak_no_canary(canary_shop: CanaryShop):
 
 def test_cancelled_run_leaks_no_canary(canary_shop: CanaryShop):
     shop = canary_shop
-    shop.project.write("models/canary/canary_slow.sql", """\
+    shop.project.write(
+        "models/canary/canary_slow.sql",
+        """\
         {{ config(materialized='table') }}
         {{ log("slow model token: " ~ env_var('SHOP_API_TOKEN'), info=True) }}
         -- token {{ env_var('SHOP_API_TOKEN') }}
         select '{{ env_var('SHOP_API_TOKEN') }}' as token, count(*) as n, sum(a.range * b.range % 7) as s
         from range(200000000) a, range(100) b
-    """)
+    """,
+    )
     shop.project.add_job("""\
         - name: canary slow
           environment: prod
@@ -167,8 +184,10 @@ def test_cancelled_run_leaks_no_canary(canary_shop: CanaryShop):
     proc = shop.project.popen("run", "canary slow", "--json")
     try:
         run_id = shop.project.wait_for_step(1)
-        _wait_for_log(shop.path / ".dockyard" / "runs" / str(run_id) / "logs" / "step-1.log",
-                      "START sql table model analytics_canary.canary_slow")
+        _wait_for_log(
+            shop.path / ".dockyard" / "runs" / str(run_id) / "logs" / "step-1.log",
+            "START sql table model analytics_canary.canary_slow",
+        )
         time.sleep(1)  # the slow query is running
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -182,8 +201,13 @@ def test_cancelled_run_leaks_no_canary(canary_shop: CanaryShop):
     assert run["id"] == run_id and run["status"] == "cancelled"
     assert [s["status"] for s in run["steps"]] == ["cancelled", "skipped"]
 
-    for args in (["show", str(run_id)], ["show", str(run_id), "--json"], ["logs", str(run_id)],
-                 ["artifacts", str(run_id)], ["runs"]):
+    for args in (
+        ["show", str(run_id)],
+        ["show", str(run_id), "--json"],
+        ["logs", str(run_id)],
+        ["artifacts", str(run_id)],
+        ["runs"],
+    ):
         shop.cli(scanner, *args, check=0)
     logs = shop.project.cli("logs", str(run_id), check=0).stdout
     assert "slow model token: ***" in logs and "run cancelled" in logs, logs[-3000:]
@@ -199,21 +223,28 @@ def test_validate_connection_leaks_no_canary(canary_shop: CanaryShop):
     and a connection that fails echoes the path that holds the secret."""
     shop = canary_shop
     profiles = shop.path / "profiles.yml"
-    profiles.write_text(profiles.read_text() + """\
+    profiles.write_text(
+        profiles.read_text()
+        + """\
     broken:
       type: duckdb
       path: "/nonexistent/{{ env_var('SHOP_API_TOKEN') }}/shop.duckdb"
       schema: broken
       threads: 1
-""")
+"""
+    )
     with open(shop.project.config) as fh:
         text = fh.read()
-    text = text.replace("\njobs:\n", """
+    text = text.replace(
+        "\njobs:\n",
+        """
   broken:
     target: broken
     secrets: {SHOP_API_TOKEN: "env:CANARY_SRC_1"}
 jobs:
-""", 1)
+""",
+        1,
+    )
     shop.project.config.write_text(text)
 
     scanner = shop.scanner()
@@ -242,17 +273,21 @@ def test_config_error_does_not_echo_a_literal_secret(canary_shop: CanaryShop):
 
 # -- the trust boundary ------------------------------------------------------------------------
 
+
 def test_trust_boundary_transformed_secret_is_visible(canary_shop: CanaryShop):
     """Documented in docs/operations.md ("Trust boundary"): the dbt project is trusted code. A
     model that transforms a secret (reverses it, splits it into characters) produces a value no
     scrubber can recognise, and it *is* visible in the log and the artifacts. This test asserts
     that it is, so the boundary is explicit, not hidden; the untransformed value still is not."""
     shop = canary_shop
-    shop.project.write("models/canary/canary_reversed.sql", """\
+    shop.project.write(
+        "models/canary/canary_reversed.sql",
+        """\
         {{ log("reversed token: " ~ env_var('SHOP_API_TOKEN')[::-1], info=True) }}
         {{ log("spelled token: " ~ (env_var('SHOP_API_TOKEN') | list | join(' ')), info=True) }}
         select '{{ env_var('SHOP_API_TOKEN')[::-1] }}' as reversed_token
-    """)
+    """,
+    )
     shop.project.add_job("""\
         - name: canary reversed
           environment: prod

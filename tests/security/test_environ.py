@@ -104,9 +104,11 @@ class Probe:
         prod_target.mkdir(parents=True)
         (prod_target / "partial_parse.msgpack").write_text(f"env_vars OTHER_PASSWORD {self.prod_target}")
         (self.path / "dbt_project.yml").write_text(
-            'name: probe\nversion: "1.0"\nconfig-version: 2\nprofile: probe\nmodel-paths: ["models"]\n')
+            'name: probe\nversion: "1.0"\nconfig-version: 2\nprofile: probe\nmodel-paths: ["models"]\n'
+        )
         (self.path / "profiles.yml").write_text(PROFILES)
-        (self.path / "dockyard.yml").write_text(textwrap.dedent(f"""\
+        (self.path / "dockyard.yml").write_text(
+            textwrap.dedent(f"""\
             runner: {{mode: {mode}}}
             server: {{heartbeat_seconds: 1, poll_seconds: 0.1}}
             environments:
@@ -122,25 +124,37 @@ class Probe:
               - name: probe
                 environment: dev
                 commands: ["dbt run --select environ_probe visible_state prod_file"]
-        """))
+        """)
+        )
 
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("DOCKYARD_STORE_URL", None)
-        env.update(DEV_PASSWORD=self.own_secret, OTHER_ENV_PASSWORD=self.other,
-                   SERVER_ONLY_SECRET=self.server_only, DBT_PROD_TOKEN=self.other_dbt,
-                   DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+        env.update(
+            DEV_PASSWORD=self.own_secret,
+            OTHER_ENV_PASSWORD=self.other,
+            SERVER_ONLY_SECRET=self.server_only,
+            DBT_PROD_TOKEN=self.other_dbt,
+            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+        )
         return env
 
     def cli(self, *args: str, timeout: float = 200) -> subprocess.CompletedProcess:
-        return subprocess.run([*DOCKYARD, *args, "--config", str(self.path / "dockyard.yml")], cwd=self.path,
-                              env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [*DOCKYARD, *args, "--config", str(self.path / "dockyard.yml")],
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def rows(self) -> list[tuple]:
         with duckdb.connect(str(self.path / "dev.duckdb"), read_only=True) as con:
-            return con.execute("select depth, pid, environ, own_var, own_secret, others "
-                               "from environ_probe order by depth").fetchall()
+            return con.execute(
+                "select depth, pid, environ, own_var, own_secret, others from environ_probe order by depth"
+            ).fetchall()
 
     def check(self, ancestors: int) -> None:
         """What the step read: its own variables, none of the canaries, ``ancestors``
@@ -187,8 +201,7 @@ def _dockyard_processes(config: str) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(240)
-def test_a_served_step_sees_only_its_environment_and_no_process_shows_the_store_password(
-        tmp_path, pg_database_factory):
+def test_a_served_step_sees_only_its_environment_and_no_process_shows_the_store_password(tmp_path, pg_database_factory):
     """``dockyard --store-url postgresql://user:PASSWORD@... serve``: the worker slot's fork-mode
     step reads nothing of the slot's, the worker's or serve's environment; no dockyard
     process shows the store's password in its ``/proc/<pid>/cmdline`` (serve hides it in
@@ -203,18 +216,36 @@ def test_a_served_step_sees_only_its_environment_and_no_process_shows_the_store_
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**probe.env, "DOCKYARD_STORE_URL": url}
-    serve = subprocess.Popen([*DOCKYARD, "--store-url", url, "serve", "--port", str(port), "--workers", "1",
-                              "--config", config], cwd=probe.path, env=probe.env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    serve = subprocess.Popen(
+        [*DOCKYARD, "--store-url", url, "serve", "--port", str(port), "--workers", "1", "--config", config],
+        cwd=probe.path,
+        env=probe.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        queued = subprocess.run([*DOCKYARD, "trigger", "probe", "--json", "--config", config], env=env,
-                                capture_output=True, text=True, timeout=200)
+        queued = subprocess.run(
+            [*DOCKYARD, "trigger", "probe", "--json", "--config", config],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=200,
+        )
         assert queued.returncode == 0, queued.stdout + queued.stderr
         run_id = json.loads(queued.stdout)["run_id"]
         deadline = time.monotonic() + 180
         while True:
-            shown = json.loads(subprocess.run([*DOCKYARD, "show", str(run_id), "--json", "--config", config],
-                                              env=env, capture_output=True, text=True, timeout=200).stdout)
+            shown = json.loads(
+                subprocess.run(
+                    [*DOCKYARD, "show", str(run_id), "--json", "--config", config],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=200,
+                ).stdout
+            )
             if shown["status"] in ("success", "error", "cancelled"):
                 break
             assert time.monotonic() < deadline and serve.poll() is None, f"run {run_id}: {shown['status']}"
@@ -284,15 +315,31 @@ def test_a_fork_child_cannot_read_the_parents_open_files(tmp_path):
     shutil.copytree(FIXTURES / "mini", mini)
     (mini / "models" / "fd_probe.sql").write_text(FD_MODEL)
     (mini / "models" / "environ_self.sql").write_text(
-        "{{ config(materialized='table') }}\nselect content from read_text('/proc/self/environ')\n")
+        "{{ config(materialized='table') }}\nselect content from read_text('/proc/self/environ')\n"
+    )
     secret_file = tmp_path / "store.db"
     secret_file.write_text(canary)
     db = tmp_path / "fd.duckdb"
     with open(secret_file) as held:
-        inv = DbtInvocation(["run", "--select", "fd_probe", "environ_self", "--vars", f"{{fd: {held.fileno()}}}",
-                             "--profiles-dir", str(mini), "--target-path", str(tmp_path / "target"),
-                             "--log-path", str(tmp_path / "logs")],
-                            project_dir=mini, env=base_env(tmp_path, MINI_DB_PATH=str(db)), mode="fork")
+        inv = DbtInvocation(
+            [
+                "run",
+                "--select",
+                "fd_probe",
+                "environ_self",
+                "--vars",
+                f"{{fd: {held.fileno()}}}",
+                "--profiles-dir",
+                str(mini),
+                "--target-path",
+                str(tmp_path / "target"),
+                "--log-path",
+                str(tmp_path / "logs"),
+            ],
+            project_dir=mini,
+            env=base_env(tmp_path, MINI_DB_PATH=str(db)),
+            mode="fork",
+        )
         inv.start()
         with inv:
             lines = []
@@ -352,9 +399,23 @@ def test_the_same_as_an_unprivileged_user(tmp_path):
         (state / "dockyard.db").write_text("store")
         for path in (state, state / "targets", state / "targets" / "dev", state / "dockyard.db"):
             os.chown(path, 65534, 65534)
-        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-                              AS_USER_SCRIPT, str(state)], capture_output=True, text=True, timeout=50, cwd=base,
-                             env={**os.environ, "CANARY_AS_USER": "canary-as-user"})
+        out = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                AS_USER_SCRIPT,
+                str(state),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=50,
+            cwd=base,
+            env={**os.environ, "CANARY_AS_USER": "canary-as-user"},
+        )
         assert out.returncode == 0, out.stderr
         got = json.loads(out.stdout)
     finally:
@@ -394,10 +455,16 @@ def test_the_file_view_covers_dockyards_entries_when_the_project_is_the_state_fo
         (tmp_path / name).mkdir(parents=True)
     for name in ("dockyard.db", "dockyard.db-wal", "dbt_project.yml"):
         (tmp_path / name).write_text("")
-    view = file_view(tmp_path, base=tmp_path, reveal=[tmp_path / "targets" / "dev"],
-                     argv=["--state", "runs/1"], hide_files=["/elsewhere/prod_pw"])
-    assert set(view.hide) == {str(tmp_path / n) for n in ("dockyard.db", "dockyard.db-wal", "runs", "targets")} \
-        | {"/elsewhere/prod_pw"}
+    view = file_view(
+        tmp_path,
+        base=tmp_path,
+        reveal=[tmp_path / "targets" / "dev"],
+        argv=["--state", "runs/1"],
+        hide_files=["/elsewhere/prod_pw"],
+    )
+    assert set(view.hide) == {str(tmp_path / n) for n in ("dockyard.db", "dockyard.db-wal", "runs", "targets")} | {
+        "/elsewhere/prod_pw"
+    }
     assert set(view.reveal) == {str(tmp_path / "targets" / "dev"), str(tmp_path / "runs" / "1")}
     nested = file_view(tmp_path / ".dockyard", base=tmp_path, reveal=[tmp_path / ".dockyard" / "targets" / "dev"])
     assert nested.hide == (str(tmp_path / ".dockyard"),)

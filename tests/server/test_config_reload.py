@@ -89,8 +89,11 @@ def test_a_bomb_written_while_serving_wedges_nothing_and_is_reported(cluster):
     os.kill(old["pid"], signal.SIGKILL)
 
     def restarted():
-        return [p for p in c.store.list_processes() if p["kind"] == "scheduler" and p["pid"] != old["pid"]
-                and (p.get("info") or {}).get("config_error")]
+        return [
+            p
+            for p in c.store.list_processes()
+            if p["kind"] == "scheduler" and p["pid"] != old["pid"] and (p.get("info") or {}).get("config_error")
+        ]
 
     assert "alias bomb" in wait_for(restarted, 30, "a new scheduler")[0]["info"]["config_error"]
 
@@ -103,8 +106,9 @@ def test_a_bomb_written_while_serving_wedges_nothing_and_is_reported(cluster):
 
     c.configure(JOBS, text=good.read_text())
     wait_for(lambda: httpx.get(health, timeout=2).json()["config"]["ok"], 20, "the error to clear")
-    wait_for(lambda: not json.loads(c.cli("status", "--json").stdout)["config"]["processes"], 20,
-             "every process to clear it")
+    wait_for(
+        lambda: not json.loads(c.cli("status", "--json").stdout)["config"]["processes"], 20, "every process to clear it"
+    )
     assert "Traceback" not in serve.text()
     assert c.stop(serve) == 0
     app.close()

@@ -28,8 +28,16 @@ JOBS = BATCH + 50  # two batches
 def many_jobs_app(shop: Path, url: str | None, n: int = JOBS, **job) -> App:
     config = shop / "dockyard.yml"
     doc = yaml.safe_load(config.read_text())
-    doc["jobs"] = [{"name": f"every-{i:04d}", "environment": "dev", "schedule": {"cron": "* * * * *"},
-                    "commands": ["dbt parse"], **job} for i in range(n)]
+    doc["jobs"] = [
+        {
+            "name": f"every-{i:04d}",
+            "environment": "dev",
+            "schedule": {"cron": "* * * * *"},
+            "commands": ["dbt parse"],
+            **job,
+        }
+        for i in range(n)
+    ]
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     app = App.open(config, url)
     app.sync()
@@ -125,8 +133,11 @@ def test_a_crash_between_two_batches_loses_and_doubles_nothing(shop, monkeypatch
     first_batch = cron_runs(app)
     assert len(first_batch) == BATCH  # the first batch committed, fires, runs and states together
     with app.store.engine.connect() as conn:
-        moved = conn.execute(select(schedule_state.c.job_id)
-                             .where(schedule_state.c.last_fire_at >= clock())).scalars().all()
+        moved = (
+            conn.execute(select(schedule_state.c.job_id).where(schedule_state.c.last_fire_at >= clock()))
+            .scalars()
+            .all()
+        )
     assert sorted(moved) == sorted(r.job_id for r in first_batch)
     # the restarted scheduler (its lease expired) fires the rest, the first batch not again
     app.store.release_lease("scheduler", "s1")
@@ -175,8 +186,14 @@ def test_completion_triggers_of_many_jobs_read_the_store_a_bounded_number_of_tim
     config = shop / "dockyard.yml"
     doc = yaml.safe_load(config.read_text())
     doc["jobs"] = [{"name": "upstream", "environment": "dev", "commands": ["dbt parse"]}] + [
-        {"name": f"after-{i:04d}", "environment": "dev", "commands": ["dbt parse"],
-         "triggers": {"after": {"jobs": ["upstream"], "when": "any" if i % 2 else "all"}}} for i in range(JOBS)]
+        {
+            "name": f"after-{i:04d}",
+            "environment": "dev",
+            "commands": ["dbt parse"],
+            "triggers": {"after": {"jobs": ["upstream"], "when": "any" if i % 2 else "all"}},
+        }
+        for i in range(JOBS)
+    ]
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     app = App.open(config, None)
     app.sync()

@@ -39,8 +39,11 @@ def test_a_repeated_tick_after_a_crash_fires_nothing_twice(server_app, clock_at)
     with server_app.store._write() as conn:  # rewind the persisted last fire
         from dockyard.store.tables import schedule_state
 
-        conn.execute(schedule_state.update().where(schedule_state.c.job_id == job_id)
-                     .values(last_fire_at=clock() - timedelta(minutes=3)))
+        conn.execute(
+            schedule_state.update()
+            .where(schedule_state.c.job_id == job_id)
+            .values(last_fire_at=clock() - timedelta(minutes=3))
+        )
     server_app.store.release_lease("scheduler", "s1")  # the crashed scheduler's lease expired
     report = Scheduler(server_app, "s2", now=clock).tick()
     assert report.enqueued == [] and report.duplicates >= 3

@@ -11,8 +11,9 @@ from dockyard.server.worker import Worker
 
 def _run_once(app, job: str, environment: str = "dev"):
     job_id = app.job_ids()[job]
-    run_id = app.store.enqueue(job_id, job, environment, ["dbt parse", "dbt run"], trigger="manual",
-                               coalesce=False).run_id
+    run_id = app.store.enqueue(
+        job_id, job, environment, ["dbt parse", "dbt run"], trigger="manual", coalesce=False
+    ).run_id
     assert Worker(app, worker_id="h:1:worker:t").run_once() == run_id
     return app.store.get_run(run_id)
 

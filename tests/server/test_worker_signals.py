@@ -46,8 +46,13 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("target", ["child", "parent"])
 def test_sigterm_right_after_a_fork_stops_the_worker(target):
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, target], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, target],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     if target == "child":
         # the first slot got a SIGTERM of its own at birth: it stops (and is restarted);
         # then the worker is stopped

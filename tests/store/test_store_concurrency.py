@@ -15,8 +15,7 @@ def test_only_one_worker_claims_a_run(store: Store) -> None:
     run_id = store.create_run(None, "adhoc", "prod", ["dbt run"])
 
     def claim(worker: int) -> bool:
-        return store.transition_run(run_id, RunStatus.STARTING, expected={RunStatus.QUEUED},
-                                    worker_id=f"w{worker}")
+        return store.transition_run(run_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=f"w{worker}")
 
     with ThreadPoolExecutor(8) as pool:
         wins = list(pool.map(claim, range(8)))
@@ -29,8 +28,14 @@ def test_concurrent_writers_and_readers(store: Store) -> None:
         run_id = store.create_run(None, f"job{n}", "prod", ["dbt build"])
         store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.QUEUED}, started_at=T0)
         for tick in range(15):
-            store.upsert_nodes(run_id, 0, [NodeResult(f"model.p.m{i}", status="started" if tick < 14
-                                                      else "success", started_at=T0) for i in range(20)])
+            store.upsert_nodes(
+                run_id,
+                0,
+                [
+                    NodeResult(f"model.p.m{i}", status="started" if tick < 14 else "success", started_at=T0)
+                    for i in range(20)
+                ],
+            )
         store.transition_run(run_id, RunStatus.SUCCESS, expected={RunStatus.RUNNING}, finished_at=T0)
         return run_id
 

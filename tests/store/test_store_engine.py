@@ -22,10 +22,11 @@ def test_sqlite_engine_creates_folder_and_sets_pragmas(tmp_path: Path) -> None:
     try:
         assert path.parent.is_dir()
         with engine.connect() as conn:
-            pragmas = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-                       for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")}
-        assert pragmas == {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1,
-                           "synchronous": 1}
+            pragmas = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
+            }
+        assert pragmas == {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1, "synchronous": 1}
     finally:
         engine.dispose()
 

@@ -9,19 +9,25 @@ from dockyard.store import Store
 
 
 def job(name: str, **extra) -> dict:
-    return {"name": name, "environment": "prod", "cron": "0 * * * *", "timezone": "UTC",
-            "definition": {"steps": [f"dbt build -s {name}"]}, **extra}
+    return {
+        "name": name,
+        "environment": "prod",
+        "cron": "0 * * * *",
+        "timezone": "UTC",
+        "definition": {"steps": [f"dbt build -s {name}"]},
+        **extra,
+    }
 
 
 def test_sync_environments_upserts_by_name(store: Store) -> None:
-    store.sync_environments([{"name": "prod", "target": "prod", "schema": "analytics", "threads": 4},
-                             {"name": "dev", "target": "dev"}])
+    store.sync_environments(
+        [{"name": "prod", "target": "prod", "schema": "analytics", "threads": 4}, {"name": "dev", "target": "dev"}]
+    )
     first = {e["name"]: e for e in store.list_environments()}
     store.sync_environments([{"name": "prod", "target": "prod2", "schema": None, "threads": 8}])
     second = {e["name"]: e for e in store.list_environments()}
     assert second["prod"]["id"] == first["prod"]["id"]
-    assert (second["prod"]["target"], second["prod"]["schema"], second["prod"]["threads"]) == \
-        ("prod2", None, 8)
+    assert (second["prod"]["target"], second["prod"]["schema"], second["prod"]["threads"]) == ("prod2", None, 8)
     assert second["dev"] == first["dev"]
     assert second["prod"]["updated_at"] >= first["prod"]["updated_at"]
 
@@ -61,11 +67,17 @@ def test_ids_are_never_reused(store: Store) -> None:
 
 def test_job_fields_round_trip(store: Store) -> None:
     definition = {"steps": ["dbt build"], "nested": {"a": [1, 2.5, None, True]}}
-    ids = store.sync_jobs([{"name": "j", "environment": "dev", "cron": None, "timezone": "Europe/Paris",
-                            "definition": definition}])
+    ids = store.sync_jobs(
+        [{"name": "j", "environment": "dev", "cron": None, "timezone": "Europe/Paris", "definition": definition}]
+    )
     record = store.get_job(ids["j"])
-    assert (record.name, record.environment, record.cron, record.timezone, record.active) == \
-        ("j", "dev", None, "Europe/Paris", True)
+    assert (record.name, record.environment, record.cron, record.timezone, record.active) == (
+        "j",
+        "dev",
+        None,
+        "Europe/Paris",
+        True,
+    )
     assert record.definition == definition
     assert store.get_job(str(ids["j"])) == record  # a numeric string falls back to the id
 

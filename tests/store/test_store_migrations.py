@@ -29,8 +29,7 @@ def test_migrated_schema_matches_metadata(empty_url: str) -> None:
     with Store(empty_url) as store:
         store.migrate()
         with store.engine.connect() as conn:
-            context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True})
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
             assert compare_metadata(context, metadata) == []
             tables = set(inspect(conn).get_table_names())
     assert tables == {t.name for t in metadata.sorted_tables} | {"alembic_version"}
@@ -58,11 +57,19 @@ def test_upgrade_from_0001_keeps_runs_and_downgrade_round_trips(empty_url: str) 
     with Store(empty_url) as store:
         assert upgrade(store.engine, "0001") is True
         with store.engine.begin() as conn:  # a run written by the 0001 code
-            conn.execute(text("INSERT INTO jobs (name, environment, definition, created_at, updated_at) "
-                              "VALUES ('a', 'prod', '{}', '2025-01-01', '2025-01-01')"))
-            conn.execute(text("INSERT INTO runs (job_id, job_name, environment, status, status_code, "
-                              "created_at, updated_at) VALUES (1, 'a', 'prod', 'queued', 1, "
-                              "'2025-01-01', '2025-01-01')"))
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (name, environment, definition, created_at, updated_at) "
+                    "VALUES ('a', 'prod', '{}', '2025-01-01', '2025-01-01')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO runs (job_id, job_name, environment, status, status_code, "
+                    "created_at, updated_at) VALUES (1, 'a', 'prod', 'queued', 1, "
+                    "'2025-01-01', '2025-01-01')"
+                )
+            )
         assert store.migrate() is True
         run = store.get_run(1)
         assert (run.coalesced, run.not_before, run.claimed_at, run.pgid) == (0, None, None, None)
@@ -90,5 +97,7 @@ def test_importing_the_store_does_not_load_alembic() -> None:
     import sys
 
     code = "import sys, dockyard.app; print('alembic' in sys.modules, 'mako' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == \
-        ["False", "False"]
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == [
+        "False",
+        "False",
+    ]

@@ -43,8 +43,7 @@ FENCED_WRITES: dict[str, Callable[[Store, int, int], object]] = {
     "skip_steps": lambda s, r, e: s.skip_steps(r, 1, epoch=e),
     "upsert_nodes": lambda s, r, e: s.upsert_nodes(r, 1, [NodeResult(MODEL, status="success")], epoch=e),
     "upsert_no_nodes": lambda s, r, e: s.upsert_nodes(r, 1, [], epoch=e),
-    "add_artifacts": lambda s, r, e: s.add_artifacts(r, [ArtifactRef(1, "manifest.json", "s1/m.json")],
-                                                     epoch=e),
+    "add_artifacts": lambda s, r, e: s.add_artifacts(r, [ArtifactRef(1, "manifest.json", "s1/m.json")], epoch=e),
     "set_run_fields": lambda s, r, e: s.set_run_fields(r, artifacts_dir="stolen", epoch=e),
     "set_run_pgid": lambda s, r, e: s.set_run_pgid(r, e, 4242),
 }
@@ -67,14 +66,17 @@ def finished(store: Store, claim: Claim) -> None:  # the owner itself ended the 
     assert store.transition_run(claim.run_id, RunStatus.SUCCESS, epoch=claim.epoch)
 
 
-RIVALS = {"requeue+claim": rival_requeue_and_claim, "reap": rival_reap, "epoch_bump": rival_epoch_bump,
-          "finished": finished}
+RIVALS = {
+    "requeue+claim": rival_requeue_and_claim,
+    "reap": rival_reap,
+    "epoch_bump": rival_epoch_bump,
+    "finished": finished,
+}
 
 
 @pytest.mark.parametrize("write", FENCED_WRITES)
 @pytest.mark.parametrize("rival", RIVALS)
-def test_a_fenced_write_after_losing_the_run_writes_nothing(store: Store, job_id: int, write: str,
-                                                            rival: str) -> None:
+def test_a_fenced_write_after_losing_the_run_writes_nothing(store: Store, job_id: int, write: str, rival: str) -> None:
     claim = claimed(store, job_id)
     store.start_step(claim.run_id, 1, T0, epoch=claim.epoch)
     RIVALS[rival](store, claim)
@@ -124,8 +126,9 @@ def test_heartbeat_reports_lost_and_cancel_requested(store: Store, job_id: int) 
     later = T0 + timedelta(seconds=5)
     leases = [(c.run_id, c.epoch) for c in mine] + [(other.run_id, other.epoch)]
     beat = store.heartbeat_runs("w1", leases, now=later)
-    assert beat == HeartbeatResult(lost=[mine[1].run_id, mine[2].run_id, other.run_id],
-                                   cancel_requested=[mine[3].run_id])
+    assert beat == HeartbeatResult(
+        lost=[mine[1].run_id, mine[2].run_id, other.run_id], cancel_requested=[mine[3].run_id]
+    )
     assert store.get_run(mine[0].run_id).heartbeat_at == later
     assert store.get_run(mine[3].run_id).heartbeat_at == later
     assert store.get_run(other.run_id).heartbeat_at == T0  # not w1's to renew
@@ -146,13 +149,25 @@ def test_reap_ends_stale_runs_once(store: Store, job_id: int) -> None:
     now = T0 + timedelta(seconds=65)
     assert store.reap(30, now=T0 + timedelta(seconds=20)) == []
     [reaped] = store.reap(30, now=now)
-    assert (reaped.run_id, reaped.worker_id, reaped.host, reaped.pgid, reaped.epoch, reaped.attempt,
-            reaped.job_id, reaped.reason, reaped.cancel_requested) == \
-        (stale.run_id, "w1", "host1", 777, stale.epoch, 1, job_id, "worker_lost", False)
+    assert (
+        reaped.run_id,
+        reaped.worker_id,
+        reaped.host,
+        reaped.pgid,
+        reaped.epoch,
+        reaped.attempt,
+        reaped.job_id,
+        reaped.reason,
+        reaped.cancel_requested,
+    ) == (stale.run_id, "w1", "host1", 777, stale.epoch, 1, job_id, "worker_lost", False)
     assert store.reap(30, now=now) == []  # a second reaper finds nothing
     run = store.get_run(stale.run_id)
-    assert (run.status, run.reason, run.finished_at, run.lease_epoch) == \
-        (RunStatus.ERROR, "worker_lost", now, stale.epoch + 1)
+    assert (run.status, run.reason, run.finished_at, run.lease_epoch) == (
+        RunStatus.ERROR,
+        "worker_lost",
+        now,
+        stale.epoch + 1,
+    )
     assert [s.status for s in run.steps] == [StepStatus.ERROR, StepStatus.SKIPPED, StepStatus.SKIPPED]
     assert run.steps[0].finished_at == now
     for untouched in (fresh.run_id, queued, foreground):
@@ -192,8 +207,12 @@ def test_request_cancel(store: Store, job_id: int) -> None:
     queued = store.enqueue(job_id, "a", "prod", CMDS, trigger="manual").run_id
     assert store.request_cancel(queued, now=T0) == "cancelled"
     run = store.get_run(queued)
-    assert (run.status, run.reason, run.finished_at, run.cancel_requested_at) == \
-        (RunStatus.CANCELLED, "cancelled", T0, T0)
+    assert (run.status, run.reason, run.finished_at, run.cancel_requested_at) == (
+        RunStatus.CANCELLED,
+        "cancelled",
+        T0,
+        T0,
+    )
     assert {s.status for s in run.steps} == {StepStatus.SKIPPED}
     assert store.claim("w", "h") is None
 
@@ -224,8 +243,15 @@ def test_requeue_hands_the_run_back(store: Store, job_id: int) -> None:
     assert store.requeue(claim.run_id, claim.epoch)
     assert not store.requeue(claim.run_id, claim.epoch)  # no longer owned
     run = store.get_run(claim.run_id)
-    assert (run.status, run.lease_epoch, run.worker_id, run.host, run.pgid, run.claimed_at, run.started_at) == \
-        (RunStatus.QUEUED, claim.epoch + 1, None, None, None, None, None)
+    assert (run.status, run.lease_epoch, run.worker_id, run.host, run.pgid, run.claimed_at, run.started_at) == (
+        RunStatus.QUEUED,
+        claim.epoch + 1,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
     assert [(s.status, s.exit_code, s.started_at) for s in run.steps] == [(StepStatus.QUEUED, None, None)] * 3
     assert [n.unique_id for n in run.nodes] == [MODEL]  # kept
     again = store.claim("w2", "h2")

@@ -40,8 +40,9 @@ def test_concurrent_acquirers_get_one_lease(store: Store) -> None:
 
 def test_process_registry(store: Store) -> None:
     store.register_process("h:1:aaaa", "scheduler", "h", 1, now=T0)
-    store.register_process("h:2:bbbb", "worker", "h", 2, concurrency=4, info={"version": "1"},
-                           now=T0 + timedelta(seconds=1))
+    store.register_process(
+        "h:2:bbbb", "worker", "h", 2, concurrency=4, info={"version": "1"}, now=T0 + timedelta(seconds=1)
+    )
     store.register_process("h:3:cccc", "server", "h", 3, now=T0 + timedelta(seconds=2))
     assert store.heartbeat_process("h:2:bbbb", info={"running": [5]}, now=T0 + timedelta(seconds=60))
     assert store.heartbeat_process("h:3:cccc", now=T0 + timedelta(seconds=60))
@@ -52,10 +53,18 @@ def test_process_registry(store: Store) -> None:
     every = store.list_processes()
     assert [p["id"] for p in every] == ["h:1:aaaa", "h:2:bbbb", "h:3:cccc"]
     worker = every[1]
-    assert (worker["kind"], worker["host"], worker["pid"], worker["concurrency"], worker["info"]) == \
-        ("worker", "h", 2, 4, {"running": [5]})
-    assert (worker["started_at"], worker["heartbeat_at"], worker["stopped_at"]) == \
-        (T0 + timedelta(seconds=1), T0 + timedelta(seconds=60), None)
+    assert (worker["kind"], worker["host"], worker["pid"], worker["concurrency"], worker["info"]) == (
+        "worker",
+        "h",
+        2,
+        4,
+        {"running": [5]},
+    )
+    assert (worker["started_at"], worker["heartbeat_at"], worker["stopped_at"]) == (
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=60),
+        None,
+    )
     alive = store.list_processes(alive_within_s=30, now=T0 + timedelta(seconds=70))
     assert [p["id"] for p in alive] == ["h:2:bbbb"]  # 1 is silent, 3 stopped
     # Registering again (a restart with the same id) starts afresh.

@@ -19,30 +19,60 @@ CMDS = ["dbt seed", "dbt build"]
 @pytest.fixture
 def jobs(store: Store) -> dict[str, int]:
     store.sync_environments([{"name": "prod"}, {"name": "dev"}])
-    return store.sync_jobs([{"name": "a", "environment": "prod"}, {"name": "b", "environment": "prod"},
-                            {"name": "c", "environment": "dev"}])
+    return store.sync_jobs(
+        [
+            {"name": "a", "environment": "prod"},
+            {"name": "b", "environment": "prod"},
+            {"name": "c", "environment": "dev"},
+        ]
+    )
 
 
-def enq(store: Store, jobs: dict[str, int], name: str = "a", env: str | None = None, *,
-        commands: list[str] = CMDS, trigger: str = "manual", **kw) -> EnqueueResult:
+def enq(
+    store: Store,
+    jobs: dict[str, int],
+    name: str = "a",
+    env: str | None = None,
+    *,
+    commands: list[str] = CMDS,
+    trigger: str = "manual",
+    **kw,
+) -> EnqueueResult:
     env = env or ("dev" if name == "c" else "prod")
     return store.enqueue(jobs[name], name, env, commands, trigger=trigger, **kw)
 
 
 def fire_rows(store: Store) -> list[tuple]:
     with store.engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(select(fires.c.job_id, fires.c.fire_key, fires.c.run_id)
-                                               .order_by(fires.c.id))]
+        return [
+            tuple(r)
+            for r in conn.execute(select(fires.c.job_id, fires.c.fire_key, fires.c.run_id).order_by(fires.c.id))
+        ]
 
 
 # -- enqueue ---------------------------------------------------------------------------------
 def test_enqueue_creates_a_queued_run_and_records_the_fire(store: Store, jobs: dict[str, int]) -> None:
-    result = enq(store, jobs, trigger="schedule", fire_key="cron:2026-03-08T07:30:00Z", scheduled_for=T0,
-                 priority=3, cause="cron", overrides={"threads": 2}, git_sha="abc")
+    result = enq(
+        store,
+        jobs,
+        trigger="schedule",
+        fire_key="cron:2026-03-08T07:30:00Z",
+        scheduled_for=T0,
+        priority=3,
+        cause="cron",
+        overrides={"threads": 2},
+        git_sha="abc",
+    )
     assert (result.created, result.coalesced, result.duplicate_fire) == (True, False, False)
     run = store.get_run(result.run_id)
-    assert (run.status, run.trigger, run.scheduled_for, run.priority, run.coalesced, run.lease_epoch) == \
-        (RunStatus.QUEUED, "schedule", T0, 3, 0, 0)
+    assert (run.status, run.trigger, run.scheduled_for, run.priority, run.coalesced, run.lease_epoch) == (
+        RunStatus.QUEUED,
+        "schedule",
+        T0,
+        3,
+        0,
+        0,
+    )
     assert (run.overrides, run.git_sha, run.cause) == ({"threads": 2}, "abc", "cron")
     assert run.queued_at is not None and [s.status for s in run.steps] == [StepStatus.QUEUED] * 2
     assert fire_rows(store) == [(jobs["a"], "cron:2026-03-08T07:30:00Z", result.run_id)]
@@ -51,12 +81,12 @@ def test_enqueue_creates_a_queued_run_and_records_the_fire(store: Store, jobs: d
 
 
 @pytest.mark.parametrize("coalesce", [True, False])
-def test_duplicate_fire_returns_the_first_run_and_changes_nothing(store: Store, jobs: dict[str, int],
-                                                                  coalesce: bool) -> None:
+def test_duplicate_fire_returns_the_first_run_and_changes_nothing(
+    store: Store, jobs: dict[str, int], coalesce: bool
+) -> None:
     first = enq(store, jobs, trigger="schedule", fire_key="cron:1", coalesce=coalesce)
     before = store.get_run(first.run_id)
-    again = enq(store, jobs, trigger="schedule", fire_key="cron:1", commands=["dbt run"], priority=9,
-                coalesce=coalesce)
+    again = enq(store, jobs, trigger="schedule", fire_key="cron:1", commands=["dbt run"], priority=9, coalesce=coalesce)
     assert again == EnqueueResult(first.run_id, created=False, coalesced=False, duplicate_fire=True)
     assert store.count_runs() == 1 and store.get_run(first.run_id) == before
     assert fire_rows(store) == [(jobs["a"], "cron:1", first.run_id)]
@@ -72,8 +102,7 @@ def test_duplicate_of_a_finished_fire_is_still_a_duplicate(store: Store, jobs: d
 
 
 def test_triggers_coalesce_into_the_queued_run(store: Store, jobs: dict[str, int]) -> None:
-    first = enq(store, jobs, trigger="schedule", fire_key="cron:1", priority=1,
-                not_before=T0 + timedelta(hours=1))
+    first = enq(store, jobs, trigger="schedule", fire_key="cron:1", priority=1, not_before=T0 + timedelta(hours=1))
     second = enq(store, jobs, trigger="schedule", fire_key="cron:2", priority=5, not_before=T0)
     third = enq(store, jobs, trigger="api")
     assert second == EnqueueResult(first.run_id, created=False, coalesced=True, duplicate_fire=False)
@@ -136,8 +165,16 @@ def test_claim_takes_priority_then_fifo(store: Store, jobs: dict[str, int]) -> N
 def test_claim_returns_what_the_worker_needs(store: Store, jobs: dict[str, int]) -> None:
     run_id = enq(store, jobs, "c", overrides={"vars": {"x": 1}}, attempt=2).run_id
     claim = store.claim("w1", "host1", now=T0)
-    assert claim == Claim(run_id=run_id, epoch=1, job_id=jobs["c"], job_name="c", environment="dev",
-                          attempt=2, commands=CMDS, overrides={"vars": {"x": 1}})
+    assert claim == Claim(
+        run_id=run_id,
+        epoch=1,
+        job_id=jobs["c"],
+        job_name="c",
+        environment="dev",
+        attempt=2,
+        commands=CMDS,
+        overrides={"vars": {"x": 1}},
+    )
     run = store.get_run(run_id)
     assert (run.status, run.worker_id, run.host, run.lease_epoch) == (RunStatus.STARTING, "w1", "host1", 1)
     assert run.claimed_at == run.heartbeat_at == T0
@@ -225,8 +262,10 @@ def test_queue_stats(store: Store, jobs: dict[str, int]) -> None:
     store.claim("w", "h", now=T0)
     stats = store.queue_stats(now=T0 + timedelta(seconds=90))
     assert stats["by_status"]["queued"] == 2 and stats["by_status"]["starting"] == 1
-    assert stats["by_environment"] == {"dev": {"queued": 1, "starting": 0, "running": 0},
-                                       "prod": {"queued": 1, "starting": 1, "running": 0}}
+    assert stats["by_environment"] == {
+        "dev": {"queued": 1, "starting": 0, "running": 0},
+        "prod": {"queued": 1, "starting": 1, "running": 0},
+    }
     assert (stats["delayed"], stats["oldest_queued_at"], stats["oldest_queued_age_s"]) == (1, T0, 90.0)
 
 

@@ -34,8 +34,14 @@ T0 = datetime(2026, 3, 8, tzinfo=UTC)
 JOBS = {"a": "prod", "b": "prod", "c": "prod", "d": "dev", "e": "dev"}
 WORKERS = [f"w{n}" for n in range(4)]
 ACTIVE = ("starting", "running")
-SETTINGS = settings(max_examples=50, stateful_step_count=30, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck))
+SETTINGS = settings(
+    max_examples=50,
+    stateful_step_count=30,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def reset(store: Store) -> None:
@@ -63,21 +69,40 @@ def test_queue_state_machine(store: Store) -> None:
             self.last_epoch: dict[int, int] = {}
             self.lost: list[tuple[int, int]] = []  # leases taken away from their worker
 
-        @initialize(global_limit=st.none() | st.integers(1, 3),
-                    prod_limit=st.none() | st.integers(1, 2), dev_limit=st.none() | st.integers(1, 2),
-                    overlap=st.sets(st.sampled_from(sorted(JOBS))))
+        @initialize(
+            global_limit=st.none() | st.integers(1, 3),
+            prod_limit=st.none() | st.integers(1, 2),
+            dev_limit=st.none() | st.integers(1, 2),
+            overlap=st.sets(st.sampled_from(sorted(JOBS))),
+        )
         def choose_limits(self, global_limit, prod_limit, dev_limit, overlap) -> None:
             env_limits = {env: n for env, n in (("prod", prod_limit), ("dev", dev_limit)) if n is not None}
-            self.limits = {"global_limit": global_limit, "env_limits": env_limits,
-                           "overlap_jobs": {self.job_ids[n] for n in overlap}}
+            self.limits = {
+                "global_limit": global_limit,
+                "env_limits": env_limits,
+                "overlap_jobs": {self.job_ids[n] for n in overlap},
+            }
 
-        @rule(job=st.sampled_from(sorted(JOBS)), coalesce=st.booleans(), priority=st.integers(0, 2),
-              retry=st.booleans(), delay=st.sampled_from([None, None, -5, 5]), fire=st.none() | st.integers(0, 5))
+        @rule(
+            job=st.sampled_from(sorted(JOBS)),
+            coalesce=st.booleans(),
+            priority=st.integers(0, 2),
+            retry=st.booleans(),
+            delay=st.sampled_from([None, None, -5, 5]),
+            fire=st.none() | st.integers(0, 5),
+        )
         def enqueue(self, job, coalesce, priority, retry, delay, fire) -> None:
-            result = store.enqueue(self.job_ids[job], job, JOBS[job], ["dbt build"],
-                                   trigger="retry" if retry else "manual", priority=priority, coalesce=coalesce,
-                                   not_before=None if delay is None else self.now + timedelta(seconds=delay),
-                                   fire_key=None if fire is None else f"k{fire}")
+            result = store.enqueue(
+                self.job_ids[job],
+                job,
+                JOBS[job],
+                ["dbt build"],
+                trigger="retry" if retry else "manual",
+                priority=priority,
+                coalesce=coalesce,
+                not_before=None if delay is None else self.now + timedelta(seconds=delay),
+                fire_key=None if fire is None else f"k{fire}",
+            )
             assert sum((result.created, result.coalesced, result.duplicate_fire)) == 1
             if result.created:
                 self.queued.add(result.run_id)
@@ -132,8 +157,7 @@ def test_queue_state_machine(store: Store) -> None:
             """The owner ends its run."""
             run_id, _, epoch = self.take_owned(data, "finish")
             store.start_step(run_id, 1, self.now, epoch=epoch)
-            assert store.transition_run(run_id, status, epoch=epoch,
-                                        expected=[RunStatus.STARTING, RunStatus.RUNNING])
+            assert store.transition_run(run_id, status, epoch=epoch, expected=[RunStatus.STARTING, RunStatus.RUNNING])
             self.final.add(run_id)
 
         @precondition(lambda self: self.owned)
@@ -211,5 +235,6 @@ def test_queue_state_machine(store: Store) -> None:
 
     run_state_machine_as_test(QueueMachine, settings=SETTINGS)
     # Not a degenerate run: claims were made and refused, and owned runs were settled every way.
-    assert all(seen[what] > 0 for what in ("claim: run", "claim: blocked", "crash", "requeue",
-                                           "stale write fenced")), seen
+    assert all(seen[what] > 0 for what in ("claim: run", "claim: blocked", "crash", "requeue", "stale write fenced")), (
+        seen
+    )

@@ -47,8 +47,11 @@ def claimer(url: str, n: int) -> tuple[list[int], list[str]]:
             active = store.list_runs(status=["starting", "running"], limit=None)
             per_env = {env: sum(r.environment == env for r in active) for env in ENV_LIMITS}
             per_job = {job: sum(r.job_id == job for r in active) for job in {r.job_id for r in active}}
-            if len(active) > GLOBAL_LIMIT or any(per_env[e] > ENV_LIMITS[e] for e in ENV_LIMITS) \
-                    or any(v > 1 for v in per_job.values()):
+            if (
+                len(active) > GLOBAL_LIMIT
+                or any(per_env[e] > ENV_LIMITS[e] for e in ENV_LIMITS)
+                or any(v > 1 for v in per_job.values())
+            ):
                 violations.append(f"w{n}: {len(active)} active, {per_env}, {per_job}")
             assert store.transition_run(claim.run_id, RunStatus.RUNNING, epoch=claim.epoch)
             store.start_step(claim.run_id, 1, store.get_run(claim.run_id).claimed_at, epoch=claim.epoch)
@@ -63,8 +66,15 @@ def scheduler(url: str, job_ids: list[int]) -> int:
     with Store(url) as store:
         for i in range(FIRE_KEYS):
             for job_id in job_ids:
-                result = store.enqueue(job_id, f"j{job_id}", "prod", ["dbt build"], trigger="schedule",
-                                       fire_key=f"cron:{i}", coalesce=False)
+                result = store.enqueue(
+                    job_id,
+                    f"j{job_id}",
+                    "prod",
+                    ["dbt build"],
+                    trigger="schedule",
+                    fire_key=f"cron:{i}",
+                    coalesce=False,
+                )
                 created += result.created
                 assert result.created != result.duplicate_fire
     return created
@@ -80,8 +90,17 @@ def test_every_run_is_claimed_exactly_once_by_concurrent_processes(store: Store)
     store.sync_environments([{"name": e} for e in envs])
     jobs = store.sync_jobs([{"name": f"j{i}", "environment": envs[i % 2]} for i in range(JOBS)])
     names = list(jobs)
-    ids = [store.enqueue(jobs[names[i % JOBS]], names[i % JOBS], envs[(i % JOBS) % 2], ["dbt build"],
-                         trigger="manual", coalesce=False).run_id for i in range(RUNS)]
+    ids = [
+        store.enqueue(
+            jobs[names[i % JOBS]],
+            names[i % JOBS],
+            envs[(i % JOBS) % 2],
+            ["dbt build"],
+            trigger="manual",
+            coalesce=False,
+        ).run_id
+        for i in range(RUNS)
+    ]
     with pool() as workers:
         results = workers.starmap(claimer, [(real_url(store), n) for n in range(PROCS)])
     claimed = [run_id for ids_, _ in results for run_id in ids_]
@@ -101,4 +120,3 @@ def test_racing_schedulers_fire_each_key_once(store: Store) -> None:
     assert sum(created) == store.count_runs() == FIRE_KEYS * len(job_ids)
     for job_id in job_ids:
         assert all(store.fire_exists(job_id, f"cron:{i}") for i in range(FIRE_KEYS))
-

@@ -24,20 +24,41 @@ def new_run(store: Store, job_ids: dict[str, int], name: str = "a", **kw) -> int
 
 
 def test_create_and_get_run(store: Store, job_ids: dict[str, int]) -> None:
-    run_id = new_run(store, job_ids, trigger="schedule", cause="cron 0 * * * *", scheduled_for=T0,
-                     priority=5, overrides={"threads": 2}, git_sha="abc123", git_branch="main")
+    run_id = new_run(
+        store,
+        job_ids,
+        trigger="schedule",
+        cause="cron 0 * * * *",
+        scheduled_for=T0,
+        priority=5,
+        overrides={"threads": 2},
+        git_sha="abc123",
+        git_branch="main",
+    )
     run = store.get_run(run_id)
     assert isinstance(run, StoredRun)
     assert (run.id, run.job_id, run.job, run.environment) == (run_id, job_ids["a"], "a", "prod")
     assert run.status is RunStatus.QUEUED and run.status_code == 1
-    assert (run.trigger, run.cause, run.scheduled_for, run.attempt, run.retry_of) == \
-        ("schedule", "cron 0 * * * *", T0, 1, None)
-    assert (run.priority, run.overrides, run.git_sha, run.git_branch, run.lease_epoch) == \
-        (5, {"threads": 2}, "abc123", "main", 0)
+    assert (run.trigger, run.cause, run.scheduled_for, run.attempt, run.retry_of) == (
+        "schedule",
+        "cron 0 * * * *",
+        T0,
+        1,
+        None,
+    )
+    assert (run.priority, run.overrides, run.git_sha, run.git_branch, run.lease_epoch) == (
+        5,
+        {"threads": 2},
+        "abc123",
+        "main",
+        0,
+    )
     assert run.created_at is not None and run.created_at.tzinfo is not None
     assert run.queued_at == run.created_at
-    assert [(s.index, s.command, s.status) for s in run.steps] == \
-        [(1, "dbt seed", StepStatus.QUEUED), (2, "dbt build", StepStatus.QUEUED)]
+    assert [(s.index, s.command, s.status) for s in run.steps] == [
+        (1, "dbt seed", StepStatus.QUEUED),
+        (2, "dbt build", StepStatus.QUEUED),
+    ]
     assert run.nodes == [] and run.artifacts == [] and run.has_warnings is False
 
 
@@ -69,8 +90,7 @@ def test_list_and_count_runs_with_filters(store: Store, job_ids: dict[str, int])
     assert [r.id for r in store.list_runs(job=job_ids["a"])] == [ids[4], ids[2], ids[0]]
     assert [r.id for r in store.list_runs(job="b")] == [ids[5], ids[3], ids[1]]
     assert [r.id for r in store.list_runs(status="success")] == [ids[2], ids[0]]
-    assert [r.id for r in store.list_runs(status=[RunStatus.ERROR, "queued"], job="b")] == \
-        [ids[5], ids[3], ids[1]]
+    assert [r.id for r in store.list_runs(status=[RunStatus.ERROR, "queued"], job="b")] == [ids[5], ids[3], ids[1]]
     assert all(len(r.steps) == 2 and r.nodes == [] for r in store.list_runs())
     assert store.count_runs() == 6
     assert store.count_runs(job="a", status="success") == 2
@@ -100,16 +120,27 @@ def test_transition_is_compare_and_set(store: Store, job_ids: dict[str, int]) ->
     assert store.get_run(run_id).worker_id == "w1"
     # Lease epoch must match when given.
     assert store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.STARTING}, epoch=7) is False
-    assert store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.STARTING}, epoch=0,
-                                started_at=T0, heartbeat_at=T0) is True
-    assert store.transition_run(run_id, RunStatus.SUCCESS, expected={RunStatus.RUNNING},
-                                finished_at=T0 + timedelta(seconds=90), has_warnings=True,
-                                reason="done", artifacts_dir="runs/1") is True
+    assert (
+        store.transition_run(
+            run_id, RunStatus.RUNNING, expected={RunStatus.STARTING}, epoch=0, started_at=T0, heartbeat_at=T0
+        )
+        is True
+    )
+    assert (
+        store.transition_run(
+            run_id,
+            RunStatus.SUCCESS,
+            expected={RunStatus.RUNNING},
+            finished_at=T0 + timedelta(seconds=90),
+            has_warnings=True,
+            reason="done",
+            artifacts_dir="runs/1",
+        )
+        is True
+    )
     run = store.get_run(run_id)
-    assert (run.status, run.status_code, run.reason, run.has_warnings) == \
-        (RunStatus.SUCCESS, 10, "done", True)
-    assert (run.started_at, run.heartbeat_at, run.artifacts_dir, run.duration_s) == \
-        (T0, T0, "runs/1", 90.0)
+    assert (run.status, run.status_code, run.reason, run.has_warnings) == (RunStatus.SUCCESS, 10, "done", True)
+    assert (run.started_at, run.heartbeat_at, run.artifacts_dir, run.duration_s) == (T0, T0, "runs/1", 90.0)
     assert store.transition_run(run_id, RunStatus.CANCELLED, expected=set()) is False
     assert store.transition_run(999, RunStatus.RUNNING) is False
     with pytest.raises(TypeError, match="status_code"):
@@ -127,8 +158,12 @@ def test_set_run_fields(store: Store, job_ids: dict[str, int]) -> None:
     run_id = new_run(store, job_ids)
     store.set_run_fields(run_id, artifacts_dir="x/1", lease_epoch=3, overrides={"vars": {"a": 1}})
     run = store.get_run(run_id)
-    assert (run.artifacts_dir, run.lease_epoch, run.overrides, run.status) == \
-        ("x/1", 3, {"vars": {"a": 1}}, RunStatus.QUEUED)
+    assert (run.artifacts_dir, run.lease_epoch, run.overrides, run.status) == (
+        "x/1",
+        3,
+        {"vars": {"a": 1}},
+        RunStatus.QUEUED,
+    )
     with pytest.raises(TypeError):
         store.set_run_fields(run_id, status="success")
     with pytest.raises(NotFoundError):
@@ -146,8 +181,11 @@ def test_steps_lifecycle(store: Store, job_ids: dict[str, int]) -> None:
     assert store.skip_steps(run_id, 1) == 0  # finished steps are left alone
     steps = store.get_run(run_id).steps
     assert [(s.status, s.exit_code) for s in steps] == [
-        (StepStatus.SUCCESS, 0), (StepStatus.ERROR, 1), (StepStatus.CANCELLED, None),
-        (StepStatus.CANCELLED, None)]
+        (StepStatus.SUCCESS, 0),
+        (StepStatus.ERROR, 1),
+        (StepStatus.CANCELLED, None),
+        (StepStatus.CANCELLED, None),
+    ]
     assert steps[0].started_at == T0 and steps[1].finished_at == T0 + timedelta(seconds=3)
     with pytest.raises(NotFoundError):
         store.start_step(run_id, 9, T0)

@@ -34,8 +34,14 @@ log = logging.getLogger("dockyard.api")
 PUBLIC_PATHS = frozenset({"/api/v1/health"})  # the only routes without a token
 
 
-def create_app(app, *, require_auth: bool = False, request_rate: int | None = None,
-               trigger_rate: int | None = None, max_body: int = MAX_BODY) -> FastAPI:
+def create_app(
+    app,
+    *,
+    require_auth: bool = False,
+    request_rate: int | None = None,
+    trigger_rate: int | None = None,
+    max_body: int = MAX_BODY,
+) -> FastAPI:
     """``require_auth``: demand a token even before any token exists (``dockyard serve`` on
     a non-loopback address); otherwise authentication starts with the first token."""
     from dockyard.api.routes import (
@@ -48,10 +54,16 @@ def create_app(app, *, require_auth: bool = False, request_rate: int | None = No
     )
 
     redact_tokens_in_logs()
-    api = FastAPI(title="dockyard", version=__version__, openapi_url=None, docs_url=None, redoc_url=None,
-                  redirect_slashes=False,
-                  description="dockyard's native API (/api/v1) and dbt Cloud's v2/v3 routes. "
-                              "Send 'Authorization: Token <token>' (or Bearer).")
+    api = FastAPI(
+        title="dockyard",
+        version=__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+        description="dockyard's native API (/api/v1) and dbt Cloud's v2/v3 routes. "
+        "Send 'Authorization: Token <token>' (or Bearer).",
+    )
     api.router.redirect_slashes = False
     api.state.dockyard = app
     api.state.auth = Auth(app, required=require_auth, request_rate=request_rate, trigger_rate=trigger_rate)
@@ -99,8 +111,7 @@ def create_app(app, *, require_auth: bool = False, request_rate: int | None = No
     @api.get("/", tags=["dbt Cloud"], dependencies=[READ])
     def root():
         """The site root (Airflow's connection test calls it)."""
-        return envelope.ok({"name": "dockyard", "version": __version__,
-                            "account_id": app.config.server.account_id})
+        return envelope.ok({"name": "dockyard", "version": __version__, "account_id": app.config.server.account_id})
 
     @api.get("/api/openapi.json", tags=["native"], dependencies=[READ], include_in_schema=False)
     def openapi():

@@ -71,13 +71,16 @@ class Buckets:
 
 
 class Auth:
-    def __init__(self, app, *, required: bool = False, request_rate: int | None = None,
-                 trigger_rate: int | None = None):
+    def __init__(
+        self, app, *, required: bool = False, request_rate: int | None = None, trigger_rate: int | None = None
+    ):
         server = app.config.server
         self.app = app
         self.required = required
-        self.requests = Buckets(request_rate or server.request_rate_per_minute,
-                                max(10, (request_rate or server.request_rate_per_minute) // 6))
+        self.requests = Buckets(
+            request_rate or server.request_rate_per_minute,
+            max(10, (request_rate or server.request_rate_per_minute) // 6),
+        )
         self.triggers = Buckets(trigger_rate or server.trigger_rate_per_minute)
         self._seen_tokens = False
         self._touched: dict[int, float] = {}
@@ -94,8 +97,10 @@ class Auth:
         token = value.strip()
         if not header:
             if self.auth_on():
-                raise AuthError("Authentication credentials were not provided",
-                                hint="send 'Authorization: Token <token>' (dockyard tokens create NAME)")
+                raise AuthError(
+                    "Authentication credentials were not provided",
+                    hint="send 'Authorization: Token <token>' (dockyard tokens create NAME)",
+                )
             return ANONYMOUS
         if scheme.lower() not in SCHEMES or not tok.well_formed(token):
             if self.auth_on():
@@ -120,8 +125,9 @@ class Auth:
     def check(self, request: Request, scope: str) -> Principal:
         principal = self.principal(request)
         if not tok.allows(principal.scope, scope):
-            raise ForbiddenError(f"This token ({principal.scope}) cannot do this",
-                             hint=f"it needs a token with scope {scope} or above")
+            raise ForbiddenError(
+                f"This token ({principal.scope}) cannot do this", hint=f"it needs a token with scope {scope} or above"
+            )
         wait = self.requests.take(principal.key)
         if wait:
             raise RateLimited("Too many requests for this token", wait)

@@ -72,8 +72,9 @@ def job_object(cat: Catalog, view: JobView, *, state: int = 1) -> dict[str, Any]
 def environment_object(cat: Catalog, row: dict) -> dict[str, Any]:
     name = row["name"]
     lowered = name.lower()
-    deployment = ("production" if lowered in ("prod", "production") else
-                  "staging" if lowered in ("staging", "stage") else None)
+    deployment = (
+        "production" if lowered in ("prod", "production") else "staging" if lowered in ("staging", "stage") else None
+    )
     return {
         "id": row["id"],
         "account_id": cat.account_id,
@@ -119,8 +120,15 @@ def project_object(cat: Catalog) -> dict[str, Any]:
 
 
 def account_object(cat: Catalog) -> dict[str, Any]:
-    return {"id": cat.account_id, "name": "dockyard", "state": 1, "plan": "self-hosted",
-            "locked": False, "created_at": None, "updated_at": None}
+    return {
+        "id": cat.account_id,
+        "name": "dockyard",
+        "state": 1,
+        "plan": "self-hosted",
+        "locked": False,
+        "created_at": None,
+        "updated_at": None,
+    }
 
 
 def _cron_humanized(cron: str | None, timezone: str) -> str:

@@ -20,17 +20,26 @@ from dockyard.overrides import dbt_version
 from dockyard.store.records import StoredRun
 
 HUMAN = {1: "Queued", 2: "Starting", 3: "Running", 10: "Success", 20: "Error", 30: "Cancelled"}
-STEP_CODES = {StepStatus.QUEUED: (1, "Queued"), StepStatus.RUNNING: (3, "Running"),
-              StepStatus.SUCCESS: (10, "Success"), StepStatus.ERROR: (20, "Error"),
-              StepStatus.CANCELLED: (30, "Cancelled"), StepStatus.SKIPPED: (30, "Skipped")}
+STEP_CODES = {
+    StepStatus.QUEUED: (1, "Queued"),
+    StepStatus.RUNNING: (3, "Running"),
+    StepStatus.SUCCESS: (10, "Success"),
+    StepStatus.ERROR: (20, "Error"),
+    StepStatus.CANCELLED: (30, "Cancelled"),
+    StepStatus.SKIPPED: (30, "Skipped"),
+}
 SYNTHETIC = 3  # clone, profile, deps
 DEBUG_TAIL_LINES = 1000
 LOG_TAIL_BYTES = 1024 * 1024
 LOG_BUDGET = 5 * 1024 * 1024  # per run: logs + debug_logs stay within S7's 10 MiB per request
-REASONS = {"step_failed": "a step failed", "timeout": "the run timed out",
-           "worker_lost": "the process running dbt was lost", "internal_error": "dockyard failed",
-           "start_timeout": "the run did not start in time",
-           "setup_failed": "the run could not start (see its log)"}
+REASONS = {
+    "step_failed": "a step failed",
+    "timeout": "the run timed out",
+    "worker_lost": "the process running dbt was lost",
+    "internal_error": "dockyard failed",
+    "start_timeout": "the run did not start in time",
+    "setup_failed": "the run could not start (see its log)",
+}
 
 
 def _hms(seconds: float | None) -> str:
@@ -62,16 +71,37 @@ def href(cat: Catalog, base_url: str, run_id: int) -> str:
 
 def trigger_object(run: StoredRun, job_id: int | None) -> dict[str, Any]:
     ov = run.overrides or {}
-    category = {"schedule": "scheduled", "ci": "github_pull_request", "api": "api",
-                "retry": "retry", "job_completion": "job_completion"}.get(run.trigger, "other")
+    category = {
+        "schedule": "scheduled",
+        "ci": "github_pull_request",
+        "api": "api",
+        "retry": "retry",
+        "job_completion": "job_completion",
+    }.get(run.trigger, "other")
     return {
-        "id": run.id, "cause": run.cause, "cause_humanized": run.cause, "cause_category": category,
-        "job_definition_id": job_id, "git_branch": run.git_branch, "git_sha": run.git_sha,
-        **{k: ov.get(k) for k in ("azure_pull_request_id", "github_pull_request_id",
-                                  "gitlab_merge_request_id", "non_native_pull_request_id",
-                                  "schema_override", "dbt_version_override", "threads_override",
-                                  "target_name_override", "generate_docs_override",
-                                  "timeout_seconds_override", "steps_override")},
+        "id": run.id,
+        "cause": run.cause,
+        "cause_humanized": run.cause,
+        "cause_category": category,
+        "job_definition_id": job_id,
+        "git_branch": run.git_branch,
+        "git_sha": run.git_sha,
+        **{
+            k: ov.get(k)
+            for k in (
+                "azure_pull_request_id",
+                "github_pull_request_id",
+                "gitlab_merge_request_id",
+                "non_native_pull_request_id",
+                "schema_override",
+                "dbt_version_override",
+                "threads_override",
+                "target_name_override",
+                "generate_docs_override",
+                "timeout_seconds_override",
+                "steps_override",
+            )
+        },
         "created_at": ts(run.created_at),
     }
 
@@ -99,8 +129,9 @@ def run_root(cat: Catalog, run: StoredRun) -> Path:
     return Path(run.artifacts_dir) if run.artifacts_dir else cat.app.state_dir / "runs" / str(run.id)
 
 
-def run_steps(cat: Catalog, run: StoredRun, *, full_debug: bool,
-              log_tail: int = LOG_TAIL_BYTES) -> list[dict[str, Any]]:
+def run_steps(
+    cat: Catalog, run: StoredRun, *, full_debug: bool, log_tail: int = LOG_TAIL_BYTES
+) -> list[dict[str, Any]]:
     """``log_tail``: bytes of each step's log (the end of it); lists use less."""
     started = run.started_at is not None
     if started:
@@ -120,28 +151,69 @@ def run_steps(cat: Catalog, run: StoredRun, *, full_debug: bool,
         code = STEP_CODES.get(step.status, (1, "Queued"))
         logs = _log(cat, run, step.index, per_step)
         debug = logs if full_debug else "\n".join(logs.splitlines()[-DEBUG_TAIL_LINES:])
-        steps.append(_step(cat, run, step.index + SYNTHETIC, f"Invoke dbt with `{step.command}`", code, logs,
-                           debug, step.started_at, step.finished_at))
+        steps.append(
+            _step(
+                cat,
+                run,
+                step.index + SYNTHETIC,
+                f"Invoke dbt with `{step.command}`",
+                code,
+                logs,
+                debug,
+                step.started_at,
+                step.finished_at,
+            )
+        )
     return steps
 
 
-def _step(cat: Catalog, run: StoredRun, index: int, name: str, code: tuple[int, str], logs: str, debug: str,
-          started: datetime | None, finished: datetime | None) -> dict[str, Any]:
+def _step(
+    cat: Catalog,
+    run: StoredRun,
+    index: int,
+    name: str,
+    code: tuple[int, str],
+    logs: str,
+    debug: str,
+    started: datetime | None,
+    finished: datetime | None,
+) -> dict[str, Any]:
     seconds = _span(started, finished) if started else None
     return {
-        "id": run.id * 1000 + index, "run_id": run.id, "account_id": cat.account_id, "index": index,
-        "name": name, "status": code[0], "status_humanized": code[1], "status_message": None,
-        "logs": logs, "debug_logs": debug, "log_path": None, "debug_log_path": None,
-        "truncated_debug_logs": None, "log_archive_type": None, "log_location": None,
-        "created_at": ts(run.created_at), "updated_at": ts(finished or started or run.created_at),
-        "started_at": ts(started), "finished_at": ts(finished),
-        "duration": _hms(seconds), "duration_humanized": humanize(seconds or 0),
+        "id": run.id * 1000 + index,
+        "run_id": run.id,
+        "account_id": cat.account_id,
+        "index": index,
+        "name": name,
+        "status": code[0],
+        "status_humanized": code[1],
+        "status_message": None,
+        "logs": logs,
+        "debug_logs": debug,
+        "log_path": None,
+        "debug_log_path": None,
+        "truncated_debug_logs": None,
+        "log_archive_type": None,
+        "log_location": None,
+        "created_at": ts(run.created_at),
+        "updated_at": ts(finished or started or run.created_at),
+        "started_at": ts(started),
+        "finished_at": ts(finished),
+        "duration": _hms(seconds),
+        "duration_humanized": humanize(seconds or 0),
     }
 
 
-def run_object(cat: Catalog, run: StoredRun, base_url: str, *, include: set[str] | frozenset[str] = frozenset(),
-               job: dict | None = None, environment: dict | None = None,
-               log_tail: int = LOG_TAIL_BYTES) -> dict[str, Any]:
+def run_object(
+    cat: Catalog,
+    run: StoredRun,
+    base_url: str,
+    *,
+    include: set[str] | frozenset[str] = frozenset(),
+    job: dict | None = None,
+    environment: dict | None = None,
+    log_tail: int = LOG_TAIL_BYTES,
+) -> dict[str, Any]:
     code = run.status.code
     now = clock.now()
     total = _span(run.created_at, run.finished_at)
@@ -150,32 +222,64 @@ def run_object(cat: Catalog, run: StoredRun, base_url: str, *, include: set[str]
     names = artifact_names(run)
     env_id = cat.env_id(run.environment)
     out: dict[str, Any] = {
-        "id": run.id, "trigger_id": run.id, "account_id": cat.account_id, "environment_id": env_id,
-        "project_id": PROJECT_ID, "job_definition_id": run.job_id, "job_id": run.job_id,
-        "status": code, "status_humanized": HUMAN[code], "status_message": status_message(run),
-        "dbt_version": dbt_version(), "git_branch": run.git_branch, "git_sha": run.git_sha,
-        "in_progress": code in (1, 2, 3), "is_complete": code in (10, 20, 30), "is_success": code == 10,
-        "is_error": code == 20, "is_cancelled": code == 30, "is_running": code == 3,
+        "id": run.id,
+        "trigger_id": run.id,
+        "account_id": cat.account_id,
+        "environment_id": env_id,
+        "project_id": PROJECT_ID,
+        "job_definition_id": run.job_id,
+        "job_id": run.job_id,
+        "status": code,
+        "status_humanized": HUMAN[code],
+        "status_message": status_message(run),
+        "dbt_version": dbt_version(),
+        "git_branch": run.git_branch,
+        "git_sha": run.git_sha,
+        "in_progress": code in (1, 2, 3),
+        "is_complete": code in (10, 20, 30),
+        "is_success": code == 10,
+        "is_error": code == 20,
+        "is_cancelled": code == 30,
+        "is_running": code == 3,
         "href": href(cat, base_url, run.id),
-        "created_at": ts(run.created_at), "updated_at": ts(run.updated_at or run.created_at),
-        "dequeued_at": ts(run.claimed_at or run.started_at), "started_at": ts(run.started_at),
-        "finished_at": ts(run.finished_at), "should_start_at": ts(run.not_before or run.created_at),
-        "last_checked_at": ts(run.heartbeat_at), "last_heartbeat_at": ts(run.heartbeat_at),
-        "duration": _hms(total), "queued_duration": _hms(queued), "run_duration": _hms(running),
-        "duration_humanized": humanize(total or 0), "queued_duration_humanized": humanize(queued or 0),
+        "created_at": ts(run.created_at),
+        "updated_at": ts(run.updated_at or run.created_at),
+        "dequeued_at": ts(run.claimed_at or run.started_at),
+        "started_at": ts(run.started_at),
+        "finished_at": ts(run.finished_at),
+        "should_start_at": ts(run.not_before or run.created_at),
+        "last_checked_at": ts(run.heartbeat_at),
+        "last_heartbeat_at": ts(run.heartbeat_at),
+        "duration": _hms(total),
+        "queued_duration": _hms(queued),
+        "run_duration": _hms(running),
+        "duration_humanized": humanize(total or 0),
+        "queued_duration_humanized": humanize(queued or 0),
         "run_duration_humanized": humanize(running or 0),
         "created_at_humanized": f"{humanize((now - run.created_at).total_seconds())} ago" if run.created_at else None,
-        "finished_at_humanized": (f"{humanize((now - run.finished_at).total_seconds())} ago"
-                                  if run.finished_at else "0 minutes from now"),
-        "artifacts_saved": bool(names), "artifact_s3_path": None,
+        "finished_at_humanized": (
+            f"{humanize((now - run.finished_at).total_seconds())} ago" if run.finished_at else "0 minutes from now"
+        ),
+        "artifacts_saved": bool(names),
+        "artifact_s3_path": None,
         "has_docs_generated": "catalog.json" in names or "index.html" in names,
-        "has_sources_generated": "sources.json" in names, "notifications_sent": run.status.is_final,
-        "blocked_by": [], "deferring_run_id": None, "owner_thread_id": None,
-        "executed_by_thread_id": run.worker_id, "scribe_enabled": False, "used_repo_cache": False,
-        "retrying_run_id": run.retry_of, "can_retry": run.status == RunStatus.ERROR,
+        "has_sources_generated": "sources.json" in names,
+        "notifications_sent": run.status.is_final,
+        "blocked_by": [],
+        "deferring_run_id": None,
+        "owner_thread_id": None,
+        "executed_by_thread_id": run.worker_id,
+        "scribe_enabled": False,
+        "used_repo_cache": False,
+        "retrying_run_id": run.retry_of,
+        "can_retry": run.status == RunStatus.ERROR,
         "retry_not_supported_reason": None if run.status == RunStatus.ERROR else "RETRY_NOT_FAILED_RUN",
-        "reason": run.reason, "attempt": run.attempt,
-        "trigger": None, "job": None, "environment": None, "run_steps": [],
+        "reason": run.reason,
+        "attempt": run.attempt,
+        "trigger": None,
+        "job": None,
+        "environment": None,
+        "run_steps": [],
     }
     if "trigger" in include:
         out["trigger"] = trigger_object(run, run.job_id)

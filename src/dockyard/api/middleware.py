@@ -70,8 +70,9 @@ class CheckQuery:
             if len(raw) > MAX_QUERY:
                 return await send_error(send, 400, f"The query string is longer than {MAX_QUERY} characters")
             for name, value in parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="replace"):
-                problem = unstorable_problem(name, "a query parameter name") or \
-                    unstorable_problem(value, f"the query parameter {name!r}")
+                problem = unstorable_problem(name, "a query parameter name") or unstorable_problem(
+                    value, f"the query parameter {name!r}"
+                )
                 if problem:
                     return await send_error(send, 400, problem)
         await self.app(scope, receive, send)

@@ -54,8 +54,15 @@ def int_list(request: Request, *names: str) -> list[int] | None:
     return [_int(v, names[0]) for v in values]
 
 
-def int_param(request: Request, name: str, default: int | None = None, *, low: int | None = None,
-              high: int | None = None, clamp: bool = False) -> int | None:
+def int_param(
+    request: Request,
+    name: str,
+    default: int | None = None,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+    clamp: bool = False,
+) -> int | None:
     value = request.query_params.get(name)
     if value is None or value.strip() in ("", "null", "None"):
         return default

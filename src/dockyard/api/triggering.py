@@ -59,8 +59,9 @@ async def with_idempotency(request: Request, principal: Principal, fp: str, crea
     claim = await run_in_threadpool(store.claim_idempotency, principal.token_id, key, fp)
     if not claim.owner:
         if not claim.same_body:
-            raise Unprocessable("This Idempotency-Key was used with a different request",
-                                hint="use a new key for a different request")
+            raise Unprocessable(
+                "This Idempotency-Key was used with a different request", hint="use a new key for a different request"
+            )
         deadline = time.monotonic() + WAIT_FOR_FIRST_S
         while claim.run_id is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -69,8 +70,9 @@ async def with_idempotency(request: Request, principal: Principal, fp: str, crea
                 break
         if not claim.owner:
             if claim.run_id is None:
-                raise ConflictError("A request with this Idempotency-Key is still in progress",
-                                    hint="retry in a moment")
+                raise ConflictError(
+                    "A request with this Idempotency-Key is still in progress", hint="retry in a moment"
+                )
             return await run_in_threadpool(store.get_run_summary, claim.run_id)
     try:
         run_id = await run_in_threadpool(create)
@@ -81,15 +83,17 @@ async def with_idempotency(request: Request, principal: Principal, fp: str, crea
     return await run_in_threadpool(store.get_run_summary, run_id)
 
 
-async def trigger(request: Request, principal: Principal, view: JobView, body: dict, *,
-                  environment: str | None = None) -> StoredRun:
+async def trigger(
+    request: Request, principal: Principal, view: JobView, body: dict, *, environment: str | None = None
+) -> StoredRun:
     """Queue a run of ``view`` with the trigger options in ``body``; returns the run."""
     app = request.app.state.dockyard
     request.app.state.auth.limit_trigger(principal)
     options = parse_options(body)
     if environment is not None and environment not in app.config.environments:
-        raise DockyardError(f"no environment {environment!r}",
-                            hint="environments: " + ", ".join(app.config.environments))
+        raise DockyardError(
+            f"no environment {environment!r}", hint="environments: " + ", ".join(app.config.environments)
+        )
     overrides = vet_trigger(app, principal, view, options, environment)
     commands = run_commands(view.config, options)
     cause = (options.cause or DEFAULT_CAUSE)[:255]
@@ -98,16 +102,25 @@ async def trigger(request: Request, principal: Principal, view: JobView, body: d
         queued = app.store.count_runs(job=view.id, status="queued")
         if queued >= MAX_QUEUED_PER_JOB:
             raise RateLimited(f"job {view.id} already has {queued} queued runs", 60)
-        result = app.enqueue(view.id, environment=environment, trigger="api", cause=cause, commands=commands,
-                             overrides=overrides, git_sha=options.git_sha, git_branch=options.git_branch,
-                             coalesce=False)
+        result = app.enqueue(
+            view.id,
+            environment=environment,
+            trigger="api",
+            cause=cause,
+            commands=commands,
+            overrides=overrides,
+            git_sha=options.git_sha,
+            git_branch=options.git_branch,
+            coalesce=False,
+        )
         return int(result.run_id)
 
     return await with_idempotency(request, principal, fingerprint(view.id, environment, options), create)
 
 
-def vet_trigger(app, principal: Principal, view: JobView, options: TriggerOptions,
-                environment: str | None) -> dict | None:
+def vet_trigger(
+    app, principal: Principal, view: JobView, options: TriggerOptions, environment: str | None
+) -> dict | None:
     """The API command policy (:mod:`dockyard.policy`) applied to one trigger: its
     ``steps_override`` (or, for a job created through the API, the job's stored commands),
     its ``environment``; returns the overrides to store (``target_name_override`` switches
@@ -144,9 +157,11 @@ def vet_rerun(app, principal: Principal, run_id: int, from_failure: bool) -> Non
         return  # queue_rerun answers it (404)
     policy.check_environment(old.environment, job.environment, free=False)
     if (old.overrides or {}).get(TARGET_SWITCH):
-        raise ForbiddenError(f"run {run_id} ran on another output of the profile (target_name_override): "
-                             "repeating it is not allowed from the API",
-                             hint=f"rerun it with an admin token with {policy.SETTING}: true")
+        raise ForbiddenError(
+            f"run {run_id} ran on another output of the profile (target_name_override): "
+            "repeating it is not allowed from the API",
+            hint=f"rerun it with an admin token with {policy.SETTING}: true",
+        )
     own = policy.trusted_commands(job) if policy.trusted_job(record.definition, server) else []
     first = failed_step(old) if from_failure else None
     if from_failure and first is None:

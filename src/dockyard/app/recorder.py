@@ -63,8 +63,7 @@ class StoreRecorder:
         if self.observer:
             self.observer.log(index, line)
 
-    def step_finished(self, index: int, status: StepStatus, exit_code: int | None, at: datetime,
-                      log_path: str) -> None:
+    def step_finished(self, index: int, status: StepStatus, exit_code: int | None, at: datetime, log_path: str) -> None:
         self.store.finish_step(self.run_id, index, status, exit_code, at, log_path=log_path)
         if self.observer:
             self.observer.step_finished(index, status)

@@ -27,24 +27,51 @@ class ServiceOps:
     def job_ids(self) -> dict[str, int]:
         return {j.name: j.id for j in self.jobs()}
 
-    def enqueue(self, ref: str | int, *, environment: str | None = None, trigger: str = "manual",
-                cause: str | None = None, scheduled_for=None, fire_key: str | None = None,
-                commands: list[str] | None = None, attempt: int = 1, retry_of: int | None = None,
-                not_before=None, overrides: dict | None = None, git_sha: str | None = None,
-                git_branch: str | None = None, coalesce: bool | None = None):
+    def enqueue(
+        self,
+        ref: str | int,
+        *,
+        environment: str | None = None,
+        trigger: str = "manual",
+        cause: str | None = None,
+        scheduled_for=None,
+        fire_key: str | None = None,
+        commands: list[str] | None = None,
+        attempt: int = 1,
+        retry_of: int | None = None,
+        not_before=None,
+        overrides: dict | None = None,
+        git_sha: str | None = None,
+        git_branch: str | None = None,
+        coalesce: bool | None = None,
+    ):
         """Queue a run of a job for the workers; returns the store's EnqueueResult."""
         record, job = self.job(ref)
         env_name = environment or job.environment
         if env_name not in self.config.environments:
-            raise DockyardError(f"no environment '{env_name}'",
-                                hint=f"environments: {', '.join(self.config.environments)}")
+            raise DockyardError(
+                f"no environment '{env_name}'", hint=f"environments: {', '.join(self.config.environments)}"
+            )
         if coalesce is None:
             coalesce = not job.allow_overlap and trigger != "retry"
         return self.store.enqueue(
-            record.id, record.name, env_name, commands or job.all_commands, trigger=trigger,
-            cause=cause or f"Triggered {trigger}", scheduled_for=scheduled_for, fire_key=fire_key,
-            priority=job.priority, attempt=attempt, retry_of=retry_of, overrides=overrides,
-            git_sha=git_sha, git_branch=git_branch, not_before=not_before, coalesce=coalesce)
+            record.id,
+            record.name,
+            env_name,
+            commands or job.all_commands,
+            trigger=trigger,
+            cause=cause or f"Triggered {trigger}",
+            scheduled_for=scheduled_for,
+            fire_key=fire_key,
+            priority=job.priority,
+            attempt=attempt,
+            retry_of=retry_of,
+            overrides=overrides,
+            git_sha=git_sha,
+            git_branch=git_branch,
+            not_before=not_before,
+            coalesce=coalesce,
+        )
 
     def cancel(self, run_id: int, *, final_ok: bool = False) -> str:
         """Cancel a run: a queued run at once; an active run through its worker (SIGINT to
@@ -56,9 +83,11 @@ class ServiceOps:
         outcome = self.store.request_cancel(run_id)
         if outcome == "final" and not final_ok:
             run = self.store.get_run(run_id)
-            raise ConflictError(f"run {run_id} already ended with status {run.status.value}"
-                                + (f" ({run.reason})" if run.reason else ""),
-                                hint="only a queued or running run can be cancelled; nothing was changed")
+            raise ConflictError(
+                f"run {run_id} already ended with status {run.status.value}"
+                + (f" ({run.reason})" if run.reason else ""),
+                hint="only a queued or running run can be cancelled; nothing was changed",
+            )
         return outcome
 
     def maybe_retry(self, run_id: int) -> int | None:
@@ -86,11 +115,18 @@ class ServiceOps:
         if not steps:
             return None
         backoff = job.retries.backoff_seconds * (2 ** (run.attempt - 1))
-        result = self.enqueue(job.name, environment=run.environment, trigger="retry",
-                              cause=f"Retry {run.attempt + 1} of run {run.id} ({run.reason})",
-                              fire_key=f"retry:{run.id}", commands=[s.command for s in steps],
-                              attempt=run.attempt + 1, retry_of=run.id, coalesce=False,
-                              not_before=clock.now() + timedelta(seconds=backoff))
+        result = self.enqueue(
+            job.name,
+            environment=run.environment,
+            trigger="retry",
+            cause=f"Retry {run.attempt + 1} of run {run.id} ({run.reason})",
+            fire_key=f"retry:{run.id}",
+            commands=[s.command for s in steps],
+            attempt=run.attempt + 1,
+            retry_of=run.id,
+            coalesce=False,
+            not_before=clock.now() + timedelta(seconds=backoff),
+        )
         return result.run_id if result.created else None
 
     def queue_rerun(self, run_id: int, *, from_failure: bool = True, cause: str | None = None):
@@ -101,11 +137,13 @@ class ServiceOps:
 
         old = self.store.get_run(run_id)
         if not old.status.is_final:
-            raise ConflictError(f"run {run_id} is still {old.status.value}",
-                                hint="wait for it to finish (or cancel it), then rerun it")
+            raise ConflictError(
+                f"run {run_id} is still {old.status.value}", hint="wait for it to finish (or cancel it), then rerun it"
+            )
         if old.status == RunStatus.SUCCESS:
-            raise ConflictError(f"run {run_id} succeeded: there is nothing to re-run",
-                                hint="trigger the job again instead")
+            raise ConflictError(
+                f"run {run_id} succeeded: there is nothing to re-run", hint="trigger the job again instead"
+            )
         record, _ = self.job(old.job_id if old.job_id is not None else old.job)
         if from_failure:
             default = has_default_selector(self.project.project_dir)
@@ -113,15 +151,27 @@ class ServiceOps:
         else:
             commands = [s.command for s in sorted(old.steps, key=lambda s: s.index)]
         if not commands:
-            raise ConflictError(f"run {run_id} has no failed step to re-run from",
-                                hint="re-run all of its commands instead")
-        overrides = {k: v for k, v in (getattr(old, "overrides", None) or {}).items()
-                     if k not in ("steps_override", "generate_docs_override")} or None
-        return self.enqueue(record.id, environment=old.environment, trigger="retry",
-                            cause=cause or f"Rerun of run {old.id}" + (" from failure" if from_failure else ""),
-                            commands=commands, attempt=old.attempt + 1, retry_of=old.id, overrides=overrides,
-                            git_sha=getattr(old, "git_sha", None), git_branch=getattr(old, "git_branch", None),
-                            coalesce=False)
+            raise ConflictError(
+                f"run {run_id} has no failed step to re-run from", hint="re-run all of its commands instead"
+            )
+        overrides = {
+            k: v
+            for k, v in (getattr(old, "overrides", None) or {}).items()
+            if k not in ("steps_override", "generate_docs_override")
+        } or None
+        return self.enqueue(
+            record.id,
+            environment=old.environment,
+            trigger="retry",
+            cause=cause or f"Rerun of run {old.id}" + (" from failure" if from_failure else ""),
+            commands=commands,
+            attempt=old.attempt + 1,
+            retry_of=old.id,
+            overrides=overrides,
+            git_sha=getattr(old, "git_sha", None),
+            git_branch=getattr(old, "git_branch", None),
+            coalesce=False,
+        )
 
     def stop_lost_process(self, reaped) -> threading.Thread | None:
         """Kill what is left of a lost run's dbt process group, when it ran on this host, and
@@ -135,8 +185,9 @@ class ServiceOps:
                 pass
         if not (reaped.warehouse_sessions and reaped.environment in self.config.environments):
             return None
-        thread = threading.Thread(target=self._sweep_lost_sessions, args=(reaped,), daemon=True,
-                                  name=f"sweep-run-{reaped.run_id}")
+        thread = threading.Thread(
+            target=self._sweep_lost_sessions, args=(reaped,), daemon=True, name=f"sweep-run-{reaped.run_id}"
+        )
         thread.start()
         return thread
 
@@ -147,16 +198,21 @@ class ServiceOps:
         doc, env_name = reaped.warehouse_sessions, reaped.environment
         try:
             env = self.config.environments[env_name]
-            output = (self.project.output_in(doc.get("profiles_dir") or "", doc.get("target") or "")
-                      or self.project.output_in(self.project.profiles_dir(env), doc.get("target") or ""))
+            output = self.project.output_in(
+                doc.get("profiles_dir") or "", doc.get("target") or ""
+            ) or self.project.output_in(self.project.profiles_dir(env), doc.get("target") or "")
             env_vars = dbt_environment(self.loaded, env_name, resolve_secrets(self.loaded, env_name), reaped.run_id)
             warehouse = PostgresWarehouse.from_output(output, env_vars)
             if warehouse is None:
                 return
             found = warehouse.cancel_leftovers(sessions_from_doc(doc))
         except Exception as exc:  # noqa: BLE001 - a thread of its own: report, never raise
-            log.warning("run %s: could not cancel the warehouse sessions of its lost dbt: %s: %s",
-                        reaped.run_id, type(exc).__name__, getattr(exc, "what", "") or "see the warehouse log")
+            log.warning(
+                "run %s: could not cancel the warehouse sessions of its lost dbt: %s: %s",
+                reaped.run_id,
+                type(exc).__name__,
+                getattr(exc, "what", "") or "see the warehouse log",
+            )
             return
         if found:
             log.info("run %s: cancelled %d warehouse session(s) its lost dbt left running", reaped.run_id, found)
@@ -184,9 +240,12 @@ class ServiceOps:
             beat = proc.get("heartbeat_at")
             proc["alive"] = bool(beat and not proc.get("stopped_at") and (now - beat).total_seconds() <= alive_s)
         fires = {j.name: self.next_fires(j, 1) for j in self.jobs()}
-        return {"processes": processes, "queue": self.store.queue_stats(),
-                "next_fires": {name: (t[0] if t else None) for name, t in fires.items()},
-                "config": self.config_state([p for p in processes if p["alive"]])}
+        return {
+            "processes": processes,
+            "queue": self.store.queue_stats(),
+            "next_fires": {name: (t[0] if t else None) for name, t in fires.items()},
+            "config": self.config_state([p for p in processes if p["alive"]]),
+        }
 
     def config_state(self, alive: list[dict]) -> dict:
         """Whether the running processes could load dockyard.yml: ``ok``, the first ``error``
@@ -214,5 +273,11 @@ class ServiceOps:
         workers = sum(1 for p in alive if p["kind"] == "worker")
         config = self.config_state(alive)
         status = "unavailable" if write != "ok" else "ok" if scheduler and config["ok"] else "degraded"
-        return {"status": status, "store": {"read": "ok", "write": write}, "scheduler": scheduler,
-                "workers": workers, "queue": queue, "config": config}
+        return {
+            "status": status,
+            "store": {"read": "ok", "write": write},
+            "scheduler": scheduler,
+            "workers": workers,
+            "queue": queue,
+            "config": config,
+        }

@@ -36,8 +36,13 @@ def handle_errors(func: Callable) -> Callable:
         except Exception as exc:  # an unexpected failure: short message, traceback only when asked
             if os.environ.get("DOCKYARD_DEBUG"):
                 raise
-            print(escape(f"Error: internal error {type(exc).__name__}: {exc}: rerun with --debug for the "
-                         "traceback and report it"), file=sys.stderr)
+            print(
+                escape(
+                    f"Error: internal error {type(exc).__name__}: {exc}: rerun with --debug for the "
+                    "traceback and report it"
+                ),
+                file=sys.stderr,
+            )
             raise typer.Exit(2) from None
 
     return wrapper

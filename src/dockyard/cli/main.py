@@ -22,9 +22,13 @@ from dockyard.domain import RunStatus
 from dockyard.text import escape
 from dockyard.views import iso, job_dict, run_dict
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_enable=False,
-                  help="dockyard: deploy, schedule and observe dbt Core projects.")
+cli = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="dockyard: deploy, schedule and observe dbt Core projects.",
+)
 # When piped, don't squeeze tables into 80 columns.
 WIDTH = None if sys.stdout.isatty() else 160
 out = TerminalConsole(highlight=False, width=WIDTH)
@@ -63,8 +67,9 @@ def main_options(
     config: ConfigOpt = None,
     store_url: Annotated[str | None, typer.Option("--store-url", help="Store URL (overrides config).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
-                                          callback=_version)] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_version)
+    ] = False,
 ) -> None:
     state.config, state.store_url = config, store_url
     if store_url:  # its password would show in /proc/<pid>/cmdline (to dbt steps too)
@@ -102,14 +107,21 @@ def validate(
     app = _app(config)
     report = app.validate(connection=connection)
     for check in report.checks:
-        mark = (Text("! ", style="yellow") if check.warning else Text("✓ ", style="green")) if check.ok \
+        mark = (
+            (Text("! ", style="yellow") if check.warning else Text("✓ ", style="green"))
+            if check.ok
             else Text("✗ ", style="red")
+        )
         out.print(mark + Text(f"{check.name}: {check.detail}"), soft_wrap=True)  # paths stay whole
     for record, fires in report.jobs:
         when = ", ".join(iso(t) for t in fires) if fires else "no schedule"
-        out.print(Text.assemble(("job ", "bold"), (f"{record.id} {escape(record.name)}", "bold"),
-                                f" [{escape(record.environment)}]"
-                                f"  next: {when}"))
+        out.print(
+            Text.assemble(
+                ("job ", "bold"),
+                (f"{record.id} {escape(record.name)}", "bold"),
+                f" [{escape(record.environment)}]  next: {when}",
+            )
+        )
     if not report.ok:
         failed = [c for c in report.checks if not c.ok]
         raise typer.Exit(1) if failed else None
@@ -144,9 +156,12 @@ def run(
     """Run a job now, in the foreground. Exit 0 on success, 1 on failure, 130 when cancelled."""
     app = _app(config)
     record, job_cfg = app.job(job)
-    _foreground(lambda observer, on_start: app.run_job(record.id, environment=env, observer=observer,
-                                                       on_start=on_start),
-                lambda run_id: f"Run {run_id}: {record.name} on {env or job_cfg.environment}", as_json, quiet)
+    _foreground(
+        lambda observer, on_start: app.run_job(record.id, environment=env, observer=observer, on_start=on_start),
+        lambda run_id: f"Run {run_id}: {record.name} on {env or job_cfg.environment}",
+        as_json,
+        quiet,
+    )
 
 
 def _foreground(start, title, as_json: bool, quiet: bool) -> None:
@@ -156,16 +171,19 @@ def _foreground(start, title, as_json: bool, quiet: bool) -> None:
     from dockyard.environ import seal_process
 
     seal_process()  # dbt steps must not read this process's environment (/proc/<pid>/environ)
-    console = TerminalConsole(stderr=True, highlight=False) if as_json else \
-        TerminalConsole(highlight=False, width=WIDTH)
+    console = (
+        TerminalConsole(stderr=True, highlight=False) if as_json else TerminalConsole(highlight=False, width=WIDTH)
+    )
     progress = Progress(console, [], echo_logs=not (as_json or quiet))
     previous = signal.getsignal(signal.SIGINT)
 
     def on_start(run_id, executor):
         def cancel(signum, frame):
-            console.print(Text("Cancelling: stopping dbt (Ctrl-C again does not skip the grace period)",
-                               style="yellow"))
+            console.print(
+                Text("Cancelling: stopping dbt (Ctrl-C again does not skip the grace period)", style="yellow")
+            )
             executor.cancel()
+
         signal.signal(signal.SIGINT, cancel)
         signal.signal(signal.SIGTERM, cancel)
         progress.commands = [s.command for s in executor.plan.steps]
@@ -188,10 +206,14 @@ def _foreground(start, title, as_json: bool, quiet: bool) -> None:
 @handle_errors
 def rerun(
     run_id: Annotated[int, typer.Argument(help="The failed or cancelled run.")],
-    from_failure: Annotated[bool, typer.Option(
-        "--from-failure/--all",
-        help="Only the failed step's nodes that did not complete, then the later steps (default); "
-             "or every command of the run.")] = True,
+    from_failure: Annotated[
+        bool,
+        typer.Option(
+            "--from-failure/--all",
+            help="Only the failed step's nodes that did not complete, then the later steps (default); "
+            "or every command of the run.",
+        ),
+    ] = True,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo dbt's log lines.")] = False,
     config: ConfigOpt = None,
@@ -201,12 +223,17 @@ def rerun(
     old = app.get_run(run_id)
 
     def title(new_id: int) -> str:
-        return (f"Run {new_id}: {old.job} on {old.environment} (attempt {old.attempt + 1}, "
-                f"rerun of run {old.id}{' from failure' if from_failure else ''})")
+        return (
+            f"Run {new_id}: {old.job} on {old.environment} (attempt {old.attempt + 1}, "
+            f"rerun of run {old.id}{' from failure' if from_failure else ''})"
+        )
 
-    _foreground(lambda observer, on_start: app.rerun(run_id, from_failure=from_failure, observer=observer,
-                                                     on_start=on_start),
-                title, as_json, quiet)
+    _foreground(
+        lambda observer, on_start: app.rerun(run_id, from_failure=from_failure, observer=observer, on_start=on_start),
+        title,
+        as_json,
+        quiet,
+    )
 
 
 @cli.command()
@@ -221,8 +248,8 @@ def runs(
     """List recent runs, newest first."""
     if status and status not in {s.value for s in RunStatus}:
         from dockyard.errors import DockyardError
-        raise DockyardError(f"unknown status '{status}'",
-                            hint=f"use one of {', '.join(s.value for s in RunStatus)}")
+
+        raise DockyardError(f"unknown status '{status}'", hint=f"use one of {', '.join(s.value for s in RunStatus)}")
     found = _app(config).list_runs(job=job, status=status, limit=limit)
     if as_json:
         return _emit([run_dict(r, nodes=False) for r in found])
@@ -256,8 +283,16 @@ def artifacts(run_id: int, as_json: JsonOpt = False, config: ConfigOpt = None) -
     """List a run's artifacts (manifest.json, run_results.json, ...) and where they are."""
     app = _app(config)
     run = app.get_run(run_id)
-    rows = [{"step_index": a.step_index, "name": a.name, "path": str(app.artifact_path(run_id, a.path)),
-             "size": a.size, "sha256": a.sha256} for a in run.artifacts]
+    rows = [
+        {
+            "step_index": a.step_index,
+            "name": a.name,
+            "path": str(app.artifact_path(run_id, a.path)),
+            "size": a.size,
+            "sha256": a.sha256,
+        }
+        for a in run.artifacts
+    ]
     if as_json:
         return _emit(rows)
     table = Table(box=None, header_style="bold")

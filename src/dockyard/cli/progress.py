@@ -15,8 +15,12 @@ from dockyard.domain import NodeResult, StepStatus
 from dockyard.text import escape
 
 COUNTER = re.compile(r"\b(\d+) of (\d+) (START|OK|PASS|WARN|ERROR|FAIL|SKIP)")
-STEP_STYLE = {StepStatus.SUCCESS: "green", StepStatus.ERROR: "red", StepStatus.SKIPPED: "dim",
-              StepStatus.CANCELLED: "yellow"}
+STEP_STYLE = {
+    StepStatus.SUCCESS: "green",
+    StepStatus.ERROR: "red",
+    StepStatus.SKIPPED: "dim",
+    StepStatus.CANCELLED: "yellow",
+}
 
 
 class Progress:
@@ -31,8 +35,9 @@ class Progress:
         self.done = 0
         self.total = 0
         self.running: dict[str, str] = {}
-        self.live = Live(console=console, auto_refresh=False, transient=True,
-                         redirect_stdout=False, redirect_stderr=False)
+        self.live = Live(
+            console=console, auto_refresh=False, transient=True, redirect_stdout=False, redirect_stderr=False
+        )
         self._last = 0.0
 
     def __enter__(self) -> Progress:

@@ -51,14 +51,25 @@ def serve(
     _warn_permissions(app, [ssl_keyfile] if ssl_keyfile else [])
     auth = app.store.has_tokens()
     if not _loopback(host) and not auth:
-        raise DockyardError(f"refusing to listen on {host}: the API has no authentication configured",
-                            hint="create a token first (dockyard tokens create NAME --scope admin), or bind to "
-                                 "127.0.0.1 (the default)")
-    out.print(f"dockyard serving on http{'s' if ssl_certfile else ''}://{host}:{port or server.port} "
-              f"(API tokens {'required' if auth else 'not required until the first one is created'})")
-    raise typer.Exit(run_serve(_config_path(config), state.store_url, host=host, port=port or server.port,
-                               workers=server.workers if workers is None else workers,
-                               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile))
+        raise DockyardError(
+            f"refusing to listen on {host}: the API has no authentication configured",
+            hint="create a token first (dockyard tokens create NAME --scope admin), or bind to 127.0.0.1 (the default)",
+        )
+    out.print(
+        f"dockyard serving on http{'s' if ssl_certfile else ''}://{host}:{port or server.port} "
+        f"(API tokens {'required' if auth else 'not required until the first one is created'})"
+    )
+    raise typer.Exit(
+        run_serve(
+            _config_path(config),
+            state.store_url,
+            host=host,
+            port=port or server.port,
+            workers=server.workers if workers is None else workers,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+        )
+    )
 
 
 @cli.command()
@@ -110,16 +121,18 @@ def _print_status(report: dict) -> None:
     for col in ("kind", "id", "alive", "heartbeat"):
         table.add_column(col)
     for proc in report["processes"]:
-        table.add_row(cell(proc["kind"]), cell(proc["id"]), "yes" if proc["alive"] else "no",
-                      iso(proc.get("heartbeat_at")))
+        table.add_row(
+            cell(proc["kind"]), cell(proc["id"]), "yes" if proc["alive"] else "no", iso(proc.get("heartbeat_at"))
+        )
     out.print(table)
     cfg = report.get("config") or {"ok": True}
     if cfg["ok"]:
         out.print("config: ok")
     else:
         who = f" (reported by {len(cfg['processes'])} process(es))" if cfg.get("processes") else ""
-        out.print(f"config: INVALID, the last good config stays in force{who}: {cfg['error']}", markup=False,
-                  highlight=False)
+        out.print(
+            f"config: INVALID, the last good config stays in force{who}: {cfg['error']}", markup=False, highlight=False
+        )
     out.print(f"queue: {report['queue']}")
     for name, when in report["next_fires"].items():
         out.print(cell(f"next fire of {name}: {iso(when) or 'no schedule'}"))
@@ -155,8 +168,12 @@ def _status_of_store(error: ConfigError, as_json: bool, config: Path | None) -> 
         beat = proc.get("heartbeat_at")
         proc["alive"] = bool(beat and not proc.get("stopped_at") and (now - beat).total_seconds() <= 30)
     errors = sorted(p["id"] for p in processes if p["alive"] and (p.get("info") or {}).get("config_error"))
-    report = {"processes": processes, "queue": queue, "next_fires": {},
-              "config": {"ok": False, "error": error.render(), "processes": errors}}
+    report = {
+        "processes": processes,
+        "queue": queue,
+        "next_fires": {},
+        "config": {"ok": False, "error": error.render(), "processes": errors},
+    }
     if as_json:
         _emit(report)
     else:
@@ -190,8 +207,12 @@ def cancel(run_id: int, config: ConfigOpt = None) -> None:
     """Cancel a run: a queued one at once, a running one through its worker (it then ends
     cancelled). A run that had already ended: an error naming its status, exit 1."""
     outcome = _app(config).cancel(run_id)
-    out.print({"cancelled": f"Run {run_id} cancelled",
-               "requested": f"Cancel of run {run_id} requested; it will end cancelled"}[outcome])
+    out.print(
+        {
+            "cancelled": f"Run {run_id} cancelled",
+            "requested": f"Cancel of run {run_id} requested; it will end cancelled",
+        }[outcome]
+    )
 
 
 @cli.command()

@@ -45,8 +45,11 @@ class LoadedConfig:
         for job in self.config.jobs:
             if name_or_id in (job.name, job.identifier):
                 return job
-        raise ConfigError(f"no job named '{name_or_id}'", location=Location(str(self.path), key="jobs"),
-                          hint=_suggest(name_or_id, [j.name for j in self.config.jobs], "job"))
+        raise ConfigError(
+            f"no job named '{name_or_id}'",
+            location=Location(str(self.path), key="jobs"),
+            hint=_suggest(name_or_id, [j.name for j in self.config.jobs], "job"),
+        )
 
 
 def find_config(start: Path | None = None) -> Path:
@@ -57,8 +60,10 @@ def find_config(start: Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / CONFIG_NAME).is_file():
             return folder / CONFIG_NAME
-    raise ConfigError(f"no {CONFIG_NAME} found in {here} or its parents",
-                      hint="run 'dockyard init' in your dbt project, or pass --config PATH")
+    raise ConfigError(
+        f"no {CONFIG_NAME} found in {here} or its parents",
+        hint="run 'dockyard init' in your dbt project, or pass --config PATH",
+    )
 
 
 def load_config(path: Path | str | None = None, *, text: str | None = None) -> LoadedConfig:
@@ -67,16 +72,24 @@ def load_config(path: Path | str | None = None, *, text: str | None = None) -> L
     path = Path(path) if path else find_config()
     if text is None:
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist",
-                              hint="pass the path of your dockyard.yml with --config, or run 'dockyard init'")
+            raise ConfigError(
+                f"config file {path} does not exist",
+                hint="pass the path of your dockyard.yml with --config, or run 'dockyard init'",
+            )
         text = read_text(path)
     raw = parse_yaml(text, str(path))
     if raw is None:
-        raise ConfigError("the config file is empty", location=Location(str(path), 1),
-                          hint="declare at least 'environments:'; 'dockyard init' writes a commented example")
+        raise ConfigError(
+            "the config file is empty",
+            location=Location(str(path), 1),
+            hint="declare at least 'environments:'; 'dockyard init' writes a commented example",
+        )
     if not isinstance(raw, dict):
-        raise ConfigError("the top level must be a mapping of keys such as environments: and jobs:",
-                          location=Location(str(path), 1), hint="see docs/configuration.md")
+        raise ConfigError(
+            "the top level must be a mapping of keys such as environments: and jobs:",
+            location=Location(str(path), 1),
+            hint="see docs/configuration.md",
+        )
     data = _plain(raw)
     if isinstance(data.get("jobs"), dict):  # dbt-jobs-as-code shape: jobs keyed by identifier
         data["jobs"] = [{"identifier": k, **(v or {})} for k, v in data["jobs"].items()]
@@ -142,13 +155,13 @@ def _model_at(keys: tuple) -> type[BaseModel] | None:
             continue
         if model is Config and key == "environments":
             from dockyard.config.model import Environment
+
             model = {"__env__": Environment}
             continue
         if isinstance(model, dict):
             model = model["__env__"]
             continue
-        field = model.model_fields.get(key) or next(
-            (f for f in model.model_fields.values() if f.alias == key), None)
+        field = model.model_fields.get(key) or next((f for f in model.model_fields.values() if f.alias == key), None)
         if field is None:
             return None
         ann = field.annotation
@@ -156,8 +169,7 @@ def _model_at(keys: tuple) -> type[BaseModel] | None:
         model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if model is None:
             args2 = [getattr(a, "__args__", ()) for a in args]
-            model = next((b for arg in args2 for b in arg
-                          if isinstance(b, type) and issubclass(b, BaseModel)), None)
+            model = next((b for arg in args2 for b in arg if isinstance(b, type) and issubclass(b, BaseModel)), None)
         if model is None:
             return None
     return model if isinstance(model, type) else None
@@ -181,17 +193,22 @@ def _located(err: dict, raw: Any, path: Path) -> ConfigError:
         model = _model_at(loc)
         hint = _suggest(str(loc[-1]), _keys_of(model)) if model else None
         valid = ", ".join(_keys_of(model)) if model else ""
-        return ConfigError(f"unknown key '{loc[-1]}'", location=location,
-                           hint=hint or (f"valid keys here are: {valid}" if valid else "remove it"))
+        return ConfigError(
+            f"unknown key '{loc[-1]}'",
+            location=location,
+            hint=hint or (f"valid keys here are: {valid}" if valid else "remove it"),
+        )
     if kind == "missing":
-        return ConfigError(f"required key '{loc[-1]}' is missing", location=location,
-                           hint=f"add '{loc[-1]}:' here (see docs/configuration.md)")
+        return ConfigError(
+            f"required key '{loc[-1]}' is missing",
+            location=location,
+            hint=f"add '{loc[-1]}:' here (see docs/configuration.md)",
+        )
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
         return ConfigError(msg, location=location, hint=_fix_hint(loc, msg))
     # never echo a value written where a secret (or a URL holding credentials) belongs
-    got = "" if SENSITIVE_KEYS.intersection(k for k in loc if isinstance(k, str)) \
-        else f" (got {err.get('input')!r})"
+    got = "" if SENSITIVE_KEYS.intersection(k for k in loc if isinstance(k, str)) else f" (got {err.get('input')!r})"
     return ConfigError(f"{msg.rstrip('.')}{got}", location=location, hint=_fix_hint(loc, msg))
 
 
@@ -220,28 +237,42 @@ def _cross_check(loaded: LoadedConfig) -> None:
     seen: dict[str, int] = {}
     for i, job in enumerate(cfg.jobs):
         if job.environment not in cfg.environments:
-            errors.append(ConfigError(
-                f"job '{job.name}' uses environment '{job.environment}', which is not declared",
-                location=loaded.location("jobs", i, "environment"),
-                hint=_suggest(job.environment, env_names, "environment")
-                or f"declare it under environments: (declared: {', '.join(env_names)})"))
+            errors.append(
+                ConfigError(
+                    f"job '{job.name}' uses environment '{job.environment}', which is not declared",
+                    location=loaded.location("jobs", i, "environment"),
+                    hint=_suggest(job.environment, env_names, "environment")
+                    or f"declare it under environments: (declared: {', '.join(env_names)})",
+                )
+            )
         if job.name in seen:
-            errors.append(ConfigError(f"job name '{job.name}' is used twice",
-                                      location=loaded.location("jobs", i, "name"),
-                                      hint=f"job names must be unique (first used by jobs[{seen[job.name]}])"))
+            errors.append(
+                ConfigError(
+                    f"job name '{job.name}' is used twice",
+                    location=loaded.location("jobs", i, "name"),
+                    hint=f"job names must be unique (first used by jobs[{seen[job.name]}])",
+                )
+            )
         seen.setdefault(job.name, i)
         if job.schedule and job.triggers.schedule is None:
             job.triggers.schedule = True
         after = job.triggers.after
         for k, upstream in enumerate(after.jobs if after else []):
             if upstream not in seen and upstream not in [j.name for j in cfg.jobs]:
-                errors.append(ConfigError(
-                    f"job '{job.name}' waits for job '{upstream}', which is not declared",
-                    location=loaded.location("jobs", i, "triggers", "after", "jobs", k),
-                    hint=_suggest(upstream, [j.name for j in cfg.jobs], "job") or "name a job of this file"))
+                errors.append(
+                    ConfigError(
+                        f"job '{job.name}' waits for job '{upstream}', which is not declared",
+                        location=loaded.location("jobs", i, "triggers", "after", "jobs", k),
+                        hint=_suggest(upstream, [j.name for j in cfg.jobs], "job") or "name a job of this file",
+                    )
+                )
             elif upstream == job.name:
-                errors.append(ConfigError(f"job '{job.name}' cannot wait for itself",
-                                          location=loaded.location("jobs", i, "triggers", "after", "jobs", k),
-                                          hint="remove it from triggers.after.jobs"))
+                errors.append(
+                    ConfigError(
+                        f"job '{job.name}' cannot wait for itself",
+                        location=loaded.location("jobs", i, "triggers", "after", "jobs", k),
+                        hint="remove it from triggers.after.jobs",
+                    )
+                )
     if errors:
         raise ConfigErrors(errors)

@@ -85,7 +85,8 @@ class Environment(Strict):
             if not (ref.startswith("env:") and len(ref) > 4) and not (ref.startswith("file:") and len(ref) > 5):
                 raise ValueError(
                     f"secret {name} must be a reference such as 'env:{name}' or 'file:/run/secrets/x', "
-                    "never a literal value")
+                    "never a literal value"
+                )
         return value
 
 
@@ -148,8 +149,13 @@ class Notification(Strict):
 
     @model_validator(mode="after")
     def _destination(self) -> Notification:
-        needed = {"slack": "webhook_url", "msteams": "webhook_url", "email": "email_addresses",
-                  "pagerduty": "integration_key", "webhook": "url"}[self.type]
+        needed = {
+            "slack": "webhook_url",
+            "msteams": "webhook_url",
+            "email": "email_addresses",
+            "pagerduty": "integration_key",
+            "webhook": "url",
+        }[self.type]
         if not getattr(self, needed):
             raise ValueError(f"a {self.type} notification needs '{needed}'")
         return self
@@ -188,8 +194,11 @@ class Job(Strict):
         if isinstance(data, dict) and "execute_steps" in data and "commands" not in data:
             data = dict(data)
             data["commands"] = data.pop("execute_steps")
-        if isinstance(data, dict) and isinstance(data.get("retries"), int) and not isinstance(
-                data.get("retries"), bool):
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("retries"), int)
+            and not isinstance(data.get("retries"), bool)
+        ):
             data = dict(data)
             data["retries"] = {"max_attempts": data["retries"] + 1}
         return data
@@ -198,8 +207,9 @@ class Job(Strict):
     def all_commands(self) -> list[str]:
         """The job's commands, plus ``dbt source freshness`` / ``dbt docs generate`` when asked."""
         cmds = list(self.commands)
-        if (self.run_generate_sources or self.triggers.fresh_sources_only) and \
-                not any(parse_command(c).name == "source freshness" for c in cmds):
+        if (self.run_generate_sources or self.triggers.fresh_sources_only) and not any(
+            parse_command(c).name == "source freshness" for c in cmds
+        ):
             cmds.insert(0, "dbt source freshness")
         if self.generate_docs and not any(parse_command(c).name == "docs generate" for c in cmds):
             cmds.append("dbt docs generate")

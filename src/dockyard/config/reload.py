@@ -186,9 +186,14 @@ class _Probe:
             stdin.write(text.encode("utf-8", "surrogatepass"))
             stdin.seek(0)
             env = {k: v for k, v in os.environ.items() if k in PROBE_ENV}
-            self._proc = subprocess.Popen([sys.executable, "-m", "dockyard.config.reload", str(path)], stdin=stdin,
-                                          stdout=self._out, stderr=subprocess.DEVNULL, env=env,
-                                          close_fds=True)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "dockyard.config.reload", str(path)],
+                stdin=stdin,
+                stdout=self._out,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                close_fds=True,
+            )
 
     def verdict(self) -> bool | str | None:
         """None while it runs; True when the snapshot loaded; otherwise the error message."""
@@ -199,8 +204,10 @@ class _Probe:
             self._proc.kill()
             self._proc.wait()
             self._out.close()
-            return (f"checking {self.path.name} took more than {PROBE_TIMEOUT_S:g} s "
-                    f"({self.path}:1): simplify the file; the config in force is kept")
+            return (
+                f"checking {self.path.name} took more than {PROBE_TIMEOUT_S:g} s "
+                f"({self.path}:1): simplify the file; the config in force is kept"
+            )
         try:
             self._out.seek(0)
             answer = json.loads(self._out.read(1 << 20) or b"{}")
@@ -212,8 +219,10 @@ class _Probe:
             return True
         if isinstance(answer.get("error"), str):
             return answer["error"]
-        return (f"checking {self.path.name} failed (the check exited with {code}, e.g. over its "
-                f"{PROBE_MEMORY_BYTES >> 20} MiB memory limit) ({self.path}:1): simplify the file")
+        return (
+            f"checking {self.path.name} failed (the check exited with {code}, e.g. over its "
+            f"{PROBE_MEMORY_BYTES >> 20} MiB memory limit) ({self.path}:1): simplify the file"
+        )
 
 
 def _signature(path: Path) -> tuple | None:
@@ -228,8 +237,7 @@ def _probe_main(argv: list[str]) -> int:
     """The probe: load the snapshot on standard input as ``argv[0]``; print a JSON verdict."""
     import resource
 
-    for limit, value in ((resource.RLIMIT_AS, PROBE_MEMORY_BYTES),
-                         (resource.RLIMIT_CPU, int(PROBE_TIMEOUT_S) + 5)):
+    for limit, value in ((resource.RLIMIT_AS, PROBE_MEMORY_BYTES), (resource.RLIMIT_CPU, int(PROBE_TIMEOUT_S) + 5)):
         try:
             resource.setrlimit(limit, (value, value))
         except (ValueError, OSError):
@@ -240,8 +248,11 @@ def _probe_main(argv: list[str]) -> int:
     except ConfigError as exc:
         answer = {"ok": False, "error": exc.render()}
     except MemoryError:
-        answer = {"ok": False, "error": f"checking {Path(argv[0]).name} needed more than "
-                                        f"{PROBE_MEMORY_BYTES >> 20} MiB ({argv[0]}:1): simplify the file"}
+        answer = {
+            "ok": False,
+            "error": f"checking {Path(argv[0]).name} needed more than "
+            f"{PROBE_MEMORY_BYTES >> 20} MiB ({argv[0]}:1): simplify the file",
+        }
     else:
         answer = {"ok": True}
     sys.stdout.write(json.dumps(answer))

@@ -39,8 +39,12 @@ MAX_NODES = 200_000  # nodes of the document with every alias expanded
 MAX_ALIASES = 10_000
 MAX_DEPTH = 64  # nesting of mappings and sequences
 
-_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-         (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 
 
 def max_bytes() -> int:
@@ -67,14 +71,20 @@ def read_bytes(path: Path | str) -> bytes:
         with open(path, "rb") as fh:
             info = os.fstat(fh.fileno())
             if not stat.S_ISREG(info.st_mode):
-                raise ConfigError(f"{name} is not a regular file", location=Location(name),
-                                  hint="point dockyard at the YAML file itself")
+                raise ConfigError(
+                    f"{name} is not a regular file",
+                    location=Location(name),
+                    hint="point dockyard at the YAML file itself",
+                )
             if info.st_size > limit:
                 raise _too_large(name, info.st_size, limit)
             data = fh.read(limit + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read {name}: {exc.strerror or exc}", location=Location(name),
-                          hint="check that the file exists and is readable by this user") from None
+        raise ConfigError(
+            f"cannot read {name}: {exc.strerror or exc}",
+            location=Location(name),
+            hint="check that the file exists and is readable by this user",
+        ) from None
     if len(data) > limit:  # it grew while we read it
         raise _too_large(name, len(data), limit)
     return data
@@ -84,25 +94,30 @@ def decode(data: bytes, filename: str) -> str:
     """UTF-8 text of ``data``, or a ConfigError located at the offending line."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
-            raise ConfigError(f"the file is {encoding} encoded; dockyard reads UTF-8 only",
-                              location=Location(filename, 1),
-                              hint="save it as UTF-8 (without a byte-order mark), e.g. "
-                                   f"iconv -f {encoding} -t UTF-8")
+            raise ConfigError(
+                f"the file is {encoding} encoded; dockyard reads UTF-8 only",
+                location=Location(filename, 1),
+                hint=f"save it as UTF-8 (without a byte-order mark), e.g. iconv -f {encoding} -t UTF-8",
+            )
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     nul = data.find(b"\0")
     if nul >= 0:
-        raise ConfigError("the file contains a NUL byte: it is binary, or not UTF-8 (UTF-16?)",
-                          location=Location(filename, data.count(b"\n", 0, nul) + 1),
-                          hint="save it as UTF-8 text, or point dockyard at the right file")
+        raise ConfigError(
+            "the file contains a NUL byte: it is binary, or not UTF-8 (UTF-16?)",
+            location=Location(filename, data.count(b"\n", 0, nul) + 1),
+            hint="save it as UTF-8 text, or point dockyard at the right file",
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ConfigError(f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column})",
-                          location=Location(filename, line),
-                          hint="save it as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8), or remove the byte") from None
+        raise ConfigError(
+            f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column})",
+            location=Location(filename, line),
+            hint="save it as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8), or remove the byte",
+        ) from None
 
 
 def parse_yaml(text: str, filename: str) -> Any:
@@ -120,29 +135,40 @@ def parse_yaml(text: str, filename: str) -> Any:
     try:
         return yaml.load(text)
     except ConfigError as exc:
-        raise ConfigError(exc.what, location=Location(filename, exc.location.line, exc.location.key),
-                          hint=exc.hint) from None
+        raise ConfigError(
+            exc.what, location=Location(filename, exc.location.line, exc.location.key), hint=exc.hint
+        ) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or exc.context or ""
         if "maximum depth" in problem:
-            raise ConfigError(f"the YAML is nested more than {MAX_DEPTH} levels deep",
-                              location=Location(filename, line),
-                              hint="flatten it: no dockyard or dbt file needs that depth") from None
-        raise ConfigError(f"invalid YAML: {problem}", location=Location(filename, line),
-                          hint="fix the YAML syntax (indentation, quotes, a missing ':')") from None
+            raise ConfigError(
+                f"the YAML is nested more than {MAX_DEPTH} levels deep",
+                location=Location(filename, line),
+                hint="flatten it: no dockyard or dbt file needs that depth",
+            ) from None
+        raise ConfigError(
+            f"invalid YAML: {problem}",
+            location=Location(filename, line),
+            hint="fix the YAML syntax (indentation, quotes, a missing ':')",
+        ) from None
     except ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
         char = exc.character if isinstance(exc.character, int) else 0
-        raise ConfigError(f"invalid YAML: the character U+{char:04X} is not allowed in YAML",
-                          location=Location(filename, line), hint="remove it (a control character?)") from None
+        raise ConfigError(
+            f"invalid YAML: the character U+{char:04X} is not allowed in YAML",
+            location=Location(filename, line),
+            hint="remove it (a control character?)",
+        ) from None
     except RecursionError:
-        raise ConfigError("the YAML is nested too deeply", location=Location(filename),
-                          hint="flatten it") from None
+        raise ConfigError("the YAML is nested too deeply", location=Location(filename), hint="flatten it") from None
     except Exception as exc:  # ruamel raises several unrelated types (duplicate keys, ...)
-        raise ConfigError(f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                          location=Location(filename), hint="fix the YAML syntax") from None
+        raise ConfigError(
+            f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            location=Location(filename),
+            hint="fix the YAML syntax",
+        ) from None
 
 
 def _check_flow_depth(text: str, filename: str) -> None:
@@ -157,9 +183,11 @@ def _check_flow_depth(text: str, filename: str) -> None:
             if char in "[{":
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise ConfigError(f"the YAML is nested more than {MAX_DEPTH} levels deep",
-                                      location=Location(filename, number),
-                                      hint="flatten it: no dockyard or dbt file needs that depth")
+                    raise ConfigError(
+                        f"the YAML is nested more than {MAX_DEPTH} levels deep",
+                        location=Location(filename, number),
+                        hint="flatten it: no dockyard or dbt file needs that depth",
+                    )
             elif char in "]}":
                 depth = max(0, depth - 1)
 
@@ -193,11 +221,19 @@ class BoundedComposer(Composer):
                 self.aliases += 1
                 size = self._sizes.get(id(target))
                 if size is None:
-                    self._refuse(f"the alias *{event.anchor} refers to the node that contains it",
-                                 event, key, "remove the alias: recursive YAML is not supported")
+                    self._refuse(
+                        f"the alias *{event.anchor} refers to the node that contains it",
+                        event,
+                        key,
+                        "remove the alias: recursive YAML is not supported",
+                    )
                 if self.aliases > MAX_ALIASES:
-                    self._refuse(f"the YAML uses more than {MAX_ALIASES} aliases", event, key,
-                                 "write the values out, or use fewer anchors")
+                    self._refuse(
+                        f"the YAML uses more than {MAX_ALIASES} aliases",
+                        event,
+                        key,
+                        "write the values out, or use fewer anchors",
+                    )
                 self._add(size, event, key)
             return super().compose_node(parent, index)
         before = self.total
@@ -214,21 +250,26 @@ class BoundedComposer(Composer):
     def _add(self, size: int, event: Any, key: Any) -> None:
         self.total += size
         if self.total > MAX_NODES:
-            self._refuse(f"the YAML expands to more than {MAX_NODES:,} values (an alias bomb?)", event, key,
-                         "remove the anchors (&name) and aliases (*name) that multiply the document")
+            self._refuse(
+                f"the YAML expands to more than {MAX_NODES:,} values (an alias bomb?)",
+                event,
+                key,
+                "remove the anchors (&name) and aliases (*name) that multiply the document",
+            )
 
     def _refuse(self, what: str, event: Any, key: Any, hint: str) -> None:
         mark = event.start_mark
         keys = [k for k in (*self._path, key) if isinstance(k, (str, int))]
-        raise ConfigError(what, location=Location(None, mark.line + 1 if mark else None, _dotted(keys)),
-                          hint=hint)
+        raise ConfigError(what, location=Location(None, mark.line + 1 if mark else None, _dotted(keys)), hint=hint)
 
 
 def _too_large(name: str, size: int, limit: int) -> ConfigError:
-    return ConfigError(f"the file is {_size(size)}, more than the {_size(limit)} dockyard reads",
-                       location=Location(name, 1),
-                       hint="check that this is the right file (dockyard's and dbt's YAML files are a few kB); "
-                            "set DOCKYARD_YAML_MAX_BYTES to raise the limit")
+    return ConfigError(
+        f"the file is {_size(size)}, more than the {_size(limit)} dockyard reads",
+        location=Location(name, 1),
+        hint="check that this is the right file (dockyard's and dbt's YAML files are a few kB); "
+        "set DOCKYARD_YAML_MAX_BYTES to raise the limit",
+    )
 
 
 def _size(n: int) -> str:

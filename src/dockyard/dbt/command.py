@@ -12,16 +12,41 @@ from dataclasses import dataclass
 
 # dbt-core 1.10/1.11 subcommands that make sense in a job.
 SUBCOMMANDS = {
-    "build", "clean", "clone", "compile", "debug", "deps", "docs", "list", "ls", "parse",
-    "retry", "run", "run-operation", "seed", "show", "snapshot", "source", "test",
+    "build",
+    "clean",
+    "clone",
+    "compile",
+    "debug",
+    "deps",
+    "docs",
+    "list",
+    "ls",
+    "parse",
+    "retry",
+    "run",
+    "run-operation",
+    "seed",
+    "show",
+    "snapshot",
+    "source",
+    "test",
 }
 SUB_SUBCOMMANDS = {"docs": {"generate"}, "source": {"freshness"}}
 SHELL_TOKENS = {"|", "||", "&", "&&", ";", ">", ">>", "<", "<<", "`", "$(", "2>", "2>&1"}
 # Subcommands that write no target folder and reject --target-path.
 NO_TARGET_PATH = ("debug", "deps")
 # Flags dockyard sets itself for each environment; a job may not set them.
-MANAGED_FLAGS = {"--target", "-t", "--profiles-dir", "--project-dir", "--target-path",
-                 "--log-path", "--log-format", "--log-format-file", "--log-level-file"}
+MANAGED_FLAGS = {
+    "--target",
+    "-t",
+    "--profiles-dir",
+    "--project-dir",
+    "--target-path",
+    "--log-path",
+    "--log-format",
+    "--log-format-file",
+    "--log-level-file",
+}
 
 
 @dataclass(frozen=True)
@@ -99,8 +124,11 @@ def build_argv(
     # dockyard keeps dbt's console log per step (scrubbed); dbt's own debug file log
     # would be an unscrubbed copy in the project folder, so it is turned off.
     argv += ["--log-level-file", "none"]
-    if threads and command.subcommand not in ("debug", "deps", "clean", "parse", "list", "ls") \
-            and not command.has_flag("--threads"):
+    if (
+        threads
+        and command.subcommand not in ("debug", "deps", "clean", "parse", "list", "ls")
+        and not command.has_flag("--threads")
+    ):
         argv += ["--threads", str(threads)]
     if extra:
         argv += extra

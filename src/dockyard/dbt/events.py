@@ -37,23 +37,31 @@ from dockyard.domain import NodeResult
 # Events that start a node.
 START_EVENTS = frozenset({"NodeStart", "LogStartLine"})
 # Events that report a node's outcome (fired once per node, after it ran).
-RESULT_EVENTS = frozenset({
-    "LogModelResult",     # Q012 run/build: models
-    "LogTestResult",      # Q007 test/build: data and unit tests
-    "LogSeedResult",      # Q016 seed/build
-    "LogSnapshotResult",  # Q015 snapshot/build
-    "LogFreshnessResult",  # Q018 source freshness
-    "LogFunctionResult",  # Q047 UDFs (dbt 1.11)
-    "LogNodeNoOpResult",  # Q019 nodes with nothing to do (e.g. ephemeral in build)
-    "LogNodeResult",      # Q008 generic result line
-})
+RESULT_EVENTS = frozenset(
+    {
+        "LogModelResult",  # Q012 run/build: models
+        "LogTestResult",  # Q007 test/build: data and unit tests
+        "LogSeedResult",  # Q016 seed/build
+        "LogSnapshotResult",  # Q015 snapshot/build
+        "LogFreshnessResult",  # Q018 source freshness
+        "LogFunctionResult",  # Q047 UDFs (dbt 1.11)
+        "LogNodeNoOpResult",  # Q019 nodes with nothing to do (e.g. ephemeral in build)
+        "LogNodeResult",  # Q008 generic result line
+    }
+)
 # Every event name the runner forwards from dbt; all others are only log text.
-NODE_EVENTS = START_EVENTS | RESULT_EVENTS | frozenset({
-    "NodeFinished",          # Q025 final RunResult of a node (debug level)
-    "SkippingDetails",       # Q034 a node skipped (upstream failure, on-run-start failure)
-    "MarkSkippedChildren",   # Z033 a node failed; its children will be skipped
-    "GenericExceptionOnRun",  # W004 unhandled exception on a worker thread
-})
+NODE_EVENTS = (
+    START_EVENTS
+    | RESULT_EVENTS
+    | frozenset(
+        {
+            "NodeFinished",  # Q025 final RunResult of a node (debug level)
+            "SkippingDetails",  # Q034 a node skipped (upstream failure, on-run-start failure)
+            "MarkSkippedChildren",  # Z033 a node failed; its children will be skipped
+            "GenericExceptionOnRun",  # W004 unhandled exception on a worker thread
+        }
+    )
+)
 
 # Node statuses that are not an outcome yet.
 RUNNING_STATUSES = frozenset({"", "started", "compiling", "executing"})
@@ -257,9 +265,7 @@ def _with_result_details(node: NodeResult, result: Mapping) -> NodeResult:
     return node
 
 
-def results_from_run_results(
-    run_results: Mapping, manifest: Mapping | None = None
-) -> list[NodeResult]:
+def results_from_run_results(run_results: Mapping, manifest: Mapping | None = None) -> list[NodeResult]:
     """Node results from a ``run_results.json`` (optionally named via ``manifest.json``)."""
     nodes_index: Mapping = {}
     if manifest:
@@ -276,8 +282,7 @@ def results_from_run_results(
             name=mnode.get("name") or short,
             resource_type=mnode.get("resource_type") or rtype,
             status=str(r.get("status") or ""),
-            execution_time_s=float(r["execution_time"])
-            if isinstance(r.get("execution_time"), (int, float)) else None,
+            execution_time_s=float(r["execution_time"]) if isinstance(r.get("execution_time"), (int, float)) else None,
             message=None if r.get("message") in (None, "") else str(r.get("message")),
             thread=r.get("thread_id") or None,
             compiled_path=mnode.get("compiled_path") or None,
@@ -296,13 +301,13 @@ def results_from_sources(sources: Mapping) -> list[NodeResult]:
         rtype, short = _split_unique_id(uid)
         message = r.get("error") or r.get("message")
         if not message and r.get("max_loaded_at_time_ago_in_s") is not None:
-            message = f"max_loaded_at {r.get('max_loaded_at')} " \
-                      f"({round(float(r['max_loaded_at_time_ago_in_s']))} s ago)"
+            message = f"max_loaded_at {r.get('max_loaded_at')} ({round(float(r['max_loaded_at_time_ago_in_s']))} s ago)"
         node = NodeResult(
-            unique_id=uid, name=short, resource_type=rtype or "source",
+            unique_id=uid,
+            name=short,
+            resource_type=rtype or "source",
             status=str(r.get("status") or ""),
-            execution_time_s=float(r["execution_time"])
-            if isinstance(r.get("execution_time"), (int, float)) else None,
+            execution_time_s=float(r["execution_time"]) if isinstance(r.get("execution_time"), (int, float)) else None,
             message=str(message) if message else None,
             thread=r.get("thread_id") or None,
         )

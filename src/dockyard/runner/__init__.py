@@ -7,6 +7,13 @@ from dockyard.runner.output import DbtEvent, LogLine
 from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
 
 __all__ = [
-    "DbtEvent", "DbtInvocation", "Executor", "LogLine", "Recorder", "RunOutcome", "RunPlan",
-    "StepPlan", "preload_dbt",
+    "DbtEvent",
+    "DbtInvocation",
+    "Executor",
+    "LogLine",
+    "Recorder",
+    "RunOutcome",
+    "RunPlan",
+    "StepPlan",
+    "preload_dbt",
 ]

@@ -53,7 +53,11 @@ from dockyard.secrets import Scrubber
 log = logging.getLogger(__name__)
 
 ARTIFACT_NAMES = (
-    "manifest.json", "run_results.json", "sources.json", "catalog.json", "index.html",
+    "manifest.json",
+    "run_results.json",
+    "sources.json",
+    "catalog.json",
+    "index.html",
     "semantic_manifest.json",
 )
 STALE_ARTIFACTS = ("run_results.json", "sources.json", "catalog.json")
@@ -125,8 +129,9 @@ class Executor:
             try:
                 fresh.save()  # the next run compares its sources with this run's
             except OSError as exc:
-                log.warning("run %s: could not keep its source freshness for the next run: %s",
-                            plan.run_id, describe(exc))
+                log.warning(
+                    "run %s: could not keep its source freshness for the next run: %s", plan.run_id, describe(exc)
+                )
         return outcome
 
     # -- one step --------------------------------------------------------------------
@@ -171,8 +176,14 @@ class Executor:
                 rec.step_finished(index, StepStatus.ERROR, None, clock.now(), log_rel)
                 return _StepEnd(StepStatus.ERROR, None, None)
 
-            inv = DbtInvocation(step.argv, project_dir=plan.project_dir, env=plan.env, mode=plan.mode,
-                                preload=plan.preload, view=plan.view)
+            inv = DbtInvocation(
+                step.argv,
+                project_dir=plan.project_dir,
+                env=plan.env,
+                mode=plan.mode,
+                preload=plan.preload,
+                view=plan.view,
+            )
             try:
                 inv.start()
             except DbtInvocationError as exc:
@@ -198,14 +209,18 @@ class Executor:
             if logf.vanished():
                 logf.restore()
                 if logf.restored:
-                    note(f"the step log {log_file} disappeared while the step ran (its run folder was "
-                         "deleted?): wrote it again")
+                    note(
+                        f"the step log {log_file} disappeared while the step ran (its run folder was "
+                        "deleted?): wrote it again"
+                    )
             write_error = logf.error
 
         problems: list[str] = []
         if write_error is not None:
-            problems.append(f"could not write the step log {log_file} ({describe(write_error)}): "
-                            "the step is failed because its log is incomplete")
+            problems.append(
+                f"could not write the step log {log_file} ({describe(write_error)}): "
+                "the step is failed because its log is incomplete"
+            )
         refs = self._collect_artifacts(index, target, step_wall_start, problems)
         if refs:
             rec.artifacts(index, refs)
@@ -237,18 +252,27 @@ class Executor:
         if plan.warehouse is None:
             return None
         hook = getattr(self.recorder, "warehouse_sessions", None)  # optional Recorder hook
-        report = (lambda sessions: hook(sessions_doc(plan.warehouse_target or "", plan.warehouse_profiles_dir or "",
-                                                     sessions))) if hook else None
+        report = (
+            (
+                lambda sessions: hook(
+                    sessions_doc(plan.warehouse_target or "", plan.warehouse_profiles_dir or "", sessions)
+                )
+            )
+            if hook
+            else None
+        )
         return SessionWatch(plan.warehouse, report)
 
-    def _pump(self, inv: DbtInvocation, tracker: NodeTracker, emit, note, logf, index: int,
-              watch: SessionWatch | None = None):
+    def _pump(
+        self, inv: DbtInvocation, tracker: NodeTracker, emit, note, logf, index: int, watch: SessionWatch | None = None
+    ):
         plan, rec = self.plan, self.recorder
 
         def scan(force: bool = False) -> None:
             pid = inv.pid
             if watch is not None and pid is not None:
                 watch.scan(lambda: group_members(pid) or [pid], force)
+
         assert self._deadline is not None
         stop_reason: str | None = None
         phase = 0  # 0 running, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
@@ -305,8 +329,9 @@ class Executor:
 
     # -- artifacts and reconciliation ------------------------------------------------
 
-    def _collect_artifacts(self, index: int, target: Path, step_wall_start: float,
-                           problems: list[str] | None = None) -> list[ArtifactRef]:
+    def _collect_artifacts(
+        self, index: int, target: Path, step_wall_start: float, problems: list[str] | None = None
+    ) -> list[ArtifactRef]:
         """Copy this step's artifacts (scrubbed); one that cannot be stored (its folder gone
         and not creatable, a full disk) is reported in ``problems`` and the step fails."""
         dest_dir = self.plan.run_dir / "artifacts" / f"step-{index}"
@@ -334,10 +359,15 @@ class Executor:
                 if problems is not None:
                     problems.append(f"could not store artifact {name} in {dest_dir} ({describe(exc)})")
                 continue
-            refs.append(ArtifactRef(
-                step_index=index, name=name, path=f"step-{index}/{name}", size=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
-            ))
+            refs.append(
+                ArtifactRef(
+                    step_index=index,
+                    name=name,
+                    path=f"step-{index}/{name}",
+                    size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
+            )
         return refs
 
     def _load_copied(self, index: int, name: str) -> dict | None:
@@ -358,8 +388,7 @@ class Executor:
         # In fork mode names, types and compiled paths came with dbt's events; loading the
         # manifest here (tens of MB of Python objects on big projects) would only grow this
         # process. Subprocess mode has no other source of compiled paths.
-        manifest = self._load_copied(index, "manifest.json") \
-            if run_results and self.plan.mode == "subprocess" else None
+        manifest = self._load_copied(index, "manifest.json") if run_results and self.plan.mode == "subprocess" else None
         if run_results or sources:
             tracker.reconcile(run_results, manifest=manifest, sources=sources)
 
@@ -370,7 +399,8 @@ class Executor:
             node,
             message=self.scrubber.scrub(node.message) if node.message else node.message,
             adapter_response=self.scrubber.scrub_obj(node.adapter_response)
-            if node.adapter_response else node.adapter_response,
+            if node.adapter_response
+            else node.adapter_response,
         )
 
 

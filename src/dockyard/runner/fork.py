@@ -20,8 +20,9 @@ from dockyard.runner.isolation import FileView, enter_view
 from dockyard.runner.output import COMPILED_PATHS_EVENT
 from dockyard.runner.process import lifeline
 
-VIEW_WARNING = ("dockyard: this step can see the files of dockyard and of the other environments "
-                "(no mount namespace: %s)")
+VIEW_WARNING = (
+    "dockyard: this step can see the files of dockyard and of the other environments (no mount namespace: %s)"
+)
 _dbt_loaded = False
 
 
@@ -80,8 +81,17 @@ def warm_dbt() -> int:
 
 
 def fork_child(
-    args: list[str], project_dir: str, env: dict[str, str], forward: frozenset[str], view: FileView, *,
-    out_r: int, out_w: int, ev_r: int, ev_w: int, parent_pid: int,
+    args: list[str],
+    project_dir: str,
+    env: dict[str, str],
+    forward: frozenset[str],
+    view: FileView,
+    *,
+    out_r: int,
+    out_w: int,
+    ev_r: int,
+    ev_w: int,
+    parent_pid: int,
 ) -> None:
     """Body of a fork-mode child. Never returns."""
     code = 2
@@ -151,8 +161,11 @@ def fork_child(
 
         result = dbtRunner(callbacks=[forward_event]).invoke(list(args))
         with contextlib.suppress(Exception):  # compiled paths are known here, not in the events
-            paths = {r.node.unique_id: r.node.compiled_path for r in result.result.results
-                     if getattr(getattr(r, "node", None), "compiled_path", None)}
+            paths = {
+                r.node.unique_id: r.node.compiled_path
+                for r in result.result.results
+                if getattr(getattr(r, "node", None), "compiled_path", None)
+            }
             if paths:
                 forward_raw({"info": {"name": COMPILED_PATHS_EVENT}, "data": {"paths": paths}})
         if result.success:

@@ -58,8 +58,17 @@ from dockyard.runner.isolation import FileView, enter_view
 from dockyard.runner.output import COMPILED_PATHS_EVENT, DbtEvent, LogLine, clean_line, human_line, strip_ansi
 from dockyard.runner.process import group_members, lifeline
 
-__all__ = ["COMPILED_PATHS_EVENT", "DbtEvent", "DbtInvocation", "LogLine", "group_members", "human_line",
-           "preload_dbt", "strip_ansi", "warm_dbt"]
+__all__ = [
+    "COMPILED_PATHS_EVENT",
+    "DbtEvent",
+    "DbtInvocation",
+    "LogLine",
+    "group_members",
+    "human_line",
+    "preload_dbt",
+    "strip_ansi",
+    "warm_dbt",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +84,9 @@ _SUBPROCESS_BOOTSTRAP = (
     "import signal, sys\n"
     # a parent that ignores SIGINT (nohup, a background job) would pass SIG_IGN on
     "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-    + inspect.getsource(lifeline) +
-    "lifeline(int(sys.argv.pop(1)))\n"
-    "import json\n"
-    + inspect.getsource(enter_view) +
-    "_why = enter_view(**json.loads(sys.argv.pop(1)))\n"
+    + inspect.getsource(lifeline)
+    + "lifeline(int(sys.argv.pop(1)))\n"
+    "import json\n" + inspect.getsource(enter_view) + "_why = enter_view(**json.loads(sys.argv.pop(1)))\n"
     f"if _why: print({VIEW_WARNING!r} % _why, file=sys.stderr)\n"
     "from dbt.cli.main import cli\n"
     "cli(prog_name='dbt')\n"
@@ -162,13 +169,29 @@ class DbtInvocation:
         self._sel.register(fd, selectors.EVENT_READ)
 
     def _start_subprocess(self) -> None:
-        argv = [self.python, "-P", "-c", _SUBPROCESS_BOOTSTRAP, str(os.getpid()), self.view.to_json(),
-                *self.args, "--log-format", "json"]
+        argv = [
+            self.python,
+            "-P",
+            "-c",
+            _SUBPROCESS_BOOTSTRAP,
+            str(os.getpid()),
+            self.view.to_json(),
+            *self.args,
+            "--log-format",
+            "json",
+        ]
         try:
             self._popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=self.project_dir, env=self.env, start_new_session=True, close_fds=True,
-                bufsize=0, umask=dbt_umask(self.args),
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=self.project_dir,
+                env=self.env,
+                start_new_session=True,
+                close_fds=True,
+                bufsize=0,
+                umask=dbt_umask(self.args),
             )
         except OSError as exc:
             raise DbtInvocationError(f"cannot start dbt: {exc}") from exc
@@ -185,8 +208,10 @@ class DbtInvocation:
             ensure_resource_tracker()
         if threading.active_count() > 1 and not _warned_threads:
             _warned_threads = True
-            log.warning("forking dbt from a process with %d threads; fork mode expects a "
-                        "single-threaded parent", threading.active_count())
+            log.warning(
+                "forking dbt from a process with %d threads; fork mode expects a single-threaded parent",
+                threading.active_count(),
+            )
         out_r, out_w = os.pipe()
         ev_r, ev_w = os.pipe()
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
@@ -206,8 +231,18 @@ class DbtInvocation:
         if pid:
             gc.unfreeze()
         if pid == 0:  # child: never returns
-            fork_child(self.args, self.project_dir, self.env, self.forward, self.view,
-                        out_r=out_r, out_w=out_w, ev_r=ev_r, ev_w=ev_w, parent_pid=parent_pid)
+            fork_child(
+                self.args,
+                self.project_dir,
+                self.env,
+                self.forward,
+                self.view,
+                out_r=out_r,
+                out_w=out_w,
+                ev_r=ev_r,
+                ev_w=ev_w,
+                parent_pid=parent_pid,
+            )
         # parent
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done by the child: whoever runs first wins the race
@@ -245,8 +280,7 @@ class DbtInvocation:
         elif timeout > 0 and not self._reaped:
             time.sleep(min(timeout, 0.05))
         self._check_exit()
-        if self._reaped and self._exited_at is not None and \
-                time.monotonic() - self._exited_at > DRAIN_AFTER_EXIT_S:
+        if self._reaped and self._exited_at is not None and time.monotonic() - self._exited_at > DRAIN_AFTER_EXIT_S:
             for stream in self._streams.values():
                 if stream.open:
                     self._close_stream(stream)

@@ -55,9 +55,7 @@ class Recorder(Protocol):
     def log(self, index: int, line: str) -> None:
         """One scrubbed log line, live."""
 
-    def step_finished(
-        self, index: int, status: StepStatus, exit_code: int | None, at: datetime, log_path: str
-    ) -> None:
+    def step_finished(self, index: int, status: StepStatus, exit_code: int | None, at: datetime, log_path: str) -> None:
         """``log_path`` is relative to the run folder (``logs/step-<n>.log``), ``""`` for a
         step that never started."""
 

@@ -40,7 +40,7 @@ def group_members(pgid: int) -> list[int] | None:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat[stat.rfind(b")") + 2 :].split()
         try:
             if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
                 members.append(int(entry))

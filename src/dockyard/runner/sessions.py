@@ -88,8 +88,10 @@ def render_output(output: Mapping[str, Any], env: Mapping[str, str]) -> dict[str
     jenv.globals["env_var"] = env_var
     for name in ("as_bool", "as_native", "as_number", "as_text"):
         jenv.filters[name] = lambda value: value
-    return {key: jenv.from_string(value).render() if isinstance(value, str) and "{" in value else value
-            for key, value in output.items()}
+    return {
+        key: jenv.from_string(value).render() if isinstance(value, str) and "{" in value else value
+        for key, value in output.items()
+    }
 
 
 class PostgresWarehouse:
@@ -118,8 +120,15 @@ class PostgresWarehouse:
     def _connect(self):
         import psycopg
 
-        kwargs: dict[str, Any] = dict(host=self.host, port=self.port, user=self.user, dbname=self.dbname,
-                                      connect_timeout=10, autocommit=True, application_name="dockyard-sweep")
+        kwargs: dict[str, Any] = dict(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            dbname=self.dbname,
+            connect_timeout=10,
+            autocommit=True,
+            application_name="dockyard-sweep",
+        )
         if self.password:
             kwargs["password"] = self.password
         if self.sslmode:
@@ -132,7 +141,8 @@ class PostgresWarehouse:
         rows = conn.execute(
             "select pid, client_addr, client_port, extract(epoch from backend_start), state "
             "from pg_stat_activity where client_port = any(%s) and pid <> pg_backend_pid()",
-            ([port for _, port in sessions],)).fetchall()
+            ([port for _, port in sessions],),
+        ).fetchall()
         out = []
         for pid, addr, port, started, state in rows:
             session = sessions.get((str(addr), port)) if addr is not None else None
@@ -200,8 +210,7 @@ class SessionWatch:
 
 def sessions_doc(target: str, profiles_dir: str, sessions: Iterable[Session]) -> dict:
     """What a worker stores so the reaper can sweep a lost run's sessions."""
-    return {"target": target, "profiles_dir": profiles_dir,
-            "sessions": [[s.addr, s.port, s.seen_at] for s in sessions]}
+    return {"target": target, "profiles_dir": profiles_dir, "sessions": [[s.addr, s.port, s.seen_at] for s in sessions]}
 
 
 def sessions_from_doc(doc: Mapping[str, Any]) -> list[Session]:

@@ -189,14 +189,27 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
         started.pop(pid, None)
         if slot is not None and not stop():
             delay = backoff.delay(slot)
-            log.warning("worker slot %s exited (status %s); restarting it in %g s (restart %d)", slot, status,
-                        delay, backoff.count(slot))
+            log.warning(
+                "worker slot %s exited (status %s); restarting it in %g s (restart %d)",
+                slot,
+                status,
+                delay,
+                backoff.count(slot),
+            )
             due[slot] = time.monotonic() + delay
     return 0
 
 
-def serve(config_path: str | None, store_url: str | None, *, host: str, port: int, workers: int,
-          ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> int:
+def serve(
+    config_path: str | None,
+    store_url: str | None,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> int:
     """Scheduler + workers as child processes, and the HTTP API in this process."""
     import uvicorn
 
@@ -224,8 +237,11 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
             yield
 
     api = create_app(app)
-    server = Server(uvicorn.Config(api, host=host, port=port, log_level="warning",
-                                   ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile))
+    server = Server(
+        uvicorn.Config(
+            api, host=host, port=port, log_level="warning", ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile
+        )
+    )
 
     def shutdown(signum, frame) -> None:
         server.should_exit = True
@@ -247,8 +263,13 @@ def serve(config_path: str | None, store_url: str | None, *, host: str, port: in
                     children[name], started[name] = subprocess.Popen(specs[name], env=env), started_now()
             elif proc.poll() is not None and not server.should_exit:
                 delay = backoff.delay(name)
-                log.warning("%s exited with %s; restarting it in %g s (restart %d)", name, proc.returncode, delay,
-                            backoff.count(name))
+                log.warning(
+                    "%s exited with %s; restarting it in %g s (restart %d)",
+                    name,
+                    proc.returncode,
+                    delay,
+                    backoff.count(name),
+                )
                 due[name] = time.monotonic() + delay
         # the scheduler heartbeats for its own pid (the worker's slots are watched by the worker)
         watchdog.check({p.pid: started[n] for n, p in children.items() if n not in due and p.poll() is None})

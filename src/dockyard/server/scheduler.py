@@ -28,8 +28,15 @@ LEASE = "scheduler"
 BATCH = 200  # cron fires (and jobs) written per store transaction
 
 
-def due_fires(cron: str, timezone: str, last_fire: datetime | None, now: datetime, *,
-              policy: str = "latest", window_s: float = 86400) -> tuple[list[datetime], datetime]:
+def due_fires(
+    cron: str,
+    timezone: str,
+    last_fire: datetime | None,
+    now: datetime,
+    *,
+    policy: str = "latest",
+    window_s: float = 86400,
+) -> tuple[list[datetime], datetime]:
     """The fires to enqueue now, and the new ``last_fire``.
 
     A job seen for the first time (``last_fire`` None) starts from ``now``: nothing fires
@@ -62,8 +69,13 @@ class Upstream:
     finished_at: datetime
 
 
-def completion_fires(when: str, statuses: list[str], upstream_jobs: list[str],
-                     latest: dict[str, list[Upstream]], last_fired_at: datetime | None) -> list[str]:
+def completion_fires(
+    when: str,
+    statuses: list[str],
+    upstream_jobs: list[str],
+    latest: dict[str, list[Upstream]],
+    last_fired_at: datetime | None,
+) -> list[str]:
     """Fire keys for a job with ``triggers.after``.
 
     ``latest`` maps each upstream job to its final runs newer than ``last_fired_at``
@@ -71,8 +83,7 @@ def completion_fires(when: str, statuses: list[str], upstream_jobs: list[str],
     every upstream job has a qualifying run since the last such fire.
     """
     if when == "any":
-        return [f"after:{u.run_id}" for job in upstream_jobs for u in latest.get(job, [])
-                if u.status in statuses]
+        return [f"after:{u.run_id}" for job in upstream_jobs for u in latest.get(job, []) if u.status in statuses]
     chosen = []
     for job in upstream_jobs:
         runs = [u for u in latest.get(job, []) if u.status in statuses]
@@ -115,16 +126,23 @@ class Scheduler:
                 return report
         crash_point("tick_leased")
         ids = self.app.job_ids()
-        self._fire_crons([(job, ids[job.name]) for job in self.app.config.jobs if job.cron and job.name in ids],
-                         now, report)
-        self._fire_afters([(job, ids[job.name]) for job in self.app.config.jobs
-                           if job.triggers.after and job.name in ids], now, report)
+        self._fire_crons(
+            [(job, ids[job.name]) for job in self.app.config.jobs if job.cron and job.name in ids], now, report
+        )
+        self._fire_afters(
+            [(job, ids[job.name]) for job in self.app.config.jobs if job.triggers.after and job.name in ids],
+            now,
+            report,
+        )
         for reaped in self.store.reap(server.lost_after_seconds, now=now):
             report.reaped.append(reaped.run_id)
             self.app.stop_lost_process(reaped)
             # the reap is committed: its retry must not be lost to a dropped connection
-            retry = persist(lambda r=reaped: self.app.maybe_retry(r.run_id),
-                            timeout=server.lost_after_seconds, what=f"retry of run {reaped.run_id}")
+            retry = persist(
+                lambda r=reaped: self.app.maybe_retry(r.run_id),
+                timeout=server.lost_after_seconds,
+                what=f"retry of run {reaped.run_id}",
+            )
             if retry:
                 report.retried.append(retry)
         self._retry_missed(now, report)
@@ -144,8 +162,9 @@ class Scheduler:
             retry = self.app.maybe_retry(run_id)
             self._retry_checked.add(run_id)
             if retry:
-                log.warning("run %s: its retry had not been queued (a process died in between); "
-                            "queued run %s", run_id, retry)
+                log.warning(
+                    "run %s: its retry had not been queued (a process died in between); queued run %s", run_id, retry
+                )
                 report.retried.append(retry)
 
     def _fire_crons(self, jobs: list[tuple], now: datetime, report: TickReport) -> None:
@@ -164,18 +183,39 @@ class Scheduler:
             key = (job.schedule.cron, job.schedule.timezone, prev, job.catchup, job.catchup_window_seconds)
             try:
                 if key not in memo:
-                    memo[key] = due_fires(job.schedule.cron, job.schedule.timezone, prev, now,
-                                          policy=job.catchup, window_s=job.catchup_window_seconds)
+                    memo[key] = due_fires(
+                        job.schedule.cron,
+                        job.schedule.timezone,
+                        prev,
+                        now,
+                        policy=job.catchup,
+                        window_s=job.catchup_window_seconds,
+                    )
             except Exception as exc:  # noqa: BLE001 - one job's uncomputable schedule must not stop the tick
-                log.warning("job %s: schedule %r (%s) cannot be computed, skipped: %s",
-                            job.name, job.schedule.cron, job.schedule.timezone, exc)
+                log.warning(
+                    "job %s: schedule %r (%s) cannot be computed, skipped: %s",
+                    job.name,
+                    job.schedule.cron,
+                    job.schedule.timezone,
+                    exc,
+                )
                 continue
             times, new_last = memo[key]
             if not times and prev is not None and new_last > prev:
                 idle.append(job_id)  # new_last is now
             elif times or prev is None:
-                todo.append(JobFires(job_id, job.name, job.environment, list(job.all_commands), job.priority,
-                                     not job.allow_overlap, list(times), new_last))
+                todo.append(
+                    JobFires(
+                        job_id,
+                        job.name,
+                        job.environment,
+                        list(job.all_commands),
+                        job.priority,
+                        not job.allow_overlap,
+                        list(times),
+                        new_last,
+                    )
+                )
         batch: list[JobFires] = []
         size = 0  # fires in the batch, a job without any counting as one
         for i, entry in enumerate(todo):
@@ -198,20 +238,28 @@ class Scheduler:
         one insert (only runs finishing from now on count for them)."""
         last = self.store.last_completion_fires([job_id for _, job_id in jobs])
         self.store.mark_fires([job_id for _, job_id in jobs if job_id not in last], "after:baseline", now)
-        watching = [(job, job_id, _since(job.triggers.after, last[job_id])) for job, job_id in jobs
-                    if job_id in last]
+        watching = [(job, job_id, _since(job.triggers.after, last[job_id])) for job, job_id in jobs if job_id in last]
         earliest: dict[str, datetime] = {}
         for job, _, since in watching:
             for name in job.triggers.after.jobs:
                 earliest[name] = min(earliest.get(name, since), since)
-        finals = {name: [Upstream(name, r.id, r.status.value, r.finished_at)
-                         for r in self.store.final_runs_since(name, since)] for name, since in earliest.items()}
+        finals = {
+            name: [
+                Upstream(name, r.id, r.status.value, r.finished_at) for r in self.store.final_runs_since(name, since)
+            ]
+            for name, since in earliest.items()
+        }
         for job, job_id, since in watching:
             after = job.triggers.after
             latest = {name: [u for u in finals[name] if u.finished_at > since] for name in after.jobs}
             for key in completion_fires(after.when, list(after.status), after.jobs, latest, last[job_id]):
-                result = self._enqueue(job, job_id, trigger="job_completion", fire_key=key,
-                                       cause=f"Triggered by completion of {', '.join(after.jobs)}")
+                result = self._enqueue(
+                    job,
+                    job_id,
+                    trigger="job_completion",
+                    fire_key=key,
+                    cause=f"Triggered by completion of {', '.join(after.jobs)}",
+                )
                 if result.duplicate_fire:
                     report.duplicates += 1
                 elif result.created or result.coalesced:
@@ -220,8 +268,15 @@ class Scheduler:
     def _enqueue(self, job, job_id: int, **kw):
         """``App.enqueue`` for a job of dockyard.yml whose id is known: without listing every
         job to find it, which per fire made a tick of many triggered jobs quadratic."""
-        return self.store.enqueue(job_id, job.name, job.environment, job.all_commands, priority=job.priority,
-                                  coalesce=not job.allow_overlap, **kw)
+        return self.store.enqueue(
+            job_id,
+            job.name,
+            job.environment,
+            job.all_commands,
+            priority=job.priority,
+            coalesce=not job.allow_overlap,
+            **kw,
+        )
 
 
 def _since(after, last_fired: datetime) -> datetime:

@@ -45,8 +45,11 @@ def stale_after(heartbeat_s: float, configured: float | None = None) -> float:
 
 def beat_info(server, config_error: str | None) -> dict:
     """What a scheduler or worker slot publishes in its heartbeat row's ``info``."""
-    return {"config_error": config_error, "heartbeat_seconds": server.heartbeat_seconds,
-            "stale_after_seconds": stale_after(server.heartbeat_seconds, server.stale_after_seconds)}
+    return {
+        "config_error": config_error,
+        "heartbeat_seconds": server.heartbeat_seconds,
+        "stale_after_seconds": stale_after(server.heartbeat_seconds, server.stale_after_seconds),
+    }
 
 
 class Watchdog:
@@ -86,12 +89,20 @@ class Watchdog:
                 self._seen[pid] = (beat, now)
                 continue
             info = row.get("info") or {}
-            bound = stale_after(float(info.get("heartbeat_seconds") or DEFAULT_HEARTBEAT_S),
-                                info.get("stale_after_seconds"))
+            bound = stale_after(
+                float(info.get("heartbeat_seconds") or DEFAULT_HEARTBEAT_S), info.get("stale_after_seconds")
+            )
             if now - seen[1] > bound and pid not in self._terminated:
-                log.warning("%s %s (%s) has not renewed its heartbeat for %.0f s (bound %g s): restarting it "
-                            "(SIGTERM, SIGKILL after %g s)", self.what, pid, row.get("id"), now - seen[1], bound,
-                            TERM_GRACE_S)
+                log.warning(
+                    "%s %s (%s) has not renewed its heartbeat for %.0f s (bound %g s): restarting it "
+                    "(SIGTERM, SIGKILL after %g s)",
+                    self.what,
+                    pid,
+                    row.get("id"),
+                    now - seen[1],
+                    bound,
+                    TERM_GRACE_S,
+                )
                 _signal(pid, signal.SIGTERM)
                 _signal(pid, signal.SIGCONT)
                 self._terminated[pid] = now

@@ -35,9 +35,19 @@ def process_id(kind: str) -> str:
 class LeasedRecorder(StoreRecorder):
     """A StoreRecorder whose writes are fenced by the run's lease epoch."""
 
-    def __init__(self, store, run_id: int, epoch: int, commands: list[str], *, worker_id: str,
-                 heartbeat_s: float, lost_after_s: float, stopping: Callable[[], bool],
-                 grace_s: float):
+    def __init__(
+        self,
+        store,
+        run_id: int,
+        epoch: int,
+        commands: list[str],
+        *,
+        worker_id: str,
+        heartbeat_s: float,
+        lost_after_s: float,
+        stopping: Callable[[], bool],
+        grace_s: float,
+    ):
         super().__init__(store, run_id, commands, None)
         self.epoch = epoch
         self.worker_id = worker_id
@@ -61,8 +71,9 @@ class LeasedRecorder(StoreRecorder):
             try:
                 self._pending[0]()
             except StoreError as exc:
-                log.warning("run %s: store unreachable, keeping %d write(s): %s", self.run_id,
-                            len(self._pending), exc.what)
+                log.warning(
+                    "run %s: store unreachable, keeping %d write(s): %s", self.run_id, len(self._pending), exc.what
+                )
                 return
             self._pending.popleft()
             self._last_ok = time.monotonic()
@@ -75,8 +86,10 @@ class LeasedRecorder(StoreRecorder):
             if not self._pending:
                 return
             if time.monotonic() - self._last_ok >= self.lost_after_s - 1:
-                raise FencedError(f"run {self.run_id}: {len(self._pending)} write(s) not stored for "
-                                  f"{time.monotonic() - self._last_ok:.0f} s; giving the run up")
+                raise FencedError(
+                    f"run {self.run_id}: {len(self._pending)} write(s) not stored for "
+                    f"{time.monotonic() - self._last_ok:.0f} s; giving the run up"
+                )
             time.sleep(0.2)
 
     def step_started(self, index, at):
@@ -87,8 +100,11 @@ class LeasedRecorder(StoreRecorder):
             self._do(lambda: self.store.upsert_nodes(self.run_id, index, nodes, epoch=self.epoch))
 
     def step_finished(self, index, status, exit_code, at, log_path):
-        self._do(lambda: self.store.finish_step(self.run_id, index, status, exit_code, at,
-                                                log_path=log_path, epoch=self.epoch))
+        self._do(
+            lambda: self.store.finish_step(
+                self.run_id, index, status, exit_code, at, log_path=log_path, epoch=self.epoch
+            )
+        )
         crash_point("step_finished")
 
     def artifacts(self, index, refs):
@@ -121,8 +137,10 @@ class LeasedRecorder(StoreRecorder):
             self._last_ok = now
         except StoreError as exc:
             if now - self._last_ok >= self.lost_after_s - 1:
-                raise FencedError(f"run {self.run_id}: lease not renewed for {now - self._last_ok:.0f} s "
-                                  f"({exc.what}); stopping dbt before another worker takes over") from exc
+                raise FencedError(
+                    f"run {self.run_id}: lease not renewed for {now - self._last_ok:.0f} s "
+                    f"({exc.what}); stopping dbt before another worker takes over"
+                ) from exc
             return
         if self.run_id in beat.lost:
             raise FencedError(f"run {self.run_id}: lease lost (epoch {self.epoch}); stopping dbt")
@@ -146,10 +164,14 @@ class Worker:
         return self.app.config.server  # follows a reload
 
     def limits(self) -> dict:
-        envs = {name: e.max_concurrent_runs for name, e in self.app.config.environments.items()
-                if e.max_concurrent_runs}
-        overlap = {i for name, i in self.app.job_ids().items()
-                   if any(j.name == name and j.allow_overlap for j in self.app.config.jobs)}
+        envs = {
+            name: e.max_concurrent_runs for name, e in self.app.config.environments.items() if e.max_concurrent_runs
+        }
+        overlap = {
+            i
+            for name, i in self.app.job_ids().items()
+            if any(j.name == name and j.allow_overlap for j in self.app.config.jobs)
+        }
         return {"global_limit": self.server.max_concurrent_runs, "env_limits": envs, "overlap_jobs": overlap}
 
     def run_once(self) -> int | None:
@@ -163,24 +185,38 @@ class Worker:
 
     def execute(self, claim) -> None:
         store, server = self.app.store, self.server
-        recorder = LeasedRecorder(store, claim.run_id, claim.epoch, list(claim.commands), worker_id=self.id,
-                                  heartbeat_s=server.heartbeat_seconds, lost_after_s=server.lost_after_seconds,
-                                  stopping=self.stop, grace_s=server.shutdown_grace_seconds)
+        recorder = LeasedRecorder(
+            store,
+            claim.run_id,
+            claim.epoch,
+            list(claim.commands),
+            worker_id=self.id,
+            heartbeat_s=server.heartbeat_seconds,
+            lost_after_s=server.lost_after_seconds,
+            stopping=self.stop,
+            grace_s=server.shutdown_grace_seconds,
+        )
 
         def on_start(run_id, executor):
             recorder.executor = executor
             crash_point("run_started")
 
         try:
-            run = self.app.execute(claim.run_id, epoch=claim.epoch, recorder=recorder, on_start=on_start,
-                                   keep_open=lambda: recorder.requeue)
+            run = self.app.execute(
+                claim.run_id,
+                epoch=claim.epoch,
+                recorder=recorder,
+                on_start=on_start,
+                keep_open=lambda: recorder.requeue,
+            )
         except FencedError as exc:
             log.warning("%s", exc.what)
             return
         except SetupError as exc:  # recorded on the run: error, setup_failed, the reason in its log
             log.error("run %s could not start: %s", claim.run_id, exc.render())
-            run = persist(lambda: store.get_run(claim.run_id), timeout=server.lost_after_seconds,
-                          what=f"run {claim.run_id}")
+            run = persist(
+                lambda: store.get_run(claim.run_id), timeout=server.lost_after_seconds, what=f"run {claim.run_id}"
+            )
         except Exception:
             log.exception("run %s failed inside dockyard", claim.run_id)
             return
@@ -190,8 +226,9 @@ class Worker:
             return
         crash_point("run_finished")
         if run.status == RunStatus.ERROR:
-            persist(lambda: self.app.maybe_retry(run.id), timeout=server.lost_after_seconds,
-                    what=f"retry of run {run.id}")
+            persist(
+                lambda: self.app.maybe_retry(run.id), timeout=server.lost_after_seconds, what=f"retry of run {run.id}"
+            )
         self.app.after_run(run)
 
     def run_forever(self) -> None:

@@ -6,5 +6,4 @@ from dockyard.store.queue import Claim, EnqueueResult
 from dockyard.store.records import StoredRun
 from dockyard.store.store import Store
 
-__all__ = ["Claim", "EnqueueResult", "HeartbeatResult", "Reaped", "Store", "StoredRun", "default_url",
-           "make_engine"]
+__all__ = ["Claim", "EnqueueResult", "HeartbeatResult", "Reaped", "Store", "StoredRun", "default_url", "make_engine"]

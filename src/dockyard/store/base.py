@@ -139,16 +139,17 @@ class StoreBase:
         """
         if epoch is None:
             return
-        stmt = (update(runs)
-                .where(runs.c.id == run_id, runs.c.lease_epoch == epoch, runs.c.status.in_(ACTIVE))
-                .values(updated_at=now or clock.now()))
+        stmt = (
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.lease_epoch == epoch, runs.c.status.in_(ACTIVE))
+            .values(updated_at=now or clock.now())
+        )
         if conn.execute(stmt).rowcount == 1:
             return
         row = conn.execute(select(runs.c.status, runs.c.lease_epoch).where(runs.c.id == run_id)).first()
         if row is None:
-            raise FencedError(f"Run {run_id} no longer exists",
-                              hint="stop working on it; nothing was written")
-        raise FencedError(f"Run {run_id} is no longer owned by lease epoch {epoch} "
-                          f"(it is {row.status}, epoch {row.lease_epoch})",
-                          hint="another worker or the reaper took it over; stop working on it "
-                               "(nothing was written)")
+            raise FencedError(f"Run {run_id} no longer exists", hint="stop working on it; nothing was written")
+        raise FencedError(
+            f"Run {run_id} is no longer owned by lease epoch {epoch} (it is {row.status}, epoch {row.lease_epoch})",
+            hint="another worker or the reaper took it over; stop working on it (nothing was written)",
+        )

@@ -35,8 +35,7 @@ SQLITE_PRAGMAS = (
 )
 PG_CONNECT_TIMEOUT_S = 10
 
-URL_HINT = ("use sqlite:///path/to/dockyard.db or "
-            "postgresql://user:password@host:5432/database")
+URL_HINT = "use sqlite:///path/to/dockyard.db or postgresql://user:password@host:5432/database"
 
 
 def default_url(project_dir: Path) -> str:
@@ -54,8 +53,7 @@ def parse_url(url: str | URL) -> URL:
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise StoreError(f"Unsupported store URL {mask_url(parsed)!r} (backend {backend!r})",
-                         hint=URL_HINT)
+        raise StoreError(f"Unsupported store URL {mask_url(parsed)!r} (backend {backend!r})", hint=URL_HINT)
     return parsed
 
 
@@ -101,8 +99,9 @@ def _sqlite_engine(url: URL) -> Engine:
             private_dir(path.parent)
             private_file(path)
         except OSError as exc:
-            raise StoreError(f"Cannot create the store {database!r}: {exc}",
-                             hint="check the path and its permissions") from exc
+            raise StoreError(
+                f"Cannot create the store {database!r}: {exc}", hint="check the path and its permissions"
+            ) from exc
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)

@@ -66,8 +66,13 @@ class FireOps(StoreBase):
         if not job_ids:
             return {}
         with self._read() as conn:
-            return dict(conn.execute(select(schedule_state.c.job_id, schedule_state.c.last_fire_at)
-                                     .where(schedule_state.c.job_id.in_(sorted(set(job_ids))))).all())
+            return dict(
+                conn.execute(
+                    select(schedule_state.c.job_id, schedule_state.c.last_fire_at).where(
+                        schedule_state.c.job_id.in_(sorted(set(job_ids)))
+                    )
+                ).all()
+            )
 
     def advance_schedules(self, job_ids: list[int], at: datetime) -> None:
         """Move the schedule state of jobs that had nothing due to ``at`` (never backwards),
@@ -75,10 +80,11 @@ class FireOps(StoreBase):
         if not job_ids:
             return
         with self._write() as conn:
-            conn.execute(update(schedule_state)
-                         .where(schedule_state.c.job_id.in_(sorted(set(job_ids))),
-                                schedule_state.c.last_fire_at < at)
-                         .values(last_fire_at=at, updated_at=clock.now()))
+            conn.execute(
+                update(schedule_state)
+                .where(schedule_state.c.job_id.in_(sorted(set(job_ids))), schedule_state.c.last_fire_at < at)
+                .values(last_fire_at=at, updated_at=clock.now())
+            )
 
     def enqueue_fires(self, batch: list[JobFires]) -> BatchResult:
         """Record the fires of ``batch`` (one entry per job), queue their runs and move the
@@ -89,17 +95,27 @@ class FireOps(StoreBase):
             return result
         now = clock.now()
         by_id = {j.job_id: j for j in batch}
-        wanted = [{"job_id": j.job_id, "fire_key": fire_key(at), "scheduled_for": at, "created_at": now}
-                  for j in batch for at in j.times]
+        wanted = [
+            {"job_id": j.job_id, "fire_key": fire_key(at), "scheduled_for": at, "created_at": now}
+            for j in batch
+            for at in j.times
+        ]
         with self._write() as conn:
             if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), j) "
-                                  "FROM (SELECT unnest(CAST(:ids AS integer[])) AS j ORDER BY 1) AS locked"),
-                             {"ns": ENQUEUE_LOCK_NS, "ids": sorted(by_id)})
+                conn.execute(
+                    text(
+                        "SELECT pg_advisory_xact_lock(CAST(:ns AS integer), j) "
+                        "FROM (SELECT unnest(CAST(:ids AS integer[])) AS j ORDER BY 1) AS locked"
+                    ),
+                    {"ns": ENQUEUE_LOCK_NS, "ids": sorted(by_id)},
+                )
             new: dict[int, list[tuple[datetime, int]]] = {}  # job id -> [(time, fire id)] inserted
             if wanted:
-                stmt = (self._insert(fires).on_conflict_do_nothing(index_elements=["job_id", "fire_key"])
-                        .returning(fires.c.id, fires.c.job_id, fires.c.scheduled_for))
+                stmt = (
+                    self._insert(fires)
+                    .on_conflict_do_nothing(index_elements=["job_id", "fire_key"])
+                    .returning(fires.c.id, fires.c.job_id, fires.c.scheduled_for)
+                )
                 for row in conn.execute(stmt, wanted):
                     new.setdefault(row.job_id, []).append((row.scheduled_for, row.id))
             result.duplicates = len(wanted) - sum(len(v) for v in new.values())
@@ -108,13 +124,22 @@ class FireOps(StoreBase):
             targets = self._queued_targets(conn, [by_id[j] for j in new if by_id[j].coalesce])
             if folded_into := {targets[j]: len(new[j]) for j in new if j in targets}:
                 prio = {targets[j]: by_id[j].priority for j in new if j in targets}
-                changed = set(conn.execute(
-                    update(runs).where(runs.c.id.in_(sorted(folded_into)), runs.c.status == QUEUED)
-                    .values(coalesced=runs.c.coalesced + case(folded_into, value=runs.c.id),
-                            priority=case((runs.c.priority > case(prio, value=runs.c.id), runs.c.priority),
-                                          else_=case(prio, value=runs.c.id)),
-                            not_before=None, updated_at=now)
-                    .returning(runs.c.id)).scalars())  # not changed: a worker claimed it meanwhile
+                changed = set(
+                    conn.execute(
+                        update(runs)
+                        .where(runs.c.id.in_(sorted(folded_into)), runs.c.status == QUEUED)
+                        .values(
+                            coalesced=runs.c.coalesced + case(folded_into, value=runs.c.id),
+                            priority=case(
+                                (runs.c.priority > case(prio, value=runs.c.id), runs.c.priority),
+                                else_=case(prio, value=runs.c.id),
+                            ),
+                            not_before=None,
+                            updated_at=now,
+                        )
+                        .returning(runs.c.id)
+                    ).scalars()
+                )  # not changed: a worker claimed it meanwhile
                 folded = {run_id: n for run_id, n in folded_into.items() if run_id in changed}
             rows = []
             for job_id, inserted in sorted(new.items()):
@@ -124,17 +149,20 @@ class FireOps(StoreBase):
                     continue
                 # a job that folds its fires gets one run for all of them, else one per fire
                 starts = inserted[:1] if job.coalesce else inserted
-                rows += [_run_row(job, at, now, coalesced=len(inserted) - 1 if job.coalesce else 0)
-                         for at, _ in starts]
+                rows += [_run_row(job, at, now, coalesced=len(inserted) - 1 if job.coalesce else 0) for at, _ in starts]
                 links.update({fire_id: None for _, fire_id in inserted})
             if rows:
                 # (job, scheduled time) is unique among the new runs: it maps them to their ids
-                made = conn.execute(insert(runs).returning(runs.c.id, runs.c.job_id, runs.c.scheduled_for),
-                                    rows).all()
+                made = conn.execute(insert(runs).returning(runs.c.id, runs.c.job_id, runs.c.scheduled_for), rows).all()
                 run_of = {(m.job_id, m.scheduled_for): m.id for m in made}
-                conn.execute(insert(run_steps), [
-                    {"run_id": m.id, "index": i, "command": c, "status": StepStatus.QUEUED.value}
-                    for m in made for i, c in enumerate(by_id[m.job_id].commands, start=1)])
+                conn.execute(
+                    insert(run_steps),
+                    [
+                        {"run_id": m.id, "index": i, "command": c, "status": StepStatus.QUEUED.value}
+                        for m in made
+                        for i, c in enumerate(by_id[m.job_id].commands, start=1)
+                    ],
+                )
                 for job_id, inserted in new.items():
                     if by_id[job_id].coalesce:
                         run_id = run_of.get((job_id, min(inserted)[0]))
@@ -146,15 +174,17 @@ class FireOps(StoreBase):
             result.coalesced = sorted(folded)
             links = {fire_id: run_id for fire_id, run_id in links.items() if run_id is not None}
             if links:  # one statement run for many rows (psycopg: one pipeline, the query converted once)
-                conn.execute(update(fires).where(fires.c.id == bindparam("fire_id")).values(run_id=bindparam("run")),
-                             [{"fire_id": f, "run": r} for f, r in sorted(links.items())])
+                conn.execute(
+                    update(fires).where(fires.c.id == bindparam("fire_id")).values(run_id=bindparam("run")),
+                    [{"fire_id": f, "run": r} for f, r in sorted(links.items())],
+                )
             state = self._insert(schedule_state)
             state = state.on_conflict_do_update(
                 index_elements=["job_id"],
                 set_={"last_fire_at": state.excluded.last_fire_at, "updated_at": state.excluded.updated_at},
-                where=schedule_state.c.last_fire_at < state.excluded.last_fire_at)
-            conn.execute(state, [{"job_id": j.job_id, "last_fire_at": j.last_fire, "updated_at": now}
-                                 for j in batch])
+                where=schedule_state.c.last_fire_at < state.excluded.last_fire_at,
+            )
+            conn.execute(state, [{"job_id": j.job_id, "last_fire_at": j.last_fire, "updated_at": now} for j in batch])
         return result
 
     @staticmethod
@@ -166,16 +196,24 @@ class FireOps(StoreBase):
         by_id = {j.job_id: j for j in jobs}
         candidates = conn.execute(
             select(runs.c.id, runs.c.job_id, runs.c.environment)
-            .where(runs.c.job_id.in_(sorted(by_id)), runs.c.status == QUEUED, runs.c.trigger != "retry",
-                   runs.c.overrides.is_(None), runs.c.git_sha.is_(None), runs.c.git_branch.is_(None))
-            .order_by(runs.c.id)).all()
+            .where(
+                runs.c.job_id.in_(sorted(by_id)),
+                runs.c.status == QUEUED,
+                runs.c.trigger != "retry",
+                runs.c.overrides.is_(None),
+                runs.c.git_sha.is_(None),
+                runs.c.git_branch.is_(None),
+            )
+            .order_by(runs.c.id)
+        ).all()
         candidates = [c for c in candidates if c.environment == by_id[c.job_id].environment]
         commands: dict[int, list[str]] = {}
         if candidates:
             for run_id, command in conn.execute(
-                    select(run_steps.c.run_id, run_steps.c.command)
-                    .where(run_steps.c.run_id.in_([c.id for c in candidates]))
-                    .order_by(run_steps.c.run_id, run_steps.c["index"])):
+                select(run_steps.c.run_id, run_steps.c.command)
+                .where(run_steps.c.run_id.in_([c.id for c in candidates]))
+                .order_by(run_steps.c.run_id, run_steps.c["index"])
+            ):
                 commands.setdefault(run_id, []).append(command)
         targets: dict[int, int] = {}
         for c in candidates:
@@ -189,7 +227,18 @@ def _run_row(job: JobFires, at: datetime, now: datetime, *, coalesced: int) -> d
     false, ``attempt`` 1, ``lease_epoch`` 0, no retry_of, overrides, git ref or not_before),
     which keeps the multi-row INSERT small."""
     queued = RunStatus.QUEUED
-    return {"job_id": job.job_id, "job_name": job.job_name, "environment": job.environment,
-            "status": queued.value, "status_code": queued.code, "trigger": "schedule",
-            "cause": f"Scheduled for {at.isoformat()}", "scheduled_for": at, "priority": job.priority,
-            "created_at": now, "updated_at": now, "queued_at": now, "coalesced": coalesced}
+    return {
+        "job_id": job.job_id,
+        "job_name": job.job_name,
+        "environment": job.environment,
+        "status": queued.value,
+        "status_code": queued.code,
+        "trigger": "schedule",
+        "cause": f"Scheduled for {at.isoformat()}",
+        "scheduled_for": at,
+        "priority": job.priority,
+        "created_at": now,
+        "updated_at": now,
+        "queued_at": now,
+        "coalesced": coalesced,
+    }

@@ -53,8 +53,9 @@ class Reaped:
 
 
 class OwnershipOps(StoreBase):
-    def heartbeat_runs(self, worker_id: str, leases: list[tuple[int, int]],
-                       now: datetime | None = None) -> HeartbeatResult:
+    def heartbeat_runs(
+        self, worker_id: str, leases: list[tuple[int, int]], now: datetime | None = None
+    ) -> HeartbeatResult:
         """Renew the worker's runs, given as ``(run_id, epoch)`` pairs, in one transaction.
 
         A run is renewed (``heartbeat_at = now``) when it is still starting/running with
@@ -66,17 +67,25 @@ class OwnershipOps(StoreBase):
         with self._write() as conn:
             for run_id, epoch in leases:
                 row = conn.execute(
-                    update(runs).where(runs.c.id == run_id, runs.c.lease_epoch == epoch,
-                                       runs.c.worker_id == worker_id, runs.c.status.in_(ACTIVE))
-                    .values(heartbeat_at=now).returning(runs.c.cancel_requested_at)).first()
+                    update(runs)
+                    .where(
+                        runs.c.id == run_id,
+                        runs.c.lease_epoch == epoch,
+                        runs.c.worker_id == worker_id,
+                        runs.c.status.in_(ACTIVE),
+                    )
+                    .values(heartbeat_at=now)
+                    .returning(runs.c.cancel_requested_at)
+                ).first()
                 if row is None:
                     result.lost.append(run_id)
                 elif row.cancel_requested_at is not None:
                     result.cancel_requested.append(run_id)
         return result
 
-    def reap(self, stale_after_s: float, now: datetime | None = None, *,
-             start_timeout_s: float | None = None) -> list[Reaped]:
+    def reap(
+        self, stale_after_s: float, now: datetime | None = None, *, start_timeout_s: float | None = None
+    ) -> list[Reaped]:
         """End the runs whose worker is gone; returns them (to kill leftovers, schedule retries).
 
         A run is reaped when it was claimed (``claimed_at`` set: foreground ``dockyard run``
@@ -90,16 +99,32 @@ class OwnershipOps(StoreBase):
         queued steps ``skipped``. Concurrent reapers reap each run once.
         """
         now = now or clock.now()
-        stale = and_(runs.c.status.in_(ACTIVE), runs.c.claimed_at.is_not(None),
-                     runs.c.heartbeat_at < now - timedelta(seconds=stale_after_s))
+        stale = and_(
+            runs.c.status.in_(ACTIVE),
+            runs.c.claimed_at.is_not(None),
+            runs.c.heartbeat_at < now - timedelta(seconds=stale_after_s),
+        )
         slow = None
         if start_timeout_s is not None:
             slow = and_(runs.c.status == STARTING, runs.c.claimed_at < now - timedelta(seconds=start_timeout_s))
-        cols = (runs.c.id, runs.c.worker_id, runs.c.host, runs.c.pgid, runs.c.lease_epoch, runs.c.attempt,
-                runs.c.job_id, runs.c.cancel_requested_at, runs.c.warehouse_sessions, runs.c.environment)
+        cols = (
+            runs.c.id,
+            runs.c.worker_id,
+            runs.c.host,
+            runs.c.pgid,
+            runs.c.lease_epoch,
+            runs.c.attempt,
+            runs.c.job_id,
+            runs.c.cancel_requested_at,
+            runs.c.warehouse_sessions,
+            runs.c.environment,
+        )
         with self._read() as conn:
-            found = {reason: conn.execute(select(*cols).where(cond).order_by(runs.c.id)).all()
-                     for reason, cond in (("worker_lost", stale), ("start_timeout", slow)) if cond is not None}
+            found = {
+                reason: conn.execute(select(*cols).where(cond).order_by(runs.c.id)).all()
+                for reason, cond in (("worker_lost", stale), ("start_timeout", slow))
+                if cond is not None
+            }
         reaped: list[Reaped] = []
         done: set[int] = set()
         for reason, rows in found.items():
@@ -116,21 +141,44 @@ class OwnershipOps(StoreBase):
                         return reaped  # others are found again by the next reap
                     raise
                 done.add(row.id)
-                reaped.append(Reaped(row.id, row.worker_id, row.host, row.pgid, row.lease_epoch, row.attempt,
-                                     row.job_id, reason, row.cancel_requested_at is not None,
-                                     row.warehouse_sessions, row.environment))
+                reaped.append(
+                    Reaped(
+                        row.id,
+                        row.worker_id,
+                        row.host,
+                        row.pgid,
+                        row.lease_epoch,
+                        row.attempt,
+                        row.job_id,
+                        reason,
+                        row.cancel_requested_at is not None,
+                        row.warehouse_sessions,
+                        row.environment,
+                    )
+                )
         return reaped
 
     @staticmethod
-    def _end_run(conn: Connection, run_id: int, epoch: int | None, cond: object, status: RunStatus,
-                 reason: str, now: datetime) -> bool:
+    def _end_run(
+        conn: Connection, run_id: int, epoch: int | None, cond: object, status: RunStatus, reason: str, now: datetime
+    ) -> bool:
         """CAS the run to a final ``status`` (bumping its epoch) and settle its steps: a running
         step ends ``error`` (``cancelled`` when the run is), queued steps ``skipped``."""
         return OwnershipOps._settle(conn, run_id, epoch, cond, status, reason, now, bump=True) is not None
 
     @staticmethod
-    def _settle(conn: Connection, run_id: int, epoch: int | None, cond: object, status: RunStatus,
-                reason: str | None, now: datetime, *, bump: bool, **values: object) -> RunStatus | None:
+    def _settle(
+        conn: Connection,
+        run_id: int,
+        epoch: int | None,
+        cond: object,
+        status: RunStatus,
+        reason: str | None,
+        now: datetime,
+        *,
+        bump: bool,
+        **values: object,
+    ) -> RunStatus | None:
         """The one final write of a run: CAS it (``cond``, ``epoch``) to ``status`` and settle
         its steps, in the caller's transaction; returns the status written, None when the run
         did not match. **An acknowledged cancel wins**: when ``cancel_requested_at`` is set in
@@ -149,33 +197,61 @@ class OwnershipOps(StoreBase):
             stmt = stmt.where(runs.c.lease_epoch == epoch)
         if bump:
             values["lease_epoch"] = runs.c.lease_epoch + 1
-        row = conn.execute(stmt.values(
-            status=unless_cancelled(status.value, cancelled.value),
-            status_code=unless_cancelled(status.code, cancelled.code),
-            reason=unless_cancelled(reason, "cancelled"), finished_at=now, updated_at=now, **values)
-            .returning(runs.c.status)).first()
+        row = conn.execute(
+            stmt.values(
+                status=unless_cancelled(status.value, cancelled.value),
+                status_code=unless_cancelled(status.code, cancelled.code),
+                reason=unless_cancelled(reason, "cancelled"),
+                finished_at=now,
+                updated_at=now,
+                **values,
+            ).returning(runs.c.status)
+        ).first()
         if row is None:
             return None
         final = RunStatus(row.status)
-        conn.execute(update(run_steps)
-                     .where(run_steps.c.run_id == run_id, run_steps.c.status == StepStatus.RUNNING.value)
-                     .values(status=(StepStatus.CANCELLED if final is RunStatus.CANCELLED
-                                     else StepStatus.ERROR).value, finished_at=now))
-        conn.execute(update(run_steps)
-                     .where(run_steps.c.run_id == run_id, run_steps.c.status == StepStatus.QUEUED.value)
-                     .values(status=StepStatus.SKIPPED.value))
+        conn.execute(
+            update(run_steps)
+            .where(run_steps.c.run_id == run_id, run_steps.c.status == StepStatus.RUNNING.value)
+            .values(
+                status=(StepStatus.CANCELLED if final is RunStatus.CANCELLED else StepStatus.ERROR).value,
+                finished_at=now,
+            )
+        )
+        conn.execute(
+            update(run_steps)
+            .where(run_steps.c.run_id == run_id, run_steps.c.status == StepStatus.QUEUED.value)
+            .values(status=StepStatus.SKIPPED.value)
+        )
         return final
 
-    def finish_run(self, run_id: int, status: RunStatus, reason: str | None, *, epoch: int | None = None,
-                   has_warnings: bool = False, now: datetime | None = None) -> RunStatus | None:
+    def finish_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        reason: str | None,
+        *,
+        epoch: int | None = None,
+        has_warnings: bool = False,
+        now: datetime | None = None,
+    ) -> RunStatus | None:
         """End an active run (fenced by ``epoch`` when given) in one transaction: its status,
         reason, ``finished_at``, a step left running ``error``, queued steps ``skipped``.
         Returns the status written (``cancelled`` when a cancel had been requested, see
         :meth:`_settle`), or None when the run was not active (or not owned with ``epoch``)."""
         now = now or clock.now()
         with self._write() as conn:
-            return self._settle(conn, run_id, epoch, runs.c.status.in_(ACTIVE), status, reason, now,
-                                bump=False, has_warnings=has_warnings)
+            return self._settle(
+                conn,
+                run_id,
+                epoch,
+                runs.c.status.in_(ACTIVE),
+                status,
+                reason,
+                now,
+                bump=False,
+                has_warnings=has_warnings,
+            )
 
     def request_cancel(self, run_id: int, now: datetime | None = None) -> str:
         """Ask for a run to be cancelled; raises :class:`NotFoundError` for an unknown run.
@@ -191,9 +267,11 @@ class OwnershipOps(StoreBase):
             if self._end_run(conn, run_id, None, runs.c.status == QUEUED, RunStatus.CANCELLED, "cancelled", now):
                 conn.execute(update(runs).where(runs.c.id == run_id).values(cancel_requested_at=now))
                 return "cancelled"
-            if conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status.in_(ACTIVE),
-                                               runs.c.cancel_requested_at.is_(None))
-                            .values(cancel_requested_at=now, updated_at=now)).rowcount:
+            if conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id, runs.c.status.in_(ACTIVE), runs.c.cancel_requested_at.is_(None))
+                .values(cancel_requested_at=now, updated_at=now)
+            ).rowcount:
                 return "requested"
             status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
             if status is None:
@@ -218,19 +296,39 @@ class OwnershipOps(StoreBase):
         now = now or clock.now()
         owned = and_(runs.c.lease_epoch == epoch, runs.c.status.in_(ACTIVE))
         with self._write() as conn:
-            if self._end_run(conn, run_id, None, and_(owned, runs.c.cancel_requested_at.is_not(None)),
-                             RunStatus.CANCELLED, "cancelled", now):
+            if self._end_run(
+                conn,
+                run_id,
+                None,
+                and_(owned, runs.c.cancel_requested_at.is_not(None)),
+                RunStatus.CANCELLED,
+                "cancelled",
+                now,
+            ):
                 return True
             queued = RunStatus.QUEUED
             changed = conn.execute(
-                update(runs).where(runs.c.id == run_id, owned)
-                .values(status=queued.value, status_code=queued.code, lease_epoch=runs.c.lease_epoch + 1,
-                        worker_id=None, host=None, pgid=None, warehouse_sessions=None, claimed_at=None,
-                        heartbeat_at=None,
-                        started_at=None, updated_at=now)).rowcount
+                update(runs)
+                .where(runs.c.id == run_id, owned)
+                .values(
+                    status=queued.value,
+                    status_code=queued.code,
+                    lease_epoch=runs.c.lease_epoch + 1,
+                    worker_id=None,
+                    host=None,
+                    pgid=None,
+                    warehouse_sessions=None,
+                    claimed_at=None,
+                    heartbeat_at=None,
+                    started_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
             if not changed:
                 return False
-            conn.execute(update(run_steps).where(run_steps.c.run_id == run_id)
-                         .values(status=StepStatus.QUEUED.value, exit_code=None, started_at=None,
-                                 finished_at=None))
+            conn.execute(
+                update(run_steps)
+                .where(run_steps.c.run_id == run_id)
+                .values(status=StepStatus.QUEUED.value, exit_code=None, started_at=None, finished_at=None)
+            )
             return True

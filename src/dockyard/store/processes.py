@@ -19,17 +19,36 @@ RELEASED = datetime(1970, 1, 1, tzinfo=UTC)  # expires_at of a released lease
 
 class ProcessOps(StoreBase):
     # -- processes -------------------------------------------------------------
-    def register_process(self, id: str, kind: str, host: str, pid: int, *, concurrency: int | None = None,
-                         info: dict | None = None, now: datetime | None = None) -> None:
+    def register_process(
+        self,
+        id: str,
+        kind: str,
+        host: str,
+        pid: int,
+        *,
+        concurrency: int | None = None,
+        info: dict | None = None,
+        now: datetime | None = None,
+    ) -> None:
         """Insert (or restart: overwrite) a process row; ``id`` is e.g. ``"host:pid:uuid8"``."""
         if kind not in PROCESS_KINDS:
             raise DockyardError(f"Unknown process kind {kind!r}", hint="use one of " + ", ".join(PROCESS_KINDS))
         now = now or clock.now()
-        values = dict(id=id, kind=kind, host=host, pid=pid, started_at=now, heartbeat_at=now, stopped_at=None,
-                      concurrency=concurrency, info=rec.jsonable(info))
+        values = dict(
+            id=id,
+            kind=kind,
+            host=host,
+            pid=pid,
+            started_at=now,
+            heartbeat_at=now,
+            stopped_at=None,
+            concurrency=concurrency,
+            info=rec.jsonable(info),
+        )
         stmt = self._insert(processes).values(**values)
-        stmt = stmt.on_conflict_do_update(index_elements=["id"],
-                                          set_={k: stmt.excluded[k] for k in values if k != "id"})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={k: stmt.excluded[k] for k in values if k != "id"}
+        )
         with self._write() as conn:
             conn.execute(stmt)
 
@@ -46,8 +65,7 @@ class ProcessOps(StoreBase):
         with self._write() as conn:
             conn.execute(update(processes).where(processes.c.id == id).values(stopped_at=now or clock.now()))
 
-    def list_processes(self, *, alive_within_s: float | None = None,
-                       now: datetime | None = None) -> list[dict]:
+    def list_processes(self, *, alive_within_s: float | None = None, now: datetime | None = None) -> list[dict]:
         """Registered processes (oldest first) as dicts of their columns.
 
         With ``alive_within_s``: only those not stopped that heartbeat within that many seconds.
@@ -68,13 +86,15 @@ class ProcessOps(StoreBase):
         former holder. One atomic upsert, safe between processes on both backends.
         """
         now = now or clock.now()
-        stmt = self._insert(leases).values(name=name, holder=holder, epoch=1,
-                                           expires_at=now + timedelta(seconds=ttl_s))
+        stmt = self._insert(leases).values(name=name, holder=holder, epoch=1, expires_at=now + timedelta(seconds=ttl_s))
         ex = stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=["name"],
-            set_={"holder": ex.holder, "expires_at": ex.expires_at,
-                  "epoch": case((leases.c.holder == ex.holder, leases.c.epoch), else_=leases.c.epoch + 1)},
+            set_={
+                "holder": ex.holder,
+                "expires_at": ex.expires_at,
+                "epoch": case((leases.c.holder == ex.holder, leases.c.epoch), else_=leases.c.epoch + 1),
+            },
             where=(leases.c.holder == ex.holder) | (leases.c.expires_at <= now),
         ).returning(leases.c.epoch)
         with self._write() as conn:
@@ -83,5 +103,9 @@ class ProcessOps(StoreBase):
     def release_lease(self, name: str, holder: str) -> bool:
         """Give up the lease if ``holder`` has it (it expires at once; the epoch is kept)."""
         with self._write() as conn:
-            return conn.execute(update(leases).where(leases.c.name == name, leases.c.holder == holder)
-                                .values(expires_at=RELEASED)).rowcount == 1
+            return (
+                conn.execute(
+                    update(leases).where(leases.c.name == name, leases.c.holder == holder).values(expires_at=RELEASED)
+                ).rowcount
+                == 1
+            )

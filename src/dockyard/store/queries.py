@@ -27,11 +27,17 @@ class RunQueries(StoreBase):
         """Ids of runs that workers executed (``claimed_at`` set: not foreground runs), that
         ended ``error`` between ``since`` and ``until``, and that no run retries yet."""
         child = runs.alias("child")
-        stmt = (select(runs.c.id)
-                .where(runs.c.status == RunStatus.ERROR.value, runs.c.claimed_at.is_not(None),
-                       runs.c.finished_at >= since, runs.c.finished_at < until,
-                       ~select(child.c.id).where(child.c.retry_of == runs.c.id).exists())
-                .order_by(runs.c.id))
+        stmt = (
+            select(runs.c.id)
+            .where(
+                runs.c.status == RunStatus.ERROR.value,
+                runs.c.claimed_at.is_not(None),
+                runs.c.finished_at >= since,
+                runs.c.finished_at < until,
+                ~select(child.c.id).where(child.c.retry_of == runs.c.id).exists(),
+            )
+            .order_by(runs.c.id)
+        )
         with self._read() as conn:
             return list(conn.execute(stmt).scalars())
 
@@ -43,17 +49,35 @@ class RunQueries(StoreBase):
                 raise self._run_not_found(conn, run_id)
             run = rec.run_record(row)
             run.steps = self._steps(conn, [run_id]).get(run_id, [])
-            run.nodes = [rec.node_result(r) for r in conn.execute(
-                select(node_results).where(node_results.c.run_id == run_id).order_by(
-                    node_results.c.step_index, node_results.c.started_at.asc().nulls_last(),
-                    node_results.c.id)).mappings()]
-            run.artifacts = [rec.artifact_ref(r) for r in conn.execute(
-                select(artifacts).where(artifacts.c.run_id == run_id).order_by(
-                    artifacts.c.step_index, artifacts.c.name)).mappings()]
+            run.nodes = [
+                rec.node_result(r)
+                for r in conn.execute(
+                    select(node_results)
+                    .where(node_results.c.run_id == run_id)
+                    .order_by(
+                        node_results.c.step_index, node_results.c.started_at.asc().nulls_last(), node_results.c.id
+                    )
+                ).mappings()
+            ]
+            run.artifacts = [
+                rec.artifact_ref(r)
+                for r in conn.execute(
+                    select(artifacts)
+                    .where(artifacts.c.run_id == run_id)
+                    .order_by(artifacts.c.step_index, artifacts.c.name)
+                ).mappings()
+            ]
         return run
 
-    def list_runs(self, *, job: JobFilter = None, status: StatusFilter = None, limit: int | None = 20,
-                  offset: int = 0, order: str = "desc") -> list[StoredRun]:
+    def list_runs(
+        self,
+        *,
+        job: JobFilter = None,
+        status: StatusFilter = None,
+        limit: int | None = 20,
+        offset: int = 0,
+        order: str = "desc",
+    ) -> list[StoredRun]:
         """Runs (with steps, without nodes/artifacts), newest first unless ``order="asc"``.
 
         ``job`` is a job id (int) or job name (str); ``status`` one status or several.
@@ -62,9 +86,13 @@ class RunQueries(StoreBase):
             raise DockyardError(f"Unknown order {order!r}", hint="use 'asc' or 'desc'")
         if (limit is not None and limit < 0) or offset < 0:
             raise DockyardError("limit and offset must not be negative")
-        query = (select(runs).where(*_filters(job, status))
-                 .order_by(runs.c.id.desc() if order == "desc" else runs.c.id.asc())
-                 .limit(limit).offset(offset or None))
+        query = (
+            select(runs)
+            .where(*_filters(job, status))
+            .order_by(runs.c.id.desc() if order == "desc" else runs.c.id.asc())
+            .limit(limit)
+            .offset(offset or None)
+        )
         with self._read() as conn:
             found = [rec.run_record(row) for row in conn.execute(query).mappings()]
             steps = self._steps(conn, [r.id for r in found])
@@ -86,8 +114,11 @@ class RunQueries(StoreBase):
     def _steps(conn: Connection, run_ids: list[int]) -> dict[int, list]:
         steps: dict[int, list] = {}
         for chunk in _chunks(run_ids, 500):
-            query = (select(run_steps).where(run_steps.c.run_id.in_(chunk))
-                     .order_by(run_steps.c.run_id, run_steps.c["index"]))
+            query = (
+                select(run_steps)
+                .where(run_steps.c.run_id.in_(chunk))
+                .order_by(run_steps.c.run_id, run_steps.c["index"])
+            )
             for row in conn.execute(query).mappings():
                 steps.setdefault(row["run_id"], []).append(rec.step_result(row))
         return steps
@@ -109,4 +140,4 @@ def _filters(job: JobFilter, status: StatusFilter) -> list[ColumnElement[bool]]:
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

@@ -65,11 +65,26 @@ class Claim:
 
 
 class QueueOps(RunWrites):
-    def enqueue(self, job_id: int, job_name: str, environment: str, commands: list[str], *, trigger: str,
-                cause: str | None = None, scheduled_for: datetime | None = None, fire_key: str | None = None,
-                priority: int = 0, attempt: int = 1, retry_of: int | None = None,
-                overrides: dict | None = None, git_sha: str | None = None, git_branch: str | None = None,
-                not_before: datetime | None = None, coalesce: bool = True) -> EnqueueResult:
+    def enqueue(
+        self,
+        job_id: int,
+        job_name: str,
+        environment: str,
+        commands: list[str],
+        *,
+        trigger: str,
+        cause: str | None = None,
+        scheduled_for: datetime | None = None,
+        fire_key: str | None = None,
+        priority: int = 0,
+        attempt: int = 1,
+        retry_of: int | None = None,
+        overrides: dict | None = None,
+        git_sha: str | None = None,
+        git_branch: str | None = None,
+        not_before: datetime | None = None,
+        coalesce: bool = True,
+    ) -> EnqueueResult:
         """Queue a run of a job, in one transaction.
 
         1. With ``fire_key`` (e.g. ``"cron:2026-03-08T07:30:00Z"``): record the fire; if
@@ -86,41 +101,79 @@ class QueueOps(RunWrites):
         now = clock.now()
         with self._write() as conn:
             if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:job AS integer))"),
-                             {"ns": ENQUEUE_LOCK_NS, "job": job_id})
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:job AS integer))"),
+                    {"ns": ENQUEUE_LOCK_NS, "job": job_id},
+                )
             fire_id = None
             if fire_key is not None:
-                stmt = (self._insert(fires)
-                        .values(job_id=job_id, fire_key=fire_key, scheduled_for=scheduled_for, created_at=now)
-                        .on_conflict_do_nothing(index_elements=["job_id", "fire_key"])
-                        .returning(fires.c.id))
+                stmt = (
+                    self._insert(fires)
+                    .values(job_id=job_id, fire_key=fire_key, scheduled_for=scheduled_for, created_at=now)
+                    .on_conflict_do_nothing(index_elements=["job_id", "fire_key"])
+                    .returning(fires.c.id)
+                )
                 fire_id = conn.execute(stmt).scalar()
                 if fire_id is None:
-                    existing = conn.execute(select(fires.c.run_id).where(
-                        fires.c.job_id == job_id, fires.c.fire_key == fire_key)).scalar()
+                    existing = conn.execute(
+                        select(fires.c.run_id).where(fires.c.job_id == job_id, fires.c.fire_key == fire_key)
+                    ).scalar()
                     return EnqueueResult(existing, False, False, True)
             if coalesce and trigger != "retry":
-                run_id = self._coalesce(conn, job_id, environment, commands, overrides, git_sha, git_branch,
-                                        priority, not_before, now)
+                run_id = self._coalesce(
+                    conn, job_id, environment, commands, overrides, git_sha, git_branch, priority, not_before, now
+                )
                 if run_id is not None:
                     self._link_fire(conn, fire_id, run_id)
                     return EnqueueResult(run_id, False, True, False)
-            run_id = self._insert_run(conn, job_id, job_name, environment, commands, trigger=trigger,
-                                      cause=cause, scheduled_for=scheduled_for, attempt=attempt,
-                                      retry_of=retry_of, priority=priority, overrides=overrides,
-                                      git_sha=git_sha, git_branch=git_branch, not_before=not_before, now=now)
+            run_id = self._insert_run(
+                conn,
+                job_id,
+                job_name,
+                environment,
+                commands,
+                trigger=trigger,
+                cause=cause,
+                scheduled_for=scheduled_for,
+                attempt=attempt,
+                retry_of=retry_of,
+                priority=priority,
+                overrides=overrides,
+                git_sha=git_sha,
+                git_branch=git_branch,
+                not_before=not_before,
+                now=now,
+            )
             self._link_fire(conn, fire_id, run_id)
             return EnqueueResult(run_id, True, False, False)
 
-    def _coalesce(self, conn: Connection, job_id: int, environment: str, commands: list[str],
-                  overrides: dict | None, git_sha: str | None, git_branch: str | None, priority: int,
-                  not_before: datetime | None, now: datetime) -> int | None:
+    def _coalesce(
+        self,
+        conn: Connection,
+        job_id: int,
+        environment: str,
+        commands: list[str],
+        overrides: dict | None,
+        git_sha: str | None,
+        git_branch: str | None,
+        priority: int,
+        not_before: datetime | None,
+        now: datetime,
+    ) -> int | None:
         wanted = (environment, rec.jsonable(overrides), git_sha, git_branch)
         candidates = conn.execute(
-            select(runs.c.id, runs.c.environment, runs.c.overrides, runs.c.git_sha, runs.c.git_branch,
-                   runs.c.priority, runs.c.not_before)
+            select(
+                runs.c.id,
+                runs.c.environment,
+                runs.c.overrides,
+                runs.c.git_sha,
+                runs.c.git_branch,
+                runs.c.priority,
+                runs.c.not_before,
+            )
             .where(runs.c.job_id == job_id, runs.c.status == QUEUED, runs.c.trigger != "retry")
-            .order_by(runs.c.id)).all()
+            .order_by(runs.c.id)
+        ).all()
         for c in candidates:
             if (c.environment, c.overrides, c.git_sha, c.git_branch) != wanted:
                 continue
@@ -128,9 +181,15 @@ class QueueOps(RunWrites):
                 continue
             earliest = None if not_before is None or c.not_before is None else min(not_before, c.not_before)
             changed = conn.execute(
-                update(runs).where(runs.c.id == c.id, runs.c.status == QUEUED)
-                .values(coalesced=runs.c.coalesced + 1, priority=max(priority, c.priority),
-                        not_before=earliest, updated_at=now)).rowcount
+                update(runs)
+                .where(runs.c.id == c.id, runs.c.status == QUEUED)
+                .values(
+                    coalesced=runs.c.coalesced + 1,
+                    priority=max(priority, c.priority),
+                    not_before=earliest,
+                    updated_at=now,
+                )
+            ).rowcount
             if changed:  # 0 when a worker claimed it meanwhile (PostgreSQL)
                 return int(c.id)
         return None
@@ -140,9 +199,17 @@ class QueueOps(RunWrites):
         if fire_id is not None:
             conn.execute(update(fires).where(fires.c.id == fire_id).values(run_id=run_id))
 
-    def claim(self, worker_id: str, host: str, *, global_limit: int | None = None,
-              env_limits: dict[str, int] | None = None, overlap_jobs: set[int] | frozenset[int] = frozenset(),
-              environments: list[str] | None = None, now: datetime | None = None) -> Claim | None:
+    def claim(
+        self,
+        worker_id: str,
+        host: str,
+        *,
+        global_limit: int | None = None,
+        env_limits: dict[str, int] | None = None,
+        overlap_jobs: set[int] | frozenset[int] = frozenset(),
+        environments: list[str] | None = None,
+        now: datetime | None = None,
+    ) -> Claim | None:
         """Take the next runnable queued run for ``worker_id``, or ``None``.
 
         The run chosen is the queued one with the highest priority, then the lowest id,
@@ -159,9 +226,11 @@ class QueueOps(RunWrites):
         with self._write(isolation="READ COMMITTED") as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:key AS bigint))"), {"key": CLAIM_LOCK_KEY})
-            active = conn.execute(select(runs.c.environment, runs.c.job_id, func.count())
-                                  .where(runs.c.status.in_(ACTIVE))
-                                  .group_by(runs.c.environment, runs.c.job_id)).all()
+            active = conn.execute(
+                select(runs.c.environment, runs.c.job_id, func.count())
+                .where(runs.c.status.in_(ACTIVE))
+                .group_by(runs.c.environment, runs.c.job_id)
+            ).all()
             if global_limit is not None and sum(n for _, _, n in active) >= global_limit:
                 return None
             per_env: Counter[str] = Counter()
@@ -169,46 +238,73 @@ class QueueOps(RunWrites):
                 per_env[env] += n
             full = [env for env, limit in (env_limits or {}).items() if per_env[env] >= limit]
             blocked = {job for _, job, _ in active if job is not None} - set(overlap_jobs)
-            conds: list[Any] = [runs.c.status == QUEUED,
-                                or_(runs.c.not_before.is_(None), runs.c.not_before <= now)]
+            conds: list[Any] = [runs.c.status == QUEUED, or_(runs.c.not_before.is_(None), runs.c.not_before <= now)]
             if environments is not None:
                 conds.append(runs.c.environment.in_(list(environments)))
             if full:
                 conds.append(runs.c.environment.not_in(full))
             if blocked:
                 conds.append(or_(runs.c.job_id.is_(None), runs.c.job_id.not_in(sorted(blocked))))
-            run_id = conn.execute(select(runs.c.id).where(*conds)
-                                  .order_by(runs.c.priority.desc(), runs.c.id).limit(1)
-                                  .with_for_update(skip_locked=True)).scalar()
+            run_id = conn.execute(
+                select(runs.c.id)
+                .where(*conds)
+                .order_by(runs.c.priority.desc(), runs.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).scalar()
             if run_id is None:
                 return None
             starting = RunStatus.STARTING
             row = conn.execute(
-                update(runs).where(runs.c.id == run_id, runs.c.status == QUEUED)
-                .values(status=starting.value, status_code=starting.code, lease_epoch=runs.c.lease_epoch + 1,
-                        worker_id=worker_id, host=host, pgid=None, warehouse_sessions=None, claimed_at=now,
-                        heartbeat_at=now,
-                        updated_at=now)
-                .returning(runs.c.lease_epoch, runs.c.job_id, runs.c.job_name, runs.c.environment,
-                           runs.c.attempt, runs.c.overrides)).first()
+                update(runs)
+                .where(runs.c.id == run_id, runs.c.status == QUEUED)
+                .values(
+                    status=starting.value,
+                    status_code=starting.code,
+                    lease_epoch=runs.c.lease_epoch + 1,
+                    worker_id=worker_id,
+                    host=host,
+                    pgid=None,
+                    warehouse_sessions=None,
+                    claimed_at=now,
+                    heartbeat_at=now,
+                    updated_at=now,
+                )
+                .returning(
+                    runs.c.lease_epoch,
+                    runs.c.job_id,
+                    runs.c.job_name,
+                    runs.c.environment,
+                    runs.c.attempt,
+                    runs.c.overrides,
+                )
+            ).first()
             if row is None:  # pragma: no cover - the row is locked by us
                 return None
-            return Claim(run_id=int(run_id), epoch=row.lease_epoch, job_id=row.job_id, job_name=row.job_name,
-                         environment=row.environment, attempt=row.attempt, commands=_commands(conn, run_id),
-                         overrides=row.overrides)
+            return Claim(
+                run_id=int(run_id),
+                epoch=row.lease_epoch,
+                job_id=row.job_id,
+                job_name=row.job_name,
+                environment=row.environment,
+                attempt=row.attempt,
+                commands=_commands(conn, run_id),
+                overrides=row.overrides,
+            )
 
     # -- schedule state and fires ---------------------------------------------
     def fire_exists(self, job_id: int, fire_key: str) -> bool:
         """Whether ``(job_id, fire_key)`` has already fired."""
         with self._read() as conn:
-            return conn.execute(select(fires.c.id).where(
-                fires.c.job_id == job_id, fires.c.fire_key == fire_key)).first() is not None
+            return (
+                conn.execute(select(fires.c.id).where(fires.c.job_id == job_id, fires.c.fire_key == fire_key)).first()
+                is not None
+            )
 
     def last_fire(self, job_id: int) -> datetime | None:
         """The latest fire time recorded with :meth:`set_last_fire`, or ``None``."""
         with self._read() as conn:
-            return conn.execute(select(schedule_state.c.last_fire_at)
-                                .where(schedule_state.c.job_id == job_id)).scalar()
+            return conn.execute(select(schedule_state.c.last_fire_at).where(schedule_state.c.job_id == job_id)).scalar()
 
     def set_last_fire(self, job_id: int, at: datetime) -> None:
         """Record that the job's schedule fired at ``at``; never moves the time backwards."""
@@ -216,7 +312,8 @@ class QueueOps(RunWrites):
         stmt = stmt.on_conflict_do_update(
             index_elements=["job_id"],
             set_={"last_fire_at": stmt.excluded.last_fire_at, "updated_at": stmt.excluded.updated_at},
-            where=schedule_state.c.last_fire_at < stmt.excluded.last_fire_at)
+            where=schedule_state.c.last_fire_at < stmt.excluded.last_fire_at,
+        )
         with self._write() as conn:
             conn.execute(stmt)
 
@@ -230,18 +327,27 @@ class QueueOps(RunWrites):
             by_status = dict(conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status)).all())
             by_env: dict[str, dict[str, int]] = {}
             for env, status, n in conn.execute(
-                    select(runs.c.environment, runs.c.status, func.count()).where(runs.c.status.in_(live))
-                    .group_by(runs.c.environment, runs.c.status)):
+                select(runs.c.environment, runs.c.status, func.count())
+                .where(runs.c.status.in_(live))
+                .group_by(runs.c.environment, runs.c.status)
+            ):
                 by_env.setdefault(env, dict.fromkeys(live, 0))[status] = n
-            delayed = conn.execute(select(func.count()).select_from(runs).where(
-                runs.c.status == QUEUED, runs.c.not_before > now)).scalar_one()
+            delayed = conn.execute(
+                select(func.count()).select_from(runs).where(runs.c.status == QUEUED, runs.c.not_before > now)
+            ).scalar_one()
             oldest = conn.execute(select(func.min(runs.c.queued_at)).where(runs.c.status == QUEUED)).scalar()
-        return {"by_status": {s.value: by_status.get(s.value, 0) for s in RunStatus},
-                "by_environment": dict(sorted(by_env.items())), "delayed": delayed,
-                "oldest_queued_at": oldest,
-                "oldest_queued_age_s": None if oldest is None else max(0.0, (now - oldest).total_seconds())}
+        return {
+            "by_status": {s.value: by_status.get(s.value, 0) for s in RunStatus},
+            "by_environment": dict(sorted(by_env.items())),
+            "delayed": delayed,
+            "oldest_queued_at": oldest,
+            "oldest_queued_age_s": None if oldest is None else max(0.0, (now - oldest).total_seconds()),
+        }
 
 
 def _commands(conn: Connection, run_id: int) -> list[str]:
-    return list(conn.execute(select(run_steps.c.command).where(run_steps.c.run_id == run_id)
-                             .order_by(run_steps.c["index"])).scalars())
+    return list(
+        conn.execute(
+            select(run_steps.c.command).where(run_steps.c.run_id == run_id).order_by(run_steps.c["index"])
+        ).scalars()
+    )

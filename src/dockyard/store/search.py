@@ -17,10 +17,18 @@ from dockyard.store.tables import artifacts, runs
 
 #: ``order_by`` names accepted (dbt Cloud's names included) → run columns
 ORDER_COLUMNS = {
-    "id": "id", "created_at": "created_at", "updated_at": "updated_at", "started_at": "started_at",
-    "finished_at": "finished_at", "dequeued_at": "claimed_at", "status": "status_code",
-    "job_definition_id": "job_id", "job_id": "job_id", "environment_id": "environment",
-    "environment": "environment", "attempt": "attempt",
+    "id": "id",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "started_at": "started_at",
+    "finished_at": "finished_at",
+    "dequeued_at": "claimed_at",
+    "status": "status_code",
+    "job_definition_id": "job_id",
+    "job_id": "job_id",
+    "environment_id": "environment",
+    "environment": "environment",
+    "attempt": "attempt",
 }
 
 
@@ -45,8 +53,10 @@ class RunSearch:
         desc = name.startswith("-")
         column = ORDER_COLUMNS.get(name.lstrip("-+"))
         if column is None:
-            raise DockyardError(f"cannot order runs by {name!r}",
-                                hint="use one of " + ", ".join(sorted(ORDER_COLUMNS)) + ", with - for descending")
+            raise DockyardError(
+                f"cannot order runs by {name!r}",
+                hint="use one of " + ", ".join(sorted(ORDER_COLUMNS)) + ", with - for descending",
+            )
         col = runs.c[column]
         primary = col.desc().nulls_last() if desc else col.asc().nulls_last()
         tie = runs.c.id.desc() if desc else runs.c.id.asc()
@@ -103,7 +113,12 @@ class RunSearchOps(StoreBase):
                 with_steps = run.status.value in ("error", "cancelled")
             if with_steps:
                 run.steps = RunQueries._steps(conn, [run_id]).get(run_id, [])
-            run.artifacts = [rec.artifact_ref(r) for r in conn.execute(
-                select(artifacts).where(artifacts.c.run_id == run_id).order_by(
-                    artifacts.c.step_index, artifacts.c.name)).mappings()]
+            run.artifacts = [
+                rec.artifact_ref(r)
+                for r in conn.execute(
+                    select(artifacts)
+                    .where(artifacts.c.run_id == run_id)
+                    .order_by(artifacts.c.step_index, artifacts.c.name)
+                ).mappings()
+            ]
         return run

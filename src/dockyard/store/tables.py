@@ -69,12 +69,12 @@ metadata = MetaData()
 
 
 def _created_updated() -> list[Column]:
-    return [Column("created_at", UTCDateTime(), nullable=False),
-            Column("updated_at", UTCDateTime(), nullable=False)]
+    return [Column("created_at", UTCDateTime(), nullable=False), Column("updated_at", UTCDateTime(), nullable=False)]
 
 
 environments = Table(
-    "environments", metadata,
+    "environments",
+    metadata,
     Column("id", Integer, nullable=False),
     Column("name", String(200), nullable=False),
     Column("target", String(200), nullable=False),
@@ -87,7 +87,8 @@ environments = Table(
 )
 
 jobs = Table(
-    "jobs", metadata,
+    "jobs",
+    metadata,
     Column("id", Integer, nullable=False),
     Column("name", String(200), nullable=False),
     Column("environment", String(200), nullable=False),
@@ -102,7 +103,8 @@ jobs = Table(
 )
 
 runs = Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     Column("id", Integer, nullable=False),
     Column("job_id", Integer, nullable=True),
     Column("job_name", String(200), nullable=False),
@@ -142,8 +144,7 @@ runs = Table(
     Column("warehouse_sessions", JSONDoc, nullable=True),
     PrimaryKeyConstraint("id", name="pk_runs"),
     ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_runs_job_id_jobs", ondelete="SET NULL"),
-    ForeignKeyConstraint(["retry_of"], ["runs.id"], name="fk_runs_retry_of_runs",
-                         ondelete="SET NULL"),
+    ForeignKeyConstraint(["retry_of"], ["runs.id"], name="fk_runs_retry_of_runs", ondelete="SET NULL"),
     sqlite_autoincrement=True,  # ids are never reused
 )
 Index("ix_runs_status", runs.c.status)
@@ -151,7 +152,8 @@ Index("ix_runs_job_id_id", runs.c.job_id, runs.c.id.desc())
 Index("ix_runs_created_at", runs.c.created_at)
 
 run_steps = Table(
-    "run_steps", metadata,
+    "run_steps",
+    metadata,
     Column("id", Integer, nullable=False),
     Column("run_id", Integer, nullable=False),
     Column("index", Integer, nullable=False),
@@ -167,7 +169,8 @@ run_steps = Table(
 )
 
 node_results = Table(
-    "node_results", metadata,
+    "node_results",
+    metadata,
     Column("id", Integer, nullable=False),
     Column("run_id", Integer, nullable=False),
     Column("step_index", Integer, nullable=False),
@@ -184,14 +187,13 @@ node_results = Table(
     Column("compiled_path", Text, nullable=True),
     Column("thread", String(200), nullable=True),
     PrimaryKeyConstraint("id", name="pk_node_results"),
-    ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_node_results_run_id_runs",
-                         ondelete="CASCADE"),
-    UniqueConstraint("run_id", "step_index", "unique_id",
-                     name="uq_node_results_run_id_step_index_unique_id"),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_node_results_run_id_runs", ondelete="CASCADE"),
+    UniqueConstraint("run_id", "step_index", "unique_id", name="uq_node_results_run_id_step_index_unique_id"),
 )
 
 artifacts = Table(
-    "artifacts", metadata,
+    "artifacts",
+    metadata,
     Column("id", Integer, nullable=False),
     Column("run_id", Integer, nullable=False),
     Column("step_index", Integer, nullable=False),
@@ -207,7 +209,8 @@ artifacts = Table(
 # -- 0002: the queue ----------------------------------------------------------------------
 
 fires = Table(  # one row per schedule fire / trigger key: UNIQUE (job_id, fire_key) = exactly once
-    "fires", metadata,
+    "fires",
+    metadata,
     Column("id", Integer, nullable=False),
     Column("job_id", Integer, nullable=False),
     Column("fire_key", String(255), nullable=False),
@@ -222,17 +225,18 @@ fires = Table(  # one row per schedule fire / trigger key: UNIQUE (job_id, fire_
 Index("ix_fires_run_id", fires.c.run_id)
 
 schedule_state = Table(
-    "schedule_state", metadata,
+    "schedule_state",
+    metadata,
     Column("job_id", Integer, nullable=False),
     Column("last_fire_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("job_id", name="pk_schedule_state"),
-    ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_schedule_state_job_id_jobs",
-                         ondelete="CASCADE"),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_schedule_state_job_id_jobs", ondelete="CASCADE"),
 )
 
 processes = Table(  # schedulers, workers and servers, for health pages and reaping
-    "processes", metadata,
+    "processes",
+    metadata,
     Column("id", String(200), nullable=False),  # "host:pid:uuid8"
     Column("kind", String(16), nullable=False),  # scheduler | worker | server
     Column("host", String(255), nullable=False),
@@ -246,7 +250,8 @@ processes = Table(  # schedulers, workers and servers, for health pages and reap
 )
 
 leases = Table(  # named leader leases (e.g. the active scheduler); epoch only grows
-    "leases", metadata,
+    "leases",
+    metadata,
     Column("name", String(200), nullable=False),
     Column("holder", String(200), nullable=False),
     Column("epoch", Integer, nullable=False),
@@ -257,10 +262,12 @@ leases = Table(  # named leader leases (e.g. the active scheduler); epoch only g
 # -- 0003: the API ------------------------------------------------------------------------
 
 jobs.append_column(  # "config" (dockyard.yml, synced) or "api" (created through the API)
-    Column("source", String(16), nullable=False, server_default="config"))
+    Column("source", String(16), nullable=False, server_default="config")
+)
 
 api_tokens = Table(  # only the SHA-256 digest of a token is kept; the token is shown once
-    "api_tokens", metadata,
+    "api_tokens",
+    metadata,
     Column("id", Integer, nullable=False),
     Column("name", String(200), nullable=False),
     Column("prefix", String(16), nullable=False),  # "dky_" + 8 characters, for display
@@ -275,7 +282,8 @@ api_tokens = Table(  # only the SHA-256 digest of a token is kept; the token is 
 )
 
 idempotency_keys = Table(  # Idempotency-Key of run triggers, per token, kept 24 h
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     Column("id", Integer, nullable=False),
     Column("token_id", Integer, nullable=False),  # 0 when the API runs without tokens
     Column("key", String(255), nullable=False),
@@ -283,8 +291,7 @@ idempotency_keys = Table(  # Idempotency-Key of run triggers, per token, kept 24
     Column("run_id", Integer, nullable=True),  # NULL while the first request is in progress
     Column("created_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("id", name="pk_idempotency_keys"),
-    ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_idempotency_keys_run_id_runs",
-                         ondelete="CASCADE"),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_idempotency_keys_run_id_runs", ondelete="CASCADE"),
     UniqueConstraint("token_id", "key", name="uq_idempotency_keys_token_id_key"),
 )
 Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)

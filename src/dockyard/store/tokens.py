@@ -47,9 +47,15 @@ class IdempotencyClaim:
 
 
 def _record(row) -> TokenRecord:
-    return TokenRecord(id=row["id"], name=row["name"], prefix=row["prefix"], scope=row["scope"],
-                       created_at=row["created_at"], last_used_at=row["last_used_at"],
-                       revoked_at=row["revoked_at"])
+    return TokenRecord(
+        id=row["id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        scope=row["scope"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+    )
 
 
 class TokenOps(StoreBase):
@@ -64,14 +70,19 @@ class TokenOps(StoreBase):
         token = tok.generate()
         now = clock.now()
         with self._write() as conn:
-            taken = conn.execute(select(api_tokens.c.id).where(
-                api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))).first()
+            taken = conn.execute(
+                select(api_tokens.c.id).where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
+            ).first()
             if taken:
-                raise ConflictError(f"an active token named {name!r} exists",
-                                    hint=f"revoke it first (dockyard tokens revoke {name!r}) or pick another name")
-            token_id = conn.execute(api_tokens.insert().values(
-                name=name, prefix=tok.display(token), digest=tok.digest(token), scope=scope,
-                created_at=now)).inserted_primary_key[0]
+                raise ConflictError(
+                    f"an active token named {name!r} exists",
+                    hint=f"revoke it first (dockyard tokens revoke {name!r}) or pick another name",
+                )
+            token_id = conn.execute(
+                api_tokens.insert().values(
+                    name=name, prefix=tok.display(token), digest=tok.digest(token), scope=scope, created_at=now
+                )
+            ).inserted_primary_key[0]
             row = conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).mappings().one()
         return _record(row), token
 
@@ -89,11 +100,17 @@ class TokenOps(StoreBase):
         with self._write() as conn:
             ids: list[int] = []
             if ref.isascii() and ref.isdigit():
-                ids = list(conn.execute(select(api_tokens.c.id).where(
-                    api_tokens.c.id == int(ref), api_tokens.c.revoked_at.is_(None))).scalars())
+                ids = list(
+                    conn.execute(
+                        select(api_tokens.c.id).where(api_tokens.c.id == int(ref), api_tokens.c.revoked_at.is_(None))
+                    ).scalars()
+                )
             if not ids:
-                ids = list(conn.execute(select(api_tokens.c.id).where(
-                    api_tokens.c.name == ref, api_tokens.c.revoked_at.is_(None))).scalars())
+                ids = list(
+                    conn.execute(
+                        select(api_tokens.c.id).where(api_tokens.c.name == ref, api_tokens.c.revoked_at.is_(None))
+                    ).scalars()
+                )
             if not ids:
                 raise NotFoundError(f"no active token {ref!r}", hint="see dockyard tokens list")
             conn.execute(update(api_tokens).where(api_tokens.c.id.in_(ids)).values(revoked_at=now))
@@ -117,30 +134,41 @@ class TokenOps(StoreBase):
         whether it was recorded (a failure is logged at debug level)."""
         try:
             with self._write(wait_s=wait_s) as conn:
-                conn.execute(update(api_tokens).where(api_tokens.c.id == token_id)
-                             .values(last_used_at=at or clock.now()))
+                conn.execute(
+                    update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=at or clock.now())
+                )
         except DockyardError as exc:
             log.debug("token %s: last-used time not recorded: %s", token_id, exc.what)
             return False
         return True
 
     # -- idempotency keys ------------------------------------------------------
-    def claim_idempotency(self, token_id: int, key: str, fingerprint: str,
-                          now: datetime | None = None) -> IdempotencyClaim:
+    def claim_idempotency(
+        self, token_id: int, key: str, fingerprint: str, now: datetime | None = None
+    ) -> IdempotencyClaim:
         """Record ``key`` for ``token_id`` unless it exists (and is younger than 24 h)."""
         now = now or clock.now()
         with self._write() as conn:
-            conn.execute(delete(idempotency_keys).where(
-                idempotency_keys.c.token_id == token_id, idempotency_keys.c.key == key,
-                idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL))
-            stmt = (self._insert(idempotency_keys)
-                    .values(token_id=token_id, key=key, fingerprint=fingerprint, created_at=now)
-                    .on_conflict_do_nothing(index_elements=["token_id", "key"])
-                    .returning(idempotency_keys.c.id))
+            conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.token_id == token_id,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL,
+                )
+            )
+            stmt = (
+                self._insert(idempotency_keys)
+                .values(token_id=token_id, key=key, fingerprint=fingerprint, created_at=now)
+                .on_conflict_do_nothing(index_elements=["token_id", "key"])
+                .returning(idempotency_keys.c.id)
+            )
             if conn.execute(stmt).scalar() is not None:
                 return IdempotencyClaim(owner=True)
-            row = conn.execute(select(idempotency_keys.c.fingerprint, idempotency_keys.c.run_id).where(
-                idempotency_keys.c.token_id == token_id, idempotency_keys.c.key == key)).first()
+            row = conn.execute(
+                select(idempotency_keys.c.fingerprint, idempotency_keys.c.run_id).where(
+                    idempotency_keys.c.token_id == token_id, idempotency_keys.c.key == key
+                )
+            ).first()
         if row is None:  # pragma: no cover - deleted between the two statements
             return IdempotencyClaim(owner=False)
         return IdempotencyClaim(owner=False, run_id=row.run_id, same_body=row.fingerprint == fingerprint)
@@ -158,5 +186,6 @@ class TokenOps(StoreBase):
         """Delete keys older than 24 h; returns how many."""
         now = now or clock.now()
         with self._write() as conn:
-            return conn.execute(delete(idempotency_keys).where(
-                idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL)).rowcount
+            return conn.execute(
+                delete(idempotency_keys).where(idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL)
+            ).rowcount

@@ -20,18 +20,22 @@ class TriggerOps(StoreBase):
     def last_completion_fire(self, job_id: int) -> datetime | None:
         """When the job was last fired by ``triggers.after`` (or first watched), else None."""
         with self._read() as conn:
-            return conn.execute(select(func.max(fires.c.created_at)).where(
-                fires.c.job_id == job_id, fires.c.fire_key.like("after:%"))).scalar()
+            return conn.execute(
+                select(func.max(fires.c.created_at)).where(fires.c.job_id == job_id, fires.c.fire_key.like("after:%"))
+            ).scalar()
 
     def last_completion_fires(self, job_ids: list[int]) -> dict[int, datetime]:
         """:meth:`last_completion_fire` of many jobs in one query (jobs never watched are absent)."""
         if not job_ids:
             return {}
         with self._read() as conn:
-            return dict(conn.execute(
-                select(fires.c.job_id, func.max(fires.c.created_at))
-                .where(fires.c.job_id.in_(sorted(set(job_ids))), fires.c.fire_key.like("after:%"))
-                .group_by(fires.c.job_id)).all())
+            return dict(
+                conn.execute(
+                    select(fires.c.job_id, func.max(fires.c.created_at))
+                    .where(fires.c.job_id.in_(sorted(set(job_ids))), fires.c.fire_key.like("after:%"))
+                    .group_by(fires.c.job_id)
+                ).all()
+            )
 
     def mark_fires(self, job_ids: list[int], fire_key: str, at: datetime | None = None) -> None:
         """:meth:`mark_fire` for many jobs, in one statement."""
@@ -54,5 +58,9 @@ class TriggerOps(StoreBase):
         if since is not None:
             query = query.where(runs.c.finished_at > since)
         with self._read() as conn:
-            return [rec.run_record(r) for r in conn.execute(
-                query.order_by(runs.c.finished_at.desc(), runs.c.id.desc()).limit(limit)).mappings()]
+            return [
+                rec.run_record(r)
+                for r in conn.execute(
+                    query.order_by(runs.c.finished_at.desc(), runs.c.id.desc()).limit(limit)
+                ).mappings()
+            ]

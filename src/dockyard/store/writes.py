@@ -24,48 +24,108 @@ from dockyard.store.tables import artifacts, node_results, run_steps, runs
 
 TRIGGERS = ("schedule", "manual", "api", "job_completion", "retry", "ci")
 TRANSITION_FIELDS = frozenset(
-    {"reason", "has_warnings", "started_at", "finished_at", "artifacts_dir", "worker_id", "heartbeat_at"})
+    {"reason", "has_warnings", "started_at", "finished_at", "artifacts_dir", "worker_id", "heartbeat_at"}
+)
 RUN_FIELDS = frozenset(c.name for c in runs.columns) - {"id", "status", "status_code"}
 BATCH = 500  # rows per multi-row upsert
 
 
 class RunWrites(StoreBase):
     # -- runs ------------------------------------------------------------------
-    def create_run(self, job_id: int | None, job_name: str, environment: str, commands: list[str], *,
-                   trigger: str = "manual", cause: str | None = None,
-                   status: RunStatus = RunStatus.QUEUED, scheduled_for: datetime | None = None,
-                   attempt: int = 1, retry_of: int | None = None, priority: int = 0,
-                   overrides: dict | None = None, git_sha: str | None = None,
-                   git_branch: str | None = None, not_before: datetime | None = None) -> int:
+    def create_run(
+        self,
+        job_id: int | None,
+        job_name: str,
+        environment: str,
+        commands: list[str],
+        *,
+        trigger: str = "manual",
+        cause: str | None = None,
+        status: RunStatus = RunStatus.QUEUED,
+        scheduled_for: datetime | None = None,
+        attempt: int = 1,
+        retry_of: int | None = None,
+        priority: int = 0,
+        overrides: dict | None = None,
+        git_sha: str | None = None,
+        git_branch: str | None = None,
+        not_before: datetime | None = None,
+    ) -> int:
         """Insert a run and its steps (all queued) in one transaction; returns the run id."""
         with self._write() as conn:
-            return self._insert_run(conn, job_id, job_name, environment, commands, trigger=trigger,
-                                    cause=cause, status=status, scheduled_for=scheduled_for,
-                                    attempt=attempt, retry_of=retry_of, priority=priority,
-                                    overrides=overrides, git_sha=git_sha, git_branch=git_branch,
-                                    not_before=not_before)
+            return self._insert_run(
+                conn,
+                job_id,
+                job_name,
+                environment,
+                commands,
+                trigger=trigger,
+                cause=cause,
+                status=status,
+                scheduled_for=scheduled_for,
+                attempt=attempt,
+                retry_of=retry_of,
+                priority=priority,
+                overrides=overrides,
+                git_sha=git_sha,
+                git_branch=git_branch,
+                not_before=not_before,
+            )
 
     @staticmethod
-    def _insert_run(conn: Connection, job_id: int | None, job_name: str, environment: str,
-                    commands: list[str], *, trigger: str, status: RunStatus | str = RunStatus.QUEUED,
-                    overrides: dict | None = None, now: datetime | None = None, **values: Any) -> int:
+    def _insert_run(
+        conn: Connection,
+        job_id: int | None,
+        job_name: str,
+        environment: str,
+        commands: list[str],
+        *,
+        trigger: str,
+        status: RunStatus | str = RunStatus.QUEUED,
+        overrides: dict | None = None,
+        now: datetime | None = None,
+        **values: Any,
+    ) -> int:
         if trigger not in TRIGGERS:
             raise DockyardError(f"Unknown run trigger {trigger!r}", hint="use one of " + ", ".join(TRIGGERS))
         status = rec.run_status(status)
         now = now or clock.now()
-        values = dict(values, job_id=job_id, job_name=job_name, environment=environment,
-                      status=status.value, status_code=status.code, has_warnings=False, trigger=trigger,
-                      overrides=rec.jsonable(overrides), created_at=now, updated_at=now, queued_at=now,
-                      lease_epoch=0, coalesced=0)
+        values = dict(
+            values,
+            job_id=job_id,
+            job_name=job_name,
+            environment=environment,
+            status=status.value,
+            status_code=status.code,
+            has_warnings=False,
+            trigger=trigger,
+            overrides=rec.jsonable(overrides),
+            created_at=now,
+            updated_at=now,
+            queued_at=now,
+            lease_epoch=0,
+            coalesced=0,
+        )
         run_id = conn.execute(insert(runs).values(**values)).inserted_primary_key[0]
         if commands:
-            conn.execute(insert(run_steps), [
-                {"run_id": run_id, "index": i, "command": c, "status": StepStatus.QUEUED.value}
-                for i, c in enumerate(commands, start=1)])
+            conn.execute(
+                insert(run_steps),
+                [
+                    {"run_id": run_id, "index": i, "command": c, "status": StepStatus.QUEUED.value}
+                    for i, c in enumerate(commands, start=1)
+                ],
+            )
         return int(run_id)
 
-    def transition_run(self, run_id: int, to: RunStatus, *, expected: Iterable[RunStatus] | None = None,
-                       epoch: int | None = None, **fields: Any) -> bool:
+    def transition_run(
+        self,
+        run_id: int,
+        to: RunStatus,
+        *,
+        expected: Iterable[RunStatus] | None = None,
+        epoch: int | None = None,
+        **fields: Any,
+    ) -> bool:
         """Compare-and-set the run status; returns whether the run changed.
 
         ``expected`` limits the statuses the run may currently have, ``epoch`` the lease
@@ -110,39 +170,54 @@ class RunWrites(StoreBase):
         """Mark a step running (fenced when ``epoch`` is given)."""
         self._update_step(run_id, index, epoch, status=StepStatus.RUNNING.value, started_at=started_at)
 
-    def finish_step(self, run_id: int, index: int, status: StepStatus, exit_code: int | None,
-                    finished_at: datetime, log_path: str | None = None, *, epoch: int | None = None) -> None:
+    def finish_step(
+        self,
+        run_id: int,
+        index: int,
+        status: StepStatus,
+        exit_code: int | None,
+        finished_at: datetime,
+        log_path: str | None = None,
+        *,
+        epoch: int | None = None,
+    ) -> None:
         """Record a step's outcome (fenced when ``epoch`` is given)."""
-        values: dict[str, Any] = {"status": rec.step_status(status).value, "exit_code": exit_code,
-                                  "finished_at": finished_at}
+        values: dict[str, Any] = {
+            "status": rec.step_status(status).value,
+            "exit_code": exit_code,
+            "finished_at": finished_at,
+        }
         if log_path is not None:
             values["log_path"] = log_path
         self._update_step(run_id, index, epoch, **values)
 
-    def skip_steps(self, run_id: int, from_index: int, status: StepStatus = StepStatus.SKIPPED, *,
-                   epoch: int | None = None) -> int:
+    def skip_steps(
+        self, run_id: int, from_index: int, status: StepStatus = StepStatus.SKIPPED, *, epoch: int | None = None
+    ) -> int:
         """Mark steps ``from_index`` onwards that have not finished; returns how many (fenced with ``epoch``)."""
         unfinished = [StepStatus.QUEUED.value, StepStatus.RUNNING.value]
-        stmt = (update(run_steps)
-                .where(run_steps.c.run_id == run_id, run_steps.c["index"] >= from_index,
-                       run_steps.c.status.in_(unfinished))
-                .values(status=rec.step_status(status).value))
+        stmt = (
+            update(run_steps)
+            .where(run_steps.c.run_id == run_id, run_steps.c["index"] >= from_index, run_steps.c.status.in_(unfinished))
+            .values(status=rec.step_status(status).value)
+        )
         with self._write() as conn:
             self._fence(conn, run_id, epoch)
             return conn.execute(stmt).rowcount
 
     def _update_step(self, run_id: int, index: int, epoch: int | None, **values: Any) -> None:
-        stmt = (update(run_steps).where(run_steps.c.run_id == run_id, run_steps.c["index"] == index)
-                .values(**values))
+        stmt = update(run_steps).where(run_steps.c.run_id == run_id, run_steps.c["index"] == index).values(**values)
         with self._write() as conn:
             self._fence(conn, run_id, epoch)
             if conn.execute(stmt).rowcount == 0:
-                raise NotFoundError(f"Step {index} of run {run_id} not found",
-                                    hint="steps are created with the run, numbered from 1")
+                raise NotFoundError(
+                    f"Step {index} of run {run_id} not found", hint="steps are created with the run, numbered from 1"
+                )
 
     # -- nodes and artifacts ---------------------------------------------------
-    def upsert_nodes(self, run_id: int, step_index: int, nodes: Sequence[NodeResult], *,
-                     epoch: int | None = None) -> None:
+    def upsert_nodes(
+        self, run_id: int, step_index: int, nodes: Sequence[NodeResult], *, epoch: int | None = None
+    ) -> None:
         """Record node events; a later event fills fields without erasing earlier ones.
 
         Fenced when ``epoch`` is given (also when ``nodes`` is empty: the check still runs).
@@ -161,8 +236,9 @@ class RunWrites(StoreBase):
             if name == "unique_id":
                 continue
             if name == "status":  # "started" never replaces a final status
-                set_[name] = case((or_(ex.status == "", and_(ex.status == "started", cur.status != "")),
-                                   cur.status), else_=ex.status)
+                set_[name] = case(
+                    (or_(ex.status == "", and_(ex.status == "started", cur.status != "")), cur.status), else_=ex.status
+                )
             elif name in rec.NODE_TEXT_FIELDS:
                 set_[name] = func.coalesce(func.nullif(ex[name], ""), cur[name])
             else:
@@ -172,18 +248,28 @@ class RunWrites(StoreBase):
         with self._write() as conn:
             self._fence(conn, run_id, epoch)
             for start in range(0, len(rows), BATCH):
-                conn.execute(stmt, rows[start:start + BATCH])
+                conn.execute(stmt, rows[start : start + BATCH])
 
     def add_artifacts(self, run_id: int, refs: Sequence[ArtifactRef], *, epoch: int | None = None) -> None:
         """Record artifact files (upsert by run, step and name); fenced when ``epoch`` is given."""
-        rows = {(r.step_index, r.name): {"run_id": run_id, "step_index": r.step_index, "name": r.name,
-                                         "path": r.path, "size": r.size, "sha256": r.sha256}
-                for r in refs}
+        rows = {
+            (r.step_index, r.name): {
+                "run_id": run_id,
+                "step_index": r.step_index,
+                "name": r.name,
+                "path": r.path,
+                "size": r.size,
+                "sha256": r.sha256,
+            }
+            for r in refs
+        }
         if not rows and epoch is None:
             return
         stmt = self._insert(artifacts)
-        stmt = stmt.on_conflict_do_update(index_elements=["run_id", "step_index", "name"],
-                                          set_={c: stmt.excluded[c] for c in ("path", "size", "sha256")})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "step_index", "name"],
+            set_={c: stmt.excluded[c] for c in ("path", "size", "sha256")},
+        )
         with self._write() as conn:
             self._fence(conn, run_id, epoch)
             if rows:

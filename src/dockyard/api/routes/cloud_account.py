@@ -26,8 +26,14 @@ def _page(request: Request, items: list[dict]):
     if needle := (request.query_params.get("name__icontains") or "").lower():
         items = [i for i in items if needle in str(i.get("name", "")).lower()]
     filters = {k: v for k, v in request.query_params.items() if k not in ("limit", "offset")}
-    return envelope.listing(items[offset:offset + limit], limit=limit, offset=offset, total=len(items),
-                            order_by=request.query_params.get("order_by") or "id", filters=filters)
+    return envelope.listing(
+        items[offset : offset + limit],
+        limit=limit,
+        offset=offset,
+        total=len(items),
+        order_by=request.query_params.get("order_by") or "id",
+        filters=filters,
+    )
 
 
 @v2.get("", dependencies=[READ])

@@ -21,8 +21,12 @@ from dockyard.overrides import TriggerOptions
 from dockyard.store.search import RunSearch
 
 router = APIRouter(prefix="/api/v2/accounts/{account_id}", tags=["dbt Cloud"], responses=ERRORS)
-JOB_ORDER = {"id": lambda v: v.id, "name": lambda v: v.name.lower(), "created_at": lambda v: v.created_at,
-             "updated_at": lambda v: v.updated_at}
+JOB_ORDER = {
+    "id": lambda v: v.id,
+    "name": lambda v: v.name.lower(),
+    "created_at": lambda v: v.created_at,
+    "updated_at": lambda v: v.updated_at,
+}
 
 
 class JobBody(BaseModel):
@@ -57,10 +61,16 @@ def list_jobs(request: Request, account_id: Id):
     order = request.query_params.get("order_by") or "id"
     key = JOB_ORDER.get(order.lstrip("-"), JOB_ORDER["id"])
     views = sorted(views, key=key, reverse=order.startswith("-"))
-    page = views[offset:offset + limit]
+    page = views[offset : offset + limit]
     filters = {k: v for k, v in request.query_params.items() if k not in ("limit", "offset")}
-    return envelope.listing([job_object(cat, v) for v in page], limit=limit, offset=offset, total=len(views),
-                            order_by=order, filters=filters)
+    return envelope.listing(
+        [job_object(cat, v) for v in page],
+        limit=limit,
+        offset=offset,
+        total=len(views),
+        order_by=order,
+        filters=filters,
+    )
 
 
 @router.get("/jobs/{job_id}", dependencies=[READ])
@@ -74,8 +84,10 @@ def _save(request: Request, cat: Catalog, body: dict, view: JobView | None):
     current = None
     if view is not None:
         if view.source != "api":
-            raise ConflictError(f"job {view.id} is defined in dockyard.yml and cannot be changed through the API",
-                                hint="change it in dockyard.yml (the server picks the change up)")
+            raise ConflictError(
+                f"job {view.id} is defined in dockyard.yml and cannot be changed through the API",
+                hint="change it in dockyard.yml (the server picks the change up)",
+            )
         current = view.record.definition.get("cloud")
     fields = cloud_jobs.merge_payload(body, current)
     name, env_name, cron = cloud_jobs.validate(fields, cat.env_names())
@@ -120,8 +132,10 @@ def delete_job(request: Request, account_id: Id, job_id: Id):
     cat = catalog(request, account_id)
     view = cat.job(job_id)
     if view.source != "api":
-        raise ConflictError(f"job {job_id} is defined in dockyard.yml and cannot be deleted through the API",
-                            hint="remove it from dockyard.yml")
+        raise ConflictError(
+            f"job {job_id} is defined in dockyard.yml and cannot be deleted through the API",
+            hint="remove it from dockyard.yml",
+        )
     data = job_object(cat, view, state=2)
     dockyard(request).store.delete_api_job(job_id)
     return envelope.ok(data)
@@ -145,8 +159,9 @@ async def rerun_job(request: Request, account_id: Id, job_id: Id, principal: Pri
     otherwise trigger a new run."""
     cat = catalog(request, account_id)
     view = await run_in_threadpool(cat.job, job_id)
-    latest, _ = await run_in_threadpool(dockyard(request).store.search_runs,
-                                        RunSearch(job_ids=[job_id], limit=1, with_steps=True))
+    latest, _ = await run_in_threadpool(
+        dockyard(request).store.search_runs, RunSearch(job_ids=[job_id], limit=1, with_steps=True)
+    )
     if latest and latest[0].status.code == 20:
         run = await rerun(request, principal, latest[0].id)
     else:

@@ -34,10 +34,17 @@ def _related(cat: Catalog, run: StoredRun, include: set[str], views: dict | None
     return out
 
 
-def cloud_run(request: Request, cat: Catalog, run: StoredRun, include: set[str], views: dict | None = None,
-              log_tail: int = LOG_TAIL_BYTES) -> dict:
-    return run_object(cat, run, base_url(request), include=include, log_tail=log_tail,
-                      **_related(cat, run, include, views))
+def cloud_run(
+    request: Request,
+    cat: Catalog,
+    run: StoredRun,
+    include: set[str],
+    views: dict | None = None,
+    log_tail: int = LOG_TAIL_BYTES,
+) -> dict:
+    return run_object(
+        cat, run, base_url(request), include=include, log_tail=log_tail, **_related(cat, run, include, views)
+    )
 
 
 @router.get("/runs", dependencies=[READ])
@@ -53,11 +60,15 @@ def list_runs(request: Request, account_id: Id):
     unknown = [s for s in statuses if s not in CODES]
     if unknown:
         raise DockyardError(f"unknown run status {unknown[0]}", hint="use 1, 2, 3, 10, 20 or 30")
-    search = RunSearch(limit=limit, offset=offset, order_by=request.query_params.get("order_by") or "-id",
-                       job_ids=int_list(request, "job_definition_id", "job_id"),
-                       statuses=[CODES[s] for s in statuses] or None,
-                       created=time_range(request, "created_at__range"),
-                       finished=time_range(request, "finished_at__range"))
+    search = RunSearch(
+        limit=limit,
+        offset=offset,
+        order_by=request.query_params.get("order_by") or "-id",
+        job_ids=int_list(request, "job_definition_id", "job_id"),
+        statuses=[CODES[s] for s in statuses] or None,
+        created=time_range(request, "created_at__range"),
+        finished=time_range(request, "finished_at__range"),
+    )
     env_ids = int_list(request, "environment_id", "environment_id__in")
     if env_ids is not None:
         names = cat.env_names()
@@ -73,8 +84,7 @@ def list_runs(request: Request, account_id: Id):
     # a page of up to 100 runs stays within the 10 MiB log budget of a request
     data = [cloud_run(request, cat, run, include, views, log_tail=LIST_LOG_TAIL) for run in found]
     filters = {k: v for k, v in request.query_params.items() if k not in ("limit", "offset", "include_related")}
-    return envelope.listing(data, limit=limit, offset=offset, total=total, order_by=search.order_by,
-                            filters=filters)
+    return envelope.listing(data, limit=limit, offset=offset, total=total, order_by=search.order_by, filters=filters)
 
 
 def _run(request: Request, run_id: Id) -> StoredRun:
@@ -124,9 +134,15 @@ def serve_artifact(request: Request, cat: Catalog, run: StoredRun, path: str, st
         raise NotFoundError(f"run {run.id} has no artifact {path!r}" + (f" at step {step}" if step else ""))
     chunks, size = files.stream(run_root(cat, run) / "artifacts", stored)
     media = "application/json" if path.endswith(".json") else "text/plain; charset=utf-8"
-    return StreamingResponse(chunks, media_type=media, headers={
-        "Content-Length": str(size), "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox; default-src 'none'"})
+    return StreamingResponse(
+        chunks,
+        media_type=media,
+        headers={
+            "Content-Length": str(size),
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+        },
+    )
 
 
 @router.get("/runs/{run_id}/artifacts/{path:path}", dependencies=[READ], openapi_extra={"x-serves-files": True})

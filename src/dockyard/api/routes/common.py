@@ -10,18 +10,34 @@ from dockyard.api.catalog import Catalog
 from dockyard.api.params import list_param
 from dockyard.errors import NotFoundError
 
-ERROR_SCHEMA = {"type": "object", "properties": {
-    "status": {"type": "object", "properties": {
-        "code": {"type": "integer"}, "is_success": {"type": "boolean"},
-        "user_message": {"type": "string"}, "developer_message": {"type": "string"}}},
-    "data": {"type": "null"}}}
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "integer"},
+                "is_success": {"type": "boolean"},
+                "user_message": {"type": "string"},
+                "developer_message": {"type": "string"},
+            },
+        },
+        "data": {"type": "null"},
+    },
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-    for code, text in ((400, "Invalid request"), (401, "No valid token"),
-                       (403, "The token's scope is too narrow, or the API command policy refuses the request"),
-                       (404, "Not found (or another account's)"), (409, "Conflict"),
-                       (413, "Request body too large"), (422, "Invalid request"),
-                       (429, "Rate limited (see Retry-After)"))}
+    for code, text in (
+        (400, "Invalid request"),
+        (401, "No valid token"),
+        (403, "The token's scope is too narrow, or the API command policy refuses the request"),
+        (404, "Not found (or another account's)"),
+        (409, "Conflict"),
+        (413, "Request body too large"),
+        (422, "Invalid request"),
+        (429, "Rate limited (see Retry-After)"),
+    )
+}
 
 
 def dockyard(request: Request):

@@ -31,21 +31,40 @@ def job_json(cat: Catalog, view: JobView) -> dict[str, Any]:
     job = view.config
     fires = cat.app.next_fires(view.record, 3)
     return {
-        "id": view.id, "name": view.name, "source": view.source, "environment": view.record.environment,
-        "environment_id": cat.env_id(view.record.environment), "description": job.description,
-        "commands": list(job.commands), "all_commands": job.all_commands,
-        "cron": view.record.cron, "timezone": view.record.timezone,
-        "next_fires": [iso(t) for t in fires], "timeout_seconds": job.timeout_seconds,
-        "threads": job.settings.threads, "target_name": job.settings.target_name,
-        "generate_docs": job.generate_docs, "run_generate_sources": job.run_generate_sources,
-        "allow_overlap": job.allow_overlap, "priority": job.priority,
-        "retries": job.retries.model_dump(), "created_at": iso(view.created_at), "updated_at": iso(view.updated_at),
+        "id": view.id,
+        "name": view.name,
+        "source": view.source,
+        "environment": view.record.environment,
+        "environment_id": cat.env_id(view.record.environment),
+        "description": job.description,
+        "commands": list(job.commands),
+        "all_commands": job.all_commands,
+        "cron": view.record.cron,
+        "timezone": view.record.timezone,
+        "next_fires": [iso(t) for t in fires],
+        "timeout_seconds": job.timeout_seconds,
+        "threads": job.settings.threads,
+        "target_name": job.settings.target_name,
+        "generate_docs": job.generate_docs,
+        "run_generate_sources": job.run_generate_sources,
+        "allow_overlap": job.allow_overlap,
+        "priority": job.priority,
+        "retries": job.retries.model_dump(),
+        "created_at": iso(view.created_at),
+        "updated_at": iso(view.updated_at),
     }
 
 
 def env_json(row: dict) -> dict[str, Any]:
-    return {"id": row["id"], "name": row["name"], "target": row["target"], "schema": row["schema"],
-            "threads": row["threads"], "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"])}
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "target": row["target"],
+        "schema": row["schema"],
+        "threads": row["threads"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
 
 
 @router.get("/jobs", dependencies=[READ])

@@ -36,10 +36,20 @@ class RerunBody(BaseModel):
 
 def native_run(run: StoredRun, *, nodes: bool = True) -> dict[str, Any]:
     out = run_dict(run, nodes=nodes)
-    out.update({"status_humanized": run.status.value.capitalize(), "queued_at": iso(run.queued_at),
-                "updated_at": iso(run.updated_at), "overrides": run.overrides, "git_sha": run.git_sha,
-                "git_branch": run.git_branch, "coalesced": run.coalesced, "priority": run.priority,
-                "cancel_requested_at": iso(run.cancel_requested_at), "worker_id": run.worker_id})
+    out.update(
+        {
+            "status_humanized": run.status.value.capitalize(),
+            "queued_at": iso(run.queued_at),
+            "updated_at": iso(run.updated_at),
+            "overrides": run.overrides,
+            "git_sha": run.git_sha,
+            "git_branch": run.git_branch,
+            "coalesced": run.coalesced,
+            "priority": run.priority,
+            "cancel_requested_at": iso(run.cancel_requested_at),
+            "worker_id": run.worker_id,
+        }
+    )
     return out
 
 
@@ -52,11 +62,18 @@ def list_runs(request: Request):
     limit, offset = paging(request, 20)
     statuses = [CODES.get(s, s) for s in list_param(request, "status") or []] or None
     q = request.query_params
-    search = RunSearch(limit=limit, offset=offset, order_by=q.get("order_by") or "-id", with_steps=True,
-                       job_ids=_ints(list_param(request, "job_id")), statuses=statuses,
-                       environments=list_param(request, "environment"), triggers=list_param(request, "trigger"),
-                       created=_range(q.get("created_after"), q.get("created_before"), "created"),
-                       finished=_range(q.get("finished_after"), q.get("finished_before"), "finished"))
+    search = RunSearch(
+        limit=limit,
+        offset=offset,
+        order_by=q.get("order_by") or "-id",
+        with_steps=True,
+        job_ids=_ints(list_param(request, "job_id")),
+        statuses=statuses,
+        environments=list_param(request, "environment"),
+        triggers=list_param(request, "trigger"),
+        created=_range(q.get("created_after"), q.get("created_before"), "created"),
+        finished=_range(q.get("finished_after"), q.get("finished_before"), "finished"),
+    )
     cursor = q.get("cursor")
     if cursor:
         if search.order_by not in ("-id", "id") or not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 10:
@@ -68,8 +85,14 @@ def list_runs(request: Request):
             search.after_id = int(cursor)
     found, total = dockyard(request).store.search_runs(search)
     next_cursor = str(found[-1].id) if len(found) == limit else None
-    return envelope.listing([native_run(r, nodes=False) for r in found], limit=limit, offset=search.offset,
-                            total=total, order_by=search.order_by, extra={"next_cursor": next_cursor})
+    return envelope.listing(
+        [native_run(r, nodes=False) for r in found],
+        limit=limit,
+        offset=search.offset,
+        total=total,
+        order_by=search.order_by,
+        extra={"next_cursor": next_cursor},
+    )
 
 
 def _ints(values: list[str] | None) -> list[int] | None:
@@ -81,8 +104,7 @@ def _ints(values: list[str] | None) -> list[int] | None:
 def _range(start: str | None, end: str | None, name: str):
     if not start and not end:
         return None
-    return (parse_time(start, f"{name}_after") if start else None,
-            parse_time(end, f"{name}_before") if end else None)
+    return (parse_time(start, f"{name}_after") if start else None, parse_time(end, f"{name}_before") if end else None)
 
 
 @router.get("/runs/{run_id}", dependencies=[READ])
@@ -120,8 +142,9 @@ async def _follow(request: Request, run_id: Id, step: int | None):
                 offsets[s.index] = 0
                 yield f"== step {s.index}: {s.command} ==\n".encode()
             while sent < LOG_LIMIT:
-                data = await run_in_threadpool(files.read_from, root, f"step-{s.index}.log", offsets[s.index],
-                                               min(65536, LOG_LIMIT - sent))
+                data = await run_in_threadpool(
+                    files.read_from, root, f"step-{s.index}.log", offsets[s.index], min(65536, LOG_LIMIT - sent)
+                )
                 if not data:
                     break
                 offsets[s.index] += len(data)
@@ -146,8 +169,11 @@ async def get_logs(request: Request, run_id: Id):
     if step is not None and step not in {s.index for s in run.steps}:
         raise NotFoundError(f"run {run_id} has no step {step}", hint=f"steps are 1 to {len(run.steps)}")
     if (request.query_params.get("follow") or "").lower() in ("1", "true", "yes"):
-        return StreamingResponse(_follow(request, run_id, step), media_type="text/plain; charset=utf-8",
-                                 headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+        return StreamingResponse(
+            _follow(request, run_id, step),
+            media_type="text/plain; charset=utf-8",
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
+        )
     text = await run_in_threadpool(_logs_text, request, run, step)
     return PlainTextResponse(text, headers={"X-Content-Type-Options": "nosniff"})
 
@@ -156,18 +182,36 @@ async def get_logs(request: Request, run_id: Id):
 def list_artifacts(request: Request, run_id: Id):
     """The run's artifacts per step, with the path to download each."""
     run = dockyard(request).store.get_run_summary(run_id, with_steps=False)
-    return envelope.ok([{"step_index": a.step_index, "name": a.name, "path": a.path, "size": a.size,
-                         "sha256": a.sha256, "url": f"/api/v1/runs/{run_id}/artifacts/{a.path}"}
-                        for a in run.artifacts])
+    return envelope.ok(
+        [
+            {
+                "step_index": a.step_index,
+                "name": a.name,
+                "path": a.path,
+                "size": a.size,
+                "sha256": a.sha256,
+                "url": f"/api/v1/runs/{run_id}/artifacts/{a.path}",
+            }
+            for a in run.artifacts
+        ]
+    )
 
 
 def _file(root, path: str, media: str | None = None, csp: str = "sandbox; default-src 'none'"):
     chunks, size = files.stream(root, path)
     if media is None:
-        media = ("application/json" if path.endswith(".json") else
-                 "text/html; charset=utf-8" if path.endswith(".html") else "text/plain; charset=utf-8")
-    return StreamingResponse(chunks, media_type=media, headers={
-        "Content-Length": str(size), "X-Content-Type-Options": "nosniff", "Content-Security-Policy": csp})
+        media = (
+            "application/json"
+            if path.endswith(".json")
+            else "text/html; charset=utf-8"
+            if path.endswith(".html")
+            else "text/plain; charset=utf-8"
+        )
+    return StreamingResponse(
+        chunks,
+        media_type=media,
+        headers={"Content-Length": str(size), "X-Content-Type-Options": "nosniff", "Content-Security-Policy": csp},
+    )
 
 
 @router.get("/runs/{run_id}/artifacts/{path:path}", dependencies=[READ], openapi_extra={"x-serves-files": True})

@@ -22,11 +22,16 @@ def model_durations(request: Request):
     runs = int_param(request, "runs", 30, low=1, high=200, clamp=True)
     types = tuple(t for t in (list_param(request, "resource_type") or ["model"]) if t in RESOURCE_TYPES) or ("model",)
     series = dockyard(request).store.model_durations(
-        job_id=int_param(request, "job_id"), environment=request.query_params.get("environment"),
-        unique_ids=list_param(request, "unique_id"), runs_limit=int(runs or 30), resource_types=types)
+        job_id=int_param(request, "job_id"),
+        environment=request.query_params.get("environment"),
+        unique_ids=list_param(request, "unique_id"),
+        runs_limit=int(runs or 30),
+        resource_types=types,
+    )
     for entry in series:
-        entry["points"] = sorted(({**p, "finished_at": iso(p["finished_at"])} for p in entry["points"]),
-                                 key=lambda p: p["run_id"])
+        entry["points"] = sorted(
+            ({**p, "finished_at": iso(p["finished_at"])} for p in entry["points"]), key=lambda p: p["run_id"]
+        )
     return envelope.ok(series)
 
 
@@ -35,7 +40,9 @@ def test_results(request: Request):
     """Per finished run (newest first, last ``runs``, default 30): how many tests passed,
     failed, warned, errored or were skipped, and which failed."""
     runs = int_param(request, "runs", 30, low=1, high=200, clamp=True)
-    rows = dockyard(request).store.test_results(job_id=int_param(request, "job_id"),
-                                                environment=request.query_params.get("environment"),
-                                                runs_limit=int(runs or 30))
+    rows = dockyard(request).store.test_results(
+        job_id=int_param(request, "job_id"),
+        environment=request.query_params.get("environment"),
+        runs_limit=int(runs or 30),
+    )
     return envelope.ok([{**r, "finished_at": iso(r["finished_at"])} for r in rows])

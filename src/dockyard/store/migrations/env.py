@@ -10,9 +10,7 @@ from dockyard.store.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None or context.is_offline_mode():
-    raise RuntimeError(
-        "dockyard migrations run programmatically: use dockyard.store.Store(url).migrate()"
-    )
+    raise RuntimeError("dockyard migrations run programmatically: use dockyard.store.Store(url).migrate()")
 
 context.configure(
     connection=connection,

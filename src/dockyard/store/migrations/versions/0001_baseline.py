@@ -80,10 +80,8 @@ def upgrade() -> None:
         sa.Column("lease_epoch", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("heartbeat_at", TS, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_runs"),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_runs_job_id_jobs",
-                                ondelete="SET NULL"),
-        sa.ForeignKeyConstraint(["retry_of"], ["runs.id"], name="fk_runs_retry_of_runs",
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_runs_job_id_jobs", ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["retry_of"], ["runs.id"], name="fk_runs_retry_of_runs", ondelete="SET NULL"),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_runs_status", "runs", ["status"])
@@ -101,8 +99,7 @@ def upgrade() -> None:
         sa.Column("finished_at", TS, nullable=True),
         sa.Column("log_path", sa.Text, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_run_steps"),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_run_steps_run_id_runs",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_run_steps_run_id_runs", ondelete="CASCADE"),
         sa.UniqueConstraint("run_id", "index", name="uq_run_steps_run_id_index"),
     )
     op.create_table(
@@ -123,10 +120,8 @@ def upgrade() -> None:
         sa.Column("compiled_path", sa.Text, nullable=True),
         sa.Column("thread", sa.String(200), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_node_results"),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_node_results_run_id_runs",
-                                ondelete="CASCADE"),
-        sa.UniqueConstraint("run_id", "step_index", "unique_id",
-                            name="uq_node_results_run_id_step_index_unique_id"),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_node_results_run_id_runs", ondelete="CASCADE"),
+        sa.UniqueConstraint("run_id", "step_index", "unique_id", name="uq_node_results_run_id_step_index_unique_id"),
     )
     op.create_table(
         "artifacts",
@@ -138,10 +133,8 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger, nullable=False, server_default=sa.text("0")),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_artifacts"),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_artifacts_run_id_runs",
-                                ondelete="CASCADE"),
-        sa.UniqueConstraint("run_id", "step_index", "name",
-                            name="uq_artifacts_run_id_step_index_name"),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_artifacts_run_id_runs", ondelete="CASCADE"),
+        sa.UniqueConstraint("run_id", "step_index", "name", name="uq_artifacts_run_id_step_index_name"),
     )
 
 

@@ -55,8 +55,7 @@ def upgrade() -> None:
         sa.Column("last_fire_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("job_id", name="pk_schedule_state"),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_schedule_state_job_id_jobs",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_schedule_state_job_id_jobs", ondelete="CASCADE"),
     )
     op.create_table(
         "processes",

@@ -45,8 +45,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.Integer, nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_idempotency_keys"),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_idempotency_keys_run_id_runs",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_idempotency_keys_run_id_runs", ondelete="CASCADE"),
         sa.UniqueConstraint("token_id", "key", name="uq_idempotency_keys_token_id_key"),
     )
     op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
