@@ -76,7 +76,7 @@ def serve(
 @handle_errors
 def scheduler(config: ConfigOpt = None) -> None:
     """Run the scheduler alone (several may run on a PostgreSQL store)."""
-    from dockyard.config.reload import open_app
+    from dockyard.server.fallback import open_app
     from dockyard.server.processes import run_scheduler
 
     _logging()
@@ -90,7 +90,7 @@ def worker(
     config: ConfigOpt = None,
 ) -> None:
     """Run a worker that executes queued runs (several may run, on several machines)."""
-    from dockyard.config.reload import open_app
+    from dockyard.server.fallback import open_app
     from dockyard.server.processes import run_worker
 
     _logging()

@@ -131,45 +131,6 @@ def remember_good(loaded) -> None:
         log.warning("cannot keep the last good config in %s: %s", target, exc)
 
 
-def open_app(config_path, store_url):
-    """``App.open`` for a server process; when dockyard.yml does not load and a supervisor
-    kept the last good config (``$DOCKYARD_CONFIG_FALLBACK``), start on that one instead
-    (``app.config_error`` says why; the process's Reloader reports it and follows the file)."""
-    from dockyard.app import App
-
-    try:
-        app = App.open(config_path, store_url)
-    except ConfigError as exc:
-        fallback = os.environ.get(FALLBACK_ENV)
-        if not fallback or not Path(fallback).is_file():
-            raise
-        from dockyard.config.loader import find_config
-        from dockyard.config.yamlfile import read_text
-
-        path = Path(config_path) if config_path else find_config()
-        app = App(load_config(path, text=read_text(fallback)), store_url)
-        app.config_error = exc.render()
-        log.error("%s does not load; starting on the last good config: %s", path.name, app.config_error)
-        return app
-    remember_good(app.loaded)
-    return app
-
-
-def keep_fallback(config_path: str | None, store_url: str | None, app=None) -> None:
-    """Where the processes this supervisor (re)starts find the last good config when
-    dockyard.yml does not load (``<state_dir>/config-last-good.yml``; already set by an outer
-    supervisor: ``serve`` for its ``worker``)."""
-    if os.environ.get(FALLBACK_ENV):
-        return
-    try:
-        app = app or open_app(config_path, store_url)
-    except ConfigError:
-        return
-    app.state_dir.mkdir(parents=True, exist_ok=True)
-    os.environ[FALLBACK_ENV] = str(app.state_dir / "config-last-good.yml")
-    remember_good(app.loaded)
-
-
 def digest_of(loaded) -> str | None:
     text = getattr(loaded, "text", None)
     return digest(text) if text is not None else None

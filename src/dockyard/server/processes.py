@@ -20,9 +20,10 @@ import sys
 import time
 
 from dockyard import clock
-from dockyard.config.reload import Reloader, keep_fallback, open_app
+from dockyard.config.reload import Reloader
 from dockyard.environ import seal_process
 from dockyard.errors import DockyardError, StoreError
+from dockyard.server.fallback import keep_fallback, open_app
 from dockyard.server.watchdog import Backoff, Watchdog, beat_info, started_now, store_rows
 from dockyard.store.persist import persist_until
 
