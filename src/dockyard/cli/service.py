@@ -40,7 +40,7 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the scheduler, the workers and the HTTP API in one command."""
-    from dockyard.server.processes import serve as run_serve
+    from dockyard.server.serve import serve as run_serve
 
     _logging()
     app = _app(config)

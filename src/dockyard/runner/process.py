@@ -47,3 +47,11 @@ def group_members(pgid: int) -> list[int] | None:
         except (IndexError, ValueError):
             continue
     return members
+
+
+def signal_pid(pid: int, sig: int) -> None:
+    """``os.kill`` that ignores a process already gone (or no longer ours)."""
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,28 +1,25 @@
-"""Long-running processes: the scheduler loop, worker slots, and ``dockyard serve``.
+"""Long-running processes: the scheduler loop and the worker's slots (``dockyard serve``,
+which supervises both, is :mod:`dockyard.server.serve`).
 
 Every process writes a heartbeat row (``dockyard status`` shows them). Worker slots are
 forked before anything else happens in a worker process (no threads, no connections),
-then each imports dbt once and forks dbt per step. ``dockyard serve`` starts the
-scheduler and the workers as child processes, restarts them if they die, serves the
-HTTP API, and on SIGTERM stops them gracefully (runs finish within
-``server.shutdown_grace_seconds`` or are cancelled and requeued).
+then each imports dbt once and forks dbt per step; the worker's parent restarts a slot that
+dies or whose heartbeat goes stale, and a slot stops by itself when the parent dies.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 from dockyard import clock
 from dockyard.config.reload import Reloader
 from dockyard.environ import seal_process
 from dockyard.errors import DockyardError, StoreError
+from dockyard.runner.process import signal_pid
 from dockyard.server.fallback import keep_fallback, open_app
 from dockyard.server.watchdog import Backoff, Watchdog, beat_info, started_now, store_rows
 from dockyard.store.persist import persist_until
@@ -110,17 +107,15 @@ def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) 
         outputs = []
     preload_dbt(adapters=sorted({str(o["type"]) for o in outputs if isinstance(o, dict) and o.get("type")}))
     warm_dbt()
-    worker = Worker(app, stop=stop)
     reloader = Reloader(app)
-    worker.info = lambda: beat_info(app.config.server, reloader.error)
-    original = worker.run_once
 
-    def run_once():
+    def follow_config() -> None:
         if app.config.server.reload:
             reloader.check()
-        return original()
 
-    worker.run_once = run_once
+    worker = Worker(
+        app, stop=stop, before_claim=follow_config, info=lambda: beat_info(app.config.server, reloader.error)
+    )
     worker.run_forever()
 
 
@@ -201,109 +196,6 @@ def run_worker(config_path: str | None, store_url: str | None, concurrency: int)
     return 0
 
 
-def serve(
-    config_path: str | None,
-    store_url: str | None,
-    *,
-    host: str,
-    port: int,
-    workers: int,
-    ssl_certfile: str | None = None,
-    ssl_keyfile: str | None = None,
-) -> int:
-    """Scheduler + workers as child processes, and the HTTP API in this process."""
-    import uvicorn
-
-    from dockyard.api.app import create_app
-    from dockyard.app import App
-
-    seal_process()  # before any thread; children get the environment explicitly
-    app = App.open(config_path, store_url)
-    app.store  # migrate before the children start  # noqa: B018
-    keep_fallback(config_path, store_url, app)
-    base = [sys.executable, "-m", "dockyard"]  # the store URL (a password?) never in argv: /proc/<pid>/cmdline
-    config = ["--config", str(app.loaded.path)]
-    specs = {"scheduler": [*base, "scheduler", *config]}
-    if workers:
-        specs["worker"] = [*base, "worker", *config, "--concurrency", str(workers)]
-    env = {**os.environ, "DOCKYARD_SUPERVISOR_PID": str(os.getpid())}
-    env.update({"DOCKYARD_STORE_URL": store_url} if store_url else {})  # children zero their env block
-    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in specs.items()}
-
-    class Server(uvicorn.Server):
-        # uvicorn re-raises SIGTERM after its own shutdown, which would kill this process
-        # before it stops its children: handle the signals here instead.
-        @contextlib.contextmanager
-        def capture_signals(self):
-            yield
-
-    api = create_app(app)
-    server = Server(
-        uvicorn.Config(
-            api, host=host, port=port, log_level="warning", ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile
-        )
-    )
-
-    def shutdown(signum, frame) -> None:
-        server.should_exit = True
-
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
-
-    import threading
-
-    backoff, watchdog = Backoff(), Watchdog(app.store.list_processes, what="scheduler")
-    started = {name: started_now() for name in children}
-    due: dict[str, float] = {}  # child -> when to start it again (after an exit, with backoff)
-
-    def watch_once() -> None:
-        for name, proc in list(children.items()):
-            if name in due:
-                if time.monotonic() >= due[name] and not server.should_exit:
-                    del due[name]
-                    children[name], started[name] = subprocess.Popen(specs[name], env=env), started_now()
-            elif proc.poll() is not None and not server.should_exit:
-                delay = backoff.delay(name)
-                log.warning(
-                    "%s exited with %s; restarting it in %g s (restart %d)",
-                    name,
-                    proc.returncode,
-                    delay,
-                    backoff.count(name),
-                )
-                due[name] = time.monotonic() + delay
-        # the scheduler heartbeats for its own pid (the worker's slots are watched by the worker)
-        watchdog.check({p.pid: started[n] for n, p in children.items() if n not in due and p.poll() is None})
-        api.state.catalog.fresh()  # the API's config: reloaded (and its error known) without requests
-
-    def watch() -> None:
-        while not server.should_exit:
-            try:
-                watch_once()
-            except DockyardError as exc:
-                log.warning("supervisor: %s", exc.what)
-            except Exception:  # noqa: BLE001 - the watch must go on
-                log.exception("supervisor: unexpected error while watching the children")
-            time.sleep(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:
-        server.run()
-    finally:
-        server.should_exit = True
-        grace = app.config.server.shutdown_grace_seconds + 15
-        for proc in children.values():
-            if proc.poll() is None:
-                _signal(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in children.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    return 0
-
-
 def _store_url(config_path: str | None, store_url: str | None) -> str:
     from dockyard.app import App
 
@@ -317,7 +209,7 @@ def _stop_children(slots: dict[int, int], resend_s: float = 2.0) -> None:
     while slots:
         if time.monotonic() - sent >= resend_s:
             for child in list(slots):
-                _signal(child, signal.SIGTERM)
+                signal_pid(child, signal.SIGTERM)
             sent = time.monotonic()
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -327,13 +219,6 @@ def _stop_children(slots: dict[int, int], resend_s: float = 2.0) -> None:
             slots.pop(pid, None)
         else:
             time.sleep(0.05)
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _sleep_until(when: float, stop) -> None:

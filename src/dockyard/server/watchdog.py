@@ -20,7 +20,6 @@ wedges or dies at once is not restarted in a hot loop.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import time
@@ -29,6 +28,7 @@ from datetime import datetime, timedelta
 
 from dockyard import clock
 from dockyard.errors import DockyardError
+from dockyard.runner.process import signal_pid
 
 log = logging.getLogger("dockyard.server.watchdog")
 
@@ -73,7 +73,7 @@ class Watchdog:
                 del self._terminated[pid]
             elif now - sent >= TERM_GRACE_S:
                 log.warning("%s %s did not stop within %g s of SIGTERM: SIGKILL", self.what, pid, TERM_GRACE_S)
-                _signal(pid, signal.SIGKILL)
+                signal_pid(pid, signal.SIGKILL)
                 del self._terminated[pid]
                 signalled.append(pid)
         try:
@@ -103,8 +103,8 @@ class Watchdog:
                     bound,
                     TERM_GRACE_S,
                 )
-                _signal(pid, signal.SIGTERM)
-                _signal(pid, signal.SIGCONT)
+                signal_pid(pid, signal.SIGTERM)
+                signal_pid(pid, signal.SIGCONT)
                 self._terminated[pid] = now
                 self.restarts += 1
                 signalled.append(pid)
@@ -164,10 +164,3 @@ def store_rows(url: Callable[[], str]) -> Callable[[], list[dict]]:
 
 def started_now() -> datetime:
     return clock.now()
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -151,13 +151,22 @@ class LeasedRecorder(StoreRecorder):
 class Worker:
     """One worker slot: claim, execute, repeat, until ``stop()`` is true."""
 
-    def __init__(self, app, *, worker_id: str | None = None, stop: Callable[[], bool] = lambda: False):
+    def __init__(
+        self,
+        app,
+        *,
+        worker_id: str | None = None,
+        stop: Callable[[], bool] = lambda: False,
+        before_claim: Callable[[], object] | None = None,
+        info: Callable[[], dict | None] | None = None,
+    ):
         self.app = app
+        self.before_claim = before_claim  # e.g. follow dockyard.yml (processes.run_worker_slot)
         self.id = worker_id or process_id("worker")
         self.host = socket.gethostname()
         self.stop = stop
         # what the heartbeat row's info says (the slot sets it: config_error, its stale bound)
-        self.info: Callable[[], dict | None] = lambda: None
+        self.info: Callable[[], dict | None] = info or (lambda: None)
 
     @property
     def server(self):
@@ -176,6 +185,8 @@ class Worker:
 
     def run_once(self) -> int | None:
         """Claim one run and execute it; returns its id, or None when the queue was empty."""
+        if self.before_claim is not None:
+            self.before_claim()
         claim = self.app.store.claim(self.id, self.host, **self.limits())
         if claim is None:
             return None
