@@ -29,7 +29,9 @@ from sqlalchemy import bindparam, case, insert, select, text, update
 from dockyard import clock
 from dockyard.domain import RunStatus, StepStatus
 from dockyard.store.base import StoreBase
+from dockyard.store.outbox import write_events
 from dockyard.store.tables import fires, run_steps, runs, schedule_state
+from dockyard.store.writes import queued_event
 
 QUEUED = RunStatus.QUEUED.value
 ENQUEUE_LOCK_NS = 0x646B7971  # the namespace of QueueOps.enqueue's per-job locks
@@ -185,6 +187,10 @@ class FireOps(StoreBase):
                 where=schedule_state.c.last_fire_at < state.excluded.last_fire_at,
             )
             conn.execute(state, [{"job_id": j.job_id, "last_fire_at": j.last_fire, "updated_at": now} for j in batch])
+            if rows:  # the new runs' run.queued events, last (see dockyard.store.outbox)
+                by_fire = {(r["job_id"], r["scheduled_for"]): r for r in rows}
+                events = [queued_event(m.id, by_fire[(m.job_id, m.scheduled_for)], QUEUED_STATUS) for m in made]
+                write_events(conn, events, now)
         return result
 
     @staticmethod
@@ -220,6 +226,9 @@ class FireOps(StoreBase):
             if c.job_id not in targets and commands.get(c.id, []) == list(by_id[c.job_id].commands):
                 targets[c.job_id] = int(c.id)
         return targets
+
+
+QUEUED_STATUS = RunStatus.QUEUED
 
 
 def _run_row(job: JobFires, at: datetime, now: datetime, *, coalesced: int) -> dict:

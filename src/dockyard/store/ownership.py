@@ -18,6 +18,7 @@ from dockyard import clock
 from dockyard.domain import RunStatus, StepStatus
 from dockyard.errors import StoreError
 from dockyard.store.base import ACTIVE, StoreBase
+from dockyard.store.outbox import final_event, write_events
 from dockyard.store.tables import run_steps, runs
 
 STARTING, QUEUED = RunStatus.STARTING.value, RunStatus.QUEUED.value
@@ -185,7 +186,8 @@ class OwnershipOps(StoreBase):
         the row this UPDATE changes (read by the UPDATE itself, under the row lock, so a
         concurrent :meth:`request_cancel` either committed before and is seen here, or waits
         and then finds the run final), the run ends ``cancelled`` (reason ``cancelled``)
-        whatever ``status`` was asked."""
+        whatever ``status`` was asked. The run's final event (:mod:`dockyard.store.outbox`) is
+        written last, in the same transaction."""
         pending = runs.c.cancel_requested_at.is_not(None)
         cancelled = RunStatus.CANCELLED
 
@@ -223,6 +225,8 @@ class OwnershipOps(StoreBase):
             .where(run_steps.c.run_id == run_id, run_steps.c.status == StepStatus.QUEUED.value)
             .values(status=StepStatus.SKIPPED.value)
         )
+        # the run's final event, in this transaction (every path that ends a run comes here)
+        write_events(conn, [final_event(conn, run_id)], now)
         return final
 
     def finish_run(

@@ -20,6 +20,7 @@ from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store import records as rec
 from dockyard.store.api_jobs import ApiJobOps
 from dockyard.store.fires import FireOps
+from dockyard.store.outbox import OutboxOps
 from dockyard.store.ownership import HeartbeatResult, OwnershipOps, Reaped
 from dockyard.store.processes import ProcessOps
 from dockyard.store.queries import RunQueries
@@ -47,7 +48,17 @@ __all__ = [
 
 
 class Store(
-    RunQueries, QueueOps, FireOps, OwnershipOps, ProcessOps, TriggerOps, RunSearchOps, StatsOps, TokenOps, ApiJobOps
+    RunQueries,
+    QueueOps,
+    FireOps,
+    OwnershipOps,
+    ProcessOps,
+    TriggerOps,
+    OutboxOps,
+    RunSearchOps,
+    StatsOps,
+    TokenOps,
+    ApiJobOps,
 ):  # the last four: the API
     """The run store on SQLite or PostgreSQL (``Store(url)``; call :meth:`migrate` first)."""
 

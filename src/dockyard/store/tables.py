@@ -296,3 +296,35 @@ idempotency_keys = Table(  # Idempotency-Key of run triggers, per token, kept 24
 )
 Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
 Index("ix_runs_finished_at", runs.c.finished_at)
+
+# -- 0005: run events ---------------------------------------------------------------------
+
+outbox = Table(  # run events, written in the transaction of the run change they report
+    "outbox",
+    metadata,
+    Column("id", Integer, nullable=False),  # delivery order: ids commit in order (see store/outbox.py)
+    Column("key", String(255), nullable=False),  # idempotency key, e.g. run:12:final
+    Column("type", String(32), nullable=False),  # a dockyard.events.RunEvent
+    Column("run_id", Integer, nullable=True),  # no foreign key: an event outlives a deleted run
+    Column("payload", JSONDoc, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_outbox"),
+    UniqueConstraint("key", name="uq_outbox_key"),
+    sqlite_autoincrement=True,  # ids are never reused: cursors compare them
+)
+Index("ix_outbox_run_id", outbox.c.run_id)
+Index("ix_outbox_created_at", outbox.c.created_at)
+
+outbox_cursors = Table(  # per sink: the last event delivered, who delivers, its backoff
+    "outbox_cursors",
+    metadata,
+    Column("sink", String(200), nullable=False),
+    Column("last_id", Integer, nullable=False, server_default=text("0")),
+    Column("holder", String(200), nullable=True),  # the dispatcher delivering now (a lease)
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("failures", Integer, nullable=False, server_default=text("0")),  # in a row
+    Column("next_attempt_at", UTCDateTime(), nullable=True),  # backoff after a failure
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("sink", name="pk_outbox_cursors"),
+)

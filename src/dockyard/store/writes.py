@@ -8,6 +8,7 @@ writing nothing, when it is not.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,10 +17,12 @@ from sqlalchemy import and_, case, func, insert, or_, update
 from sqlalchemy.engine import Connection
 
 from dockyard import clock
-from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
+from dockyard import events as ev
+from dockyard.domain import ArtifactRef, NodeResult, RunRecord, RunStatus, StepResult, StepStatus
 from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store import records as rec
 from dockyard.store.base import StoreBase
+from dockyard.store.outbox import EventRow, final_event, lease_epoch, load_run, run_event, write_events
 from dockyard.store.tables import artifacts, node_results, run_steps, runs
 
 TRIGGERS = ("schedule", "manual", "api", "job_completion", "retry", "ci")
@@ -115,6 +118,7 @@ class RunWrites(StoreBase):
                     for i, c in enumerate(commands, start=1)
                 ],
             )
+        write_events(conn, [queued_event(int(run_id), values, status)], now)
         return int(run_id)
 
     def transition_run(
@@ -143,7 +147,13 @@ class RunWrites(StoreBase):
             stmt = stmt.where(runs.c.lease_epoch == epoch)
         stmt = stmt.values(status=to.value, status_code=to.code, updated_at=clock.now(), **fields)
         with self._write() as conn:
-            return conn.execute(stmt).rowcount == 1
+            changed = conn.execute(stmt).rowcount == 1
+            if changed and to is RunStatus.RUNNING:
+                key = ev.started_key(run_id, lease_epoch(conn, run_id))
+                write_events(conn, [run_event(conn, run_id, ev.RunEvent.STARTED, key)])
+            elif changed and to.is_final:  # not a path dockyard takes (see finish_run), but never silent
+                write_events(conn, [final_event(conn, run_id)])
+            return changed
 
     def set_run_fields(self, run_id: int, *, epoch: int | None = None, **fields: Any) -> None:
         """Update columns other than the status; raises :class:`NotFoundError`.
@@ -189,7 +199,7 @@ class RunWrites(StoreBase):
         }
         if log_path is not None:
             values["log_path"] = log_path
-        self._update_step(run_id, index, epoch, **values)
+        self._update_step(run_id, index, epoch, event=True, **values)
 
     def skip_steps(
         self, run_id: int, from_index: int, status: StepStatus = StepStatus.SKIPPED, *, epoch: int | None = None
@@ -205,7 +215,8 @@ class RunWrites(StoreBase):
             self._fence(conn, run_id, epoch)
             return conn.execute(stmt).rowcount
 
-    def _update_step(self, run_id: int, index: int, epoch: int | None, **values: Any) -> None:
+    def _update_step(self, run_id: int, index: int, epoch: int | None, *, event: bool = False, **values: Any) -> None:
+        """``event``: the step finished; its ``step.finished`` event is written in the same transaction."""
         stmt = update(run_steps).where(run_steps.c.run_id == run_id, run_steps.c["index"] == index).values(**values)
         with self._write() as conn:
             self._fence(conn, run_id, epoch)
@@ -213,6 +224,10 @@ class RunWrites(StoreBase):
                 raise NotFoundError(
                     f"Step {index} of run {run_id} not found", hint="steps are created with the run, numbered from 1"
                 )
+            if event:
+                key = ev.step_key(run_id, index, lease_epoch(conn, run_id))
+                step = StepResult(index, "")
+                write_events(conn, [run_event(conn, run_id, ev.RunEvent.STEP_FINISHED, key, step=step)])
 
     # -- nodes and artifacts ---------------------------------------------------
     def upsert_nodes(
@@ -245,10 +260,24 @@ class RunWrites(StoreBase):
                 set_[name] = func.coalesce(ex[name], cur[name])
         stmt = stmt.on_conflict_do_update(index_elements=["run_id", "step_index", "unique_id"], set_=set_)
         rows = [dict(row, run_id=run_id, step_index=step_index) for row in merged.values()]
+        failed = [n for n in nodes if n.status in ev.FAILED_NODE_STATUSES]
         with self._write() as conn:
             self._fence(conn, run_id, epoch)
             for start in range(0, len(rows), BATCH):
                 conn.execute(stmt, rows[start : start + BATCH])
+            if failed:  # node.failed, once per node and attempt (the first failure event of it)
+                epoch_now = lease_epoch(conn, run_id)
+                run, _ = load_run(conn, run_id)
+                seen: set[str] = set()
+                events = []
+                for node in failed:
+                    if node.unique_id in seen:
+                        continue
+                    seen.add(node.unique_id)
+                    node = dataclasses.replace(node, step_index=step_index, message=rec.node_row(node)["message"])
+                    key = ev.node_key(run_id, step_index, node.unique_id, epoch_now)
+                    events.append(run_event(conn, run_id, ev.RunEvent.NODE_FAILED, key, node=node, run=run))
+                write_events(conn, events)
 
     def add_artifacts(self, run_id: int, refs: Sequence[ArtifactRef], *, epoch: int | None = None) -> None:
         """Record artifact files (upsert by run, step and name); fenced when ``epoch`` is given."""
@@ -274,3 +303,21 @@ class RunWrites(StoreBase):
             self._fence(conn, run_id, epoch)
             if rows:
                 conn.execute(stmt, list(rows.values()))
+
+
+def queued_event(run_id: int, values: dict[str, Any], status: RunStatus) -> EventRow:
+    """``run.queued`` of a run just inserted with ``values`` (its columns)."""
+    run = RunRecord(
+        id=run_id,
+        job_id=values.get("job_id"),
+        job=values["job_name"],
+        environment=values["environment"],
+        status=status,
+        trigger=values["trigger"],
+        cause=values.get("cause"),
+        created_at=values.get("created_at"),
+        scheduled_for=values.get("scheduled_for"),
+        attempt=values.get("attempt") or 1,
+        retry_of=values.get("retry_of"),
+    )
+    return EventRow(ev.queued_key(run_id), ev.RunEvent.QUEUED, run_id, ev.run_payload(run).to_dict())
