@@ -21,6 +21,8 @@ POINTS = {
     "run_started",
     "step_finished",
     "run_finished",
+    # event dispatch (scheduler, foreground run): a sink got an event, its cursor not yet moved
+    "event_delivered",
 }
 
 

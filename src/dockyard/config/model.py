@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dockyard import plugins
 from dockyard.dbt.command import CommandError, parse_command
 from dockyard.schedule import check_cron, check_timezone
 from dockyard.text import control_problem
@@ -57,6 +59,51 @@ class ServerConfig(Strict):
     trigger_rate_per_minute: int = Field(60, ge=1)
     # admin tokens may ask for any dbt command, environment and profile output (docs/api.md, "Trust model")
     api_admin_unrestricted: bool = False
+
+
+class SinkSpec(BaseModel):
+    """One ``events.sinks[]`` entry: ``type`` (a registered sink, see dockyard.plugins),
+    an optional ``name`` and the sink's own options (checked by the sink class)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(min_length=1)
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=NAME_PATTERN)
+
+    @model_validator(mode="after")
+    def _known(self) -> SinkSpec:
+        try:
+            plugins.build_sink(self.spec(), plugins.SinkContext(Path("."), Path(".")))
+        except plugins.UnknownSinkError as exc:
+            raise ValueError(str(exc)) from None
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"sink {plugins.sink_name(self.spec())!r}: {exc}") from None
+        return self
+
+    def spec(self) -> dict:
+        """The entry as a plain dict (type, name, options)."""
+        data = {"type": self.type, **(self.model_extra or {})}
+        if self.name is not None:
+            data["name"] = self.name
+        return data
+
+
+class EventsConfig(Strict):
+    sinks: list[SinkSpec] = Field(default_factory=list)
+    # a foreground dockyard run waits at most this long for its events to be delivered
+    foreground_wait_seconds: float = Field(10.0, ge=0, le=600)
+    # one sink delivery taking longer counts as failed (and is retried with backoff)
+    delivery_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    max_backoff_seconds: float = Field(300.0, ge=1, le=86400)
+    retention_days: float = Field(7.0, gt=0, le=3650)
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique_names(cls, value: list[SinkSpec]) -> list[SinkSpec]:
+        names = [s.name or s.type for s in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"two sinks are named {', '.join(dupes)}: give each a distinct 'name'")
+        return value
 
 
 class Environment(Strict):
@@ -230,6 +277,7 @@ class Config(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     environments: Annotated[dict[str, Environment], Field(min_length=1)]
     jobs: list[Job] = Field(default_factory=list)
 

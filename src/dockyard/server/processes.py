@@ -86,6 +86,7 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
                 log.warning("store unreachable: %s", exc.what)
             _sleep_until(time.time() + _seconds_to_next_fire(app), stop)
     finally:
+        scheduler.close()  # stops the event dispatch, gives the sinks' cursors up
         try:
             store.release_lease("scheduler", holder)
             store.stop_process(holder)

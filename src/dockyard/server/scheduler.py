@@ -1,115 +1,70 @@
-"""The scheduler: cron fires, job-completion triggers, the reaper of lost runs, retries.
+"""The scheduler: cron fires, job-completion triggers, the reaper of lost runs, retries, events.
 
-The decisions are pure functions over an injected clock (:func:`due_fires`,
-:func:`completion_fires`); :class:`Scheduler` applies them to the store, where a unique
-``(job_id, fire_key)`` makes every fire happen at most once however many schedulers run
-and however often they crash.
+Each of these is a duty (:mod:`dockyard.server.duties`, one small class each, applying pure
+decisions such as :func:`due_fires` and :func:`completion_fires` over an injected clock);
+:class:`Scheduler` runs them on every tick. A unique ``(job_id, fire_key)`` in the store
+makes every fire happen at most once however many schedulers run and however often they
+crash.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from dockyard import clock
 from dockyard.crash import crash_point
-from dockyard.schedule import fire_times_between
-from dockyard.store.fires import JobFires
+from dockyard.server.duties import (
+    BATCH,
+    MAX_CATCHUP,
+    MISFIRE_GRACE,
+    DispatchEvents,
+    Duty,
+    FireCompletions,
+    FireCrons,
+    ReapLost,
+    RequeueLostRetries,
+    Tick,
+    TickReport,
+    Upstream,
+    completion_fires,
+    due_fires,
+)
 from dockyard.store.fires import fire_key as fire_key
-from dockyard.store.persist import persist
+
+__all__ = [
+    "BATCH",
+    "LEASE",
+    "MAX_CATCHUP",
+    "MISFIRE_GRACE",
+    "Scheduler",
+    "TickReport",
+    "Upstream",
+    "completion_fires",
+    "due_fires",
+    "fire_key",
+]
 
 log = logging.getLogger("dockyard.server.scheduler")
 
-MISFIRE_GRACE = timedelta(seconds=60)  # a fire later than this counts as missed
-MAX_CATCHUP = 1000
 LEASE = "scheduler"
-BATCH = 200  # cron fires (and jobs) written per store transaction
-
-
-def due_fires(
-    cron: str,
-    timezone: str,
-    last_fire: datetime | None,
-    now: datetime,
-    *,
-    policy: str = "latest",
-    window_s: float = 86400,
-) -> tuple[list[datetime], datetime]:
-    """The fires to enqueue now, and the new ``last_fire``.
-
-    A job seen for the first time (``last_fire`` None) starts from ``now``: nothing fires
-    for times before dockyard knew the job. Fires in ``(last_fire, now]`` are due; those
-    later than :data:`MISFIRE_GRACE` are *missed* and handled by ``policy``: ``latest``
-    keeps only the most recent due fire, ``none`` drops every missed one, ``all`` keeps
-    them all. Only fires within ``window_s`` of ``now`` are considered.
-    """
-    if last_fire is None:
-        return [], now
-    start = max(last_fire, now - max(timedelta(seconds=window_s), MISFIRE_GRACE))
-    due = fire_times_between(cron, timezone, start, now, limit=MAX_CATCHUP) if start < now else []
-    on_time = [f for f in due if now - f <= MISFIRE_GRACE]
-    if policy == "all":
-        fires = due
-    elif policy == "none":
-        fires = on_time
-    else:
-        fires = due[-1:]
-    return fires, max(now, last_fire)
-
-
-@dataclass
-class Upstream:
-    """The latest final run of an upstream job, for ``triggers.after``."""
-
-    job: str
-    run_id: int
-    status: str
-    finished_at: datetime
-
-
-def completion_fires(
-    when: str,
-    statuses: list[str],
-    upstream_jobs: list[str],
-    latest: dict[str, list[Upstream]],
-    last_fired_at: datetime | None,
-) -> list[str]:
-    """Fire keys for a job with ``triggers.after``.
-
-    ``latest`` maps each upstream job to its final runs newer than ``last_fired_at``
-    (newest first). ``any``: one fire per qualifying upstream run. ``all``: one fire when
-    every upstream job has a qualifying run since the last such fire.
-    """
-    if when == "any":
-        return [f"after:{u.run_id}" for job in upstream_jobs for u in latest.get(job, []) if u.status in statuses]
-    chosen = []
-    for job in upstream_jobs:
-        runs = [u for u in latest.get(job, []) if u.status in statuses]
-        if not runs:
-            return []
-        chosen.append(runs[0].run_id)
-    return ["after:" + ",".join(str(r) for r in sorted(chosen))]
-
-
-@dataclass
-class TickReport:
-    enqueued: list[int] = field(default_factory=list)
-    duplicates: int = 0
-    reaped: list[int] = field(default_factory=list)
-    retried: list[int] = field(default_factory=list)
-    leader: bool = True
 
 
 class Scheduler:
-    """Applies the pure decisions to the store; one :meth:`tick` is one pass."""
+    """Runs the duties; one :meth:`tick` is one pass. :meth:`close` stops the event dispatch."""
 
     def __init__(self, app, holder: str, now: Callable[[], datetime] = clock.now):
         self.app = app
         self.holder = holder
         self.now = now
-        self._retry_checked: set[int] = set()  # failed runs already offered to maybe_retry
+        self.duties: list[Duty] = [
+            FireCrons(app),
+            FireCompletions(app),
+            ReapLost(app),
+            RequeueLostRetries(app),
+            DispatchEvents(app, holder),
+        ]
 
     @property
     def store(self):
@@ -125,162 +80,11 @@ class Scheduler:
                 report.leader = False
                 return report
         crash_point("tick_leased")
-        ids = self.app.job_ids()
-        self._fire_crons(
-            [(job, ids[job.name]) for job in self.app.config.jobs if job.cron and job.name in ids], now, report
-        )
-        self._fire_afters(
-            [(job, ids[job.name]) for job in self.app.config.jobs if job.triggers.after and job.name in ids],
-            now,
-            report,
-        )
-        for reaped in self.store.reap(server.lost_after_seconds, now=now):
-            report.reaped.append(reaped.run_id)
-            self.app.stop_lost_process(reaped)
-            # the reap is committed: its retry must not be lost to a dropped connection
-            retry = persist(
-                lambda r=reaped: self.app.maybe_retry(r.run_id),
-                timeout=server.lost_after_seconds,
-                what=f"retry of run {reaped.run_id}",
-            )
-            if retry:
-                report.retried.append(retry)
-        self._retry_missed(now, report)
+        tick = Tick(now, report, self.app.job_ids())
+        for duty in self.duties:
+            duty.run(tick)
         return report
 
-    def _retry_missed(self, now: datetime, report: TickReport) -> None:
-        """Queue the retries that a crash lost: a worker or a scheduler killed between ending a
-        run ``error`` and queueing its retry. Runs that failed in the last
-        ``max(600, 10 * lost_after_seconds)`` seconds without a retry are offered to
-        ``maybe_retry`` (idempotent: one retry per failed run), each once per scheduler process."""
-        window = timedelta(seconds=max(600.0, 10 * self.app.config.server.lost_after_seconds))
-        candidates = self.store.failed_without_retry(now - window, now)
-        self._retry_checked &= set(candidates)  # forget what left the window
-        for run_id in candidates:
-            if run_id in self._retry_checked:
-                continue
-            retry = self.app.maybe_retry(run_id)
-            self._retry_checked.add(run_id)
-            if retry:
-                log.warning(
-                    "run %s: its retry had not been queued (a process died in between); queued run %s", run_id, retry
-                )
-                report.retried.append(retry)
-
-    def _fire_crons(self, jobs: list[tuple], now: datetime, report: TickReport) -> None:
-        """Every cron job's due fires: the schedule states are read in one query, the fires
-        computed in memory (once per distinct schedule and state), then written with their
-        runs and new states in batches of at most :data:`BATCH` jobs and fires, one store
-        transaction each (:meth:`Store.enqueue_fires`); the jobs with nothing due have their
-        states moved to ``now`` in one statement. A crash between two batches leaves the later
-        jobs untouched; the next tick (or the other scheduler) fires them."""
-        last = self.store.last_fires([job_id for _, job_id in jobs])
-        memo: dict[tuple, tuple[list[datetime], datetime]] = {}
-        todo: list[JobFires] = []
-        idle: list[int] = []  # jobs with nothing due whose state just moves to now
-        for job, job_id in jobs:
-            prev = last.get(job_id)
-            key = (job.schedule.cron, job.schedule.timezone, prev, job.catchup, job.catchup_window_seconds)
-            try:
-                if key not in memo:
-                    memo[key] = due_fires(
-                        job.schedule.cron,
-                        job.schedule.timezone,
-                        prev,
-                        now,
-                        policy=job.catchup,
-                        window_s=job.catchup_window_seconds,
-                    )
-            except Exception as exc:  # noqa: BLE001 - one job's uncomputable schedule must not stop the tick
-                log.warning(
-                    "job %s: schedule %r (%s) cannot be computed, skipped: %s",
-                    job.name,
-                    job.schedule.cron,
-                    job.schedule.timezone,
-                    exc,
-                )
-                continue
-            times, new_last = memo[key]
-            if not times and prev is not None and new_last > prev:
-                idle.append(job_id)  # new_last is now
-            elif times or prev is None:
-                todo.append(
-                    JobFires(
-                        job_id,
-                        job.name,
-                        job.environment,
-                        list(job.all_commands),
-                        job.priority,
-                        not job.allow_overlap,
-                        list(times),
-                        new_last,
-                    )
-                )
-        batch: list[JobFires] = []
-        size = 0  # fires in the batch, a job without any counting as one
-        for i, entry in enumerate(todo):
-            batch.append(entry)
-            size += max(1, len(entry.times))
-            if i + 1 == len(todo) or size + max(1, len(todo[i + 1].times)) > BATCH:
-                result = self.store.enqueue_fires(batch)
-                report.enqueued += result.created
-                report.duplicates += result.duplicates
-                if any(j.times for j in batch):
-                    crash_point("run_inserted")
-                batch, size = [], 0
-        self.store.advance_schedules(idle, now)
-        crash_point("tick_committed")
-
-    def _fire_afters(self, jobs: list[tuple], now: datetime, report: TickReport) -> None:
-        """Every job's completion triggers: the jobs' last fires in one query, the final runs of
-        each upstream job in one query (from the earliest of its watchers' last fires; each
-        watcher keeps those after its own), the baselines of jobs seen for the first time in
-        one insert (only runs finishing from now on count for them)."""
-        last = self.store.last_completion_fires([job_id for _, job_id in jobs])
-        self.store.mark_fires([job_id for _, job_id in jobs if job_id not in last], "after:baseline", now)
-        watching = [(job, job_id, _since(job.triggers.after, last[job_id])) for job, job_id in jobs if job_id in last]
-        earliest: dict[str, datetime] = {}
-        for job, _, since in watching:
-            for name in job.triggers.after.jobs:
-                earliest[name] = min(earliest.get(name, since), since)
-        finals = {
-            name: [
-                Upstream(name, r.id, r.status.value, r.finished_at) for r in self.store.final_runs_since(name, since)
-            ]
-            for name, since in earliest.items()
-        }
-        for job, job_id, since in watching:
-            after = job.triggers.after
-            latest = {name: [u for u in finals[name] if u.finished_at > since] for name in after.jobs}
-            for key in completion_fires(after.when, list(after.status), after.jobs, latest, last[job_id]):
-                result = self._enqueue(
-                    job,
-                    job_id,
-                    trigger="job_completion",
-                    fire_key=key,
-                    cause=f"Triggered by completion of {', '.join(after.jobs)}",
-                )
-                if result.duplicate_fire:
-                    report.duplicates += 1
-                elif result.created or result.coalesced:
-                    report.enqueued.append(result.run_id)
-
-    def _enqueue(self, job, job_id: int, **kw):
-        """``App.enqueue`` for a job of dockyard.yml whose id is known: without listing every
-        job to find it, which per fire made a tick of many triggered jobs quadratic."""
-        return self.store.enqueue(
-            job_id,
-            job.name,
-            job.environment,
-            job.all_commands,
-            priority=job.priority,
-            coalesce=not job.allow_overlap,
-            **kw,
-        )
-
-
-def _since(after, last_fired: datetime) -> datetime:
-    """Upstream runs finished after this count for a trigger last fired at ``last_fired``:
-    'any' fires per upstream run (keys are run ids), so it looks back a little further and
-    catches a run committed just after a tick read."""
-    return last_fired - timedelta(seconds=30) if after.when == "any" else last_fired
+    def close(self) -> None:
+        for duty in self.duties:
+            duty.close()
