@@ -49,6 +49,11 @@ class StepStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# The status of a node that a step only compiled (``dbt compile``, ``docs generate``, ``ls``,
+# ``show``...): dbt reports ``success`` for it, but nothing was built, tested or loaded.
+COMPILED = "compiled"
+
+
 @dataclass
 class NodeResult:
     """One dbt node's outcome within one step (model, test, seed, snapshot, source)."""
@@ -56,7 +61,9 @@ class NodeResult:
     unique_id: str
     name: str = ""
     resource_type: str = ""
-    status: str = ""  # started | success | error | fail | warn | pass | skipped | runtime error...
+    # started | success | error | fail | warn | pass | skipped | runtime error... (dbt's), or
+    # ``compiled`` (:data:`COMPILED`): a step that compiles without executing compiled it
+    status: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     execution_time_s: float | None = None
@@ -66,6 +73,11 @@ class NodeResult:
     compiled_path: str | None = None
     thread: str | None = None
     step_index: int | None = None  # filled when read back from the store
+
+    @property
+    def executed(self) -> bool:
+        """False for a node a step only compiled (``status == "compiled"``)."""
+        return self.status != COMPILED
 
 
 @dataclass
@@ -113,6 +125,12 @@ class RunRecord:
     @property
     def status_code(self) -> int:
         return self.status.code
+
+    @property
+    def executed_nodes(self) -> list[NodeResult]:
+        """The run's node results that are executions: without those of steps that only
+        compiled (``docs generate``, ``compile``, ``ls``, ``show``...)."""
+        return [n for n in self.nodes if n.executed]
 
     @property
     def duration_s(self) -> float | None:

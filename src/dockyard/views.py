@@ -29,7 +29,9 @@ def node_dict(node: NodeResult, step_index: int | None = None) -> dict[str, Any]
     return out
 
 
-def run_dict(run: RunRecord, *, nodes: bool = True) -> dict[str, Any]:
+def run_dict(run: RunRecord, *, nodes: bool = True, all_nodes: bool = False) -> dict[str, Any]:
+    """``nodes`` lists the nodes the run executed; with ``all_nodes`` also those its steps only
+    compiled (``docs generate``, ``compile``, ``ls``, ``show``: status ``compiled``)."""
     out: dict[str, Any] = {
         "id": run.id,
         "job": run.job,
@@ -61,7 +63,7 @@ def run_dict(run: RunRecord, *, nodes: bool = True) -> dict[str, Any]:
         ],
     }
     if nodes:
-        out["nodes"] = [node_dict(n, n.step_index) for n in run.nodes]
+        out["nodes"] = [node_dict(n, n.step_index) for n in (run.nodes if all_nodes else run.executed_nodes)]
         out["artifacts"] = [
             {"step_index": a.step_index, "name": a.name, "path": a.path, "size": a.size, "sha256": a.sha256}
             for a in run.artifacts

@@ -82,7 +82,10 @@ def test_success_with_node_results(mini, tmp_path, mode):
         for ref in refs:
             data = (plan.run_dir / "artifacts" / ref.path).read_bytes()
             assert ref.size == len(data) and ref.sha256 == hashlib.sha256(data).hexdigest()
-    assert not (plan.target_path / "run_results.json").exists()  # deleted before step 3
+    # the run's dbt wrote into a folder of its own, removed at the end; the environment's
+    # folder keeps only the partial parse, for the next run
+    assert not (plan.run_dir / "target").exists()
+    assert sorted(p.name for p in plan.target_path.iterdir()) == ["partial_parse.msgpack"]
     assert_no_dbt_left(ex)
 
 
@@ -222,9 +225,9 @@ def test_secrets_never_stored(mini, tmp_path, mode):
     outcome, rec, _, _ = run(plan)
     assert outcome.status is RunStatus.SUCCESS
 
-    # the values really went through dbt: its own target folder has them in clear
-    raw = (plan.target_path / "run_results.json").read_text()
-    assert plain in raw
+    # the values really went through dbt: its partial parse (kept for the next run) has them
+    raw = (plan.target_path / "partial_parse.msgpack").read_bytes()
+    assert plain.encode() in raw
 
     forbidden = [env_secret, plain] + [base64.b64encode(v.encode()).decode() for v in (env_secret, plain)]
     stored = [p for p in plan.run_dir.rglob("*") if p.is_file()]

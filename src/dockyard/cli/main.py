@@ -220,7 +220,7 @@ def rerun(
 ) -> None:
     """Run a failed run again in the foreground, from its failure. Exit codes as for run."""
     app = _app(config)
-    old = app.get_run(run_id)
+    old = app.runs.get(run_id)
 
     def title(new_id: int) -> str:
         return (
@@ -229,7 +229,9 @@ def rerun(
         )
 
     _foreground(
-        lambda observer, on_start: app.rerun(run_id, from_failure=from_failure, observer=observer, on_start=on_start),
+        lambda observer, on_start: app.runs.rerun(
+            run_id, from_failure=from_failure, queued=False, observer=observer, on_start=on_start
+        ),
         title,
         as_json,
         quiet,
@@ -250,7 +252,7 @@ def runs(
         from dockyard.errors import DockyardError
 
         raise DockyardError(f"unknown status '{status}'", hint=f"use one of {', '.join(s.value for s in RunStatus)}")
-    found = _app(config).list_runs(job=job, status=status, limit=limit)
+    found = _app(config).runs.list(job=job, status=status, limit=limit)
     if as_json:
         return _emit([run_dict(r, nodes=False) for r in found])
     out.print(run_table(found))
@@ -258,12 +260,20 @@ def runs(
 
 @cli.command()
 @handle_errors
-def show(run_id: int, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Show one run: steps, nodes with status and timing, the slowest models."""
+def show(
+    run_id: int,
+    as_json: JsonOpt = False,
+    all_nodes: Annotated[
+        bool,
+        typer.Option("--all-nodes", help="Also the nodes that steps such as docs generate only compiled."),
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Show one run: steps, the nodes it executed with status and timing, the slowest models."""
     run = _app(config).get_run(run_id)
     if as_json:
-        return _emit(run_dict(run))
-    show_run(out, run)
+        return _emit(run_dict(run, all_nodes=all_nodes))
+    show_run(out, run, compiled=all_nodes)
 
 
 @cli.command()
@@ -274,7 +284,7 @@ def logs(
     config: ConfigOpt = None,
 ) -> None:
     """Print a run's dbt logs (secrets scrubbed)."""
-    sys.stdout.write(escape(_app(config).run_log(run_id, step), keep="\n\t"))
+    sys.stdout.write(escape(_app(config).runs.logs(run_id, step), keep="\n\t"))
 
 
 @cli.command()
@@ -282,16 +292,15 @@ def logs(
 def artifacts(run_id: int, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """List a run's artifacts (manifest.json, run_results.json, ...) and where they are."""
     app = _app(config)
-    run = app.get_run(run_id)
     rows = [
         {
             "step_index": a.step_index,
             "name": a.name,
-            "path": str(app.artifact_path(run_id, a.path)),
+            "path": str(app.runs.artifact_path(run_id, a.path)),
             "size": a.size,
             "sha256": a.sha256,
         }
-        for a in run.artifacts
+        for a in app.runs.artifacts(run_id)
     ]
     if as_json:
         return _emit(rows)

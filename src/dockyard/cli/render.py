@@ -90,7 +90,11 @@ def run_table(runs: list[RunRecord]) -> Table:
     return table
 
 
-def show_run(console: Console, run: RunRecord, *, slowest: int = 5, all_nodes: bool = True) -> None:
+def show_run(
+    console: Console, run: RunRecord, *, slowest: int = 5, all_nodes: bool = True, compiled: bool = False
+) -> None:
+    """``all_nodes`` prints the table of nodes (executed ones; with ``compiled`` also those
+    that steps such as ``docs generate`` only compiled, status ``compiled``)."""
     head = Text.assemble(
         ("Run ", "bold"),
         (str(run.id), "bold"),
@@ -120,11 +124,13 @@ def show_run(console: Console, run: RunRecord, *, slowest: int = 5, all_nodes: b
             f"{took:.1f}s" if took else "-",
         )
     console.print(steps)
-    if all_nodes and run.nodes:
+    executed = run.executed_nodes
+    listed = run.nodes if compiled else executed
+    if all_nodes and listed:
         nodes = Table(box=None, header_style="bold", title="nodes", title_justify="left")
         for col in ("step", "node", "type", "status", "time", "rows", "message"):
             nodes.add_column(col, overflow="fold")
-        for n in run.nodes:
+        for n in listed:
             nodes.add_row(
                 str(n.step_index if n.step_index is not None else ""),
                 cell(n.name or n.unique_id),
@@ -132,11 +138,14 @@ def show_run(console: Console, run: RunRecord, *, slowest: int = 5, all_nodes: b
                 styled(n.status),
                 f"{n.execution_time_s:.2f}s" if n.execution_time_s is not None else "-",
                 "" if n.rows_affected is None else str(n.rows_affected),
-                cell((n.message or "")[:120] if n.status not in ("success", "pass") else ""),
+                cell((n.message or "")[:120] if n.status not in ("success", "pass", "compiled") else ""),
             )
         console.print(nodes)
+    hidden = len(run.nodes) - len(executed)
+    if all_nodes and hidden and not compiled:
+        console.print(f"({hidden} node results of steps that only compiled are not listed: --all-nodes shows them)")
     timed = sorted(
-        (n for n in run.nodes if n.resource_type in ("model", "snapshot", "seed") and n.execution_time_s),
+        (n for n in executed if n.resource_type in ("model", "snapshot", "seed") and n.execution_time_s),
         key=lambda n: -(n.execution_time_s or 0),
     )[:slowest]
     if timed:
@@ -144,7 +153,7 @@ def show_run(console: Console, run: RunRecord, *, slowest: int = 5, all_nodes: b
             Text("slowest: ", style="bold")
             + Text(", ".join(f"{escape(n.name)} {n.execution_time_s:.2f}s" for n in timed))
         )
-    failed = [n for n in run.nodes if n.status in ("error", "fail", "runtime error")]
+    failed = [n for n in executed if n.status in ("error", "fail", "runtime error")]
     for n in failed[:10]:
         console.print(
             Text.assemble(("✗ ", "red"), (escape(n.name or n.unique_id), "bold"), f": {escape(n.message or '')}")

@@ -35,6 +35,16 @@ SUB_SUBCOMMANDS = {"docs": {"generate"}, "source": {"freshness"}}
 SHELL_TOKENS = {"|", "||", "&", "&&", ";", ">", ">>", "<", "<<", "`", "$(", "2>", "2>&1"}
 # Subcommands that write no target folder and reject --target-path.
 NO_TARGET_PATH = ("debug", "deps")
+# Subcommands (and the ``args.which`` of their run_results.json: ``docs generate`` is
+# ``generate``, ``ls`` is ``list``) whose node results are compiles, not executions: dbt
+# reports a ``success`` per node it compiled (or listed, or previewed) without building,
+# testing or loading anything (dbt-core 1.11: CompileTask and its subclasses GenerateTask,
+# ShowTask; ListTask, parse, debug, deps, clean).
+COMPILE_ONLY = frozenset({"compile", "docs", "generate", "list", "ls", "show", "parse", "debug", "deps", "clean"})
+# Subcommands that write into the project folder itself, not into the target folder:
+# ``deps`` empties and refills ``dbt_packages`` (and writes package-lock.yml), ``clean``
+# deletes the project's ``clean-targets``. Two at once in one project break each other.
+WRITES_PROJECT = frozenset({"deps", "clean"})
 # Flags dockyard sets itself for each environment; a job may not set them.
 MANAGED_FLAGS = {
     "--target",
@@ -69,6 +79,30 @@ class DbtCommand:
 
     def has_flag(self, *flags: str) -> bool:
         return any(a == f or a.startswith(f + "=") for a in self.args for f in flags)
+
+
+def executes_nodes(which: str) -> bool:
+    """Whether the node results of dbt subcommand ``which`` (``run``, ``docs``...) or of a
+    run_results.json whose ``args.which`` is ``which`` (``generate``, ``list``...) are
+    executions (models built, tests run, seeds loaded, freshness checked) rather than
+    compiles."""
+    return which not in COMPILE_ONLY
+
+
+def writes_project(argv: list[str] | tuple[str, ...]) -> bool:
+    """Whether a step's dbt argv writes into the project folder (see :data:`WRITES_PROJECT`)."""
+    return bool(argv) and argv[0] in WRITES_PROJECT
+
+
+def with_target_path(argv: list[str], target_path: str) -> list[str]:
+    """``argv`` with the value of its ``--target-path`` replaced (unchanged without one)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--target-path" and i + 1 < len(out):
+            out[i + 1] = target_path
+        elif arg.startswith("--target-path="):
+            out[i] = f"--target-path={target_path}"
+    return out
 
 
 class CommandError(ValueError):

@@ -32,7 +32,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from dockyard.domain import NodeResult
+from dockyard.dbt.command import executes_nodes
+from dockyard.domain import COMPILED, NodeResult
 
 # Events that start a node.
 START_EVENTS = frozenset({"NodeStart", "LogStartLine"})
@@ -321,11 +322,22 @@ class NodeTracker:
     :meth:`apply` folds an event in, :meth:`drain` hands over the nodes that changed since
     the last drain (full state of each, as copies), :meth:`reconcile` folds in the step's
     artifacts at the end.
+
+    ``executes`` is False for a step whose command only compiles (see
+    :func:`dockyard.dbt.command.executes_nodes`): its nodes' ``success`` is recorded as
+    ``compiled``; errors and skips stay what they are. ``reconcile`` decides again from the
+    run_results.json's ``args.which`` when it has one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, executes: bool = True) -> None:
         self._nodes: dict[str, NodeResult] = {}
         self._dirty: dict[str, None] = {}
+        self.executes = executes
+
+    def _classify(self, node: NodeResult) -> NodeResult:
+        if not self.executes and node.status == "success":
+            return dataclasses.replace(node, status=COMPILED)
+        return node
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -338,6 +350,7 @@ class NodeTracker:
         return bool(self._dirty)
 
     def update(self, node: NodeResult) -> bool:
+        node = self._classify(node)
         current = self._nodes.get(node.unique_id)
         if current is None:
             self._nodes[node.unique_id] = dataclasses.replace(node)
@@ -379,12 +392,17 @@ class NodeTracker:
         sources: Mapping | None = None,
     ) -> None:
         """Fold in the step's artifacts; they win over what the events said."""
+        args = run_results.get("args") if isinstance(run_results, Mapping) else None
+        which = args.get("which") if isinstance(args, Mapping) else None
+        if isinstance(which, str) and which:
+            self.executes = executes_nodes(which)
         finals: Iterable[NodeResult] = []
         if run_results:
             finals = [*finals, *results_from_run_results(run_results, manifest)]
         if sources:
             finals = [*finals, *results_from_sources(sources)]
         for final in finals:
+            final = self._classify(final)
             current = self._nodes.get(final.unique_id)
             if current is not None and final.status:
                 # authoritative: the artifact's status replaces whatever the events said

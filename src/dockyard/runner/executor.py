@@ -5,18 +5,22 @@ The executor is single-threaded: one :mod:`selectors` loop per step (inside
 the cancel flag. :meth:`Executor.cancel` only sets that flag, so it may be called from a
 signal handler or from another thread.
 
-For each step:
+The run's dbt writes into a target folder of its own (``<run folder>/target``, seeded with
+the environment's partial parse and deleted at the end; see :mod:`dockyard.runner.workspace`),
+so overlapping runs never see each other's artifacts. For each step:
 
 1. delete ``run_results.json``, ``sources.json`` and ``catalog.json`` from the target folder
    (so a step never reports a previous step's results; ``dbt retry`` keeps
-   ``run_results.json``, which it reads);
+   ``run_results.json``, which it reads); a step that writes into the project folder
+   (``dbt deps``, ``dbt clean``) first takes the project lock;
 2. run dbt; every log line is scrubbed, appended to ``logs/step-<n>.log`` and handed to
    :meth:`Recorder.log`; node events feed a :class:`NodeTracker`, whose changes go to
    :meth:`Recorder.nodes` at most every 0.25 s;
 3. copy the artifacts this step wrote into ``artifacts/step-<n>/``, scrubbed, and report
    them with size and sha256;
 4. reconcile node results from the copied ``run_results.json`` (and ``sources.json``) and
-   report them; decide the step's status.
+   report them (a command that only compiles, such as ``docs generate``, reports its nodes
+   ``compiled``); decide the step's status; publish the partial parse dbt wrote.
 
 A failed step (exit code != 0, or a node with status error/fail/runtime error) ends the run
 ERROR ("step_failed"); a timeout or a cancel interrupts dbt (SIGINT to its process group),
@@ -38,6 +42,7 @@ from datetime import UTC
 from pathlib import Path
 
 from dockyard import clock
+from dockyard.dbt.command import executes_nodes, with_target_path, writes_project
 from dockyard.dbt.events import FAILED_STATUSES, WARN_STATUSES, NodeTracker
 from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
 from dockyard.errors import DbtInvocationError
@@ -48,6 +53,7 @@ from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
 from dockyard.runner.process import group_members
 from dockyard.runner.sessions import SessionWatch, sessions_doc
 from dockyard.runner.steplog import StepLog, append_line, describe
+from dockyard.runner.workspace import ProjectLock, RunTarget
 from dockyard.secrets import Scrubber
 
 log = logging.getLogger(__name__)
@@ -86,6 +92,8 @@ class Executor:
         self._cancel_requested = False
         self._deadline: float | None = None
         self._tick = getattr(recorder, "tick", None)  # optional Recorder hook, called ~every 0.1 s
+        self.workspace = RunTarget(self._shared_target(), plan.run_dir / "target", plan.run_id)
+        self._view = plan.view
 
     def cancel(self) -> None:
         """Ask the run to stop. Async-signal-safe: only sets a flag."""
@@ -99,6 +107,20 @@ class Executor:
             private_dir(plan.run_dir / "logs")  # 0700 folders, 0600 files: see dockyard.permissions
             private_dir(plan.run_dir / "artifacts")
         self._deadline = time.monotonic() + float(plan.timeout_seconds)
+        try:
+            self.workspace.prepare()
+        except OSError as exc:  # the first step fails on it, saying why
+            log.warning("run %s: cannot prepare its target folder: %s", plan.run_id, describe(exc))
+        view = plan.view
+        if view:  # the run's target folder lies in the state folder, which dbt does not see
+            self._view = dataclasses.replace(view, reveal=(*view.reveal, str(self.workspace.own)))
+        try:
+            return self._run_steps()
+        finally:
+            self.workspace.remove()
+
+    def _run_steps(self) -> RunOutcome:
+        plan = self.plan
         outcome = RunOutcome(RunStatus.SUCCESS)
         fresh = FreshSources(plan.fresh_sources_state) if plan.fresh_sources_state else None
         for step in plan.steps:
@@ -136,13 +158,18 @@ class Executor:
 
     # -- one step --------------------------------------------------------------------
 
-    def _target_path(self) -> Path:
+    def _shared_target(self) -> Path:
+        """The environment's target folder: keeps the partial parse between runs."""
         target = Path(self.plan.target_path)
         return target if target.is_absolute() else Path(self.plan.project_dir) / target
 
+    def _project_lock(self) -> ProjectLock:
+        return ProjectLock(self.plan.project_lock or self._shared_target().parent / "project.lock")
+
     def _run_step(self, step: StepPlan) -> _StepEnd:
         plan, rec, index = self.plan, self.recorder, step.index
-        target = self._target_path()
+        target = self.workspace.own
+        argv = with_target_path(step.argv, str(target))
         is_retry = bool(step.argv) and step.argv[0] == "retry"
         for name in STALE_ARTIFACTS:
             if is_retry and name == "run_results.json":
@@ -155,7 +182,7 @@ class Executor:
                 pass
         log_rel = f"logs/step-{index}.log"
         log_file = plan.run_dir / log_rel
-        tracker = NodeTracker()
+        tracker = NodeTracker(executes=executes_nodes(argv[0]) if argv else True)
         step_wall_start = time.time()
         rec.step_started(index, clock.now())
 
@@ -177,16 +204,36 @@ class Executor:
                 return _StepEnd(StepStatus.ERROR, None, None)
 
             inv = DbtInvocation(
-                step.argv,
+                argv,
                 project_dir=plan.project_dir,
                 env=plan.env,
                 mode=plan.mode,
                 preload=plan.preload,
-                view=plan.view,
+                view=self._view,
             )
+            lock = self._project_lock() if writes_project(argv) else None
+            if lock is not None:
+                try:
+                    stop_reason = self._wait_for_lock(lock, index, note)
+                except OSError as exc:
+                    lock.release()
+                    note(f"cannot take the project lock {lock.path} ({describe(exc)}): dbt was not started")
+                    logf.flush()
+                    rec.step_finished(index, StepStatus.ERROR, None, clock.now(), log_rel)
+                    return _StepEnd(StepStatus.ERROR, None, None)
+                except BaseException:
+                    lock.release()  # a worker abandoning the run (fenced) in its tick
+                    raise
+                if stop_reason is not None:
+                    lock.release()
+                    logf.flush()
+                    rec.step_finished(index, StepStatus.CANCELLED, None, clock.now(), log_rel)
+                    return _StepEnd(StepStatus.CANCELLED, None, stop_reason)
             try:
                 inv.start()
             except DbtInvocationError as exc:
+                if lock is not None:
+                    lock.release()
                 note(f"could not start dbt: {exc}")
                 logf.flush()
                 rec.step_finished(index, StepStatus.ERROR, None, clock.now(), log_rel)
@@ -203,6 +250,8 @@ class Executor:
                 ended_normally = stop_reason is None and (exit_code is None or exit_code >= 0)
             finally:
                 inv.close()
+                if lock is not None:
+                    lock.release()
                 if watch and not ended_normally:
                     watch.sweep(note)  # dbt is gone: cancel any query it left running
             logf.flush()
@@ -243,8 +292,38 @@ class Executor:
             status = StepStatus.ERROR
         else:
             status = StepStatus.SUCCESS
+        if stop_reason is None and exit_code is not None and exit_code >= 0:
+            try:  # dbt writes it only after a parse that succeeded
+                self.workspace.publish(step_wall_start)
+            except OSError as exc:
+                log.warning("run %s step %s: could not keep dbt's partial parse: %s", plan.run_id, index, describe(exc))
         rec.step_finished(index, status, exit_code, clock.now(), log_rel)
         return _StepEnd(status, exit_code, stop_reason, has_warnings)
+
+    def _wait_for_lock(self, lock: ProjectLock, index: int, note) -> str | None:
+        """Take the project lock, heart-beating and watching the cancel flag and the deadline
+        meanwhile; returns the stop reason ("cancelled", "timeout") when the wait was cut short."""
+        holder = f"run {self.plan.run_id} step {index}"
+        if lock.try_acquire(holder):
+            return None
+        note(
+            f"waiting for the project lock {lock.path}: another run's step writes into the project "
+            f"folder ({lock.holder() or 'holder unknown'})"
+        )
+        assert self._deadline is not None
+        started = time.monotonic()
+        while not lock.try_acquire(holder):
+            if self._tick:
+                self._tick()
+            if self._cancel_requested:
+                note("run cancelled while waiting for the project lock")
+                return "cancelled"
+            if time.monotonic() >= self._deadline:
+                note(f"run timed out after {self.plan.timeout_seconds:g} s while waiting for the project lock")
+                return "timeout"
+            time.sleep(POLL_S)
+        note(f"took the project lock after {time.monotonic() - started:.1f} s")
+        return None
 
     def _session_watch(self) -> SessionWatch | None:
         """Follows the step's warehouse sessions on a PostgreSQL target (see runner.sessions)."""

@@ -23,7 +23,9 @@ class RunPlan:
     project_dir: Path
     env: dict[str, str]  # the complete environment for dbt
     steps: list[StepPlan]
-    target_path: Path  # per-environment target folder (persists between runs)
+    # the environment's target folder: keeps dbt's partial parse between runs; each run's dbt
+    # writes into a folder of its own, <run_dir>/target (see dockyard.runner.workspace)
+    target_path: Path
     run_dir: Path  # <store dir>/runs/<run_id>: logs/step-<n>.log and artifacts/step-<n>/<file>
     secrets: list[str] = field(default_factory=list)  # plus DBT_ENV_SECRET_* values from env
     timeout_seconds: float = 7200
@@ -41,6 +43,9 @@ class RunPlan:
     warehouse_profiles_dir: str | None = None
     # what of dockyard's files dbt must not see (dockyard.runner.isolation.FileView); None: all
     view: Any = None
+    # the file locked around steps that write into the project folder (dbt deps, dbt clean);
+    # None: project.lock next to the environments' target folders (<state_dir>/targets/)
+    project_lock: Path | None = None
 
 
 class Recorder(Protocol):

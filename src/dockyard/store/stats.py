@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from dockyard.domain import RunStatus
+from dockyard.domain import COMPILED, RunStatus
 from dockyard.store.base import StoreBase
 from dockyard.store.tables import node_results, runs
 
@@ -51,7 +51,11 @@ class StatsOps(StoreBase):
                     node_results.c.status,
                     node_results.c.execution_time_s,
                 )
-                .where(node_results.c.run_id.in_(list(finished)), node_results.c.resource_type.in_(resource_types))
+                .where(
+                    node_results.c.run_id.in_(list(finished)),
+                    node_results.c.resource_type.in_(resource_types),
+                    node_results.c.status != COMPILED,  # executions only, not docs generate's compiles
+                )
                 .order_by(node_results.c.unique_id, node_results.c.run_id, node_results.c.step_index)
             )
             if unique_ids:
@@ -88,7 +92,11 @@ class StatsOps(StoreBase):
             ids = [r.id for r in recent]
             counts = conn.execute(
                 select(node_results.c.run_id, node_results.c.status, func.count())
-                .where(node_results.c.run_id.in_(ids), node_results.c.resource_type.in_(TEST_TYPES))
+                .where(
+                    node_results.c.run_id.in_(ids),
+                    node_results.c.resource_type.in_(TEST_TYPES),
+                    node_results.c.status != COMPILED,  # tests compiled by docs generate did not run
+                )
                 .group_by(node_results.c.run_id, node_results.c.status)
             ).all()
             failing = conn.execute(
