@@ -220,7 +220,7 @@ def rerun(
 ) -> None:
     """Run a failed run again in the foreground, from its failure. Exit codes as for run."""
     app = _app(config)
-    old = app.runs.get(run_id)
+    old = app.get_run(run_id)
 
     def title(new_id: int) -> str:
         return (
@@ -229,9 +229,7 @@ def rerun(
         )
 
     _foreground(
-        lambda observer, on_start: app.runs.rerun(
-            run_id, from_failure=from_failure, queued=False, observer=observer, on_start=on_start
-        ),
+        lambda observer, on_start: app.rerun(run_id, from_failure=from_failure, observer=observer, on_start=on_start),
         title,
         as_json,
         quiet,
@@ -252,7 +250,7 @@ def runs(
         from dockyard.errors import DockyardError
 
         raise DockyardError(f"unknown status '{status}'", hint=f"use one of {', '.join(s.value for s in RunStatus)}")
-    found = _app(config).runs.list(job=job, status=status, limit=limit)
+    found = _app(config).list_runs(job=job, status=status, limit=limit)
     if as_json:
         return _emit([run_dict(r, nodes=False) for r in found])
     out.print(run_table(found))
@@ -284,7 +282,7 @@ def logs(
     config: ConfigOpt = None,
 ) -> None:
     """Print a run's dbt logs (secrets scrubbed)."""
-    sys.stdout.write(escape(_app(config).runs.logs(run_id, step), keep="\n\t"))
+    sys.stdout.write(escape(_app(config).run_log(run_id, step), keep="\n\t"))
 
 
 @cli.command()
@@ -292,15 +290,16 @@ def logs(
 def artifacts(run_id: int, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """List a run's artifacts (manifest.json, run_results.json, ...) and where they are."""
     app = _app(config)
+    run = app.get_run(run_id)
     rows = [
         {
             "step_index": a.step_index,
             "name": a.name,
-            "path": str(app.runs.artifact_path(run_id, a.path)),
+            "path": str(app.artifact_path(run_id, a.path)),
             "size": a.size,
             "sha256": a.sha256,
         }
-        for a in app.runs.artifacts(run_id)
+        for a in run.artifacts
     ]
     if as_json:
         return _emit(rows)
