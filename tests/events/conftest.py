@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from tests.faults.conftest import cluster, cluster_factory  # noqa: F401 - real dockyard processes
 
 from dockyard.store import Store
 from dockyard.store.tables import metadata
