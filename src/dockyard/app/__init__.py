@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 from dockyard import clock, files, permissions
+from dockyard.app.delivery import deliver_after
 from dockyard.app.recorder import RunObserver, StoreRecorder
 from dockyard.app.service import ServiceOps
 from dockyard.config.loader import LoadedConfig, load_config
@@ -259,7 +260,7 @@ class App(ServiceOps):
         self.store.transition_run(
             run_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=f"{socket.gethostname()}:{os.getpid()}"
         )
-        return self.execute(run_id, observer=observer, on_start=on_start)
+        return deliver_after(self, run_id, lambda: self.execute(run_id, observer=observer, on_start=on_start))
 
     def _refuse_overlap(self, record, job: Job) -> None:
         """A foreground run starts at once (it does not wait for a worker slot or the
@@ -330,7 +331,7 @@ class App(ServiceOps):
         self.store.transition_run(
             new_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=f"{socket.gethostname()}:{os.getpid()}"
         )
-        return self.execute(new_id, observer=observer, on_start=on_start)
+        return deliver_after(self, new_id, lambda: self.execute(new_id, observer=observer, on_start=on_start))
 
     def execute(
         self,
