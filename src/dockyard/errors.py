@@ -118,3 +118,52 @@ class SetupError(DockyardError):
 
 class CancelledError(DockyardError):
     exit_code = 130
+
+
+# -- one class per condition that several paths (CLI, native API, dbt Cloud API) meet ---------
+# Each is raised in one place of the facade (dockyard.app), so every front-end answers the
+# same class, HTTP status and message for it (the table is in docs/api.md, "Errors").
+
+
+class UnknownJobError(NotFoundError):
+    """No job with this id, name or identifier (the job the request is about): 404."""
+
+
+class UnknownRunError(NotFoundError):
+    """No run with this id: 404."""
+
+
+class UnknownEnvironmentError(DockyardError):
+    """A request names an environment that dockyard.yml does not have (``--env``, a trigger's
+    ``environment``, a run whose environment was removed): 400, the request is wrong.
+    (``GET .../environments/{id}`` of an unknown id is a plain :class:`NotFoundError`: the
+    resource of the route does not exist.)"""
+
+
+class RunActiveError(ConflictError):
+    """The run is still queued, starting or running, and the operation needs a final run
+    (rerun): 409."""
+
+
+class RunFinalError(ConflictError):
+    """The run has already ended, and the operation needs an active one (cancel): 409."""
+
+
+class NotRerunnableError(ConflictError):
+    """The run is final but there is nothing to re-run (it succeeded, or it has no failed
+    step to re-run from): 409."""
+
+
+class RunOverlapError(ConflictError):
+    """A foreground run would overlap a run of the same job that is starting or running
+    (and the job does not set ``allow_overlap``): 409."""
+
+
+class QueueFullError(DockyardError):
+    """The job already has the most queued runs a trigger may add to (429, Retry-After)."""
+
+    status = 429
+
+    def __init__(self, what: str, *, hint: str | None = None, retry_after: int = 60):
+        super().__init__(what, hint=hint or f"retry in {retry_after} s, once some of them have run")
+        self.retry_after = retry_after

@@ -3,7 +3,7 @@ into the scheduler's or worker's memory (issue 7, item 2, same class: unbounded 
 
 from __future__ import annotations
 
-from dockyard.app.service import RETRY_LOG_TAIL_BYTES
+from dockyard.app.runs import RETRY_LOG_TAIL_BYTES
 
 
 def test_run_log_reads_only_the_tail_when_asked(server_app):

@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException
 from dockyard import __version__
 from dockyard.api import envelope
 from dockyard.api.auth import READ, Auth, RateLimited
-from dockyard.api.catalog import Catalog
 from dockyard.api.middleware import (
     MAX_BODY,
     CatchAll,
@@ -27,7 +26,7 @@ from dockyard.api.middleware import (
     NormalisePath,
     redact_tokens_in_logs,
 )
-from dockyard.errors import DockyardError, StoreError
+from dockyard.errors import DockyardError, QueueFullError, StoreError
 
 log = logging.getLogger("dockyard.api")
 
@@ -67,12 +66,11 @@ def create_app(
     api.router.redirect_slashes = False
     api.state.dockyard = app
     api.state.auth = Auth(app, required=require_auth, request_rate=request_rate, trigger_rate=trigger_rate)
-    api.state.catalog = Catalog(app)
 
     @api.exception_handler(DockyardError)
     async def dockyard_error(request: Request, exc: DockyardError):
         headers: dict[str, str] = {}
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | QueueFullError):
             headers["Retry-After"] = str(exc.retry_after)
         elif exc.status == 401:
             headers["WWW-Authenticate"] = 'Token realm="dockyard"'

@@ -88,7 +88,7 @@ class Auth:
     def auth_on(self) -> bool:
         if self.required or self._seen_tokens:
             return True
-        self._seen_tokens = self.app.store.has_tokens()
+        self._seen_tokens = self.app.tokens.any()
         return self._seen_tokens
 
     def principal(self, request: Request) -> Principal:
@@ -107,7 +107,7 @@ class Auth:
                 raise AuthError("Invalid token", hint="send 'Authorization: Token <token>' or 'Bearer <token>'")
             return ANONYMOUS
         digest = tok.digest(token)
-        record = self.app.store.token_by_digest(digest)
+        record = self.app.tokens.by_digest(digest)
         if record is None or not record.active:
             if record is not None or self.auth_on():
                 self._seen_tokens = True
@@ -118,7 +118,7 @@ class Auth:
         if now - self._touched.get(record.id, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
             # bookkeeping: best effort, at most TOUCH_WAIT_S behind another writer, never an
             # error; when it could not be recorded, the next request in TOUCH_RETRY_S tries again
-            recorded = self.app.store.touch_token(record.id)
+            recorded = self.app.tokens.touch(record.id)
             self._touched[record.id] = now if recorded else now - TOUCH_EVERY_S + TOUCH_RETRY_S
         return Principal(record.id, record.name, record.scope)
 

@@ -1,4 +1,6 @@
-"""dbt Cloud's job, environment, project and account objects, from dockyard's records."""
+"""dbt Cloud's job, environment, project and account objects, from dockyard's records.
+
+``cat`` is the App's catalog (``app.jobs``: :class:`dockyard.app.jobs.Jobs`)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from dockyard import clock
-from dockyard.api.catalog import PROJECT_ID, Catalog, JobView
+from dockyard.app.jobs import Jobs as Catalog
+from dockyard.app.jobs import JobView
 from dockyard.cloud_jobs import DEFAULTS, config_cloud_fields
 from dockyard.overrides import dbt_version
 from dockyard.schedule import safe_next_fires
+
+PROJECT_ID = 1  # one dbt project per server
 
 
 def ts(value: datetime | None) -> str | None:

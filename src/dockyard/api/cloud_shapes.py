@@ -9,15 +9,13 @@ and accumulate over the steps: ``?step=N`` shows what the target folder held aft
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from dockyard import clock, files
-from dockyard.api.catalog import PROJECT_ID, Catalog
-from dockyard.api.cloud_objects import humanize, ts
+from dockyard import clock
+from dockyard.api.cloud_objects import PROJECT_ID, Catalog, humanize, ts
+from dockyard.app import Run as StoredRun
 from dockyard.domain import RunStatus, StepStatus
 from dockyard.overrides import dbt_version
-from dockyard.store.records import StoredRun
 
 HUMAN = {1: "Queued", 2: "Starting", 3: "Running", 10: "Success", 20: "Error", 30: "Cancelled"}
 STEP_CODES = {
@@ -117,16 +115,7 @@ def artifact_names(run: StoredRun, step: int | None = None) -> dict[str, str]:
 
 
 def _log(cat: Catalog, run: StoredRun, index: int, tail_bytes: int) -> str:
-    root = run_root(cat, run) / "logs"
-    name = f"step-{index}.log"
-    if not files.exists(root, name):
-        return ""
-    return files.read_text(root, name, tail=tail_bytes)
-
-
-def run_root(cat: Catalog, run: StoredRun) -> Path:
-    """The run's folder (``logs/``, ``artifacts/``)."""
-    return Path(run.artifacts_dir) if run.artifacts_dir else cat.app.state_dir / "runs" / str(run.id)
+    return cat.app.runs.step_log(run, index, tail=tail_bytes) or ""
 
 
 def run_steps(

@@ -1,29 +1,40 @@
-"""The App facade: the one way the CLI, API, scheduler and UI use dockyard."""
+"""The App facade: the one way the CLI, API, scheduler and UI use dockyard.
+
+``App`` is composed of services by noun, which every front-end calls (and nothing below
+them): ``app.runs`` (:mod:`dockyard.app.runs`), ``app.jobs`` (:mod:`dockyard.app.jobs`),
+``app.triggers`` (:mod:`dockyard.app.triggers`), ``app.tokens`` (:mod:`dockyard.app.tokens`),
+``app.validate`` (:mod:`dockyard.app.validate`); ``status``, ``health`` and ``refresh`` for
+the server's state. Its own methods run a run (foreground or for a worker: ``execute``).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
+import threading
 import time
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from dockyard import clock, files, permissions
+from dockyard import clock, permissions
 from dockyard.app.delivery import deliver_after
+from dockyard.app.jobs import Jobs, JobView
 from dockyard.app.recorder import RunObserver, StoreRecorder
-from dockyard.app.service import ServiceOps
+from dockyard.app.runs import RETRY_LOG_TAIL_BYTES, Run, Runs
+from dockyard.app.tokens import Tokens
+from dockyard.app.triggers import Triggers
+from dockyard.app.validate import Check, Validate, ValidationReport
 from dockyard.config.loader import LoadedConfig, load_config
 from dockyard.config.model import Job
 from dockyard.dbt.command import build_argv, parse_command
 from dockyard.domain import JobRecord, RunRecord, RunStatus, StepStatus
 from dockyard.errors import (
     ConfigError,
-    ConflictError,
     DockyardError,
     FencedError,
-    NotFoundError,
+    RunOverlapError,
     SetupError,
     StoreError,
 )
@@ -38,30 +49,21 @@ from dockyard.secrets import SECRET_ENV_PREFIX, Scrubber
 from dockyard.store.persist import persist
 from dockyard.store.store import Store
 
-ACTIVE = {RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING}
+__all__ = [
+    "App",
+    "Check",
+    "JobView",
+    "RETRY_LOG_TAIL_BYTES",
+    "Run",
+    "RunObserver",
+    "ValidationReport",
+]
+
+log = logging.getLogger("dockyard.app")
+REFRESH_EVERY_S = 1.0
 
 
-@dataclass
-class Check:
-    """One line of ``dockyard validate``."""
-
-    name: str
-    ok: bool
-    detail: str = ""
-    warning: bool = False  # ok, but worth fixing (printed with a "!")
-
-
-@dataclass
-class ValidationReport:
-    checks: list[Check] = field(default_factory=list)
-    jobs: list[tuple[JobRecord, list]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-
-class App(ServiceOps):
+class App:
     """Everything dockyard does, over one loaded config and one store."""
 
     def __init__(self, loaded: LoadedConfig, store_url: str | None = None):
@@ -69,10 +71,36 @@ class App(ServiceOps):
         self.config = loaded.config
         self._store_url = store_url
         self._synced = False
+        self._reloader = None
+        self._refreshed = 0.0
+        self._refresh_lock = threading.Lock()
 
     @classmethod
     def open(cls, config_path: str | Path | None = None, store_url: str | None = None) -> App:
         return cls(load_config(config_path), store_url)
+
+    # -- services -----------------------------------------------------------------------------
+    @cached_property
+    def runs(self) -> Runs:
+        return Runs(self)
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        """The catalog; called (``app.jobs()``), the job records."""
+        return Jobs(self)
+
+    @cached_property
+    def triggers(self) -> Triggers:
+        return Triggers(self)
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        return Tokens(self)
+
+    @cached_property
+    def validate(self) -> Validate:
+        """Called (``app.validate(connection=False)``): the :class:`ValidationReport`."""
+        return Validate(self)
 
     # -- wiring -----------------------------------------------------------------------------
     @cached_property
@@ -103,11 +131,15 @@ class App(ServiceOps):
             raise
         return store
 
+    def connect(self) -> None:
+        """Open the store now (and migrate it): fail early, before forking workers."""
+        self.store  # noqa: B018
+
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
 
-    # -- jobs -------------------------------------------------------------------------------
+    # -- config -------------------------------------------------------------------------------
     def sync(self) -> dict[str, int]:
         """Write environments and jobs from the config into the store; returns name -> id."""
         self.store.sync_environments(
@@ -131,27 +163,52 @@ class App(ServiceOps):
         self._synced = True
         return ids
 
-    def jobs(self) -> list[JobRecord]:
-        if not self._synced:
-            self.sync()
-        names = {j.name for j in self.config.jobs}
-        return [j for j in self.store.list_jobs() if j.name in names or j.definition.get("source") == "api"]
+    def deploy(self) -> dict[str, int]:
+        """Re-sync environments and jobs from dockyard.yml into the store."""
+        return self.sync()
 
+    def reload(self, loaded) -> None:
+        """Switch to a newly loaded (valid) config; the next call re-syncs jobs."""
+        self.loaded, self.config = loaded, loaded.config
+        self.__dict__.pop("project", None)
+        if "jobs" in self.__dict__:
+            self.jobs.forget()
+        self._synced = False
+
+    def refresh(self) -> bool:
+        """Follow dockyard.yml from a long-lived front-end (the API): re-read it when it
+        changed (checked by a probe, see :mod:`dockyard.config.reload`) and sync it, at most
+        once a second; True when a new config was applied. The first call syncs."""
+        now = time.monotonic()
+        if now - self._refreshed < REFRESH_EVERY_S:
+            return False
+        with self._refresh_lock:
+            self._refreshed = now
+            if self._reloader is None:
+                from dockyard.config.reload import Reloader
+
+                self._reloader = Reloader(self)
+                self.jobs()  # first use: sync environments and jobs
+                return False
+            if self.config.server.reload and self._reloader.check():
+                self.sync()
+                self.jobs.forget()
+                return True
+        return False
+
+    # -- jobs (the catalog is app.jobs) -------------------------------------------------------
     def job(self, ref: str | int) -> tuple[JobRecord, Job]:
-        """A job by id, name or identifier, with its config (jobs created through the API too)."""
-        for record in self.jobs():
-            if str(ref) in (str(record.id), record.name, record.definition.get("identifier")):
-                return record, self.job_config(record)
-        self.loaded.job(str(ref))  # raises ConfigError with a suggestion
-        raise NotFoundError(f"no job '{ref}'")
+        """A job by id, name or identifier, with its config (jobs created through the API too);
+        :class:`dockyard.errors.UnknownJobError` otherwise."""
+        view = self.jobs.get(ref)
+        return view.record, view.config
+
+    def job_ids(self) -> dict[str, int]:
+        return {j.name: j.id for j in self.jobs()}
 
     def job_config(self, record: JobRecord) -> Job:
         """The job's settings: from dockyard.yml, or from the store for an API-created job."""
-        if record.definition.get("source") == "api":
-            from dockyard.cloud_jobs import job_model
-
-            return job_model(record)
-        return self.loaded.job(record.name)
+        return self.jobs.config(record)
 
     def job_target(self, record: JobRecord, job: Job, env_name: str) -> str | None:
         """The profile output a run of the job uses instead of its environment's target, if any:
@@ -177,33 +234,6 @@ class App(ServiceOps):
         cannot be computed (see :func:`dockyard.schedule.safe_next_fires`)."""
         return safe_next_fires(job.cron, job.timezone, clock.now(), count, job=job.name)
 
-    # -- validation -------------------------------------------------------------------------
-    def validate(self, connection: bool = False) -> ValidationReport:
-        report = ValidationReport()
-        report.checks.append(Check("config", True, str(self.loaded.path)))
-        try:
-            project = self.project
-            report.checks.append(Check("dbt project", True, f"{project.name} at {project.project_dir}"))
-        except DockyardError as exc:
-            report.checks.append(Check("dbt project", False, exc.render()))
-            return report
-        for name in self.config.environments:
-            try:
-                env = self.config.environments[name]
-                target = project.target_for(name)
-                resolve_secrets(self.loaded, name)
-                detail = f"target {target} in {project.profiles_dir(env) / 'profiles.yml'}"
-                report.checks.append(Check(f"environment {name}", True, detail))
-            except DockyardError as exc:
-                report.checks.append(Check(f"environment {name}", False, exc.render()))
-                continue
-            if connection:
-                report.checks.append(self._debug_connection(name))
-        for record in self.jobs():
-            report.jobs.append((record, self.next_fires(record, 3)))
-        report.checks.extend(Check("permissions", True, line, warning=True) for line in self.permission_warnings())
-        return report
-
     def permission_warnings(self, also: list[str | Path] | None = None) -> list[str]:
         """Folders and files of the state folder, the SQLite store's files (wherever they are)
         and the ``file:`` secrets (and ``also``, e.g. a TLS key) that group or others can read,
@@ -220,20 +250,48 @@ class App(ServiceOps):
         ]
         return permissions.warnings_for(self.state_dir, extra)
 
-    def _debug_connection(self, env_name: str) -> Check:
-        from dockyard.runner.probe import dbt_debug
+    # -- runs (reading and changing them is app.runs; these stay for existing callers) --------
+    def list_runs(
+        self, *, job: str | None = None, status: str | None = None, limit: int = 20, offset: int = 0
+    ) -> list[RunRecord]:
+        return self.runs.list(job=job, status=status, limit=limit, offset=offset)
 
-        target = self.project.target_for(env_name)
-        ok, detail = dbt_debug(
-            project_dir=self.project.project_dir,
-            profiles_dir=self.project.effective_profiles_dir(env_name, target),
-            target=target,
-            env=dbt_environment(self.loaded, env_name, resolve_secrets(self.loaded, env_name)),
-            secrets=list(resolve_secrets(self.loaded, env_name).values()),
-        )
-        return Check(f"connection {env_name}", ok, detail)
+    def get_run(self, run_id: int) -> Run:
+        return self.runs.get(run_id)
 
-    # -- runs -------------------------------------------------------------------------------
+    def run_dir(self, run_id: int) -> Path:
+        return self.runs.folder(run_id)
+
+    def run_log(self, run_id: int, step: int | None = None, *, tail: int | None = None) -> str:
+        return self.runs.logs(run_id, step, tail=tail)
+
+    def artifact_path(self, run_id: int, relpath: str) -> Path:
+        return self.runs.artifact_path(run_id, relpath)
+
+    def reap_lost_runs(self) -> list[int]:
+        return self.runs.reap_lost()
+
+    def cancel(self, run_id: int, *, final_ok: bool = False) -> str:
+        return self.runs.cancel(run_id, final_ok=final_ok)
+
+    def queue_rerun(self, run_id: int, *, from_failure: bool = True, cause: str | None = None):
+        return self.runs.rerun(run_id, from_failure=from_failure, queued=True, cause=cause)
+
+    def maybe_retry(self, run_id: int) -> int | None:
+        return self.runs.maybe_retry(run_id)
+
+    def stop_lost_process(self, reaped) -> threading.Thread | None:
+        return self.runs.stop_lost_process(reaped)
+
+    def enqueue(self, ref: str | int, **options):
+        """Queue a run for the workers (see :meth:`dockyard.app.triggers.Triggers.enqueue`)."""
+        return self.triggers.enqueue(ref, **options)
+
+    def after_run(self, run: RunRecord) -> None:
+        """Hook for what follows a finished run (completion triggers are fired by the
+        scheduler from the store, so nothing is lost if this process dies here)."""
+
+    # -- foreground runs ------------------------------------------------------------------------
     def run_job(
         self,
         ref: str | int,
@@ -247,15 +305,47 @@ class App(ServiceOps):
         """Run a job in the foreground and return its final record."""
         record, job = self.job(ref)
         env_name = environment or job.environment
-        if env_name not in self.config.environments:
-            raise NotFoundError(
-                f"no environment '{env_name}'", hint=f"environments: {', '.join(self.config.environments)}"
-            )
+        self.triggers.check_environment(env_name)
+        return self._run_foreground(
+            record,
+            job,
+            env_name,
+            job.all_commands,
+            trigger=trigger,
+            cause=cause or f"Triggered {trigger}",
+            observer=observer,
+            on_start=on_start,
+        )
+
+    def rerun(
+        self, run_id: int, *, from_failure: bool = True, observer: RunObserver | None = None, on_start=None
+    ) -> RunRecord:
+        """Run a failed or cancelled run again, in the foreground (see
+        :meth:`dockyard.app.runs.Runs.rerun`)."""
+        return self.runs.rerun(run_id, from_failure=from_failure, queued=False, observer=observer, on_start=on_start)
+
+    def _run_foreground(
+        self,
+        record: JobRecord,
+        job: Job,
+        env_name: str,
+        commands: list[str],
+        *,
+        trigger: str,
+        cause: str,
+        attempt: int = 1,
+        retry_of: int | None = None,
+        observer: RunObserver | None = None,
+        on_start=None,
+    ) -> RunRecord:
+        """Record a run owned by this process (``host:pid``) and execute it now: ``dockyard
+        run`` and ``dockyard rerun``. Everything that can be checked is checked before the
+        run is recorded (the profile target, the secrets, an overlapping run)."""
         self.project.target_for(env_name, self.job_target(record, job, env_name))
         resolve_secrets(self.loaded, env_name)  # fail before a run is recorded
         self._refuse_overlap(record, job)
         run_id = self.store.create_run(
-            record.id, record.name, env_name, job.all_commands, trigger=trigger, cause=cause or f"Triggered {trigger}"
+            record.id, record.name, env_name, commands, trigger=trigger, cause=cause, attempt=attempt, retry_of=retry_of
         )
         self.store.transition_run(
             run_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=f"{socket.gethostname()}:{os.getpid()}"
@@ -271,67 +361,12 @@ class App(ServiceOps):
         self.reap_lost_runs()
         active = self.store.list_runs(job=record.id, status=["starting", "running"], limit=1)
         if active:
-            raise ConflictError(
+            raise RunOverlapError(
                 f"job '{record.name}' already has run {active[0].id} {active[0].status.value}",
                 hint=f"wait for it, cancel it (dockyard cancel {active[0].id}), queue this "
                 f"run behind it with: dockyard trigger {record.name!r}, or set "
                 "allow_overlap: true on the job",
             )
-
-    def rerun(
-        self, run_id: int, *, from_failure: bool = True, observer: RunObserver | None = None, on_start=None
-    ) -> RunRecord:
-        """Run a failed or cancelled run again, in the foreground, as a new run of the same job
-        and environment (trigger ``retry``, ``attempt`` + 1, ``retry_of`` the old run). With
-        ``from_failure``, the failed step for its nodes that did not complete, then the later
-        steps (:func:`dockyard.retry.retry_steps`); otherwise every command of the old run."""
-        from dockyard.retry import has_default_selector, retry_steps
-
-        old = self.get_run(run_id)
-        if not old.status.is_final:
-            raise DockyardError(
-                f"run {run_id} is still {old.status.value}", hint="wait for it to finish (or cancel it), then rerun it"
-            )
-        if old.status == RunStatus.SUCCESS:
-            raise DockyardError(
-                f"run {run_id} succeeded: there is nothing to re-run",
-                hint=f"run the job again with: dockyard run {old.job_id or old.job}",
-            )
-        record, job = self.job(old.job_id if old.job_id is not None else old.job)
-        env_name = old.environment
-        if env_name not in self.config.environments:
-            raise NotFoundError(
-                f"run {run_id} ran in environment '{env_name}', which is no longer configured",
-                hint=f"environments: {', '.join(self.config.environments)}",
-            )
-        steps = sorted(old.steps, key=lambda s: s.index)
-        if from_failure:
-            default = has_default_selector(self.project.project_dir)
-            commands = [s.command for s in retry_steps(old, default_selector=default)]
-        else:
-            commands = [s.command for s in steps]
-        if not commands:
-            raise DockyardError(
-                f"run {run_id} has no failed step to re-run from",
-                hint=f"re-run all its commands with: dockyard rerun {run_id} --all",
-            )
-        self.project.target_for(env_name, self.job_target(record, job, env_name))
-        resolve_secrets(self.loaded, env_name)  # fail before a run is recorded
-        self._refuse_overlap(record, job)
-        new_id = self.store.create_run(
-            record.id,
-            record.name,
-            env_name,
-            commands,
-            trigger="retry",
-            cause=f"Rerun of run {old.id}" + (" from failure" if from_failure else ""),
-            attempt=old.attempt + 1,
-            retry_of=old.id,
-        )
-        self.store.transition_run(
-            new_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=f"{socket.gethostname()}:{os.getpid()}"
-        )
-        return deliver_after(self, new_id, lambda: self.execute(new_id, observer=observer, on_start=on_start))
 
     def execute(
         self,
@@ -558,62 +593,72 @@ class App(ServiceOps):
         retry(lambda: self._finish(run.id, RunStatus.ERROR, reason, False, epoch=epoch))
         return error
 
-    def reap_lost_runs(self) -> list[int]:
-        """Mark as ``error``/``worker_lost`` the runs a dead foreground process on this host
-        left active (a ``dockyard run`` killed with SIGKILL)."""
-        host = socket.gethostname()
-        lost = []
-        for run in self.store.list_runs(status=[s.value for s in ACTIVE], limit=100):
-            # foreground runs are owned by "host:pid"; a worker's ("host:pid:worker:id") are
-            # reaped by the scheduler from their heartbeats
-            parts = (run.worker_id or "").split(":")
-            if len(parts) != 2 or parts[0] != host or not parts[1].isdigit():
-                continue
-            pid = int(parts[1])
-            if pid == os.getpid() or _alive(pid):
-                continue
-            if self._finish(run.id, RunStatus.ERROR, "worker_lost", False):
-                lost.append(run.id)
-        return lost
+    # -- the server's state -----------------------------------------------------------------
+    def status(self) -> dict:
+        """Processes with their heartbeats, the queue, and every scheduled job's next fire."""
+        alive_s = self.config.server.lost_after_seconds
+        processes = self.store.list_processes()
+        now = clock.now()
+        for proc in processes:
+            beat = proc.get("heartbeat_at")
+            proc["alive"] = bool(beat and not proc.get("stopped_at") and (now - beat).total_seconds() <= alive_s)
+        fires = {j.name: self.next_fires(j, 1) for j in self.jobs()}
+        return {
+            "processes": processes,
+            "queue": self.store.queue_stats(),
+            "next_fires": {name: (t[0] if t else None) for name, t in fires.items()},
+            "config": self.config_state([p for p in processes if p["alive"]]),
+        }
 
-    def list_runs(
-        self, *, job: str | None = None, status: str | None = None, limit: int = 20, offset: int = 0
-    ) -> list[RunRecord]:
-        job_ref: int | str | None = None
-        if job is not None:
-            job_ref = self.job(job)[0].id
-        self.reap_lost_runs()
-        return self.store.list_runs(job=job_ref, status=status, limit=limit, offset=offset)
+    def config_state(self, alive: list[dict]) -> dict:
+        """Whether the running processes could load dockyard.yml: ``ok``, the first ``error``
+        (file, line, key, how to fix) and the ``processes`` (ids) that report one. A process
+        with an error keeps the last good config in force (see docs/server.md, Config reload)."""
+        errors = {p["id"]: (p.get("info") or {}).get("config_error") for p in alive}
+        errors = {pid: e for pid, e in errors.items() if e}
+        own = getattr(self, "config_error", None)  # this process's reloader (the API's)
+        first = own or next(iter(errors.values()), None)
+        return {"ok": first is None, "error": first, "processes": sorted(errors)}
 
-    def get_run(self, run_id: int) -> RunRecord:
-        self.reap_lost_runs()
-        return self.store.get_run(run_id)
-
-    def run_dir(self, run_id: int) -> Path:
-        run = self.store.get_run(run_id)
-        return Path(run.artifacts_dir or self.state_dir / "runs" / str(run.id))
-
-    def run_log(self, run_id: int, step: int | None = None, *, tail: int | None = None) -> str:
-        """The steps' logs (each one's last ``tail`` bytes when given: a log can be huge)."""
-        run = self.store.get_run(run_id)
-        folder = self.run_dir(run_id) / "logs"
-        indexes = [s.index for s in run.steps] if step is None else [step]
-        if step is not None and step not in {s.index for s in run.steps}:
-            raise NotFoundError(f"run {run_id} has no step {step}", hint=f"steps are numbered 1 to {len(run.steps)}")
-        parts = []
-        commands = {s.index: s.command for s in run.steps}
-        for index in indexes:
-            name = f"step-{index}.log"
-            command = commands[index]
-            body = files.read_text(folder, name, tail=tail) if files.exists(folder, name) else "(no log)\n"
-            parts.append(f"== step {index}: {command} ==\n{body}")
-        return "\n".join(parts)
-
-    def artifact_path(self, run_id: int, relpath: str) -> Path:
+    def health(self) -> dict:
+        """``status``: ``ok``; ``degraded`` (no live scheduler); ``unavailable`` when the store
+        cannot be read, or cannot be written within a second (another process holds its write
+        lock, a full disk, a read-only database): nothing could queue or finish a run. Only
+        reads and a rolled-back write probe: health never waits behind a writer for long."""
         try:
-            return files.resolve(self.run_dir(run_id) / "artifacts", relpath)
-        except files.OutsideRoot:
-            raise NotFoundError(f"run {run_id} has no artifact {relpath!r}") from None
+            alive = self.store.list_processes(alive_within_s=self.config.server.lost_after_seconds)
+            queue = self.store.queue_stats()
+        except DockyardError as exc:
+            log.warning("health: %s", exc.what)
+            return {"status": "unavailable", "store": {"read": "unreachable", "write": "unreachable"}}
+        write = self.store.write_state()
+        scheduler = any(p["kind"] == "scheduler" for p in alive)
+        workers = sum(1 for p in alive if p["kind"] == "worker")
+        config = self.config_state(alive)
+        status = "unavailable" if write != "ok" else "ok" if scheduler and config["ok"] else "degraded"
+        return {
+            "status": status,
+            "store": {"read": "ok", "write": write},
+            "scheduler": scheduler,
+            "workers": workers,
+            "queue": queue,
+            "config": config,
+        }
+
+
+def store_status(url: str, lost_after_seconds: float = 30) -> dict:
+    """What ``dockyard status`` shows when dockyard.yml does not load: the processes and the
+    queue, read from the store at ``url`` alone."""
+    store = Store(url)
+    try:
+        processes, queue = store.list_processes(), store.queue_stats()
+    finally:
+        store.close()
+    now = clock.now()
+    for proc in processes:
+        beat = proc.get("heartbeat_at")
+        proc["alive"] = bool(beat and not proc.get("stopped_at") and (now - beat).total_seconds() <= lost_after_seconds)
+    return {"processes": processes, "queue": queue}
 
 
 def _known_secrets(loaded: LoadedConfig, env_name: str) -> list[str]:
@@ -632,13 +677,3 @@ def _known_secrets(loaded: LoadedConfig, env_name: str) -> list[str]:
 
 def _fence(epoch: int | None) -> dict:
     return {} if epoch is None else {"epoch": epoch}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -14,73 +11,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from dockyard import __version__
+from dockyard.cli.app import EXIT, WIDTH, ConfigOpt, JsonOpt, _app, _emit, cli, out, state
 from dockyard.cli.errors import err_console, handle_errors
 from dockyard.cli.progress import Progress
 from dockyard.cli.render import TerminalConsole, cell, run_table, show_run, styled
 from dockyard.domain import RunStatus
 from dockyard.text import escape
 from dockyard.views import iso, job_dict, run_dict
-
-cli = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    help="dockyard: deploy, schedule and observe dbt Core projects.",
-)
-# When piped, don't squeeze tables into 80 columns.
-WIDTH = None if sys.stdout.isatty() else 160
-out = TerminalConsole(highlight=False, width=WIDTH)
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path of dockyard.yml.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only on standard output.")]
-EXIT = {RunStatus.SUCCESS: 0, RunStatus.ERROR: 1, RunStatus.CANCELLED: 130}
-
-
-class State:
-    config: Path | None = None
-    store_url: str | None = None
-
-
-state = State()
-
-
-def _app(config: Path | None = None):
-    from dockyard.app import App
-
-    return App.open(config or state.config, state.store_url)
-
-
-def _emit(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"dockyard {__version__}")
-        raise typer.Exit(0)
-
-
-@cli.callback()
-def main_options(
-    config: ConfigOpt = None,
-    store_url: Annotated[str | None, typer.Option("--store-url", help="Store URL (overrides config).")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_version)
-    ] = False,
-) -> None:
-    state.config, state.store_url = config, store_url
-    if store_url:  # its password would show in /proc/<pid>/cmdline (to dbt steps too)
-        from urllib.parse import urlsplit
-
-        from dockyard.environ import hide_in_argv
-
-        with contextlib.suppress(ValueError):
-            hide_in_argv(urlsplit(store_url).password)
-    if debug:
-        os.environ["DOCKYARD_DEBUG"] = "1"
 
 
 @cli.command()
@@ -220,7 +157,7 @@ def rerun(
 ) -> None:
     """Run a failed run again in the foreground, from its failure. Exit codes as for run."""
     app = _app(config)
-    old = app.get_run(run_id)
+    old = app.runs.get(run_id)
 
     def title(new_id: int) -> str:
         return (
@@ -229,7 +166,9 @@ def rerun(
         )
 
     _foreground(
-        lambda observer, on_start: app.rerun(run_id, from_failure=from_failure, observer=observer, on_start=on_start),
+        lambda observer, on_start: app.runs.rerun(
+            run_id, from_failure=from_failure, queued=False, observer=observer, on_start=on_start
+        ),
         title,
         as_json,
         quiet,
@@ -250,7 +189,7 @@ def runs(
         from dockyard.errors import DockyardError
 
         raise DockyardError(f"unknown status '{status}'", hint=f"use one of {', '.join(s.value for s in RunStatus)}")
-    found = _app(config).list_runs(job=job, status=status, limit=limit)
+    found = _app(config).runs.list(job=job, status=status, limit=limit)
     if as_json:
         return _emit([run_dict(r, nodes=False) for r in found])
     out.print(run_table(found))
@@ -282,7 +221,7 @@ def logs(
     config: ConfigOpt = None,
 ) -> None:
     """Print a run's dbt logs (secrets scrubbed)."""
-    sys.stdout.write(escape(_app(config).run_log(run_id, step), keep="\n\t"))
+    sys.stdout.write(escape(_app(config).runs.logs(run_id, step), keep="\n\t"))
 
 
 @cli.command()
@@ -290,16 +229,15 @@ def logs(
 def artifacts(run_id: int, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """List a run's artifacts (manifest.json, run_results.json, ...) and where they are."""
     app = _app(config)
-    run = app.get_run(run_id)
     rows = [
         {
             "step_index": a.step_index,
             "name": a.name,
-            "path": str(app.artifact_path(run_id, a.path)),
+            "path": str(app.runs.artifact_path(run_id, a.path)),
             "size": a.size,
             "sha256": a.sha256,
         }
-        for a in run.artifacts
+        for a in app.runs.artifacts(run_id)
     ]
     if as_json:
         return _emit(rows)
@@ -318,7 +256,7 @@ def main() -> None:
     cli()
 
 
-__all__ = ["cli", "main", "styled", "err_console"]
+__all__ = ["cli", "main", "styled", "err_console", "state", "_app", "_emit", "out"]
 
 
 from dockyard.cli import service as _service  # noqa: E402,F401  (registers the server commands)

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from dockyard.cli.app import ConfigOpt, JsonOpt, _app, _emit, cli, out, state
 from dockyard.cli.errors import handle_errors
-from dockyard.cli.main import ConfigOpt, JsonOpt, _app, _emit, cli, out, state
 from dockyard.cli.render import TerminalLogFormatter, cell
 from dockyard.errors import ConfigError, DockyardError
 from dockyard.views import iso
@@ -49,7 +49,7 @@ def serve(
     # The API demands a token once any token exists (revoked ones count, so it never reopens);
     # with none, it is open, so only a loopback address is allowed.
     _warn_permissions(app, [ssl_keyfile] if ssl_keyfile else [])
-    auth = app.store.has_tokens()
+    auth = app.tokens.any()
     if not _loopback(host) and not auth:
         raise DockyardError(
             f"refusing to listen on {host}: the API has no authentication configured",
@@ -96,7 +96,7 @@ def worker(
     _logging()
     # fail early (bad config, unreachable store) before forking; a worker that serve restarts
     # while dockyard.yml is invalid starts on the last good config
-    open_app(config or state.config, state.store_url).store  # noqa: B018
+    open_app(config or state.config, state.store_url).connect()
     raise typer.Exit(run_worker(_config_path(config), state.store_url, concurrency))
 
 
@@ -144,9 +144,8 @@ def _status_of_store(error: ConfigError, as_json: bool, config: Path | None) -> 
     the error (exit 1). Without a store to read, just the error."""
     import os
 
-    from dockyard import clock
+    from dockyard.app import store_status
     from dockyard.config.loader import find_config
-    from dockyard.store import Store
 
     url = state.store_url or os.environ.get("DOCKYARD_STORE_URL")
     if not url:
@@ -158,15 +157,8 @@ def _status_of_store(error: ConfigError, as_json: bool, config: Path | None) -> 
         if not db.is_file():
             raise error
         url = f"sqlite:///{db}"
-    store = Store(url)
-    try:
-        processes, queue = store.list_processes(), store.queue_stats()
-    finally:
-        store.close()
-    now = clock.now()
-    for proc in processes:
-        beat = proc.get("heartbeat_at")
-        proc["alive"] = bool(beat and not proc.get("stopped_at") and (now - beat).total_seconds() <= 30)
+    found = store_status(url, lost_after_seconds=30)
+    processes, queue = found["processes"], found["queue"]
     errors = sorted(p["id"] for p in processes if p["alive"] and (p.get("info") or {}).get("config_error"))
     report = {
         "processes": processes,
@@ -191,7 +183,10 @@ def trigger(
     config: ConfigOpt = None,
 ) -> None:
     """Queue a run for the server's workers (``dockyard run`` runs in the foreground)."""
-    result = _app(config).enqueue(job, environment=env, trigger="manual", cause=cause or "Triggered manually")
+    app = _app(config)
+    app.triggers.check_environment(env)
+    app.triggers.check_queue(app.jobs.get(job).id)
+    result = app.triggers.enqueue(job, environment=env, trigger="manual", cause=cause or "Triggered manually")
     data = {"run_id": result.run_id, "created": result.created, "coalesced": result.coalesced}
     if as_json:
         return _emit(data)
@@ -206,7 +201,7 @@ def trigger(
 def cancel(run_id: int, config: ConfigOpt = None) -> None:
     """Cancel a run: a queued one at once, a running one through its worker (it then ends
     cancelled). A run that had already ended: an error naming its status, exit 1."""
-    outcome = _app(config).cancel(run_id)
+    outcome = _app(config).runs.cancel(run_id)
     out.print(
         {
             "cancelled": f"Run {run_id} cancelled",

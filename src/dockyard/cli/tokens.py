@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from dockyard.cli.app import ConfigOpt, JsonOpt, _app, _emit, cli, out
 from dockyard.cli.errors import handle_errors
-from dockyard.cli.main import ConfigOpt, JsonOpt, _app, _emit, cli, out
 from dockyard.cli.render import cell
 from dockyard.text import control_problem
 from dockyard.tokens import SCOPES
@@ -39,7 +39,7 @@ def create(
         raise DockyardError(f"unknown scope {scope!r}", hint="use --scope read, trigger or admin")
     if problem := control_problem(name, "the token name"):
         raise DockyardError(problem, hint="use printable characters")
-    record, token = _app(config).store.create_token(name, scope)
+    record, token = _app(config).tokens.create(name, scope)
     out.print(
         cell(
             f"Created token {record.id} '{record.name}' with scope {record.scope}. Copy it now: "
@@ -64,7 +64,7 @@ def list_tokens(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
             "last_used_at": iso(t.last_used_at),
             "revoked_at": iso(t.revoked_at),
         }
-        for t in _app(config).store.list_tokens()
+        for t in _app(config).tokens.list()
     ]
     if as_json:
         return _emit(rows)
@@ -91,5 +91,5 @@ def revoke(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a token; requests with it are refused from the next one on."""
-    for record in _app(config).store.revoke_token(name_or_id):
+    for record in _app(config).tokens.revoke(name_or_id):
         out.print(cell(f"Revoked token {record.id} '{record.name}' ({record.scope})"))

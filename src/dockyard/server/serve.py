@@ -94,7 +94,7 @@ def serve(
                 due[name] = time.monotonic() + delay
         # the scheduler heartbeats for its own pid (the worker's slots are watched by the worker)
         watchdog.check({p.pid: started[n] for n, p in children.items() if n not in due and p.poll() is None})
-        api.state.catalog.fresh()  # the API's config: reloaded (and its error known) without requests
+        app.refresh()  # the API's config: reloaded (and its error known) without requests
 
     def watch() -> None:
         while not server.should_exit:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from dockyard import clock
 from dockyard.domain import RunStatus
-from dockyard.errors import DockyardError, FencedError, NotFoundError
+from dockyard.errors import DockyardError, FencedError, NotFoundError, UnknownRunError
 from dockyard.store import records as rec
 from dockyard.store.engine import lock_wait, make_engine, mask_url, parse_url, write_options
 from dockyard.store.migrations import upgrade
@@ -125,7 +125,7 @@ class StoreBase:
     def _run_not_found(conn: Connection, run_id: int) -> NotFoundError:
         newest = conn.execute(select(func.max(runs.c.id))).scalar()
         hint = f"the newest run is {newest}" if newest else "no runs have been recorded yet"
-        return NotFoundError(f"Run {run_id} not found", hint=hint)
+        return UnknownRunError(f"Run {run_id} not found", hint=hint)
 
     @staticmethod
     def _fence(conn: Connection, run_id: int, epoch: int | None, now: datetime | None = None) -> None:

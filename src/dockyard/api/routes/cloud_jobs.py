@@ -7,18 +7,15 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from dockyard import cloud_jobs, policy
 from dockyard.api import envelope
 from dockyard.api.auth import ADMIN, READ, TRIGGER, Principal
-from dockyard.api.catalog import Catalog, JobView
 from dockyard.api.cloud_objects import job_object
+from dockyard.api.deps import AppDep, account_jobs
 from dockyard.api.params import int_list, paging, read_body
 from dockyard.api.routes.cloud_runs import cloud_run
-from dockyard.api.routes.common import ERRORS, Id, body_schema, catalog, dockyard
+from dockyard.api.routes.common import ERRORS, Id, body_schema
 from dockyard.api.triggering import rerun, trigger
-from dockyard.errors import ConflictError
 from dockyard.overrides import TriggerOptions
-from dockyard.store.search import RunSearch
 
 router = APIRouter(prefix="/api/v2/accounts/{account_id}", tags=["dbt Cloud"], responses=ERRORS)
 JOB_ORDER = {
@@ -44,12 +41,12 @@ def _principal(request: Request) -> Principal:
 
 
 @router.get("/jobs", dependencies=[READ])
-def list_jobs(request: Request, account_id: Id):
+def list_jobs(request: Request, app: AppDep, account_id: Id):
     """R8: jobs (deleted ones are not listed), filtered by project_id(__in), environment_id,
     name__icontains; ordered by order_by; paginated (limit ≤ 100, offset)."""
-    cat = catalog(request, account_id)
+    cat = account_jobs(app, account_id)
     limit, offset = paging(request)
-    views = cat.jobs()
+    views = cat.list()
     projects = int_list(request, "project_id", "project_id__in")
     if projects is not None and 1 not in projects:
         views = []
@@ -74,96 +71,61 @@ def list_jobs(request: Request, account_id: Id):
 
 
 @router.get("/jobs/{job_id}", dependencies=[READ])
-def get_job(request: Request, account_id: Id, job_id: Id):
+def get_job(app: AppDep, account_id: Id, job_id: Id):
     """R7: one job (always exactly 200 when it exists)."""
-    cat = catalog(request, account_id)
-    return envelope.ok(job_object(cat, cat.job(job_id)))
-
-
-def _save(request: Request, cat: Catalog, body: dict, view: JobView | None):
-    current = None
-    if view is not None:
-        if view.source != "api":
-            raise ConflictError(
-                f"job {view.id} is defined in dockyard.yml and cannot be changed through the API",
-                hint="change it in dockyard.yml (the server picks the change up)",
-            )
-        current = view.record.definition.get("cloud")
-    fields = cloud_jobs.merge_payload(body, current)
-    name, env_name, cron = cloud_jobs.validate(fields, cat.env_names())
-    # the API command policy: an admin without server.api_admin_unrestricted stores what a
-    # trigger token could ask for; a job saved by an unrestricted admin is trusted like
-    # dockyard.yml's (while the setting stays on)
-    free = policy.unrestricted(_principal(request).scope, dockyard(request).config.server)
-    policy.check_commands(fields["execute_steps"], free=free, field="execute_steps")
-    definition = cloud_jobs.definition(fields, env_name)
-    if free:
-        definition[policy.TRUSTED] = True
-    store = dockyard(request).store
-    if view is None:
-        record = store.create_api_job(name, env_name, definition, cron=cron)
-    else:
-        record = store.update_api_job(view.id, name, env_name, definition, cron=cron)
-    return job_object(cat, cat.job(record.id))
+    cat = account_jobs(app, account_id)
+    return envelope.ok(job_object(cat, cat.get(job_id)))
 
 
 @router.post("/jobs", dependencies=[ADMIN], status_code=201, openapi_extra=body_schema(JobBody, form=False))
-async def create_job(request: Request, account_id: Id):
+async def create_job(request: Request, app: AppDep, account_id: Id):
     """R9: create a job (201). Read-only fields (id, account_id, project_id, state, ...) are
     ignored; missing fields get dbt Cloud's defaults."""
-    cat = catalog(request, account_id)
+    cat = account_jobs(app, account_id)
     body = await read_body(request)
-    data = await run_in_threadpool(_save, request, cat, body, None)
-    return envelope.ok(data, code=201)
+    view = await run_in_threadpool(lambda: cat.save(body, scope=_principal(request).scope))
+    return envelope.ok(await run_in_threadpool(job_object, cat, view), code=201)
 
 
 @router.post("/jobs/{job_id}", dependencies=[ADMIN], openapi_extra=body_schema(JobBody, form=False))
-async def update_job(request: Request, account_id: Id, job_id: Id):
+async def update_job(request: Request, app: AppDep, account_id: Id, job_id: Id):
     """R10: update a job created through the API (fields given replace the stored ones)."""
-    cat = catalog(request, account_id)
-    view = await run_in_threadpool(cat.job, job_id)
+    cat = account_jobs(app, account_id)
+    await run_in_threadpool(cat.get, job_id)
     body = await read_body(request)
-    return envelope.ok(await run_in_threadpool(_save, request, cat, body, view))
+    view = await run_in_threadpool(lambda: cat.save(body, job_id=job_id, scope=_principal(request).scope))
+    return envelope.ok(await run_in_threadpool(job_object, cat, view))
 
 
 @router.delete("/jobs/{job_id}", dependencies=[ADMIN])
-def delete_job(request: Request, account_id: Id, job_id: Id):
+def delete_job(app: AppDep, account_id: Id, job_id: Id):
     """R11: delete a job created through the API; answers the job with ``state: 2``."""
-    cat = catalog(request, account_id)
-    view = cat.job(job_id)
-    if view.source != "api":
-        raise ConflictError(
-            f"job {job_id} is defined in dockyard.yml and cannot be deleted through the API",
-            hint="remove it from dockyard.yml",
-        )
-    data = job_object(cat, view, state=2)
-    dockyard(request).store.delete_api_job(job_id)
-    return envelope.ok(data)
+    cat = account_jobs(app, account_id)
+    view = cat.delete(job_id)
+    return envelope.ok(job_object(cat, view, state=2))
 
 
 @router.post("/jobs/{job_id}/run", openapi_extra=body_schema(TriggerOptions))
-async def trigger_run(request: Request, account_id: Id, job_id: Id, principal: Principal = TRIGGER):
+async def trigger_run(request: Request, app: AppDep, account_id: Id, job_id: Id, principal: Principal = TRIGGER):
     """R1: queue a run; the trigger fields (cause, git_sha, git_branch, schema_override,
     threads_override, target_name_override, steps_override, timeout_seconds_override,
     generate_docs_override) change this run only. ``Idempotency-Key`` makes retries safe."""
-    cat = catalog(request, account_id)
-    view = await run_in_threadpool(cat.job, job_id)
+    cat = account_jobs(app, account_id)
+    view = await run_in_threadpool(cat.get, job_id)
     body = await read_body(request)
-    run = await trigger(request, principal, view, body)
+    run = await trigger(request, app, principal, view, body)
     return envelope.ok(await run_in_threadpool(cloud_run, request, cat, run, {"trigger", "job"}))
 
 
 @router.post("/jobs/{job_id}/rerun")
-async def rerun_job(request: Request, account_id: Id, job_id: Id, principal: Principal = TRIGGER):
+async def rerun_job(request: Request, app: AppDep, account_id: Id, job_id: Id, principal: Principal = TRIGGER):
     """R12: if the job's latest run failed, queue it again from the point of failure;
     otherwise trigger a new run."""
-    cat = catalog(request, account_id)
-    view = await run_in_threadpool(cat.job, job_id)
-    latest, _ = await run_in_threadpool(
-        dockyard(request).store.search_runs, RunSearch(job_ids=[job_id], limit=1, with_steps=True)
-    )
-    if latest and latest[0].status.code == 20:
-        run = await rerun(request, principal, latest[0].id)
+    cat = account_jobs(app, account_id)
+    view = await run_in_threadpool(cat.get, job_id)
+    latest = await run_in_threadpool(app.runs.latest, job_id)
+    if latest is not None and latest.status.code == 20:
+        run = await rerun(request, app, principal, latest.id)
     else:
-        run = await trigger(request, principal, view, {})
+        run = await trigger(request, app, principal, view, {})
     return envelope.ok(await run_in_threadpool(cloud_run, request, cat, run, {"trigger", "job"}))

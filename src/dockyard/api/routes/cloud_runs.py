@@ -8,15 +8,14 @@ from fastapi.responses import StreamingResponse
 from dockyard import files
 from dockyard.api import envelope
 from dockyard.api.auth import READ, TRIGGER
-from dockyard.api.catalog import Catalog
-from dockyard.api.cloud_objects import environment_object, job_object
-from dockyard.api.cloud_shapes import LOG_TAIL_BYTES, artifact_names, run_object, run_root
+from dockyard.api.cloud_objects import Catalog, environment_object, job_object
+from dockyard.api.cloud_shapes import LOG_TAIL_BYTES, artifact_names, run_object
+from dockyard.api.deps import AppDep, account_jobs
 from dockyard.api.params import int_list, int_param, paging, time_range
-from dockyard.api.routes.common import ERRORS, Id, base_url, catalog, dockyard, includes
+from dockyard.api.routes.common import ERRORS, Id, base_url, includes
+from dockyard.app import Run as StoredRun
 from dockyard.domain import RunStatus
 from dockyard.errors import DockyardError, NotFoundError
-from dockyard.store.records import StoredRun
-from dockyard.store.search import RunSearch
 
 router = APIRouter(prefix="/api/v2/accounts/{account_id}", tags=["dbt Cloud"], responses=ERRORS)
 CODES = {s.code: s.value for s in RunStatus}
@@ -48,11 +47,11 @@ def cloud_run(
 
 
 @router.get("/runs", dependencies=[READ])
-def list_runs(request: Request, account_id: Id):
+def list_runs(request: Request, app: AppDep, account_id: Id):
     """R6: runs, filtered (job_definition_id, status, status__in, environment_id, project_id,
     created_at__range, finished_at__range), ordered (order_by, default -id) and paginated
     (limit ≤ 100, offset)."""
-    cat = catalog(request, account_id)
+    cat = account_jobs(app, account_id)
     limit, offset = paging(request)
     statuses = int_list(request, "status__in") or []
     if (single := int_param(request, "status")) is not None:
@@ -60,7 +59,7 @@ def list_runs(request: Request, account_id: Id):
     unknown = [s for s in statuses if s not in CODES]
     if unknown:
         raise DockyardError(f"unknown run status {unknown[0]}", hint="use 1, 2, 3, 10, 20 or 30")
-    search = RunSearch(
+    search = dict(
         limit=limit,
         offset=offset,
         order_by=request.query_params.get("order_by") or "-id",
@@ -72,43 +71,43 @@ def list_runs(request: Request, account_id: Id):
     env_ids = int_list(request, "environment_id", "environment_id__in")
     if env_ids is not None:
         names = cat.env_names()
-        search.environments = [names[i] for i in env_ids if i in names]
+        search["environments"] = [names[i] for i in env_ids if i in names]
     projects = int_list(request, "project_id", "project_id__in")
     include = includes(request)
-    search.with_steps = True  # status_message names the failed step
+    search["with_steps"] = True  # status_message names the failed step
     if projects is not None and 1 not in projects:
         found, total = [], 0
     else:
-        found, total = dockyard(request).store.search_runs(search)
+        found, total = app.runs.search(**search)
     views = cat.job_names() if "job" in include else None  # one lookup for the page
     # a page of up to 100 runs stays within the 10 MiB log budget of a request
     data = [cloud_run(request, cat, run, include, views, log_tail=LIST_LOG_TAIL) for run in found]
     filters = {k: v for k, v in request.query_params.items() if k not in ("limit", "offset", "include_related")}
-    return envelope.listing(data, limit=limit, offset=offset, total=total, order_by=search.order_by, filters=filters)
+    return envelope.listing(data, limit=limit, offset=offset, total=total, order_by=search["order_by"], filters=filters)
 
 
-def _run(request: Request, run_id: Id) -> StoredRun:
-    return dockyard(request).store.get_run_summary(run_id)
+def _run(app: AppDep, run_id: Id) -> StoredRun:
+    return app.runs.summary(run_id)
 
 
 @router.get("/runs/{run_id}", dependencies=[READ])
-def get_run(request: Request, account_id: Id, run_id: Id):
+def get_run(request: Request, app: AppDep, account_id: Id, run_id: Id):
     """R2: one run; ``include_related`` (any encoding) adds trigger, job, environment,
     run_steps (and full debug_logs)."""
-    cat = catalog(request, account_id)
+    cat = account_jobs(app, account_id)
     include = includes(request)
-    run = dockyard(request).store.get_run_summary(run_id, with_steps=True if "run_steps" in include else None)
+    run = app.runs.summary(run_id, with_steps=True if "run_steps" in include else None)
     return envelope.ok(cloud_run(request, cat, run, include))
 
 
 @router.post("/runs/{run_id}/cancel", dependencies=[TRIGGER])
-def cancel_run(request: Request, account_id: Id, run_id: Id):
+def cancel_run(request: Request, app: AppDep, account_id: Id, run_id: Id):
     """R5: cancel (a queued run at once, a running one through its worker); a finished run
     is returned unchanged."""
-    cat = catalog(request, account_id)
-    _run(request, run_id)
-    dockyard(request).cancel(run_id, final_ok=True)  # dbt Cloud answers a finished run unchanged
-    return envelope.ok(cloud_run(request, cat, _run(request, run_id), {"trigger", "job"}))
+    cat = account_jobs(app, account_id)
+    _run(app, run_id)
+    app.runs.cancel(run_id, final_ok=True)  # dbt Cloud answers a finished run unchanged
+    return envelope.ok(cloud_run(request, cat, _run(app, run_id), {"trigger", "job"}))
 
 
 def _step(request: Request, run: StoredRun) -> int | None:
@@ -119,11 +118,11 @@ def _step(request: Request, run: StoredRun) -> int | None:
 
 
 @router.get("/runs/{run_id}/artifacts", dependencies=[READ])
-def list_artifacts(request: Request, account_id: Id, run_id: Id):
+def list_artifacts(request: Request, app: AppDep, account_id: Id, run_id: Id):
     """R3: artifact paths relative to dbt's target folder, after step ``step`` (default: the
     last step)."""
-    catalog(request, account_id)
-    run = _run(request, run_id)
+    account_jobs(app, account_id)
+    run = _run(app, run_id)
     return envelope.ok(list(artifact_names(run, _step(request, run))))
 
 
@@ -132,7 +131,7 @@ def serve_artifact(request: Request, cat: Catalog, run: StoredRun, path: str, st
     stored = artifact_names(run, step).get(path)
     if stored is None:
         raise NotFoundError(f"run {run.id} has no artifact {path!r}" + (f" at step {step}" if step else ""))
-    chunks, size = files.stream(run_root(cat, run) / "artifacts", stored)
+    chunks, size = files.stream(cat.app.runs.artifact_root(run), stored)
     media = "application/json" if path.endswith(".json") else "text/plain; charset=utf-8"
     return StreamingResponse(
         chunks,
@@ -146,21 +145,20 @@ def serve_artifact(request: Request, cat: Catalog, run: StoredRun, path: str, st
 
 
 @router.get("/runs/{run_id}/artifacts/{path:path}", dependencies=[READ], openapi_extra={"x-serves-files": True})
-def get_artifact(request: Request, account_id: Id, run_id: Id, path: str):
+def get_artifact(request: Request, app: AppDep, account_id: Id, run_id: Id, path: str):
     """R4: the raw artifact (JSON as application/json, the rest as text)."""
-    cat = catalog(request, account_id)
-    run = _run(request, run_id)
+    cat = account_jobs(app, account_id)
+    run = _run(app, run_id)
     return serve_artifact(request, cat, run, path, _step(request, run))
 
 
 @router.get("/jobs/{job_id}/artifacts/{path:path}", dependencies=[READ], openapi_extra={"x-serves-files": True})
-def get_job_artifact(request: Request, account_id: Id, job_id: Id, path: str):
+def get_job_artifact(request: Request, app: AppDep, account_id: Id, job_id: Id, path: str):
     """R13: the artifact from the job's most recent successful run."""
-    cat = catalog(request, account_id)
-    cat.job(job_id)
+    cat = account_jobs(app, account_id)
+    cat.get(job_id)
     files.clean(path)
-    found, _ = dockyard(request).store.search_runs(RunSearch(job_ids=[job_id], statuses=["success"], limit=1))
-    if not found:
+    run = app.runs.latest(job_id, status="success")
+    if run is None:
         raise NotFoundError(f"job {job_id} has no successful run")
-    run = dockyard(request).store.get_run_summary(found[0].id)
     return serve_artifact(request, cat, run, path, None)

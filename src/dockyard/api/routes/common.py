@@ -1,4 +1,5 @@
-"""What every route module shares: the App, the catalog, the account check, OpenAPI bits."""
+"""What every route module shares: the error responses, path ids, OpenAPI bits (the App and
+the account check are in :mod:`dockyard.api.deps`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Path, Request
 
-from dockyard.api.catalog import Catalog
 from dockyard.api.params import list_param
-from dockyard.errors import NotFoundError
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -38,18 +37,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (429, "Rate limited (see Retry-After)"),
     )
 }
-
-
-def dockyard(request: Request):
-    return request.app.state.dockyard
-
-
-def catalog(request: Request, account_id: int | None = None) -> Catalog:
-    """The catalog; with ``account_id``, 404 unless it is this server's account."""
-    cat: Catalog = request.app.state.catalog
-    if account_id is not None and account_id != cat.account_id:
-        raise NotFoundError(f"Account {account_id} not found")
-    return cat
 
 
 def base_url(request: Request) -> str:

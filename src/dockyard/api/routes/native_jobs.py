@@ -10,11 +10,13 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api import envelope
 from dockyard.api.auth import READ, TRIGGER, Principal
-from dockyard.api.catalog import Catalog, JobView
+from dockyard.api.deps import AppDep
 from dockyard.api.params import read_body
-from dockyard.api.routes.common import ERRORS, Id, body_schema, catalog
+from dockyard.api.routes.common import ERRORS, Id, body_schema
 from dockyard.api.routes.native_runs import native_run
 from dockyard.api.triggering import trigger
+from dockyard.app.jobs import Jobs as Catalog
+from dockyard.app.jobs import JobView
 from dockyard.overrides import TriggerOptions
 from dockyard.views import iso
 
@@ -68,39 +70,36 @@ def env_json(row: dict) -> dict[str, Any]:
 
 
 @router.get("/jobs", dependencies=[READ])
-def list_jobs(request: Request):
+def list_jobs(app: AppDep):
     """Every job (dockyard.yml's and the API-created ones) with its stable id and next fires."""
-    cat = catalog(request)
-    return envelope.ok([job_json(cat, v) for v in cat.jobs()])
+    return envelope.ok([job_json(app.jobs, v) for v in app.jobs.list()])
 
 
 @router.get("/jobs/{job_id}", dependencies=[READ])
-def get_job(request: Request, job_id: Id):
-    cat = catalog(request)
-    return envelope.ok(job_json(cat, cat.job(job_id)))
+def get_job(app: AppDep, job_id: Id):
+    return envelope.ok(job_json(app.jobs, app.jobs.get(job_id)))
 
 
 @router.post("/jobs/{job_id}/trigger", openapi_extra=body_schema(NativeTrigger))
-async def trigger_job(request: Request, job_id: Id, principal: Principal = TRIGGER):
+async def trigger_job(request: Request, app: AppDep, job_id: Id, principal: Principal = TRIGGER):
     """Queue a run of the job now. The body takes dbt Cloud's trigger fields (cause,
     steps_override, threads_override, schema_override, target_name_override,
     timeout_seconds_override, generate_docs_override, git_sha, git_branch) and
     ``environment``; they change this run only. ``Idempotency-Key`` makes retries safe."""
-    cat = catalog(request)
-    view = await run_in_threadpool(cat.job, job_id)
+    view = await run_in_threadpool(app.jobs.get, job_id)
     body = await read_body(request)
     environment = body.pop("environment", None)
     if environment is not None and not isinstance(environment, str):
         environment = str(environment)
-    run = await trigger(request, principal, view, body, environment=environment)
+    run = await trigger(request, app, principal, view, body, environment=environment)
     return envelope.ok(native_run(run, nodes=False))
 
 
 @router.get("/environments", dependencies=[READ])
-def list_environments(request: Request):
-    return envelope.ok([env_json(row) for row in catalog(request).environments()])
+def list_environments(app: AppDep):
+    return envelope.ok([env_json(row) for row in app.jobs.environments()])
 
 
 @router.get("/environments/{environment_id}", dependencies=[READ])
-def get_environment(request: Request, environment_id: Id):
-    return envelope.ok(env_json(catalog(request).environment(environment_id)))
+def get_environment(app: AppDep, environment_id: Id):
+    return envelope.ok(env_json(app.jobs.environment(environment_id)))

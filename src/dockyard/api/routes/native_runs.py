@@ -14,14 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from dockyard import files
 from dockyard.api import envelope
 from dockyard.api.auth import READ, TRIGGER, Principal
-from dockyard.api.cloud_shapes import run_root
+from dockyard.api.deps import AppDep
 from dockyard.api.params import _int, int_param, list_param, paging, parse_time, read_body
-from dockyard.api.routes.common import ERRORS, Id, body_schema, catalog, dockyard
+from dockyard.api.routes.common import ERRORS, Id, body_schema
 from dockyard.api.triggering import rerun
-from dockyard.domain import RunStatus, StepStatus
-from dockyard.errors import DockyardError, NotFoundError
-from dockyard.store.records import StoredRun
-from dockyard.store.search import RunSearch
+from dockyard.app import Run as StoredRun
+from dockyard.domain import RunStatus
+from dockyard.errors import DockyardError
 from dockyard.views import iso, run_dict
 
 router = APIRouter(prefix="/api/v1", tags=["native"], responses=ERRORS)
@@ -54,7 +53,7 @@ def native_run(run: StoredRun, *, nodes: bool = True) -> dict[str, Any]:
 
 
 @router.get("/runs", dependencies=[READ])
-def list_runs(request: Request):
+def list_runs(request: Request, app: AppDep):
     """Runs, newest first by default. Filters: ``job_id``, ``status`` (names or dbt Cloud codes),
     ``environment``, ``trigger`` (each repeatable or comma-separated), ``created_after``,
     ``created_before``, ``finished_after``, ``finished_before``; ``order_by`` (``-id``...);
@@ -62,7 +61,7 @@ def list_runs(request: Request):
     limit, offset = paging(request, 20)
     statuses = [CODES.get(s, s) for s in list_param(request, "status") or []] or None
     q = request.query_params
-    search = RunSearch(
+    search = dict(
         limit=limit,
         offset=offset,
         order_by=q.get("order_by") or "-id",
@@ -76,21 +75,18 @@ def list_runs(request: Request):
     )
     cursor = q.get("cursor")
     if cursor:
-        if search.order_by not in ("-id", "id") or not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 10:
+        if search["order_by"] not in ("-id", "id") or not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 10:
             raise DockyardError("cursor works with order_by=-id or id and a cursor from extra.next_cursor")
-        search.offset = 0
-        if search.order_by == "-id":
-            search.before_id = int(cursor)
-        else:
-            search.after_id = int(cursor)
-    found, total = dockyard(request).store.search_runs(search)
+        search["offset"] = 0
+        search["before_id" if search["order_by"] == "-id" else "after_id"] = int(cursor)
+    found, total = app.runs.search(**search)
     next_cursor = str(found[-1].id) if len(found) == limit else None
     return envelope.listing(
         [native_run(r, nodes=False) for r in found],
         limit=limit,
-        offset=search.offset,
+        offset=search["offset"],
         total=total,
-        order_by=search.order_by,
+        order_by=search["order_by"],
         extra={"next_cursor": next_cursor},
     )
 
@@ -108,80 +104,41 @@ def _range(start: str | None, end: str | None, name: str):
 
 
 @router.get("/runs/{run_id}", dependencies=[READ])
-def get_run(request: Request, run_id: Id):
+def get_run(app: AppDep, run_id: Id):
     """One run with its steps, every node's result and its artifacts."""
-    return envelope.ok(native_run(dockyard(request).store.get_run(run_id)))
+    return envelope.ok(native_run(app.runs.get(run_id)))
 
 
-def _logs_text(request: Request, run: StoredRun, step: int | None) -> str:
-    root = run_root(catalog(request), run) / "logs"
-    parts, budget = [], LOG_LIMIT
-    for s in run.steps:
-        if step is not None and s.index != step:
-            continue
-        name = f"step-{s.index}.log"
-        body = files.read_text(root, name, tail=budget) if files.exists(root, name) else "(no log)\n"
-        budget = max(0, budget - len(body))
-        parts.append(f"== step {s.index}: {s.command} ==\n{body}")
-    return "\n".join(parts)
-
-
-async def _follow(request: Request, run_id: Id, step: int | None):
-    store = dockyard(request).store
-    offsets: dict[int, int] = {}
-    sent = 0
+async def _follow(request: Request, app: AppDep, run_id: Id, step: int | None):
+    reader = await run_in_threadpool(app.runs.follow, run_id, step, limit=LOG_LIMIT)
     while True:
-        run = await run_in_threadpool(store.get_run_summary, run_id)
-        root = run_root(catalog(request), run) / "logs"
-        for s in run.steps:
-            if step is not None and s.index != step:
-                continue
-            if s.index not in offsets:
-                if s.status == StepStatus.QUEUED and not run.status.is_final:
-                    break
-                offsets[s.index] = 0
-                yield f"== step {s.index}: {s.command} ==\n".encode()
-            while sent < LOG_LIMIT:
-                data = await run_in_threadpool(
-                    files.read_from, root, f"step-{s.index}.log", offsets[s.index], min(65536, LOG_LIMIT - sent)
-                )
-                if not data:
-                    break
-                offsets[s.index] += len(data)
-                sent += len(data)
-                yield data
-            if sent >= LOG_LIMIT:
-                yield b"\n[dockyard: 10 MiB log limit reached]\n"
-                return
-            if s.status in (StepStatus.QUEUED, StepStatus.RUNNING) and not run.status.is_final:
-                break  # later steps come after this one
-        if run.status.is_final or await request.is_disconnected():
+        data = await run_in_threadpool(reader.read)
+        if data:
+            yield data
+        if reader.done or await request.is_disconnected():
             return
         await asyncio.sleep(FOLLOW_POLL_S)
 
 
 @router.get("/runs/{run_id}/logs", dependencies=[READ], openapi_extra={"x-serves-files": True})
-async def get_logs(request: Request, run_id: Id):
+async def get_logs(request: Request, app: AppDep, run_id: Id):
     """dbt's log of every step (``step=N``: one), secrets scrubbed, at most 10 MiB.
     ``follow=true`` streams it as it is written, until the run is final."""
     step = int_param(request, "step", None, low=1)
-    run = await run_in_threadpool(dockyard(request).store.get_run_summary, run_id)
-    if step is not None and step not in {s.index for s in run.steps}:
-        raise NotFoundError(f"run {run_id} has no step {step}", hint=f"steps are 1 to {len(run.steps)}")
     if (request.query_params.get("follow") or "").lower() in ("1", "true", "yes"):
+        await run_in_threadpool(app.runs.follow, run_id, step)  # 404 now, not inside the stream
         return StreamingResponse(
-            _follow(request, run_id, step),
+            _follow(request, app, run_id, step),
             media_type="text/plain; charset=utf-8",
             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
         )
-    text = await run_in_threadpool(_logs_text, request, run, step)
+    text = await run_in_threadpool(lambda: app.runs.logs(run_id, step, budget=LOG_LIMIT))
     return PlainTextResponse(text, headers={"X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/runs/{run_id}/artifacts", dependencies=[READ])
-def list_artifacts(request: Request, run_id: Id):
+def list_artifacts(app: AppDep, run_id: Id):
     """The run's artifacts per step, with the path to download each."""
-    run = dockyard(request).store.get_run_summary(run_id, with_steps=False)
     return envelope.ok(
         [
             {
@@ -192,7 +149,7 @@ def list_artifacts(request: Request, run_id: Id):
                 "sha256": a.sha256,
                 "url": f"/api/v1/runs/{run_id}/artifacts/{a.path}",
             }
-            for a in run.artifacts
+            for a in app.runs.artifacts(run_id)
         ]
     )
 
@@ -215,41 +172,34 @@ def _file(root, path: str, media: str | None = None, csp: str = "sandbox; defaul
 
 
 @router.get("/runs/{run_id}/artifacts/{path:path}", dependencies=[READ], openapi_extra={"x-serves-files": True})
-def get_artifact(request: Request, run_id: Id, path: str):
+def get_artifact(app: AppDep, run_id: Id, path: str):
     """One artifact file, by its ``path`` from the list (``step-2/manifest.json``)."""
-    run = dockyard(request).store.get_run_summary(run_id, with_steps=False)
     media = "application/json" if path.endswith(".json") else "text/plain; charset=utf-8"
-    return _file(run_root(catalog(request), run) / "artifacts", path, media)
+    return _file(app.runs.artifact_root(run_id), path, media)
 
 
 @router.get("/runs/{run_id}/docs/{path:path}", dependencies=[READ], openapi_extra={"x-serves-files": True})
-def get_docs(request: Request, run_id: Id, path: str):
+def get_docs(app: AppDep, run_id: Id, path: str):
     """The dbt docs site the run generated (``index.html``, ``manifest.json``, ``catalog.json``),
     served sandboxed (scripts run, but cannot reach this origin's cookies or API)."""
-    run = dockyard(request).store.get_run_summary(run_id, with_steps=False)
-    steps = sorted({a.step_index for a in run.artifacts if a.name == "index.html"})
-    if not steps:
-        raise NotFoundError(f"run {run_id} generated no docs", hint="add 'dbt docs generate' to the job")
-    root = run_root(catalog(request), run) / "artifacts" / f"step-{steps[-1]}"
-    return _file(root, path, csp="sandbox allow-scripts")
+    return _file(app.runs.docs_root(run_id), path, csp="sandbox allow-scripts")
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel_run(request: Request, run_id: Id, principal: Principal = TRIGGER):
+def cancel_run(app: AppDep, run_id: Id, principal: Principal = TRIGGER):
     """Cancel: a queued run at once (``cancelled``), a running one through its worker
     (``requested``: it then ends ``cancelled``, even if its last step was just finishing); 409
     when it had already ended (the message names its status)."""
-    app = dockyard(request)
-    outcome = app.cancel(run_id)
-    return envelope.ok({"outcome": outcome, "run": native_run(app.store.get_run_summary(run_id), nodes=False)})
+    outcome = app.runs.cancel(run_id)
+    return envelope.ok({"outcome": outcome, "run": native_run(app.runs.summary(run_id), nodes=False)})
 
 
 @router.post("/runs/{run_id}/rerun", openapi_extra=body_schema(RerunBody))
-async def rerun_run(request: Request, run_id: Id, principal: Principal = TRIGGER):
+async def rerun_run(request: Request, app: AppDep, run_id: Id, principal: Principal = TRIGGER):
     """Queue a failed or cancelled run again: from the failure (the failed step's unfinished
     nodes, then the later steps; the default) or, with ``from_failure: false``, all of it."""
     body = await read_body(request)
     value = body.get("from_failure", True)
     from_failure = value if isinstance(value, bool) else str(value).lower() not in ("false", "0", "no")
-    run = await rerun(request, principal, run_id, from_failure=from_failure)
+    run = await rerun(request, app, principal, run_id, from_failure=from_failure)
     return envelope.ok(native_run(run, nodes=False))

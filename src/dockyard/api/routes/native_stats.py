@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request
 
 from dockyard.api import envelope
 from dockyard.api.auth import READ
+from dockyard.api.deps import AppDep
 from dockyard.api.params import int_param, list_param
-from dockyard.api.routes.common import ERRORS, dockyard
+from dockyard.api.routes.common import ERRORS
 from dockyard.views import iso
 
 router = APIRouter(prefix="/api/v1/stats", tags=["native"], responses=ERRORS)
@@ -15,13 +16,13 @@ RESOURCE_TYPES = ("model", "seed", "snapshot", "test", "unit_test", "source")
 
 
 @router.get("/model-durations", dependencies=[READ])
-def model_durations(request: Request):
+def model_durations(request: Request, app: AppDep):
     """Execution time of each model in the last ``runs`` (≤ 200, default 30) finished runs,
     oldest first, per model: ``job_id``, ``environment``, ``unique_id`` (repeatable) and
     ``resource_type`` (default ``model``) narrow it."""
     runs = int_param(request, "runs", 30, low=1, high=200, clamp=True)
     types = tuple(t for t in (list_param(request, "resource_type") or ["model"]) if t in RESOURCE_TYPES) or ("model",)
-    series = dockyard(request).store.model_durations(
+    series = app.runs.model_durations(
         job_id=int_param(request, "job_id"),
         environment=request.query_params.get("environment"),
         unique_ids=list_param(request, "unique_id"),
@@ -36,11 +37,11 @@ def model_durations(request: Request):
 
 
 @router.get("/test-results", dependencies=[READ])
-def test_results(request: Request):
+def test_results(request: Request, app: AppDep):
     """Per finished run (newest first, last ``runs``, default 30): how many tests passed,
     failed, warned, errored or were skipped, and which failed."""
     runs = int_param(request, "runs", 30, low=1, high=200, clamp=True)
-    rows = dockyard(request).store.test_results(
+    rows = app.runs.test_results(
         job_id=int_param(request, "job_id"),
         environment=request.query_params.get("environment"),
         runs_limit=int(runs or 30),
