@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.dbt.command import NO_TARGET_PATH
 from dockyard.domain import ArtifactRef, NodeResult, StepStatus
 from dockyard.runner.plan import RunPlan, StepPlan
 
@@ -56,17 +57,10 @@ def make_plan(
     steps = []
     for i, command in enumerate(commands, start=1):
         args = command.split()[1:] if isinstance(command, str) else list(command)[1:]
-        argv = [
-            *args,
-            "--profiles-dir",
-            str(project),
-            "--project-dir",
-            str(project),
-            "--target-path",
-            str(target),
-            "--log-path",
-            str(tmp_path / "dbt-logs"),
-        ]
+        argv = [*args, "--profiles-dir", str(project), "--project-dir", str(project)]
+        if args[0] not in NO_TARGET_PATH:  # dbt deps and dbt debug refuse it
+            argv += ["--target-path", str(target)]
+        argv += ["--log-path", str(tmp_path / "dbt-logs")]
         steps.append(StepPlan(index=i, command=command if isinstance(command, str) else " ".join(command), argv=argv))
     return RunPlan(
         run_id=run_id,
