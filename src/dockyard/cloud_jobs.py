@@ -14,7 +14,7 @@ from typing import Any
 from dockyard.config.model import Job
 from dockyard.dbt.command import CommandError, parse_command
 from dockyard.domain import JobRecord
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, UnknownEnvironmentError
 from dockyard.schedule import check_cron
 from dockyard.text import control_problem
 
@@ -97,7 +97,7 @@ def validate(cloud: dict[str, Any], environments: dict[int, str]) -> tuple[str, 
         env_name = environments[int(env_id)]
     except (TypeError, ValueError, KeyError):
         known = ", ".join(f"{i} ({n})" for i, n in sorted(environments.items()))
-        raise DockyardError(
+        raise UnknownEnvironmentError(
             f"environment_id {env_id!r} is not an environment of this project", hint=f"environments: {known}"
         ) from None
     cloud["environment_id"] = int(env_id)
