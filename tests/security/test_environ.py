@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -169,9 +170,11 @@ class Probe:
         with duckdb.connect(str(self.path / "dev.duckdb"), read_only=True) as con:
             visible = sorted(r[0] for r in con.execute("select file from visible_state").fetchall())
             prod_file = con.execute("select content from prod_file").fetchall()
-        # of the state folder, the step sees its own target folder only (not the store, not
-        # prod's target folder), and prod's file: secret is empty to it
-        assert visible and all(f.startswith(".dockyard/targets/dev/") for f in visible), visible
+        # of the state folder, the step sees its own target folders only: its run's (where its
+        # dbt writes) and its environment's (the partial parse kept between runs); not the
+        # store, not prod's target folder, no other run's folder; prod's file: secret is empty
+        own = [re.match(r"\.dockyard/(?:targets/dev/|runs/(\d+)/target/)", f) for f in visible]
+        assert visible and all(own) and len({m.group(1) for m in own if m.group(1)}) == 1, visible
         assert prod_file == [("",)], prod_file
 
 
