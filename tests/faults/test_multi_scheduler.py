@@ -3,8 +3,15 @@ clock: every due cron fire becomes exactly one run, and every run succeeds.
 
 The runs are `dbt debug --config-dir`: a real dbt invocation of ~0.3 s that writes nothing
 into the project, so that four workers on two cores keep up with five jobs firing every 0.6 s.
-(`dbt deps` empties and recreates `dbt_packages`, so concurrent runs of it in one project
-failed each other now and then.)"""
+
+Until aa38f43 the jobs ran `dbt deps`: five jobs with `allow_overlap` firing every 0.6
+(warped) s, four worker slots running them at once in the one project folder, and `dbt deps`
+deletes and refills `dbt_packages`, so two at once deleted each other's files now and then
+(2 runs of 510 `error`, `FileNotFoundError: 'dbt_packages'` in dbt's rmtree). Such steps now
+take turns on the project lock (docs/server.md, *Overlapping runs of one project*;
+tests/runner/test_overlap.py); this test keeps the faster command, which writes into neither
+the project nor a shared target folder (each run's dbt has its own), so nothing in it depends
+on the interleaving of the runs."""
 
 from __future__ import annotations
 
