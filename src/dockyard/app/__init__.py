@@ -5,6 +5,20 @@ them): ``app.runs`` (:mod:`dockyard.app.runs`), ``app.jobs`` (:mod:`dockyard.app
 ``app.triggers`` (:mod:`dockyard.app.triggers`), ``app.tokens`` (:mod:`dockyard.app.tokens`),
 ``app.validate`` (:mod:`dockyard.app.validate`); ``status``, ``health`` and ``refresh`` for
 the server's state. Its own methods run a run (foreground or for a worker: ``execute``).
+
+A front-end needs nothing else (the web UI, a CI webhook)::
+
+    app = App.open("dockyard.yml")
+    runs, total = app.runs.search(job_ids=[job_id], limit=20)   # a page of runs
+    run = app.runs.get(run_id)                                    # detail, lost runs settled
+    text = app.runs.logs(run_id, step=2, tail=65536)              # logs
+    reader = app.runs.follow(run_id)                              # reader.read() until .done
+    new_id = app.triggers.trigger(job_id, {"git_sha": sha, "github_pull_request_id": pr})
+    app.runs.cancel(run_id); app.triggers.rerun(run_id, from_failure=True)
+
+Each condition a front-end can meet is one error class of :mod:`dockyard.errors`
+(``UnknownRunError``, ``RunActiveError``, ``QueueFullError``...), raised here, so every
+front-end answers it the same way (docs/api.md, "One condition, one answer").
 """
 
 from __future__ import annotations
@@ -206,10 +220,6 @@ class App:
     def job_ids(self) -> dict[str, int]:
         return {j.name: j.id for j in self.jobs()}
 
-    def job_config(self, record: JobRecord) -> Job:
-        """The job's settings: from dockyard.yml, or from the store for an API-created job."""
-        return self.jobs.config(record)
-
     def job_target(self, record: JobRecord, job: Job, env_name: str) -> str | None:
         """The profile output a run of the job uses instead of its environment's target, if any:
         ``settings.target_name``, in the job's own environment (``--env`` uses that env's
@@ -265,17 +275,8 @@ class App:
     def run_log(self, run_id: int, step: int | None = None, *, tail: int | None = None) -> str:
         return self.runs.logs(run_id, step, tail=tail)
 
-    def artifact_path(self, run_id: int, relpath: str) -> Path:
-        return self.runs.artifact_path(run_id, relpath)
-
-    def reap_lost_runs(self) -> list[int]:
-        return self.runs.reap_lost()
-
     def cancel(self, run_id: int, *, final_ok: bool = False) -> str:
         return self.runs.cancel(run_id, final_ok=final_ok)
-
-    def queue_rerun(self, run_id: int, *, from_failure: bool = True, cause: str | None = None):
-        return self.runs.rerun(run_id, from_failure=from_failure, queued=True, cause=cause)
 
     def maybe_retry(self, run_id: int) -> int | None:
         return self.runs.maybe_retry(run_id)
@@ -317,13 +318,6 @@ class App:
             on_start=on_start,
         )
 
-    def rerun(
-        self, run_id: int, *, from_failure: bool = True, observer: RunObserver | None = None, on_start=None
-    ) -> RunRecord:
-        """Run a failed or cancelled run again, in the foreground (see
-        :meth:`dockyard.app.runs.Runs.rerun`)."""
-        return self.runs.rerun(run_id, from_failure=from_failure, queued=False, observer=observer, on_start=on_start)
-
     def _run_foreground(
         self,
         record: JobRecord,
@@ -358,7 +352,7 @@ class App:
         the same job unless the job allows it."""
         if job.allow_overlap:
             return
-        self.reap_lost_runs()
+        self.runs.reap_lost()
         active = self.store.list_runs(job=record.id, status=["starting", "running"], limit=1)
         if active:
             raise RunOverlapError(
