@@ -124,7 +124,7 @@ class Runs:
     def latest(self, job_id: int, *, status: str | None = None, with_steps: bool = True) -> Run | None:
         """The job's newest run (with ``status``: the newest with that status)."""
         found, _ = self.search(job_ids=[job_id], statuses=[status] if status else None, limit=1, with_steps=with_steps)
-        return self.summary(found[0].id) if found else None
+        return self.store.get_run_summary(found[0].id) if found else None
 
     def count(self, *, job: int | None = None, status: str | None = None) -> int:
         return self.store.count_runs(job=job, status=status)
