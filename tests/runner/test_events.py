@@ -319,3 +319,41 @@ def test_results_from_sources():
     assert (ev_.name, ev_.resource_type, ev_.status) == ("raw.events", "source", "warn")
     assert "7203 s ago" in ev_.message
     assert nodes["source.mini.raw.gone"].message == "no such table"
+
+
+def test_executes_nodes_by_command_and_by_run_results_which():
+    from dockyard.dbt.command import executes_nodes
+
+    for which in ("run", "build", "test", "seed", "snapshot", "source", "freshness", "clone", "run-operation", "retry"):
+        assert executes_nodes(which), which
+    for which in ("compile", "docs", "generate", "ls", "list", "show", "parse"):
+        assert not executes_nodes(which), which
+
+
+def test_a_compile_only_step_records_success_as_compiled_and_keeps_errors():
+    t = NodeTracker(executes=False)
+    t.apply(ev("NodeFinished", level="debug", node_info=info(node_status="success"), run_result={"status": "success"}))
+    assert t.get("model.mini.stg_numbers").status == "compiled"
+    t.reconcile(
+        {
+            "args": {"which": "generate"},
+            "results": [
+                {"unique_id": "model.mini.stg_numbers", "status": "success"},
+                {"unique_id": "model.mini.bad_model", "status": "error", "message": "Compilation Error"},
+            ],
+        }
+    )
+    assert {n.unique_id: n.status for n in t.all()} == {
+        "model.mini.stg_numbers": "compiled",
+        "model.mini.bad_model": "error",
+    }
+
+
+def test_run_results_which_decides_over_the_step_command():
+    # `dbt retry` after a compile: the run_results.json says what actually ran
+    t = NodeTracker(executes=True)
+    t.reconcile({"args": {"which": "compile"}, "results": [{"unique_id": "model.mini.a", "status": "success"}]})
+    assert t.get("model.mini.a").status == "compiled"
+    t = NodeTracker(executes=False)
+    t.reconcile({"args": {"which": "run"}, "results": [{"unique_id": "model.mini.a", "status": "success"}]})
+    assert t.get("model.mini.a").status == "success"
