@@ -85,11 +85,17 @@ class Jobs:
     job_names = by_id  # the name the dbt Cloud shapes use
 
     def get(self, ref: str | int) -> JobView:
-        """A job by id, name or identifier; :class:`UnknownJobError` (404) otherwise, with the
+        """A job by id (an ``int``: by id only, as the API's routes), or by id, name or
+        identifier (a ``str``, as the CLI's arguments); :class:`UnknownJobError` (404) otherwise, with the
         nearest job name as a hint (also for a stored API job whose definition is unusable:
         it is not listed either)."""
         for record, row in self._rows():
-            if str(ref) in (str(record.id), record.name, record.definition.get("identifier")):
+            names = (
+                (str(record.id),)
+                if isinstance(ref, int)
+                else (str(record.id), record.name, record.definition.get("identifier"))
+            )
+            if str(ref) in names:
                 try:
                     config = self.config(record)
                 except DockyardError as exc:  # not listed, so not found (with the reason)
