@@ -8,12 +8,14 @@ the event's idempotency :attr:`Event.key`. See docs/events.md.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from dockyard.domain import NodeResult, RunRecord, RunStatus, StepResult
+from dockyard.text import storable
 
 MAX_FAILED_NODES = 20  # failed nodes listed in a final event
 MAX_MESSAGE_CHARS = 1000  # of each failed node's message (messages are scrubbed when stored)
@@ -220,4 +222,10 @@ def step_key(run_id: int, index: int, epoch: int) -> str:
 
 
 def node_key(run_id: int, step_index: int, unique_id: str, epoch: int) -> str:
-    return f"run:{run_id}:node:{step_index}:{unique_id}:{epoch}"[:255]
+    """The node's id in the key, or its digest when it is long or holds characters a store
+    cannot keep (a NUL byte, a lone surrogate): a key is unique and always storable."""
+    key = f"run:{run_id}:node:{step_index}:{unique_id}:{epoch}"
+    if len(key) <= 255 and storable(unique_id) == unique_id:
+        return key
+    digest = hashlib.sha256(unique_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"run:{run_id}:node:{step_index}:sha256-{digest}:{epoch}"

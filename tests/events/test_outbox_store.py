@@ -244,3 +244,13 @@ def test_event_ids_commit_in_order_on_postgresql(store: Store, job_id: int) -> N
     writer.join(10)
     assert seen["during"] == [], "an event became visible before an earlier id committed"
     assert [e.key for e in store.events_after(0)] == ["slow", "fast"]
+
+
+def test_a_node_key_is_storable_and_unique_whatever_the_node_id():
+    from dockyard.events import node_key
+
+    plain = node_key(4, 1, "model.shop.orders", 0)
+    assert plain == "run:4:node:1:model.shop.orders:0"
+    odd = {node_key(4, 1, uid, 0) for uid in ("model.shop.nul\x00", "model.shop.nul\ufffd", "m." + "x" * 300)}
+    assert len(odd) == 3
+    assert all(len(k) <= 255 and "\x00" not in k and "sha256-" in k for k in odd - {plain})

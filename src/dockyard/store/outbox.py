@@ -43,6 +43,7 @@ from dockyard.events import (
 from dockyard.store import records as rec
 from dockyard.store.base import StoreBase
 from dockyard.store.tables import node_results, outbox, outbox_cursors, run_steps, runs
+from dockyard.text import storable
 
 OUTBOX_LOCK_KEY = 0x646F636B796F7574  # "dockyout": event ids are taken and committed in order
 MAX_ERROR_CHARS = 2000
@@ -76,7 +77,13 @@ def write_events(conn: Connection, events: Iterable[EventRow | None], now: datet
     """Insert ``events`` in the caller's transaction (call it last: see the module doc)."""
     now = now or clock.now()
     rows = [
-        {"key": e.key, "type": e.type.value, "run_id": e.run_id, "payload": rec.jsonable(e.payload), "created_at": now}
+        {
+            "key": e.key,
+            "type": e.type.value,
+            "run_id": e.run_id,
+            "payload": storable(rec.jsonable(e.payload)),
+            "created_at": now,
+        }
         for e in events
         if e is not None
     ]
