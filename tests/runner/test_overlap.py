@@ -103,11 +103,24 @@ def test_partial_parsing_survives_between_runs(mini, tmp_path):
     shared = first.target_path / "partial_parse.msgpack"
     assert shared.is_file()
 
+    published = shared.stat().st_mtime_ns
+
     second = make_plan(mini, tmp_path, cmds("dbt ls", "dbt run --select stg_numbers"), run_id=2)
     rec2 = FakeRecorder()
     assert Executor(second, rec2).run().status is RunStatus.SUCCESS, rec2.text()
     assert "Unable to do partial parsing" not in rec2.text(), rec2.text()
     assert rec2.final_nodes(2)["model.mini.stg_numbers"].status == "success"
+    assert shared.stat().st_mtime_ns == published  # nothing re-parsed: nothing published
+
+    # a changed model: the run re-parses it (partially) and publishes its partial parse
+    model = mini / "models" / "numbers_summary.sql"
+    model.write_text(model.read_text() + "\n-- changed\n")
+    third = make_plan(mini, tmp_path, cmds("dbt parse"), run_id=3)
+    rec3 = FakeRecorder()
+    assert Executor(third, rec3).run().status is RunStatus.SUCCESS, rec3.text()
+    assert "Unable to do partial parsing" not in rec3.text(), rec3.text()
+    assert shared.stat().st_mtime_ns != published
+    assert not list(shared.parent.glob("dev/.*.tmp"))  # the temporary copy was moved into place
 
 
 def test_compile_only_steps_report_their_nodes_compiled(mini, tmp_path):

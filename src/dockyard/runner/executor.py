@@ -294,7 +294,7 @@ class Executor:
             status = StepStatus.SUCCESS
         if stop_reason is None and exit_code is not None and exit_code >= 0:
             try:  # dbt writes it only after a parse that succeeded
-                self.workspace.publish(step_wall_start)
+                self.workspace.publish()
             except OSError as exc:
                 log.warning("run %s step %s: could not keep dbt's partial parse: %s", plan.run_id, index, describe(exc))
         rec.step_finished(index, status, exit_code, clock.now(), log_rel)

@@ -38,9 +38,6 @@ from pathlib import Path
 from dockyard.permissions import open_private, private_dir
 
 PARTIAL_PARSE = "partial_parse.msgpack"
-# a file counts as written by a step when its mtime is at least the step's start minus this
-# (coarse file-system timestamps)
-MTIME_SLACK_S = 0.5
 
 
 class RunTarget:
@@ -51,6 +48,7 @@ class RunTarget:
         self.own = Path(own)
         self.run_id = run_id
         self.seeded = False  # a partial_parse.msgpack was copied in
+        self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file last seeded or published
 
     def prepare(self) -> None:
         """Create the run's folder (empty) and seed it with the environment's partial parse."""
@@ -58,21 +56,30 @@ class RunTarget:
             shutil.rmtree(self.own)  # left by an earlier attempt of this run (a requeue)
         private_dir(self.own)
         self.seeded = _copy_atomic(self.shared / PARTIAL_PARSE, self.own / PARTIAL_PARSE, self.run_id)
+        self._stamp = _stamp(self.own / PARTIAL_PARSE)
 
-    def publish(self, since: float) -> bool:
-        """Copy the partial parse a step wrote (after wall time ``since``) to the environment's
-        folder, atomically. True when it did."""
+    def publish(self) -> bool:
+        """Copy the partial parse to the environment's folder, atomically, when a step wrote
+        it (dbt rewrites it after a parse that changed something). True when it did."""
         src = self.own / PARTIAL_PARSE
-        try:
-            if src.stat().st_mtime < since - MTIME_SLACK_S:
-                return False  # dbt found nothing to re-parse and kept the file it was given
-        except FileNotFoundError:
-            return False
+        stamp = _stamp(src)
+        if stamp is None or stamp == self._stamp:
+            return False  # dbt found nothing to re-parse and kept the file it was given
         private_dir(self.shared)
-        return _copy_atomic(src, self.shared / PARTIAL_PARSE, self.run_id)
+        published = _copy_atomic(src, self.shared / PARTIAL_PARSE, self.run_id)
+        self._stamp = stamp
+        return published
 
     def remove(self) -> None:
         shutil.rmtree(self.own, ignore_errors=True)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 def _copy_atomic(src: Path, dest: Path, run_id: int) -> bool:
