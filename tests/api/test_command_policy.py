@@ -312,7 +312,7 @@ def test_environment_override_is_for_unrestricted_admins(client, app, tokens, mo
 def _plan_argv(app, run_id, env="prod"):
     record, job = app.job(job_id(app))
     run = app.store.get_run(run_id)
-    plan = app._plan(
+    plan = app.execution.plan(
         run.id, env, env, job, ["dbt run"], {}, app.state_dir / "runs" / str(run.id), job_id=record.id, run=run
     )
     argv = plan.steps[0].argv

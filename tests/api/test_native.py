@@ -126,7 +126,7 @@ def test_native_trigger_with_overrides_and_environment(client, app, monkeypatch)
     assert [s.command for s in run.steps] == ["dbt seed"]
     # what a worker would run: the overrides of this run, and only of this run
     record, job = app.job(j)
-    plan = app._plan(
+    plan = app.execution.plan(
         run.id, "dev", "dev", job, ["dbt seed"], {}, app.state_dir / "runs" / str(run.id), job_id=record.id, run=run
     )
     argv = plan.steps[0].argv
@@ -137,11 +137,13 @@ def test_native_trigger_with_overrides_and_environment(client, app, monkeypatch)
     output = profile["shop"]["outputs"]["pr_target"]
     assert output["schema"] == "pr_7" and output["type"] == "duckdb"
     assert plan.timeout_seconds == 7 * 86400  # 0 = no timeout
-    plain = app._plan(run.id, "dev", "dev", job, ["dbt seed"], {}, app.state_dir / "runs" / "x", job_id=record.id)
+    plain = app.execution.plan(
+        run.id, "dev", "dev", job, ["dbt seed"], {}, app.state_dir / "runs" / "x", job_id=record.id
+    )
     assert "pr_target" not in plain.steps[0].argv and plain.timeout_seconds == job.timeout_seconds
     existing = client.post(f"{V1}/jobs/{j}/trigger", json={"target_name_override": "dev", "git_sha": "abcdef1"})
     run2 = app.store.get_run(existing.json()["data"]["id"])
-    plan2 = app._plan(run2.id, "prod", "prod", job, ["dbt run"], {}, app.state_dir / "runs" / "y", run=run2)
+    plan2 = app.execution.plan(run2.id, "prod", "prod", job, ["dbt run"], {}, app.state_dir / "runs" / "y", run=run2)
     assert plan2.steps[0].argv[plan2.steps[0].argv.index("--target") + 1] == "dev"  # a real target: --target
     assert "/profiles/" not in plan2.steps[0].argv[plan2.steps[0].argv.index("--profiles-dir") + 1]
     assert plan2.env["DBT_CLOUD_GIT_SHA"] == "abcdef1"

@@ -65,7 +65,7 @@ def test_finish_run_reads_the_flag_in_its_own_write(server_app):
         store.start_step(claim.run_id, index, clock.now(), epoch=claim.epoch)
         store.finish_step(claim.run_id, index, StepStatus.SUCCESS, 0, clock.now(), epoch=claim.epoch)
     assert server_app.cancel(claim.run_id) == "requested"
-    assert server_app._finish(claim.run_id, RunStatus.SUCCESS, None, False, epoch=claim.epoch)
+    assert server_app.execution.finish(claim.run_id, RunStatus.SUCCESS, None, False, epoch=claim.epoch)
     run = store.get_run(claim.run_id)
     assert (run.status, run.status_code, run.reason) == (RunStatus.CANCELLED, 30, "cancelled")
     # the other order: the run ended first, the cancel is refused with the truth
@@ -111,7 +111,7 @@ def _race(app, claim) -> tuple[str, RunStatus]:
 
     def finish():
         barrier.wait()
-        app._finish(claim.run_id, RunStatus.SUCCESS, None, False, epoch=claim.epoch)
+        app.execution.finish(claim.run_id, RunStatus.SUCCESS, None, False, epoch=claim.epoch)
 
     threads = [threading.Thread(target=cancel), threading.Thread(target=finish)]
     for t in threads:

@@ -287,7 +287,7 @@ class Runs:
         old, record, job, commands = self.rerun_plan(run_id, from_failure=from_failure)
         cause = cause or f"Rerun of run {old.id}" + (" from failure" if from_failure else "")
         if not queued:
-            return self.app._run_foreground(
+            return self.app.execution.run_foreground(
                 record,
                 job,
                 old.environment,
@@ -371,7 +371,7 @@ class Runs:
             pid = int(parts[1])
             if pid == os.getpid() or _alive(pid):
                 continue
-            if self.app._finish(run.id, RunStatus.ERROR, "worker_lost", False):
+            if self.app.execution.finish(run.id, RunStatus.ERROR, "worker_lost", False):
                 lost.append(run.id)
         return lost
 
