@@ -85,7 +85,7 @@ def seed(app: App, count: int) -> None:
                     "reason": "step_failed" if code == 20 else None,
                 }
             )
-        with store._write() as conn:
+        with store.db.write() as conn:
             first = conn.execute(runs.insert().returning(runs.c.id), rows).scalars().all()
             ids = list(first)
             conn.execute(
@@ -219,8 +219,8 @@ def bench(backend: str, args) -> dict:
         t0 = time.perf_counter()
         seed(app, args.runs)
         seeded_s = time.perf_counter() - t0
-        _, token = app.store.create_token("bench", "read")
-        ids = (1, app.store.count_runs())
+        _, token = app.store.tokens.create_token("bench", "read")
+        ids = (1, app.store.runs.count_runs())
         app.close()
         port = free_port()
         log = open(work / "serve.log", "w")  # noqa: SIM115

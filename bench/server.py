@@ -10,7 +10,7 @@
 * **lateness**: ``dockyard scheduler`` with a job ``* * * * *`` under a clock warped ×60 for
   ``--lateness-seconds`` real seconds; for each fire, the fire row's ``created_at`` minus its
   ``scheduled_for``, divided by 60 (back to real seconds). PostgreSQL store.
-* **queue**: ``--queue-runs`` runs queued (``Store.enqueue``), then claimed and finished
+* **queue**: ``--queue-runs`` runs queued (``Store.queue.enqueue``), then claimed and finished
   (``claim`` + ``transition_run(success)``) by one process as fast as it can; claims/s, on
   SQLite and PostgreSQL.
 * **growth**: the shop example's production job ("Daily Production Run": seed, source
@@ -133,7 +133,7 @@ def bench_latency(work: Path, runs: int) -> dict:
         for i in range(runs + 1):  # the first run warms partial parsing; not counted
             run_id = app.enqueue("one", trigger="manual").run_id
             deadline = time.monotonic() + 120
-            while not (run := app.store.get_run(run_id)).status.is_final:
+            while not (run := app.store.runs.get_run(run_id)).status.is_final:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"run {run_id} did not finish: {(work / 'worker.log').read_text()[-2000:]}")
                 time.sleep(0.1)
@@ -180,16 +180,16 @@ def bench_lateness(work: Path, seconds: float, pg_url: str) -> dict:
 def bench_queue(url: str, n: int) -> dict:
     store = Store(url)
     store.migrate()
-    store.sync_environments([{"name": "dev"}])
-    job_id = store.sync_jobs([{"name": "q", "environment": "dev"}])["q"]
+    store.jobs.sync_environments([{"name": "dev"}])
+    job_id = store.jobs.sync_jobs([{"name": "q", "environment": "dev"}])["q"]
     t0 = time.perf_counter()
     for _ in range(n):
-        store.enqueue(job_id, "q", "dev", ["dbt deps"], trigger="manual", coalesce=False)
+        store.queue.enqueue(job_id, "q", "dev", ["dbt deps"], trigger="manual", coalesce=False)
     enq = time.perf_counter() - t0
     t0 = time.perf_counter()
     done = 0
-    while (claim := store.claim("bench", "host")) is not None:
-        store.transition_run(claim.run_id, RunStatus.SUCCESS, epoch=claim.epoch)
+    while (claim := store.queue.claim("bench", "host")) is not None:
+        store.runs.transition_run(claim.run_id, RunStatus.SUCCESS, epoch=claim.epoch)
         done += 1
     took = time.perf_counter() - t0
     store.close()
@@ -222,7 +222,7 @@ def bench_growth(work: Path, runs: int, url: str, label: str) -> dict:
     took = (time.perf_counter() - t0) / runs
     after = store_bytes(url)
     with Store(url) as store:
-        nodes = len(store.get_run(store.list_runs(limit=1)[0].id).nodes)
+        nodes = len(store.runs.get_run(store.runs.list_runs(limit=1)[0].id).nodes)
     return {"runs": runs, "bytes_per_run": (after - before) / runs, "nodes_per_run": nodes, "run_s": took}
 
 

@@ -46,9 +46,9 @@ def app(shop: Path):
 @pytest.fixture
 def tokens(app: App) -> Tokens:
     store = app.store
-    made = {scope: store.create_token(f"test-{scope}", scope)[1] for scope in ("read", "trigger", "admin")}
-    _, revoked = store.create_token("test-revoked", "admin")
-    store.revoke_token("test-revoked")
+    made = {scope: store.tokens.create_token(f"test-{scope}", scope)[1] for scope in ("read", "trigger", "admin")}
+    _, revoked = store.tokens.create_token("test-revoked", "admin")
+    store.tokens.revoke_token("test-revoked")
     return Tokens(made["read"], made["trigger"], made["admin"], revoked)
 
 
@@ -88,21 +88,21 @@ def seed_run(
     record, config = app.job(job)
     commands = config.all_commands
     store = app.store
-    run_id = store.create_run(
+    run_id = store.runs.create_run(
         record.id, record.name, environment or config.environment, commands, trigger="api", cause="seeded"
     )
     start = started or datetime.now(UTC) - timedelta(minutes=5)
     run_dir = app.state_dir / "runs" / str(run_id)
     if status == RunStatus.QUEUED:
         return run_id
-    store.transition_run(run_id, RunStatus.STARTING, worker_id="test:1")
-    store.transition_run(run_id, RunStatus.RUNNING, started_at=start, artifacts_dir=str(run_dir))
+    store.runs.transition_run(run_id, RunStatus.STARTING, worker_id="test:1")
+    store.runs.transition_run(run_id, RunStatus.RUNNING, started_at=start, artifacts_dir=str(run_dir))
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     for index, command in enumerate(commands, start=1):
         at = start + timedelta(seconds=10 * index)
         if status == RunStatus.RUNNING and index > 1:
             break
-        store.start_step(run_id, index, at)
+        store.runs.start_step(run_id, index, at)
         if logs:
             (run_dir / "logs" / f"step-{index}.log").write_text(
                 f"12:00:0{index}  Running with dbt=1.11\n12:00:0{index}  1 of 2 OK created sql view model "
@@ -115,7 +115,7 @@ def seed_run(
             step_status = StepStatus.ERROR if status == RunStatus.ERROR else StepStatus.CANCELLED
         elif failed_step is not None and index > failed_step:
             continue
-        store.finish_step(
+        store.runs.finish_step(
             run_id,
             index,
             step_status,
@@ -124,7 +124,7 @@ def seed_run(
             log_path=f"logs/step-{index}.log",
         )
         node_status = "error" if step_status == StepStatus.ERROR else "success"
-        store.upsert_nodes(
+        store.runs.upsert_nodes(
             run_id,
             index,
             [
@@ -160,11 +160,11 @@ def seed_run(
                 )
                 (folder / name).write_text(body)
                 refs.append(ArtifactRef(index, name, f"step-{index}/{name}", len(body), "0" * 64))
-            store.add_artifacts(run_id, refs)
+            store.runs.add_artifacts(run_id, refs)
     if status == RunStatus.RUNNING:
         return run_id
     if failed_step is not None:
-        store.skip_steps(run_id, failed_step + 1)
+        store.runs.skip_steps(run_id, failed_step + 1)
     reason = {RunStatus.ERROR: "step_failed", RunStatus.CANCELLED: "cancelled"}.get(status)
-    store.transition_run(run_id, status, reason=reason, finished_at=start + timedelta(seconds=120))
+    store.runs.transition_run(run_id, status, reason=reason, finished_at=start + timedelta(seconds=120))
     return run_id

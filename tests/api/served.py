@@ -133,8 +133,8 @@ def start_server(shop: Path, tmp: Path, store_url: str | None = None, workers: i
     config = shop / "dockyard.yml"
     app = App.open(config, store_url)
     ids = app.sync()
-    _, token = app.store.create_token("e2e-admin", "admin")
-    _, read_token = app.store.create_token("e2e-read", "read")
+    _, token = app.store.tokens.create_token("e2e-admin", "admin")
+    _, read_token = app.store.tokens.create_token("e2e-read", "read")
     app.close()
     ca, cert, key = make_ca_and_cert(tmp)
     port = free_port()

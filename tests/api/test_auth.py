@@ -74,7 +74,7 @@ def test_cli_prints_the_token_once_and_the_store_keeps_only_digests(shop):
 
     app = App.open(shop / "dockyard.yml")
     for i in range(97):
-        made.append(app.store.create_token(f"many-{i}", "read")[1])
+        made.append(app.store.tokens.create_token(f"many-{i}", "read")[1])
     app.close()
     raw = b"".join(p.read_bytes() for p in (shop / ".dockyard").glob("dockyard.db*"))
     leaked = [t for t in made if t.encode() in raw or t[12:].encode() in raw]
@@ -95,7 +95,7 @@ def test_scopes_and_revocation_on_the_next_request(app, api, tokens):
         assert c.post(f"/api/v2/accounts/1/jobs/{j}/run/", headers=trig).status_code == 200
         assert c.delete(f"/api/v2/accounts/1/jobs/{j}/", headers=trig).status_code == 403
         assert c.get(f"/api/v1/runs/{run_id}", headers=trig).status_code == 200  # trigger includes read
-        app.store.revoke_token("test-trigger")
+        app.store.tokens.revoke_token("test-trigger")
         response = c.get(f"/api/v1/runs/{run_id}", headers=trig)
         assert response.status_code == 401 and "revoked" in response.json()["status"]["user_message"]
 
@@ -105,9 +105,9 @@ def test_auth_is_off_until_the_first_token_and_never_again(app):
     with TestClient(api) as c:
         assert c.get("/api/v1/runs").status_code == 200  # no token exists: loopback-only mode
         assert c.get("/api/v1/runs", headers={"Authorization": "Token whatever"}).status_code == 200
-        _, token = app.store.create_token("first", "read")
+        _, token = app.store.tokens.create_token("first", "read")
         assert c.get("/api/v1/runs").status_code == 401
-        app.store.revoke_token("first")
+        app.store.tokens.revoke_token("first")
         assert c.get("/api/v1/runs").status_code == 401  # revoking the last token does not reopen it
     with TestClient(create_app(app, require_auth=True)) as c:
         assert c.get("/api/v1/runs", headers={"Authorization": f"Bearer {token}"}).status_code == 401
@@ -146,7 +146,7 @@ def test_route_matrix(app, api, tokens):
     """Every operation × {no token, bad token, revoked, wrong scope, another account's object}
     → 401 / 401 / 401 / 403 / 404."""
     run_id = seed_run(app)
-    env = str(app.store.list_environments()[0]["id"])
+    env = str(app.store.jobs.list_environments()[0]["id"])
     ids = {
         "account_id": "1",
         "run_id": str(run_id),

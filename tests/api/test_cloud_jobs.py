@@ -76,7 +76,7 @@ JOBS_AS_CODE = {  # what dbt-jobs-as-code sync sends (the full JobDefinition)
 
 
 def env_id(app, name: str = "dev") -> int:
-    return next(e["id"] for e in app.store.list_environments() if e["name"] == name)
+    return next(e["id"] for e in app.store.jobs.list_environments() if e["name"] == name)
 
 
 def test_get_job_exactly_200_in_both_forms(client, app):
@@ -141,20 +141,20 @@ def test_create_update_delete_api_job(client, app):
     ):
         assert data[key] == JOBS_AS_CODE[key], key  # verbatim: dbt-jobs-as-code plans no diff
     assert client.get(f"{V2}/jobs/{j}/").json()["data"] == data
-    stored = app.store.get_job(j).definition
+    stored = app.store.jobs.get_job(j).definition
     assert "is_system" not in stored["cloud"] and "created_at" not in stored["cloud"]
     # Dagster legacy: GET, merge, POST the whole object back (read-only keys included)
     merged = dict(data, triggers=dict(data["triggers"], schedule=False), next_run="x", id=999, state=2)
     updated = client.post(f"{V2}/jobs/{j}/", json=merged)
     assert updated.status_code == 200, updated.text
     assert updated.json()["data"]["triggers"]["schedule"] is False and updated.json()["data"]["id"] == j
-    assert app.store.get_job(j).cron is None and app.store.get_job(j).active
+    assert app.store.jobs.get_job(j).cron is None and app.store.jobs.get_job(j).active
     # survives a sync of dockyard.yml (the scheduler re-syncs on every change)
     app.sync()
     assert j in [v["id"] for v in client.get(f"{V2}/jobs/").json()["data"]]
     # runnable: a trigger queues it with its own commands
     run = client.post(f"{V2}/jobs/{j}/run/", json={"cause": "api job"}).json()["data"]
-    assert [s.command for s in app.store.get_run(run["id"]).steps][0] == "dbt source freshness"
+    assert [s.command for s in app.store.runs.get_run(run["id"]).steps][0] == "dbt source freshness"
     deleted = client.delete(f"{V2}/jobs/{j}/")
     assert deleted.status_code == 200 and deleted.json()["data"]["state"] == 2
     assert deleted.json()["data"]["name"] == "My Job 1 [[job1]]"
@@ -213,7 +213,7 @@ def test_rerun_retries_a_failed_latest_run_else_triggers(client, app):
     failed = seed_run(app, status=RunStatus.ERROR, failed_step=4)
     data = client.post(f"{V2}/jobs/{j}/rerun/").json()["data"]
     assert data["id"] not in (ok["id"], failed) and data["href"]
-    new = app.store.get_run(data["id"])
+    new = app.store.runs.get_run(data["id"])
     assert new.retry_of == failed and new.attempt == 2 and new.trigger == "retry"
     assert [s.command for s in new.steps][0].startswith("dbt run")
 
@@ -268,7 +268,7 @@ def test_account_id_comes_from_server_account_id(shop):
     config = shop / "dockyard.yml"
     config.write_text(config.read_text() + "\nserver:\n  account_id: 7\n")
     app = make_app(shop)
-    _, token = app.store.create_token("acct", "read")
+    _, token = app.store.tokens.create_token("acct", "read")
     with TestClient(create_app(app), headers={"Authorization": f"Token {token}"}) as c:
         assert c.get("/api/v2/accounts/7/").json()["data"]["id"] == 7
         job = c.get(f"/api/v2/accounts/7/jobs/{job_id(app)}/").json()["data"]

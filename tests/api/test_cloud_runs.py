@@ -201,13 +201,13 @@ def test_trigger_overrides_change_that_run_only(client, app):
     for key, value in body.items():
         assert trigger[key] == value, key
     assert data["git_sha"] == "abc1234" and data["git_branch"] == "feature/x"
-    run = app.store.get_run(data["id"])
+    run = app.store.runs.get_run(data["id"])
     assert [s.command for s in run.steps] == ["dbt seed", "dbt run --select m", "dbt docs generate"]
     assert run.overrides["threads_override"] == 3 and run.cause == "override test"
     job = client.get(f"{V2}/jobs/{j}/").json()["data"]
     assert job["execute_steps"][0] == "dbt seed" and job["settings"]["threads"] == 4  # the job is unchanged
     plain = client.post(f"{V2}/jobs/{j}/run/").json()["data"]
-    assert app.store.get_run(plain["id"]).overrides is None
+    assert app.store.runs.get_run(plain["id"]).overrides is None
     assert plain["trigger"]["cause"] == "Triggered via API"
 
 
@@ -228,7 +228,7 @@ def test_trigger_rejects_bad_overrides_with_400(client, app, body, needle):
     assert response.status_code == 400
     assert needle in response.json()["status"]["user_message"]
     assert response.json()["data"] is None
-    assert app.store.count_runs() == 0
+    assert app.store.runs.count_runs() == 0
 
 
 def test_trigger_unknown_job_and_account_are_404(client):
@@ -369,7 +369,7 @@ def test_cancel_queued_run(client, app):
 def test_cancel_running_and_finished_runs(client, app):
     running = seed_run(app, status=RunStatus.RUNNING)
     assert client.post(f"{V2}/runs/{running}/cancel").json()["data"]["status"] == 3
-    assert app.store.get_run(running).cancel_requested_at is not None
+    assert app.store.runs.get_run(running).cancel_requested_at is not None
     done = seed_run(app)
     assert client.post(f"{V2}/runs/{done}/cancel/").json()["data"]["status"] == 10
 
@@ -400,7 +400,7 @@ def test_list_runs_filters_and_pagination(client, app):
     assert extra["filters"]["limit"] == 100 and extra["filters"]["offset"] == 1 and got == [queued, failed, ok]
     assert ids(order_by="id")[0] == [ok, failed, queued, ci]
     assert ids(project_id__in="[2]")[0] == []
-    assert ids(project_id=1, environment_id=app.store.list_environments()[0]["id"])[0] in ([ci], [])
+    assert ids(project_id=1, environment_id=app.store.jobs.list_environments()[0]["id"])[0] in ([ci], [])
     finished = ids(
         finished_at__range='["2000-01-01T00:00:00+00:00", "2999-01-01T00:00:00+00:00"]', order_by="finished_at"
     )[0]

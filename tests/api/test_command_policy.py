@@ -159,7 +159,7 @@ def test_refused_commands_are_403_and_queue_nothing(client, app, tokens, scope):
     for i, (text, code, _) in enumerate(REFUSED):
         for url in (f"{V2}/jobs/{j}/run/", f"{V1}/jobs/{j}/trigger"):
             _check_refusal(_post(client, url, tokens.header(scope), text, form=i % 2 == 1), code, text)
-    assert app.store.count_runs() == 0
+    assert app.store.runs.count_runs() == 0
 
 
 def test_an_unrestricted_admin_may_run_any_plain_dbt_command(client, app, tokens, unrestricted):
@@ -168,7 +168,7 @@ def test_an_unrestricted_admin_may_run_any_plain_dbt_command(client, app, tokens
         response = _post(client, f"{V2}/jobs/{j}/run/", tokens.header("admin"), text, form=i % 2 == 1)
         assert response.status_code == code, (text, response.text)
         if code == 200:
-            run = app.store.get_run(response.json()["data"]["id"])
+            run = app.store.runs.get_run(response.json()["data"]["id"])
             assert run.steps[0].command == text
     # the setting is for admins: a trigger token is still held to the policy
     _check_refusal(_post(client, f"{V2}/jobs/{j}/run/", tokens.header("trigger"), REFUSED[0][0]), 403, "")
@@ -179,7 +179,7 @@ def test_allowed_commands_queue_for_a_trigger_token(client, app, tokens):
     for text in ALLOWED:
         response = _post(client, f"{V2}/jobs/{j}/run/", tokens.header("trigger"), text)
         assert response.status_code == 200, (text, response.text)
-        assert app.store.get_run(response.json()["data"]["id"]).steps[0].command == text
+        assert app.store.runs.get_run(response.json()["data"]["id"]).steps[0].command == text
     listed = client.post(
         f"{V1}/jobs/{j}/trigger",
         headers=tokens.header("trigger"),
@@ -192,7 +192,7 @@ def test_a_json_list_in_a_form_field_is_checked_too(client, app, tokens):
     url = f"{V2}/jobs/{job_id(app)}/run/"
     steps = '["dbt seed", "dbt run-operation grant"]'
     _check_refusal(client.post(url, data={"steps_override": steps}, headers=tokens.header("trigger")), 403, steps)
-    assert app.store.count_runs() == 0
+    assert app.store.runs.count_runs() == 0
 
 
 def test_without_tokens_callers_count_as_admins(shop, monkeypatch):
@@ -213,7 +213,7 @@ def test_without_tokens_callers_count_as_admins(shop, monkeypatch):
 
 
 def _env_id(app, name="dev"):
-    return next(e["id"] for e in app.store.list_environments() if e["name"] == name)
+    return next(e["id"] for e in app.store.jobs.list_environments() if e["name"] == name)
 
 
 def test_api_job_execute_steps_follow_the_policy(client, app, tokens, monkeypatch):
@@ -230,15 +230,15 @@ def test_api_job_execute_steps_follow_the_policy(client, app, tokens, monkeypatc
     j = made.json()["data"]["id"]
     for steps in (["dbt show --inline 'select 1'"], ["dbt build -s x"], ["dbt build --vars '{}'"]):
         _check_refusal(client.post(f"{V2}/jobs/{j}/", json={"execute_steps": steps}, headers=admin), 403, steps)
-    assert app.store.get_job(j).definition["job"]["commands"] == ["dbt build --select stg_customers"]
-    assert policy.TRUSTED not in app.store.get_job(j).definition
+    assert app.store.jobs.get_job(j).definition["job"]["commands"] == ["dbt build --select stg_customers"]
+    assert policy.TRUSTED not in app.store.jobs.get_job(j).definition
     assert client.post(f"{V2}/jobs/{j}/run/", headers=tokens.header("trigger")).status_code == 200
     # an unrestricted admin may store such a job, and trigger tokens may then run it...
     monkeypatch.setattr(app.config.server, "api_admin_unrestricted", True)
     free = client.post(f"{V2}/jobs/", json=dict(body, name="grants"), headers=admin)
     assert free.status_code == 201, free.text
     g = free.json()["data"]["id"]
-    assert app.store.get_job(g).definition[policy.TRUSTED] is True
+    assert app.store.jobs.get_job(g).definition[policy.TRUSTED] is True
     assert client.post(f"{V2}/jobs/{g}/run/", headers=tokens.header("trigger")).status_code == 200
     # ...while the setting stays on
     monkeypatch.setattr(app.config.server, "api_admin_unrestricted", False)
@@ -250,15 +250,15 @@ def test_api_jobs_stored_before_the_policy_are_checked_at_trigger_time(client, a
         {"name": "legacy", "environment_id": _env_id(app), "execute_steps": ["dbt run-operation drop_everything"]}
     )
     name, env, _ = cloud_jobs.validate(cloud, {_env_id(app): "dev"})
-    j = app.store.create_api_job(name, env, cloud_jobs.definition(cloud, env)).id  # no policy mark
-    before = app.store.count_runs()
+    j = app.store.jobs.create_api_job(name, env, cloud_jobs.definition(cloud, env)).id  # no policy mark
+    before = app.store.runs.count_runs()
     for scope in ("trigger", "admin"):
         monkeypatch.setattr(app.config.server, "api_admin_unrestricted", scope == "trigger")
         for url in (f"{V2}/jobs/{j}/run/", f"{V1}/jobs/{j}/trigger", f"{V2}/jobs/{j}/rerun/"):
             response = client.post(url, headers=tokens.header(scope))
             _check_refusal(response, 403, url)
             assert "run-operation" in response.json()["status"]["user_message"]
-    assert app.store.count_runs() == before
+    assert app.store.runs.count_runs() == before
     monkeypatch.setattr(app.config.server, "api_admin_unrestricted", True)
     assert client.post(f"{V2}/jobs/{j}/run/", headers=tokens.header("admin")).status_code == 200
     # a steps_override within the policy replaces the job's commands: allowed
@@ -301,7 +301,7 @@ def test_environment_override_is_for_unrestricted_admins(client, app, tokens, mo
         assert "'dev'" in response.json()["status"]["user_message"]
         form = client.post(f"{V1}/jobs/{j}/trigger", data={"environment": "dev"}, headers=tokens.header(scope))
         _check_refusal(form, 403, scope)
-    assert app.store.count_runs() == 0
+    assert app.store.runs.count_runs() == 0
     same = client.post(f"{V1}/jobs/{j}/trigger", json={"environment": "prod"}, headers=tokens.header("trigger"))
     assert same.status_code == 200 and same.json()["data"]["environment"] == "prod"
     monkeypatch.setattr(app.config.server, "api_admin_unrestricted", True)
@@ -311,7 +311,7 @@ def test_environment_override_is_for_unrestricted_admins(client, app, tokens, mo
 
 def _plan_argv(app, run_id, env="prod"):
     record, job = app.job(job_id(app))
-    run = app.store.get_run(run_id)
+    run = app.store.runs.get_run(run_id)
     plan = app.execution.plan(
         run.id, env, env, job, ["dbt run"], {}, app.state_dir / "runs" / str(run.id), job_id=record.id, run=run
     )
@@ -339,7 +339,7 @@ def test_target_name_override_renames_the_environments_output(client, app, token
 
 
 def policy_key_absent(app, run_id):
-    return "target_switch" not in (app.store.get_run(run_id).overrides or {})  # overrides.TARGET_SWITCH
+    return "target_switch" not in (app.store.runs.get_run(run_id).overrides or {})  # overrides.TARGET_SWITCH
 
 
 def test_api_job_target_name_never_switches_outputs_unless_trusted(client, app, tokens, monkeypatch):
@@ -361,14 +361,14 @@ def test_api_job_target_name_never_switches_outputs_unless_trusted(client, app, 
 def _failed_run(app, commands, environment="prod", overrides=None):
     record, _ = app.job(DAILY)
     store = app.store
-    run_id = store.create_run(record.id, record.name, environment, commands, trigger="api", overrides=overrides)
+    run_id = store.runs.create_run(record.id, record.name, environment, commands, trigger="api", overrides=overrides)
     now = datetime.now(UTC)
-    store.transition_run(run_id, RunStatus.STARTING, worker_id="test:1")
-    store.transition_run(run_id, RunStatus.RUNNING, started_at=now)
-    store.start_step(run_id, 1, now)
-    store.finish_step(run_id, 1, StepStatus.ERROR, 2, now)
-    store.skip_steps(run_id, 2)
-    store.transition_run(run_id, RunStatus.ERROR, reason="step_failed", finished_at=now)
+    store.runs.transition_run(run_id, RunStatus.STARTING, worker_id="test:1")
+    store.runs.transition_run(run_id, RunStatus.RUNNING, started_at=now)
+    store.runs.start_step(run_id, 1, now)
+    store.runs.finish_step(run_id, 1, StepStatus.ERROR, 2, now)
+    store.runs.skip_steps(run_id, 2)
+    store.runs.transition_run(run_id, RunStatus.ERROR, reason="step_failed", finished_at=now)
     return run_id
 
 
@@ -381,12 +381,12 @@ def test_reruns_cannot_repeat_what_the_caller_could_not_ask_for(client, app, tok
         _failed_run(app, ["dbt run"], environment="dev"),
         _failed_run(app, ["dbt run"], overrides={"target_name_override": "dev", "target_switch": True}),
     ]
-    before = app.store.count_runs()
+    before = app.store.runs.count_runs()
     for run_id in cases:
         for body in ({}, {"from_failure": False}):
             _check_refusal(client.post(f"{V1}/runs/{run_id}/rerun", json=body, headers=trigger), 403, run_id)
     _check_refusal(client.post(f"{V2}/jobs/{job_id(app)}/rerun/", headers=trigger), 403, "R12")
-    assert app.store.count_runs() == before
+    assert app.store.runs.count_runs() == before
     monkeypatch.setattr(app.config.server, "api_admin_unrestricted", True)
     assert client.post(f"{V1}/runs/{cases[0]}/rerun", headers=tokens.header("admin")).status_code == 200
 
@@ -408,13 +408,13 @@ def test_a_trigger_token_cannot_read_host_files_through_dbt_show(shop, tmp_path)
     attack = {"steps_override": [f"dbt show --inline \"select content from read_text('{secret}')\""]}
     app = make_app(shop)
     try:
-        _, trigger = app.store.create_token("airflow", "trigger")
-        _, admin = app.store.create_token("ops", "admin")
+        _, trigger = app.store.tokens.create_token("airflow", "trigger")
+        _, admin = app.store.tokens.create_token("ops", "admin")
         with TestClient(create_app(app), base_url="https://testserver") as c:
             url = f"{V2}/jobs/{job_id(app, 'CI')}/run/"
             refused = c.post(url, json=attack, headers={"Authorization": f"Token {trigger}"})
             assert refused.status_code == 403, refused.text
-            assert app.store.count_runs() == 0
+            assert app.store.runs.count_runs() == 0
             assert Worker(app, worker_id="test-worker").run_once() is None  # nothing queued
             app.config.server.api_admin_unrestricted = True
             run = c.post(url, json=attack, headers={"Authorization": f"Token {admin}"}).json()["data"]

@@ -33,7 +33,7 @@ def test_idempotency_key_returns_the_same_run(client, app, tokens):
     assert theirs.json()["data"]["id"] != first["id"]  # keys are per token
     without = client.post(url, json={"cause": "a"}).json()["data"]
     assert without["id"] not in (first["id"], theirs.json()["data"]["id"])
-    assert app.store.count_runs() == 3
+    assert app.store.runs.count_runs() == 3
     bad = client.post(url, json={}, headers={"Idempotency-Key": "x" * 300})
     assert bad.status_code == 400
 
@@ -62,7 +62,7 @@ def test_fifty_concurrent_retries_make_one_run(shop, tokens_factory, backend):
     assert codes <= {200, 409}, codes
     ids = {r.json()["data"]["id"] for r in responses if r.status_code == 200}
     assert len(ids) == 1
-    assert app.store.count_runs() == 1
+    assert app.store.runs.count_runs() == 1
     app.close()
 
 
@@ -73,7 +73,7 @@ def tokens_factory(shop, request):
 
         url = request.getfixturevalue("pg_database_factory")() if backend == "postgresql" else None
         app = make_app(shop, url)
-        _, token = app.store.create_token("storm", "trigger")
+        _, token = app.store.tokens.create_token("storm", "trigger")
         return app, {"Authorization": f"Token {token}"}
 
     return make
@@ -92,7 +92,7 @@ def test_request_body_size_limit_is_413(client, app):
 
     streamed = client.post(url, content=chunks(), headers={"Content-Type": "application/json"})
     assert streamed.status_code == 413
-    assert app.store.count_runs() == 0
+    assert app.store.runs.count_runs() == 0
 
 
 def test_limit_is_capped_at_100_everywhere(client, app):
@@ -128,29 +128,29 @@ PROTECTED = {
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(extra=st.fixed_dictionaries({}, optional=PROTECTED))
 def test_read_only_fields_are_never_stored(client, app, extra):
-    env = app.store.list_environments()[0]["id"]
-    before = {k: v for k, v in app.store.job_rows(active_only=False)[0].items() if k != "definition"}
+    env = app.store.jobs.list_environments()[0]["id"]
+    before = {k: v for k, v in app.store.jobs.job_rows(active_only=False)[0].items() if k != "definition"}
     created = client.post(
-        f"{V2}/jobs/", json={**extra, "name": f"prop {len(app.store.job_rows())}", "environment_id": env}
+        f"{V2}/jobs/", json={**extra, "name": f"prop {len(app.store.jobs.job_rows())}", "environment_id": env}
     )
     assert created.status_code == 201, created.text
     data = created.json()["data"]
     assert data["account_id"] == 1 and data["project_id"] == 1 and data["state"] == 1
     assert data["is_system"] is False and data["deactivated"] is False and data["run_failure_count"] == 0
     assert "custom_environment_variables" not in data
-    stored = app.store.get_job(data["id"]).definition["cloud"]
+    stored = app.store.jobs.get_job(data["id"]).definition["cloud"]
     assert not set(PROTECTED) & set(stored)
     updated = client.post(f"{V2}/jobs/{data['id']}/", json={**extra, "description": "changed"}).json()["data"]
     assert updated["id"] == data["id"] and updated["state"] == 1 and updated["created_at"] == data["created_at"]
-    assert not set(PROTECTED) & set(app.store.get_job(data["id"]).definition["cloud"])
-    after = {k: v for k, v in app.store.job_rows(active_only=False)[0].items() if k != "definition"}
+    assert not set(PROTECTED) & set(app.store.jobs.get_job(data["id"]).definition["cloud"])
+    after = {k: v for k, v in app.store.jobs.job_rows(active_only=False)[0].items() if k != "definition"}
     assert before == after  # another job untouched
 
 
 def test_runs_are_not_writable_through_bodies(client, app):
     run_id = seed_run(app)
     client.post(f"{V2}/runs/{run_id}/cancel/", json={"status": 10, "id": 5, "finished_at": None})
-    run = app.store.get_run(run_id)
+    run = app.store.runs.get_run(run_id)
     assert run.id == run_id and run.finished_at is not None
 
 

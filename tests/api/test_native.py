@@ -90,9 +90,9 @@ def test_logs_follow_streams_until_the_run_is_final(client, app):
         with open(log, "a") as fh:
             fh.write("a line written while following\n")
         time.sleep(0.8)
-        store.finish_step(run_id, 1, StepStatus.SUCCESS, 0, datetime.now(UTC))
-        store.skip_steps(run_id, 2)
-        store.transition_run(run_id, RunStatus.SUCCESS, finished_at=datetime.now(UTC))
+        store.runs.finish_step(run_id, 1, StepStatus.SUCCESS, 0, datetime.now(UTC))
+        store.runs.skip_steps(run_id, 2)
+        store.runs.transition_run(run_id, RunStatus.SUCCESS, finished_at=datetime.now(UTC))
 
     worker = threading.Thread(target=finish)
     worker.start()
@@ -122,7 +122,7 @@ def test_native_trigger_with_overrides_and_environment(client, app, monkeypatch)
     }
     data = client.post(f"{V1}/jobs/{j}/trigger", json=body).json()["data"]
     assert data["status"] == "queued" and data["environment"] == "dev" and data["cause"] == "native"
-    run = app.store.get_run(data["id"])
+    run = app.store.runs.get_run(data["id"])
     assert [s.command for s in run.steps] == ["dbt seed"]
     # what a worker would run: the overrides of this run, and only of this run
     record, job = app.job(j)
@@ -142,7 +142,7 @@ def test_native_trigger_with_overrides_and_environment(client, app, monkeypatch)
     )
     assert "pr_target" not in plain.steps[0].argv and plain.timeout_seconds == job.timeout_seconds
     existing = client.post(f"{V1}/jobs/{j}/trigger", json={"target_name_override": "dev", "git_sha": "abcdef1"})
-    run2 = app.store.get_run(existing.json()["data"]["id"])
+    run2 = app.store.runs.get_run(existing.json()["data"]["id"])
     plan2 = app.execution.plan(run2.id, "prod", "prod", job, ["dbt run"], {}, app.state_dir / "runs" / "y", run=run2)
     assert plan2.steps[0].argv[plan2.steps[0].argv.index("--target") + 1] == "dev"  # a real target: --target
     assert "/profiles/" not in plan2.steps[0].argv[plan2.steps[0].argv.index("--profiles-dir") + 1]

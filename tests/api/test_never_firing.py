@@ -44,8 +44,8 @@ def test_dockyard_yml_with_a_never_firing_cron_is_a_located_error(shop):
 
 
 def test_api_refuses_a_never_firing_cron_and_stores_nothing(client, app):
-    env = app.store.list_environments()[0]["id"]
-    before = len(app.store.job_rows(active_only=False))
+    env = app.store.jobs.list_environments()[0]["id"]
+    before = len(app.store.jobs.job_rows(active_only=False))
     for schedule_on in (True, False):
         answer = client.post(
             f"{V2}/jobs/",
@@ -59,7 +59,7 @@ def test_api_refuses_a_never_firing_cron_and_stores_nothing(client, app):
         assert answer.status_code == 400, answer.text
         assert "schedule.cron" in answer.json()["status"]["user_message"]
         assert "never fires" in answer.json()["status"]["user_message"]
-    assert len(app.store.job_rows(active_only=False)) == before
+    assert len(app.store.jobs.job_rows(active_only=False)) == before
     made = client.post(
         f"{V2}/jobs/",
         json={"name": "fine", "environment_id": env, "schedule": {"cron": "0 3 * * *"}, "triggers": {"schedule": True}},
@@ -68,13 +68,13 @@ def test_api_refuses_a_never_firing_cron_and_stores_nothing(client, app):
     job = made.json()["data"]["id"]
     update = client.post(f"{V2}/jobs/{job}/", json={"schedule": {"cron": "0 0 30 2 *"}})
     assert update.status_code == 400 and "never fires" in update.text
-    assert app.store.get_job(job).cron == "0 3 * * *"
+    assert app.store.jobs.get_job(job).cron == "0 3 * * *"
 
 
 def _plant_broken_jobs(app) -> list[int]:
     """API jobs whose stored schedules cannot be computed, written straight into the store
     (as before the check, or edited by hand)."""
-    env = app.store.list_environments()[0]
+    env = app.store.jobs.list_environments()[0]
     fields = cloud_jobs.merge_payload({"name": "x", "environment_id": env["id"]})
     ids = []
     for name, cron, tz in (
@@ -83,7 +83,7 @@ def _plant_broken_jobs(app) -> list[int]:
         ("garbage", "not a cron", "UTC"),
     ):
         fields["schedule"] = {"cron": cron}
-        record = app.store.create_api_job(
+        record = app.store.jobs.create_api_job(
             name, env["name"], cloud_jobs.definition(fields, env["name"]), cron=cron, timezone=tz
         )
         ids.append(record.id)
@@ -150,9 +150,9 @@ def test_a_stored_job_that_never_fires_breaks_no_answer_on_postgresql(shop, pg_d
 
 def test_a_stored_job_with_an_unusable_definition_breaks_no_list(client, app):
     """Same class: a definition edited in the store into something that is not one."""
-    env = app.store.list_environments()[0]["name"]
+    env = app.store.jobs.list_environments()[0]["name"]
     broken = [
-        app.store.create_api_job(f"broken {i}", env, definition).id
+        app.store.jobs.create_api_job(f"broken {i}", env, definition).id
         for i, definition in enumerate(
             [
                 {"source": "api", "job": {"commands": []}, "cloud": {}},

@@ -39,10 +39,10 @@ def _lost_run(app) -> int:
     (SIGKILL): its owner ``host:pid`` is a process that no longer exists."""
     record, config = app.job(DAILY)
     store = app.store
-    run_id = store.create_run(record.id, record.name, config.environment, config.all_commands, trigger="manual")
-    store.transition_run(run_id, RunStatus.STARTING, worker_id=f"{socket.gethostname()}:{_dead_pid()}")
-    store.transition_run(run_id, RunStatus.RUNNING)
-    store.start_step(run_id, 1, store.get_run(run_id).created_at)
+    run_id = store.runs.create_run(record.id, record.name, config.environment, config.all_commands, trigger="manual")
+    store.runs.transition_run(run_id, RunStatus.STARTING, worker_id=f"{socket.gethostname()}:{_dead_pid()}")
+    store.runs.transition_run(run_id, RunStatus.RUNNING)
+    store.runs.start_step(run_id, 1, store.runs.get_run(run_id).created_at)
     return run_id
 
 
@@ -56,7 +56,7 @@ def _cli(app, *args: str, debug: bool = True, monkeypatch=None):
 @pytest.mark.parametrize("path", ["native", "native list", "dbt Cloud", "cli show"])
 def test_a_lost_foreground_run_reads_the_same_everywhere(app, client, path):
     run_id = _lost_run(app)
-    assert app.store.get_run(run_id).status == RunStatus.RUNNING  # nobody has looked at it yet
+    assert app.store.runs.get_run(run_id).status == RunStatus.RUNNING  # nobody has looked at it yet
     if path == "native":
         data = client.get(f"{V1}/runs/{run_id}").json()["data"]
         status, reason = data["status"], data["reason"]
@@ -83,7 +83,7 @@ def test_a_lost_foreground_run_reads_the_same_everywhere(app, client, path):
 def _full_queue(app) -> int:
     record, config = app.job(DAILY)
     for _ in range(100):
-        app.store.enqueue(record.id, record.name, config.environment, ["dbt run"], trigger="api", coalesce=False)
+        app.store.queue.enqueue(record.id, record.name, config.environment, ["dbt run"], trigger="api", coalesce=False)
     return record.id
 
 

@@ -69,7 +69,7 @@ def check_deep_bodies(client, api, app) -> None:
     # the bound itself: MAX_DEPTH levels are fine
     fine = {
         "name": "deep but fine",
-        "environment_id": app.store.list_environments()[0]["id"],
+        "environment_id": app.store.jobs.list_environments()[0]["id"],
         "description": "",
         "custom": json.loads("[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)),
     }
@@ -83,7 +83,7 @@ def _post(client, path: str, body: dict):
 
 
 def check_numbers(client, app) -> None:
-    env, job = app.store.list_environments()[0]["id"], job_id(app)
+    env, job = app.store.jobs.list_environments()[0]["id"], job_id(app)
     base = {"name": "n", "environment_id": env}
     for extra in (
         {"dbt_version": float("nan")},
@@ -113,8 +113,8 @@ UNSTORABLE = ["a\x00b", "\x00", "a\ud800b", "\udfff"]
 
 
 def check_unstorable_bodies(client, app) -> None:
-    job, env = job_id(app), app.store.list_environments()[0]["id"]
-    runs, jobs = app.store.count_runs(), len(app.store.job_rows(active_only=False))
+    job, env = job_id(app), app.store.jobs.list_environments()[0]["id"]
+    runs, jobs = app.store.runs.count_runs(), len(app.store.jobs.job_rows(active_only=False))
     for value in UNSTORABLE:
         for field in ("cause", "git_branch", "git_sha", "schema_override", "target_name_override"):
             for path in (f"{V2}/jobs/{job}/run/", f"/api/v1/jobs/{job}/trigger"):
@@ -138,7 +138,7 @@ def check_unstorable_bodies(client, app) -> None:
         f"{V2}/jobs/{job}/run/", content="cause=a%00b", headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert "cause" in _is_error(form)
-    assert app.store.count_runs() == runs and len(app.store.job_rows(active_only=False)) == jobs
+    assert app.store.runs.count_runs() == runs and len(app.store.jobs.job_rows(active_only=False)) == jobs
 
 
 FILTERS = [
@@ -182,8 +182,8 @@ def check_unstorable_queries(client, api, app) -> None:
 
 
 def check_control_characters(client, app) -> None:
-    env, job = app.store.list_environments()[0]["id"], job_id(app)
-    jobs = len(app.store.job_rows(active_only=False))
+    env, job = app.store.jobs.list_environments()[0]["id"], job_id(app)
+    jobs = len(app.store.jobs.job_rows(active_only=False))
     for bad in (
         "evil\x1b[2J",
         "tab\tname",
@@ -197,7 +197,7 @@ def check_control_characters(client, app) -> None:
         message = _is_error(client.post(f"{V2}/jobs/", json={"name": bad, "environment_id": env}))
         assert "name must not contain control characters" in message, bad
         assert "control characters" in _is_error(client.post(f"{V2}/jobs/{job}/run/", json={"cause": bad}))
-    assert len(app.store.job_rows(active_only=False)) == jobs
+    assert len(app.store.jobs.job_rows(active_only=False)) == jobs
     made = client.post(f"{V2}/jobs/", json={"name": "Nightly [bold]run[/bold] – café", "environment_id": env})
     assert made.status_code == 201, made.text  # markup-like brackets and non-ASCII text are fine
     update = client.post(f"{V2}/jobs/{made.json()['data']['id']}/", json={"name": "x\x1b]0;pwned\x07"})
@@ -225,9 +225,9 @@ def test_control_characters_in_displayed_names_are_400(client, app):
 
 
 def test_a_value_the_store_cannot_hold_is_a_400_class_error(app):
-    env = app.store.list_environments()[0]["name"]
+    env = app.store.jobs.list_environments()[0]["name"]
     with pytest.raises(ValueRefusedError) as err:
-        app.store.create_api_job("bad\ud800", env, {"source": "api", "job": {}, "cloud": {}})
+        app.store.jobs.create_api_job("bad\ud800", env, {"source": "api", "job": {}, "cloud": {}})
     assert err.value.status == 400 and not isinstance(err.value, StoreError)
 
 
@@ -241,7 +241,7 @@ def test_times_out_of_range_are_400(client):
 def test_digits_that_are_not_ascii_are_not_numbers(client, app):
     """``"²".isdigit()`` is true but ``int("²")`` raises: such values are refused, not 500."""
     assert "cursor" in _is_error(client.get("/api/v1/runs", params={"cursor": "\u00b2"}))
-    env = app.store.list_environments()[0]["id"]
+    env = app.store.jobs.list_environments()[0]["id"]
     made = client.post(
         f"{V2}/jobs/", json={"name": "sup", "environment_id": env, "execute_steps": ["dbt run --threads \u00b2"]}
     )
@@ -249,16 +249,16 @@ def test_digits_that_are_not_ascii_are_not_numbers(client, app):
     ran = client.post(f"{V2}/jobs/{job_id(app)}/run/", json={"steps_override": ["dbt run --threads \u00b2"]})
     assert ran.status_code in (400, 403), ran.text
     with pytest.raises(NotFoundError):
-        app.store.get_job("\u00b2")
+        app.store.jobs.get_job("\u00b2")
     with pytest.raises(NotFoundError):
-        app.store.revoke_token("\u00b2")
+        app.store.tokens.revoke_token("\u00b2")
 
 
 def check_dbt_text_is_stored(app) -> None:
     """What dbt reports (node messages, adapter responses) may hold NUL bytes or lone
     surrogates (a warehouse error quoting data): recorded with U+FFFD, never a failed write."""
     run = seed_run(app)
-    app.store.upsert_nodes(
+    app.store.runs.upsert_nodes(
         run,
         1,
         [
@@ -271,7 +271,7 @@ def check_dbt_text_is_stored(app) -> None:
             )
         ],
     )
-    node = next(n for n in app.store.get_run(run).nodes if n.unique_id.startswith("model.shop.nul"))
+    node = next(n for n in app.store.runs.get_run(run).nodes if n.unique_id.startswith("model.shop.nul"))
     assert node.message == "bad \ufffd value \ufffd" and node.name == "n\ufffd"
     assert node.adapter_response == {"msg\ufffd": ["x\ufffd"]}
 
@@ -295,13 +295,13 @@ def test_the_same_answers_on_postgresql(pg_app):
         check_unstorable_queries(client, api, pg_app)
         check_numbers(client, pg_app)  # (depth and control characters do not depend on the store)
         assert client.get("/api/v1/health").status_code == 200
-    env = pg_app.store.list_environments()[0]["name"]
+    env = pg_app.store.jobs.list_environments()[0]["name"]
     for name in ("bad\x00", "bad\ud800", "x" * 300):  # below the API's checks: the store's own answer
         with pytest.raises(ValueRefusedError) as err:
-            pg_app.store.create_api_job(name, env, {"source": "api", "job": {}, "cloud": {}})
+            pg_app.store.jobs.create_api_job(name, env, {"source": "api", "job": {}, "cloud": {}})
         assert err.value.status == 400 and "unavailable" not in err.value.render()
     with pytest.raises(ValueRefusedError):
-        pg_app.store.count_runs(job="a\x00b")
+        pg_app.store.runs.count_runs(job="a\x00b")
     check_dbt_text_is_stored(pg_app)
 
 

@@ -31,7 +31,7 @@ def fuzz_target(tmp_path_factory):
     app = make_app(shop)
     for status in (RunStatus.SUCCESS, RunStatus.ERROR, RunStatus.QUEUED):
         seed_run(app, status=status, failed_step=4 if status == RunStatus.ERROR else None)
-    _, token = app.store.create_token("fuzz", "admin")
+    _, token = app.store.tokens.create_token("fuzz", "admin")
     api = create_app(app, request_rate=10**6, trigger_rate=10**6)
     yield api, {"Authorization": f"Token {token}"}
     app.close()

@@ -82,7 +82,7 @@ def test_reads_do_not_wait_behind_a_writer_and_health_reports_it(shop: Path, mon
     url = request.getfixturevalue("pg_database_factory")() if begin == "postgresql" else None
     first = App.open(shop / "dockyard.yml", url)  # an earlier server: store migrated, jobs synced
     first.sync()
-    _, token = first.store.create_token("reader", "read")
+    _, token = first.store.tokens.create_token("reader", "read")
     first.close()
     app = App.open(shop / "dockyard.yml", url)  # the restarted server: nothing synced or touched yet
     with TestClient(create_app(app), base_url="https://testserver") as client:
@@ -97,7 +97,7 @@ def test_reads_do_not_wait_behind_a_writer_and_health_reports_it(shop: Path, mon
             assert health.status_code == 503 and health.headers["Retry-After"] == "5"
             assert health.json()["status"] == "unavailable"
             assert health.json()["store"] == {"read": "ok", "write": "locked"}
-            assert app.store.list_tokens()[0].last_used_at is None  # not recorded, and no error
+            assert app.store.tokens.list_tokens()[0].last_used_at is None  # not recorded, and no error
         finally:
             holder.release()
         health, _ = timed(client, "/api/v1/health")
@@ -106,5 +106,5 @@ def test_reads_do_not_wait_behind_a_writer_and_health_reports_it(shop: Path, mon
         assert health.json()["status"] == "degraded"  # no scheduler runs in this test
         response, _ = timed(client, "/api/v1/runs", token)
         assert response.status_code == 200
-        assert app.store.list_tokens()[0].last_used_at is not None  # recorded once the lock is gone
+        assert app.store.tokens.list_tokens()[0].last_used_at is not None  # recorded once the lock is gone
     app.close()

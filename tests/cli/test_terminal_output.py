@@ -23,13 +23,13 @@ def _clean(output: str) -> str:
 
 def test_stored_control_characters_and_markup_print_escaped(shop):
     app = make_app(shop)
-    env = app.store.list_environments()[0]
+    env = app.store.jobs.list_environments()[0]
     fields = cloud_jobs.merge_payload({"name": "x", "environment_id": env["id"]})
-    app.store.create_api_job(EVIL, env["name"], cloud_jobs.definition(fields, env["name"]))
+    app.store.jobs.create_api_job(EVIL, env["name"], cloud_jobs.definition(fields, env["name"]))
     run_id = seed_run(app, job=EVIL)
     log = app.state_dir / "runs" / str(run_id) / "logs" / "step-1.log"
     log.write_text(log.read_text() + "model \x1b[31mred\x1b[0m \x1b[2J done\ttab\n")
-    app.store.create_token("tok\x1b[2J[bold]", "read")
+    app.store.tokens.create_token("tok\x1b[2J[bold]", "read")
     app.close()
     runner = CliRunner()
     config = ["--config", str(shop / "dockyard.yml")]

@@ -80,7 +80,7 @@ class Project:
         while time.monotonic() < deadline:
             try:
                 with self.store() as store:
-                    for run in store.list_runs(limit=5):
+                    for run in store.runs.list_runs(limit=5):
                         if any(s.index == index and s.status.value == "running" for s in run.steps):
                             return run.id
             except Exception:  # the store may not exist yet

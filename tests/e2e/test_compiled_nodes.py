@@ -51,9 +51,9 @@ def test_docs_generate_compiles_without_adding_executed_nodes(sqlite_project):
 
     # stats count executions only
     with project.store() as store:
-        (tests,) = [r for r in store.test_results() if r["run_id"] == run["id"]]
+        (tests,) = [r for r in store.stats.test_results() if r["run_id"] == run["id"]]
         assert tests["counts"] == {"pass": 23, "fail": 0, "warn": 1, "error": 0, "skipped": 0}
-        durations = store.model_durations()
+        durations = store.stats.model_durations()
     assert len(durations) == 7
     for series in durations:
         (point,) = series["points"]

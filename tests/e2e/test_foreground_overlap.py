@@ -24,9 +24,9 @@ def _active_run(project, job: str, owner: str) -> int:
     try:
         app.sync()
         record, _ = app.job(job)
-        run_id = app.store.create_run(record.id, record.name, "dev", ["dbt parse"], trigger="manual")
-        app.store.transition_run(run_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=owner)
-        app.store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.STARTING})
+        run_id = app.store.runs.create_run(record.id, record.name, "dev", ["dbt parse"], trigger="manual")
+        app.store.runs.transition_run(run_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=owner)
+        app.store.runs.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.STARTING})
         return run_id
     finally:
         app.close()
@@ -49,7 +49,7 @@ def test_a_foreground_run_refuses_to_overlap_a_running_run(sqlite_project):
     assert f"Error: job 'quick' already has run {busy} running" in out.stderr, out.stderr
     assert "dockyard trigger" in out.stderr and "allow_overlap" in out.stderr
     with project.store() as store:
-        assert [r.id for r in store.list_runs(job="quick", limit=None)] == [busy], "a refused run was recorded"
+        assert [r.id for r in store.runs.list_runs(job="quick", limit=None)] == [busy], "a refused run was recorded"
     # a job that allows overlap runs alongside
     _active_run(project, "quick-overlapping", f"{socket.gethostname()}:{os.getpid()}")
     assert project.run_json("quick-overlapping")["status"] == "success"
@@ -72,7 +72,7 @@ def test_a_dead_foreground_owner_is_reaped_but_never_a_worker_run(sqlite_project
     foreground_run = _active_run(project, "quick", f"{host}:{dead}")
     project.cli("runs", check=0)
     with project.store() as store:
-        assert store.get_run(foreground_run).reason == "worker_lost"
-        assert store.get_run(worker_run).status.value == "running"  # the scheduler's reaper decides
+        assert store.runs.get_run(foreground_run).reason == "worker_lost"
+        assert store.runs.get_run(worker_run).status.value == "running"  # the scheduler's reaper decides
     # and the run that was lost no longer blocks the job
     assert project.run_json("quick")["status"] == "success"

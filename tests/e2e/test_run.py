@@ -169,7 +169,7 @@ def test_killed_run_leaves_a_consistent_record(project):
         time.sleep(0.2)
     assert not dockyard_processes(str(project.config)), "an orphaned dbt process survived"
     with project.store() as store:  # before anyone looks, the record is truthful so far
-        raw = store.get_run(run_id)
+        raw = store.runs.get_run(run_id)
         assert raw.status.value == "running"
         assert [s.status.value for s in raw.steps] == ["success", "running", "queued"]
         assert {n.name for n in raw.nodes if n.step_index == 1} >= {"raw_orders", "raw_customers"}

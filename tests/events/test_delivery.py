@@ -52,11 +52,11 @@ class Recording(Sink):
 
 @pytest.fixture
 def job_id(store: Store) -> int:
-    return store.sync_jobs([{"name": "a", "environment": "dev"}])["a"]
+    return store.jobs.sync_jobs([{"name": "a", "environment": "dev"}])["a"]
 
 
 def queue_runs(store: Store, job_id: int, n: int) -> list[int]:
-    return [store.enqueue(job_id, "a", "dev", CMDS, trigger="manual", coalesce=False).run_id for _ in range(n)]
+    return [store.queue.enqueue(job_id, "a", "dev", CMDS, trigger="manual", coalesce=False).run_id for _ in range(n)]
 
 
 def recording(name: str = "rec") -> Recording:
@@ -152,7 +152,7 @@ def test_delivery_in_order_with_the_cursor(store: Store, job_id: int) -> None:
     result = delivery.run_pass()
     assert result.delivered == 3 and [e.id for e in sink.got] == [1, 2, 3]
     assert [e.key for e in sink.got] == [f"run:{i}:queued" for i in (1, 2, 3)]
-    assert store.cursor("rec").last_id == 3
+    assert store.outbox.cursor("rec").last_id == 3
     assert delivery.run_pass().delivered == 0
     # a second dispatcher (another scheduler) does not deliver to the same sink meanwhile
     other = recording()
@@ -166,16 +166,16 @@ def test_a_failing_sink_backs_off_and_catches_up(store: Store, job_id: int) -> N
     delivery = SinkDelivery(store, sink, "d1", max_backoff_s=4)
     first = delivery.run_pass()
     assert first.failed and sink.got == []
-    cursor = store.cursor("rec")
+    cursor = store.outbox.cursor("rec")
     assert cursor.failures == 1 and "sink down" in cursor.last_error and cursor.last_id == 0
     assert cursor.next_attempt_at > datetime.now(UTC)
     assert delivery.run_pass().waiting and sink.calls == 1  # backing off: not called again
     assert delivery.run_pass(ignore_backoff=True).failed
-    assert store.cursor("rec").failures == 2
+    assert store.outbox.cursor("rec").failures == 2
     assert [backoff_seconds(n, 4) for n in (1, 2, 3, 4, 9)] == [1, 2, 4, 4, 4]
     sink.fail = False
     assert delivery.run_pass(ignore_backoff=True).delivered == 2
-    assert store.cursor("rec").failures == 0 and store.cursor("rec").last_id == 2
+    assert store.outbox.cursor("rec").failures == 0 and store.outbox.cursor("rec").last_id == 2
 
 
 def test_a_hanging_sink_is_bounded(store: Store, job_id: int) -> None:
@@ -186,7 +186,7 @@ def test_a_hanging_sink_is_bounded(store: Store, job_id: int) -> None:
     started = time.monotonic()
     assert delivery.run_pass().failed
     assert time.monotonic() - started < 2
-    assert "more than 0.3 s" in store.cursor("rec").last_error
+    assert "more than 0.3 s" in store.outbox.cursor("rec").last_error
     # while the overrun call is still stuck, no second call is started
     assert delivery.run_pass(ignore_backoff=True).failed and sink.calls == 1
     sink.hang.set()
@@ -229,21 +229,21 @@ def test_a_hanging_sink_does_not_hold_the_scheduler_or_the_other_sink(project, s
         slow.hang.clear()  # the slow sink now blocks in every delivery
         ids = queue_runs(app.store, app.sync()["a"], 3)
         for run_id in ids:
-            app.store.request_cancel(run_id)
+            app.store.leases.request_cancel(run_id)
         deadline = time.monotonic() + 20
         log = project / "events.jsonl"
         while time.monotonic() < deadline:
             started = time.monotonic()
             scheduler.tick()
             timings.append(time.monotonic() - started)
-            slow_failed = (app.store.cursor("slow") or app.store.cursor("jsonl")).failures
+            slow_failed = (app.store.outbox.cursor("slow") or app.store.outbox.cursor("jsonl")).failures
             if log.exists() and len(log.read_text().splitlines()) >= 6 and slow_failed:
                 break
             time.sleep(0.1)
         keys = [json.loads(line)["key"] for line in log.read_text().splitlines()]
         assert {f"run:{i}:final" for i in ids} <= set(keys)
         assert max(timings) < 0.5, timings  # the tick never waits for a sink
-        cursor = app.store.cursor("slow")
+        cursor = app.store.outbox.cursor("slow")
         assert cursor.failures >= 1 and "more than 0.5 s" in cursor.last_error
         slow.hang.set()
         scheduler.close()

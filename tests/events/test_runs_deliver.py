@@ -77,10 +77,10 @@ def test_a_foreground_run_delivers_its_events_without_a_scheduler(cluster):
     app = App.open(c.config, c.store_url)
     try:
         run_id = app.enqueue("cannot-start", trigger="manual").run_id
-        app.store.transition_run(run_id, "starting", expected={"queued"}, worker_id="test")
+        app.store.runs.transition_run(run_id, "starting", expected={"queued"}, worker_id="test")
         with pytest.raises(SetupError):
             app.execute(run_id)
-        final = [e for e in app.store.run_events(run_id) if e.type.is_final]
+        final = [e for e in app.store.outbox.run_events(run_id) if e.type.is_final]
         assert [(e.type.value, e.payload["reason"]) for e in final] == [("run.failed", "setup_failed")]
         assert UNSET not in json.dumps(final[0].payload)
     finally:
@@ -89,8 +89,8 @@ def test_a_foreground_run_delivers_its_events_without_a_scheduler(cluster):
 
 def _durations(c, app, job: str, n: int) -> list[float]:
     ids = [app.enqueue(job, trigger="manual").run_id for _ in range(n)]
-    wait_for(lambda: all(c.store.get_run(i).status.is_final for i in ids), 90, "the runs to end")
-    runs = [c.store.get_run(i) for i in ids]
+    wait_for(lambda: all(c.store.runs.get_run(i).status.is_final for i in ids), 90, "the runs to end")
+    runs = [c.store.runs.get_run(i) for i in ids]
     assert {r.status.value for r in runs} == {"success"}, [(r.id, r.status, r.reason) for r in runs]
     return [(r.finished_at - r.created_at).total_seconds() for r in runs]
 
@@ -115,14 +115,16 @@ def test_a_failing_sink_is_retried_with_backoff_and_does_not_delay_runs(cluster)
         procs = [c.start("scheduler"), c.start("worker")]
         with_failing = _durations(c, app, "quick", 4)
         # every event reaches the working sink although the other one fails all along
-        wanted = {e.key for e in app.store.events_after(0, limit=10000)}
+        wanted = {e.key for e in app.store.outbox.events_after(0, limit=10000)}
         wait_for(lambda: wanted <= {e["key"] for e in lines(c.path / "events.jsonl")}, 30, "the good sink's events")
-        cursor = wait_for(lambda: (cur := app.store.cursor("broken")) and cur.failures >= 3 and cur, 30, "retries")
+        cursor = wait_for(
+            lambda: (cur := app.store.outbox.cursor("broken")) and cur.failures >= 3 and cur, 30, "retries"
+        )
         assert cursor.last_id == 0 and "NotADirectoryError" in cursor.last_error
         first = cursor.failures
         time.sleep(5)
         # backing off (1, 2, 4, 4 s...): a handful of attempts, not one per tick (5 s = ~20 ticks)
-        assert app.store.cursor("broken").failures - first <= 3
+        assert app.store.outbox.cursor("broken").failures - first <= 3
     finally:
         app.close()
     for proc in procs:

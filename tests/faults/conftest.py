@@ -298,7 +298,7 @@ class Cluster:
         return self._store
 
     def all_runs(self):
-        return self.store.list_runs(limit=None, order="asc")
+        return self.store.runs.list_runs(limit=None, order="asc")
 
     def cron_fires(self) -> list:
         with self.store.engine.connect() as conn:

@@ -57,7 +57,7 @@ def test_cancel_leaves_no_query_running(cluster, pg_database_factory, grace):
     assert "requested" in out.stdout
     wait_for(lambda: not _sleeping(warehouse), 10, "no query of the run left in pg_stat_activity", interval=0.25)
     assert time.monotonic() - started <= 10
-    run = wait_for(lambda: (r := app.store.get_run(run_id)).status.is_final and r, 20, "the run to end")
+    run = wait_for(lambda: (r := app.store.runs.get_run(run_id)).status.is_final and r, 20, "the run to end")
     assert (run.status.value, run.reason) == ("cancelled", "cancelled")
     assert [s.status.value for s in run.steps] == ["cancelled"]
     app.close()
@@ -82,7 +82,7 @@ def _stored_with_query(app, run_id: int, warehouse: str):
     stored yet (docs/server.md); the tests kill after it is."""
 
     def stored():
-        run = app.store.get_run(run_id)
+        run = app.store.runs.get_run(run_id)
         ports = {port for _, port, _ in (run.warehouse_sessions or {}).get("sessions") or []}
         return run if ports & {row[3] for row in _sleeping(warehouse)} else None
 
@@ -106,7 +106,7 @@ def test_a_dbt_killed_outright_leaves_no_query_running(cluster, pg_database_fact
     assert stored.pgid
     os.killpg(stored.pgid, signal.SIGKILL)
     wait_for(lambda: not _sleeping(warehouse), 15, "the orphaned query to be cancelled", interval=0.25)
-    run = wait_for(lambda: (r := app.store.get_run(run_id)).status.is_final and r, 20, "the run to end")
+    run = wait_for(lambda: (r := app.store.runs.get_run(run_id)).status.is_final and r, 20, "the run to end")
     assert run.status.value == "error"
     log = app.run_log(run_id)
     assert "warehouse session(s) dbt left running" in log, log[-2000:]
@@ -137,7 +137,7 @@ def test_the_reaper_cancels_the_queries_of_a_lost_worker(cluster, pg_database_fa
     c.kill(worker)
     killed = time.monotonic()
     wait_for(lambda: not _sleeping(warehouse), 30, "the reaper to cancel the lost run's query", interval=0.25)
-    run = wait_for(lambda: (r := app.store.get_run(run_id)).status.is_final and r, 20, "the run to end")
+    run = wait_for(lambda: (r := app.store.runs.get_run(run_id)).status.is_final and r, 20, "the run to end")
     assert (run.status.value, run.reason) == ("error", "worker_lost")
     assert time.monotonic() - killed < 4 + 0.5 + 10
     app.close()

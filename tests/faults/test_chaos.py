@@ -62,7 +62,7 @@ def test_random_sigkills_lose_and_duplicate_nothing(pg_cluster):
 
     def owned_by(pids: set[int]) -> list[int]:
         out = []
-        for run in app.store.list_runs(status=["starting", "running"], limit=None):
+        for run in app.store.runs.list_runs(status=["starting", "running"], limit=None):
             pid = int(run.worker_id.split(":")[1]) if run.worker_id else None
             if pid in pids:
                 out.append(run.id)

@@ -52,7 +52,7 @@ def test_scheduler_crash_point(cluster, point, sig):
     job_id = app.sync()["every"]
     # the schedule last fired two minutes before the crashing scheduler's first tick, so
     # that first tick has fires to enqueue when it dies
-    app.store.set_last_fire(job_id, WARP_START - timedelta(minutes=2, seconds=10))
+    app.store.queue.set_last_fire(job_id, WARP_START - timedelta(minutes=2, seconds=10))
     app.close()
     c.warp(WARP_START.isoformat(), SPEED)
     worker = c.start("worker")
@@ -70,7 +70,7 @@ def test_scheduler_crash_point(cluster, point, sig):
     fired = c.cron_fires()
     runs = c.all_runs()
     times = sorted(f.scheduled_for for f in fired)
-    last = App.open(c.config, c.store_url).store.last_fire(job_id)
+    last = App.open(c.config, c.store_url).store.queue.last_fire(job_id)
     # every minute from the one after the seeded last fire up to the last tick fired once
     assert times == fire_times_between("* * * * *", "UTC", WARP_START - timedelta(minutes=2, seconds=10), last)
     assert len(runs) == len(fired) == len({r.scheduled_for for r in runs})

@@ -65,7 +65,7 @@ def test_a_paused_worker_is_fenced(cluster):
     root = app.enqueue("build", trigger="manual").run_id
 
     def slow_started():
-        run = app.store.get_run(root)
+        run = app.store.runs.get_run(root)
         return run if any(n.name == "slow_first" and n.status == "started" for n in run.nodes) else None
 
     run = wait_for(slow_started, 60, "the slow model to start")
@@ -80,20 +80,20 @@ def test_a_paused_worker_is_fenced(cluster):
     os.kill(paused, signal.SIGSTOP)
     stopped_at = time.monotonic()
     try:
-        lost = wait_for(lambda: (r := app.store.get_run(root)).status.is_final and r, 30, "the reaper")
+        lost = wait_for(lambda: (r := app.store.runs.get_run(root)).status.is_final and r, 30, "the reaper")
         assert (lost.status.value, lost.reason) == ("error", "worker_lost")
         # the reaper killed the paused worker's dbt process group (same host)
         wait_for(lambda: not alive(pgid), 10, "the old dbt process to die")
         retry = wait_for(
             lambda: next(
-                (r for r in app.store.list_runs(limit=None) if r.retry_of == root and r.status.is_final), None
+                (r for r in app.store.runs.list_runs(limit=None) if r.retry_of == root and r.status.is_final), None
             ),
             60,
             "the retry to finish",
         )
         assert retry.status.value == "success" and retry.attempt == 2
         assert int(retry.worker_id.split(":")[1]) in worker_slots(other), "the retry ran on the paused worker"
-        before = _snapshot(app.store.get_run(root))
+        before = _snapshot(app.store.runs.get_run(root))
         # hold the pause past twice the lease
         time.sleep(max(0.0, 2 * 3 - (time.monotonic() - stopped_at)))
     finally:
@@ -102,13 +102,13 @@ def test_a_paused_worker_is_fenced(cluster):
     fenced = ("no longer owned by lease epoch", "lease lost")
     wait_for(lambda: any(f in paused_worker.text() for f in fenced), 1.5 + 5, "the old worker to be fenced")
     time.sleep(1.5)
-    after = app.store.get_run(root)
+    after = app.store.runs.get_run(root)
     assert _snapshot(after) == before, "the fenced worker wrote to the old attempt"
     assert alive(paused), "the fenced slot should carry on with other work"
     # one success in the end, its node results from the new attempt only
-    attempts = [r for r in app.store.list_runs(limit=None) if r.id == root or r.retry_of == root]
+    attempts = [r for r in app.store.runs.list_runs(limit=None) if r.id == root or r.retry_of == root]
     assert [r.status.value for r in attempts].count("success") == 1
-    new = app.store.get_run(retry.id)
+    new = app.store.runs.get_run(retry.id)
     # the retry re-ran what the old attempt had not recorded as done (slow_first, and
     # stg_numbers too when the pause came before its result was written)
     assert "slow_first" in {n.name for n in new.nodes} <= {"slow_first", "stg_numbers"}

@@ -27,7 +27,7 @@ def test_cancel_stops_a_foreground_run(cluster):
     )
     proc = c.start("run", "slow")
     wait_for(
-        lambda: any(s.status.value == "running" for s in c.store.get_run(1).steps),
+        lambda: any(s.status.value == "running" for s in c.store.runs.get_run(1).steps),
         90,
         "the foreground run's first step",
     )
@@ -35,7 +35,7 @@ def test_cancel_stops_a_foreground_run(cluster):
     answer = c.cli("cancel", "1").stdout
     assert "requested" in answer
     asked = time.monotonic()
-    run = wait_for(lambda: (r := c.store.get_run(1)).status.is_final and r, 60, "the run to end")
+    run = wait_for(lambda: (r := c.store.runs.get_run(1)).status.is_final and r, 60, "the run to end")
     assert time.monotonic() - asked < 20, "the run went on after the cancel"
     assert (run.status.value, run.reason) == ("cancelled", "cancelled")
     assert [s.status.value for s in run.steps] == ["cancelled", "skipped"]

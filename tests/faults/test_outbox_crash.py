@@ -42,7 +42,7 @@ def _lines(path: Path) -> list[dict]:
 
 
 def _all_delivered(c, log: Path):
-    wanted = {e.key: e for e in c.store.events_after(0, limit=100000)}
+    wanted = {e.key: e for e in c.store.outbox.events_after(0, limit=100000)}
     got = _lines(log)
     return (wanted, got) if wanted and set(wanted) <= {g["key"] for g in got} else None
 
@@ -73,14 +73,16 @@ def test_sigkill_between_the_final_transition_and_the_dispatch(cluster):
     first = app.enqueue("quick", trigger="manual").run_id
     wait_for(lambda: slot not in worker_slots(crashing), 60, "the slot to die at run_finished", interval=0.05)
     c.kill(crashing)
-    run = c.store.get_run(first)
+    run = c.store.runs.get_run(first)
     assert run.status.value == "success"
-    assert [e.type.value for e in c.store.run_events(first)][-1] == "run.succeeded"  # written with the transition
+    assert [e.type.value for e in c.store.outbox.run_events(first)][
+        -1
+    ] == "run.succeeded"  # written with the transition
     assert not log.exists()  # nothing delivered: no scheduler ran
     c.start("scheduler")
     c.start("worker", name="worker-restarted")
     more = [app.enqueue("quick", trigger="manual", coalesce=False).run_id for _ in range(2)]
-    wait_for(lambda: all(c.store.get_run(i).status.is_final for i in more), 60, "the later runs")
+    wait_for(lambda: all(c.store.runs.get_run(i).status.is_final for i in more), 60, "the later runs")
     wanted, got = wait_for(lambda: _all_delivered(c, log), 30, "every event in the sink")
     counts = _check(wanted, got)
     assert counts[f"run:{first}:final"] >= 1
@@ -99,13 +101,13 @@ def test_sigkill_during_dispatch(cluster_factory, pg_database_factory, backend):
     app.sync()
     worker = c.start("worker")
     ids = [app.enqueue("quick", trigger="manual", coalesce=False).run_id for _ in range(3)]
-    wait_for(lambda: all(c.store.get_run(i).status.is_final for i in ids), 90, "the runs to end")
+    wait_for(lambda: all(c.store.runs.get_run(i).status.is_final for i in ids), 90, "the runs to end")
     c.stop(worker)
     crashing = c.start("scheduler", env={"DOCKYARD_CRASH_AT": "event_delivered"}, name="scheduler-crashing")
     assert crashing.popen.wait(30) == -signal.SIGKILL, crashing.text()[-3000:]
     delivered = _lines(log)
     assert len(delivered) == 1  # the sink got the first event; the cursor did not move
-    assert c.store.cursor("jsonl").last_id == 0
+    assert c.store.outbox.cursor("jsonl").last_id == 0
     c.start("scheduler", name="scheduler-restarted")  # takes the cursor over once its lease expires
     wanted, got = wait_for(lambda: _all_delivered(c, log), 40, "every event in the sink")
     counts = _check(wanted, got)

@@ -60,13 +60,13 @@ def test_sigterm_requeues_the_running_run_and_keeps_the_queue(cluster):
     serve = _serve(c, free_port())
     slow = app.enqueue("slow", trigger="manual").run_id
     quick = app.enqueue("quick", trigger="manual").run_id  # waits: one worker slot
-    wait_for(lambda: any(n.status == "started" for n in app.store.get_run(slow).nodes), 60, "the slow model")
-    epoch = app.store.get_run(slow).lease_epoch
+    wait_for(lambda: any(n.status == "started" for n in app.store.runs.get_run(slow).nodes), 60, "the slow model")
+    epoch = app.store.runs.get_run(slow).lease_epoch
     started = time.monotonic()
     assert c.stop(serve, timeout=60) == 0, serve.text()[-3000:]
     took = time.monotonic() - started
     assert took < 1 + 3 + 15, f"serve took {took:.1f} s to stop"  # grace, dbt's SIGINT grace, slack
-    requeued, waiting = app.store.get_run(slow), app.store.get_run(quick)
+    requeued, waiting = app.store.runs.get_run(slow), app.store.runs.get_run(quick)
     assert requeued.status.value == "queued" and requeued.lease_epoch == epoch + 1, requeued
     assert all(s.status.value == "queued" for s in requeued.steps)
     assert waiting.status.value == "queued"
@@ -76,13 +76,13 @@ def test_sigterm_requeues_the_running_run_and_keeps_the_queue(cluster):
     c.configure(**_jobs("0"))  # the restarted server finds the model quick
     serve = _serve(c, free_port())
     wait_for(
-        lambda: app.store.get_run(slow).status.is_final and app.store.get_run(quick).status.is_final,
+        lambda: app.store.runs.get_run(slow).status.is_final and app.store.runs.get_run(quick).status.is_final,
         90,
         "both runs to finish after the restart",
     )
-    assert app.store.get_run(slow).status.value == "success"
-    assert app.store.get_run(quick).status.value == "success"
-    assert len(app.store.list_runs(limit=None)) == 2
+    assert app.store.runs.get_run(slow).status.value == "success"
+    assert app.store.runs.get_run(quick).status.value == "success"
+    assert len(app.store.runs.list_runs(limit=None)) == 2
     assert c.stop(serve) == 0
     wait_for(lambda: not c.leftovers(), 15, "every process to end")
     app.close()
@@ -126,7 +126,7 @@ def test_an_invalid_config_keeps_the_last_good_jobs(cluster):
     wait_for(lambda: len(c.cron_fires()) >= 2, 30, "fires")
     last_good = c.path / "last-good.yml"
     shutil.copy(c.config, last_good)
-    jobs_before = [(j.id, j.name, j.cron, j.definition) for j in app.store.list_jobs()]
+    jobs_before = [(j.id, j.name, j.cron, j.definition) for j in app.store.jobs.list_jobs()]
 
     broken = c.config.read_text().replace("'* * * * *'", "'61 * * * *'")
     assert broken != c.config.read_text()
@@ -150,13 +150,13 @@ def test_an_invalid_config_keeps_the_last_good_jobs(cluster):
     deploy = c.cli("deploy", check=None)
     assert deploy.returncode != 0
     assert f"dockyard.yml:{line}" in deploy.stdout + deploy.stderr, deploy.stdout + deploy.stderr
-    assert [(j.id, j.name, j.cron, j.definition) for j in app.store.list_jobs()] == jobs_before
+    assert [(j.id, j.name, j.cron, j.definition) for j in app.store.jobs.list_jobs()] == jobs_before
 
     # a valid file again (with one more job): picked up, the error cleared
     fixed = yaml.safe_load(last_good.read_text())
     fixed["jobs"].append({"name": "more", "environment": "dev", "commands": ["dbt deps"]})
     c.configure(fixed["jobs"], text=yaml.safe_dump(fixed, sort_keys=False))
-    wait_for(lambda: "more" in {j.name for j in app.store.list_jobs()}, 20, "the reload")
+    wait_for(lambda: "more" in {j.name for j in app.store.jobs.list_jobs()}, 20, "the reload")
     wait_for(lambda: not error_shown(), 20, "the error to clear")
     assert c.stop(serve) == 0
     app.close()

@@ -57,14 +57,14 @@ def test_a_run_that_cannot_start_fails_at_once_and_is_not_retried(cluster):
     ids = {job: app.enqueue(job, trigger="manual").run_id for job in ("needs-secret", "bad-profile")}
     runs = wait_for(
         lambda: (
-            all(c.store.get_run(i).status.is_final for i in ids.values())
-            and {j: c.store.get_run(i) for j, i in ids.items()}
+            all(c.store.runs.get_run(i).status.is_final for i in ids.values())
+            and {j: c.store.runs.get_run(i) for j, i in ids.items()}
         ),
         60,
         "both runs to end",
     )
     for job, run in runs.items():
-        stored = c.store.get_run(run.id)
+        stored = c.store.runs.get_run(run.id)
         assert (run.status.value, run.reason) == ("error", "setup_failed"), (job, run.reason, c.diagnostics())
         # at once after the claim, not after lost_after_seconds (30 s)
         assert (run.finished_at - stored.claimed_at).total_seconds() < 10
@@ -90,6 +90,6 @@ def test_foreground_run_prints_the_reason_when_the_run_folder_cannot_be_created(
     result = c.cli("run", "fine", check=1)
     assert "Error: run 1 cannot write its files" in result.stderr, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    run = c.store.get_run(1)
+    run = c.store.runs.get_run(1)
     assert (run.status.value, run.reason) == ("error", "setup_failed")
     assert [s.status.value for s in run.steps] == ["error"]

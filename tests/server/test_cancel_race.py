@@ -36,7 +36,7 @@ class CancelAfterLastStep:
 
     def step_finished(self, index, status):
         if index == self.steps:
-            [run] = self.app.store.list_runs(status=["running"], limit=1)
+            [run] = self.app.store.runs.list_runs(status=["running"], limit=1)
             self.answer = self.app.cancel(run.id)
 
 
@@ -58,24 +58,24 @@ def test_a_cancel_acknowledged_after_the_last_step_wins(server_app):
 def test_finish_run_reads_the_flag_in_its_own_write(server_app):
     store = server_app.store
     job_id = server_app.job_ids()["flaky"]
-    store.enqueue(job_id, "flaky", "dev", ["dbt seed", "dbt run"], trigger="manual")
-    claim = store.claim("w1", "h1")
-    store.transition_run(claim.run_id, RunStatus.RUNNING, epoch=claim.epoch, started_at=clock.now())
+    store.queue.enqueue(job_id, "flaky", "dev", ["dbt seed", "dbt run"], trigger="manual")
+    claim = store.queue.claim("w1", "h1")
+    store.runs.transition_run(claim.run_id, RunStatus.RUNNING, epoch=claim.epoch, started_at=clock.now())
     for index in (1, 2):
-        store.start_step(claim.run_id, index, clock.now(), epoch=claim.epoch)
-        store.finish_step(claim.run_id, index, StepStatus.SUCCESS, 0, clock.now(), epoch=claim.epoch)
+        store.runs.start_step(claim.run_id, index, clock.now(), epoch=claim.epoch)
+        store.runs.finish_step(claim.run_id, index, StepStatus.SUCCESS, 0, clock.now(), epoch=claim.epoch)
     assert server_app.cancel(claim.run_id) == "requested"
     assert server_app.execution.finish(claim.run_id, RunStatus.SUCCESS, None, False, epoch=claim.epoch)
-    run = store.get_run(claim.run_id)
+    run = store.runs.get_run(claim.run_id)
     assert (run.status, run.status_code, run.reason) == (RunStatus.CANCELLED, 30, "cancelled")
     # the other order: the run ended first, the cancel is refused with the truth
-    store.enqueue(job_id, "flaky", "dev", ["dbt seed"], trigger="manual", coalesce=False)
-    other = store.claim("w1", "h1")
-    assert store.finish_run(other.run_id, RunStatus.SUCCESS, None, epoch=other.epoch) is RunStatus.SUCCESS
+    store.queue.enqueue(job_id, "flaky", "dev", ["dbt seed"], trigger="manual", coalesce=False)
+    other = store.queue.claim("w1", "h1")
+    assert store.leases.finish_run(other.run_id, RunStatus.SUCCESS, None, epoch=other.epoch) is RunStatus.SUCCESS
     with pytest.raises(ConflictError, match="already ended with status success") as caught:
         server_app.cancel(other.run_id)
     assert caught.value.status == 409
-    assert store.get_run(other.run_id).status is RunStatus.SUCCESS
+    assert store.runs.get_run(other.run_id).status is RunStatus.SUCCESS
 
 
 def test_a_reaped_run_with_a_pending_cancel_ends_cancelled_and_is_not_retried(server_app):
@@ -83,17 +83,17 @@ def test_a_reaped_run_with_a_pending_cancel_ends_cancelled_and_is_not_retried(se
     transient), but ``cancelled``."""
     store = server_app.store
     job_id = server_app.job_ids()["flaky"]  # retries: 3 attempts on transient failures
-    store.enqueue(job_id, "flaky", "dev", ["dbt seed", "dbt run"], trigger="manual")
-    claim = store.claim("w1", "h1")
-    store.start_step(claim.run_id, 1, clock.now(), epoch=claim.epoch)
+    store.queue.enqueue(job_id, "flaky", "dev", ["dbt seed", "dbt run"], trigger="manual")
+    claim = store.queue.claim("w1", "h1")
+    store.runs.start_step(claim.run_id, 1, clock.now(), epoch=claim.epoch)
     assert server_app.cancel(claim.run_id) == "requested"
-    [reaped] = store.reap(30, now=clock.now() + timedelta(minutes=5))
+    [reaped] = store.leases.reap(30, now=clock.now() + timedelta(minutes=5))
     assert reaped.run_id == claim.run_id and reaped.cancel_requested
-    run = store.get_run(claim.run_id)
+    run = store.runs.get_run(claim.run_id)
     assert (run.status, run.reason) == (RunStatus.CANCELLED, "cancelled")
     assert [s.status for s in run.steps] == [StepStatus.CANCELLED, StepStatus.SKIPPED]
     assert server_app.maybe_retry(claim.run_id) is None
-    assert [r.id for r in store.list_runs(job=job_id, limit=None)] == [claim.run_id]
+    assert [r.id for r in store.runs.list_runs(job=job_id, limit=None)] == [claim.run_id]
 
 
 def _race(app, claim) -> tuple[str, RunStatus]:
@@ -118,7 +118,7 @@ def _race(app, claim) -> tuple[str, RunStatus]:
         t.start()
     for t in threads:
         t.join(30)
-    return answer["cancel"], app.store.get_run(claim.run_id).status
+    return answer["cancel"], app.store.runs.get_run(claim.run_id).status
 
 
 def test_concurrent_cancel_and_finish_have_one_truthful_outcome(server_app):
@@ -127,7 +127,7 @@ def test_concurrent_cancel_and_finish_have_one_truthful_outcome(server_app):
     store = server_app.store
     job_id = server_app.job_ids()["flaky"]
     for _ in range(20):
-        store.enqueue(job_id, "flaky", "dev", ["dbt seed"], trigger="manual", coalesce=False)
-        claim = store.claim("w1", "h1")
-        store.transition_run(claim.run_id, RunStatus.RUNNING, epoch=claim.epoch)
+        store.queue.enqueue(job_id, "flaky", "dev", ["dbt seed"], trigger="manual", coalesce=False)
+        claim = store.queue.claim("w1", "h1")
+        store.runs.transition_run(claim.run_id, RunStatus.RUNNING, epoch=claim.epoch)
         assert _race(server_app, claim) in {("requested", RunStatus.CANCELLED), ("final", RunStatus.SUCCESS)}

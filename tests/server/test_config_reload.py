@@ -43,7 +43,7 @@ def _family(pid: int) -> list[int]:
 
 
 def _beats(c) -> dict[str, object]:
-    return {p["id"]: p["heartbeat_at"] for p in c.store.list_processes() if p["stopped_at"] is None}
+    return {p["id"]: p["heartbeat_at"] for p in c.store.leases.list_processes() if p["stopped_at"] is None}
 
 
 @pytest.mark.slow
@@ -78,20 +78,20 @@ def test_a_bomb_written_while_serving_wedges_nothing_and_is_reported(cluster):
     after = _beats(c)
     assert all(after[k] > v for k, v in before.items() if k in after), (before, after)
     second = app.enqueue("quick", trigger="manual").run_id
-    wait_for(lambda: app.store.get_run(second).status.is_final, 60, "a run with the last good config")
-    assert app.store.get_run(second).status.value == "success"
+    wait_for(lambda: app.store.runs.get_run(second).status.is_final, 60, "a run with the last good config")
+    assert app.store.runs.get_run(second).status.value == "success"
     for pid, kb in rss.items():
         if os.path.exists(f"/proc/{pid}"):
             assert _rss_kb(pid) - kb < 50_000, f"process {pid} grew from {kb} kB to {_rss_kb(pid)} kB"
 
     # a scheduler that dies now is restarted on the last good config, and reports the error
-    old = next(p for p in c.store.list_processes() if p["kind"] == "scheduler" and p["stopped_at"] is None)
+    old = next(p for p in c.store.leases.list_processes() if p["kind"] == "scheduler" and p["stopped_at"] is None)
     os.kill(old["pid"], signal.SIGKILL)
 
     def restarted():
         return [
             p
-            for p in c.store.list_processes()
+            for p in c.store.leases.list_processes()
             if p["kind"] == "scheduler" and p["pid"] != old["pid"] and (p.get("info") or {}).get("config_error")
         ]
 
@@ -123,7 +123,7 @@ def test_a_worker_slot_whose_heartbeat_stops_is_restarted(cluster):
 
     def slot_row():
         slots = worker_slots(worker)
-        rows = [p for p in c.store.list_processes() if p["pid"] in slots and p["stopped_at"] is None]
+        rows = [p for p in c.store.leases.list_processes() if p["pid"] in slots and p["stopped_at"] is None]
         return rows[0] if rows else None
 
     row = wait_for(slot_row, 90, "the worker slot to register")

@@ -1,4 +1,4 @@
-"""Cron fires of many jobs in batches (``Scheduler._fire_crons``, ``Store.enqueue_fires``), on
+"""Cron fires of many jobs in batches (``Scheduler._fire_crons``, ``Store.queue.enqueue_fires``), on
 real stores: a bounded number of statements and transactions per tick, exactly one run per
 job and fire with two schedulers racing on one batch, a crash between two batches.
 
@@ -50,7 +50,7 @@ def store_url(request):
 
 
 def cron_runs(app: App) -> list:
-    return [r for r in app.store.list_runs(limit=None) if r.trigger == "schedule"]
+    return [r for r in app.store.runs.list_runs(limit=None) if r.trigger == "schedule"]
 
 
 def test_a_tick_of_many_due_jobs_takes_a_bounded_number_of_statements(shop, clock_at):
@@ -85,14 +85,14 @@ def test_two_schedulers_racing_on_one_batch_fire_each_job_once(shop, store_url, 
     rival_app = App.open(shop / "dockyard.yml", store_url)
     rival = Scheduler(rival_app, "s1", now=clock)
     reports = []
-    read = rival_app.store.last_fires
+    read = rival_app.store.queue.last_fires
 
     def read_then_lose_the_race(job_ids):
         states = read(job_ids)  # the rival has read the schedule states...
         reports.append(first.tick())  # ...when the first scheduler fires every job
         return states
 
-    rival_app.store.last_fires = read_then_lose_the_race
+    rival_app.store.queue.last_fires = read_then_lose_the_race
     for _ in range(2):
         clock.advance(minutes=1)
         late = rival.tick()
@@ -140,7 +140,7 @@ def test_a_crash_between_two_batches_loses_and_doubles_nothing(shop, monkeypatch
         )
     assert sorted(moved) == sorted(r.job_id for r in first_batch)
     # the restarted scheduler (its lease expired) fires the rest, the first batch not again
-    app.store.release_lease("scheduler", "s1")
+    app.store.leases.release_lease("scheduler", "s1")
     clock.advance(seconds=5)
     report = Scheduler(app, "s2", now=clock).tick()
     assert len(report.enqueued) == JOBS - BATCH and report.duplicates == 0
@@ -158,10 +158,10 @@ def test_catching_up_folds_fires_into_one_run_unless_overlap_is_allowed(shop, st
     report = scheduler.tick()
     runs = cron_runs(app)
     assert len(report.enqueued) == len(runs) == 3  # one run per job, two fires folded in
-    assert all(app.store.get_run(r.id).coalesced == 2 for r in runs)
+    assert all(app.store.runs.get_run(r.id).coalesced == 2 for r in runs)
     clock.advance(minutes=1)  # the next fire folds into the still-queued run
     assert scheduler.tick().enqueued == []
-    assert [app.store.get_run(r.id).coalesced for r in cron_runs(app)] == [3, 3, 3]
+    assert [app.store.runs.get_run(r.id).coalesced for r in cron_runs(app)] == [3, 3, 3]
     with app.store.engine.connect() as conn:
         per_run = Counter(conn.execute(select(fires.c.run_id).where(fires.c.fire_key.like("cron:%"))).scalars())
     assert sorted(per_run.values()) == [4, 4, 4] and set(per_run) == {r.id for r in runs}
@@ -207,9 +207,9 @@ def test_completion_triggers_of_many_jobs_read_the_store_a_bounded_number_of_tim
     # nothing finished: a few reads for all the jobs, not a few per job
     assert len(statements) <= 20, f"{len(statements)} statements for {JOBS} triggered jobs"
     run_id = app.enqueue("upstream", trigger="manual").run_id
-    claim = app.store.claim("w", "host")
+    claim = app.store.queue.claim("w", "host")
     clock.advance(seconds=5)
-    app.store.transition_run(claim.run_id, RunStatus.SUCCESS, epoch=claim.epoch, finished_at=clock())
+    app.store.runs.transition_run(claim.run_id, RunStatus.SUCCESS, epoch=claim.epoch, finished_at=clock())
     statements.clear()
     clock.advance(seconds=5)
     report = scheduler.tick()
@@ -217,7 +217,7 @@ def test_completion_triggers_of_many_jobs_read_the_store_a_bounded_number_of_tim
     # each fire is its own enqueue, but the job list is not read again for every one of them
     job_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM jobs" in s]
     assert len(job_reads) <= 2, f"the jobs were listed {len(job_reads)} times for {JOBS} fires"
-    runs = [r for r in app.store.list_runs(limit=None) if r.trigger == "job_completion"]
+    runs = [r for r in app.store.runs.list_runs(limit=None) if r.trigger == "job_completion"]
     assert sorted(r.job for r in runs) == [f"after-{i:04d}" for i in range(JOBS)]
     assert run_id == claim.run_id
     clock.advance(seconds=5)

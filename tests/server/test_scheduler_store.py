@@ -10,7 +10,7 @@ from dockyard.server.scheduler import Scheduler
 
 
 def runs_of(app, job: str):
-    return app.store.list_runs(job=job, limit=None)
+    return app.store.runs.list_runs(job=job, limit=None)
 
 
 def test_each_fire_enqueues_exactly_one_run(server_app, clock_at):
@@ -36,7 +36,7 @@ def test_a_repeated_tick_after_a_crash_fires_nothing_twice(server_app, clock_at)
     assert len(scheduler.tick().enqueued) == 3
     # a restarted scheduler that lost its last_fire write sees the same fires again
     job_id = server_app.job_ids()["minutely"]
-    with server_app.store._write() as conn:  # rewind the persisted last fire
+    with server_app.store.db.write() as conn:  # rewind the persisted last fire
         from dockyard.store.tables import schedule_state
 
         conn.execute(
@@ -44,7 +44,7 @@ def test_a_repeated_tick_after_a_crash_fires_nothing_twice(server_app, clock_at)
             .where(schedule_state.c.job_id == job_id)
             .values(last_fire_at=clock() - timedelta(minutes=3))
         )
-    server_app.store.release_lease("scheduler", "s1")  # the crashed scheduler's lease expired
+    server_app.store.leases.release_lease("scheduler", "s1")  # the crashed scheduler's lease expired
     report = Scheduler(server_app, "s2", now=clock).tick()
     assert report.enqueued == [] and report.duplicates >= 3
     assert len(runs_of(server_app, "minutely")) == 3
@@ -59,7 +59,7 @@ def test_a_second_trigger_coalesces_with_the_queued_run(server_app, clock_at):
         scheduler.tick()
     runs = runs_of(server_app, "serial")
     assert len(runs) == 1 and runs[0].status == RunStatus.QUEUED
-    assert server_app.store.get_run(runs[0].id).coalesced == 2
+    assert server_app.store.runs.get_run(runs[0].id).coalesced == 2
     manual = server_app.enqueue("serial", trigger="manual")
     assert manual.coalesced and manual.run_id == runs[0].id
 
@@ -95,7 +95,7 @@ def test_completion_triggers_any_and_all(server_app, clock_at):
 
     def finish(job, status):
         res = server_app.enqueue(job, trigger="manual", coalesce=False)
-        server_app.store.transition_run(res.run_id, status, finished_at=clock.advance(seconds=1))
+        server_app.store.runs.transition_run(res.run_id, status, finished_at=clock.advance(seconds=1))
         return res.run_id
 
     a1 = finish("upstream-a", RunStatus.SUCCESS)
@@ -121,12 +121,12 @@ def test_lost_runs_are_reaped_and_retried_once(server_app, clock_at):
 
     store = server_app.store
     res = server_app.enqueue("flaky", trigger="manual")
-    claim = store.claim("w1", "elsewhere")
+    claim = store.queue.claim("w1", "elsewhere")
     assert claim and claim.run_id == res.run_id
     later = real_clock.now() + timedelta(seconds=server_app.config.server.lost_after_seconds + 5)
     reports = [Scheduler(server_app, f"s{i}", now=lambda: later).tick() for i in range(2)]
     assert sum(len(r.reaped) for r in reports) == 1
-    lost = store.get_run(res.run_id)
+    lost = store.runs.get_run(res.run_id)
     assert lost.status == RunStatus.ERROR and lost.reason == "worker_lost"
     retries = [r for r in runs_of(server_app, "flaky") if r.retry_of == res.run_id]
     assert len(retries) == 1 and retries[0].attempt == 2 and retries[0].trigger == "retry"
@@ -140,14 +140,14 @@ def test_a_retry_lost_to_a_crash_is_queued_by_the_next_tick(server_app):
 
     store = server_app.store
     res = server_app.enqueue("flaky", trigger="manual")
-    assert store.claim("w1", "elsewhere").run_id == res.run_id
+    assert store.queue.claim("w1", "elsewhere").run_id == res.run_id
     later = real_clock.now() + timedelta(seconds=server_app.config.server.lost_after_seconds + 5)
-    assert [r.run_id for r in store.reap(server_app.config.server.lost_after_seconds, now=later)] == [res.run_id]
+    assert [r.run_id for r in store.leases.reap(server_app.config.server.lost_after_seconds, now=later)] == [res.run_id]
     # a failed foreground run (never claimed by a worker) is not retried: `dockyard run` never is
     record, _ = server_app.job("flaky")
-    fg = store.create_run(record.id, record.name, "dev", ["dbt seed"], trigger="manual")
-    store.transition_run(fg, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id="here:1")
-    store.transition_run(fg, RunStatus.ERROR, reason="worker_lost", finished_at=later)
+    fg = store.runs.create_run(record.id, record.name, "dev", ["dbt seed"], trigger="manual")
+    store.runs.transition_run(fg, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id="here:1")
+    store.runs.transition_run(fg, RunStatus.ERROR, reason="worker_lost", finished_at=later)
 
     reports = [Scheduler(server_app, f"s{i}", now=lambda: later + timedelta(seconds=1)).tick() for i in range(2)]
     retries = [r for r in runs_of(server_app, "flaky") if r.retry_of is not None]

@@ -11,11 +11,11 @@ from dockyard.server.worker import Worker
 
 def _run_once(app, job: str, environment: str = "dev"):
     job_id = app.job_ids()[job]
-    run_id = app.store.enqueue(
+    run_id = app.store.queue.enqueue(
         job_id, job, environment, ["dbt parse", "dbt run"], trigger="manual", coalesce=False
     ).run_id
     assert Worker(app, worker_id="h:1:worker:t").run_once() == run_id
-    return app.store.get_run(run_id)
+    return app.store.runs.get_run(run_id)
 
 
 def _assert_setup_failed(app, run, *needles: str) -> None:

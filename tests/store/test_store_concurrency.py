@@ -12,23 +12,25 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def test_only_one_worker_claims_a_run(store: Store) -> None:
-    run_id = store.create_run(None, "adhoc", "prod", ["dbt run"])
+    run_id = store.runs.create_run(None, "adhoc", "prod", ["dbt run"])
 
     def claim(worker: int) -> bool:
-        return store.transition_run(run_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=f"w{worker}")
+        return store.runs.transition_run(
+            run_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=f"w{worker}"
+        )
 
     with ThreadPoolExecutor(8) as pool:
         wins = list(pool.map(claim, range(8)))
     assert wins.count(True) == 1
-    assert store.get_run(run_id).worker_id == f"w{wins.index(True)}"
+    assert store.runs.get_run(run_id).worker_id == f"w{wins.index(True)}"
 
 
 def test_concurrent_writers_and_readers(store: Store) -> None:
     def runner(n: int) -> int:
-        run_id = store.create_run(None, f"job{n}", "prod", ["dbt build"])
-        store.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.QUEUED}, started_at=T0)
+        run_id = store.runs.create_run(None, f"job{n}", "prod", ["dbt build"])
+        store.runs.transition_run(run_id, RunStatus.RUNNING, expected={RunStatus.QUEUED}, started_at=T0)
         for tick in range(15):
-            store.upsert_nodes(
+            store.runs.upsert_nodes(
                 run_id,
                 0,
                 [
@@ -36,18 +38,18 @@ def test_concurrent_writers_and_readers(store: Store) -> None:
                     for i in range(20)
                 ],
             )
-        store.transition_run(run_id, RunStatus.SUCCESS, expected={RunStatus.RUNNING}, finished_at=T0)
+        store.runs.transition_run(run_id, RunStatus.SUCCESS, expected={RunStatus.RUNNING}, finished_at=T0)
         return run_id
 
     def reader(_: int) -> int:
-        return sum(len(store.list_runs(limit=50)) for _ in range(15))
+        return sum(len(store.runs.list_runs(limit=50)) for _ in range(15))
 
     with ThreadPoolExecutor(8) as pool:
         writers = [pool.submit(runner, n) for n in range(6)]
         readers = [pool.submit(reader, n) for n in range(3)]
         run_ids = [f.result() for f in writers]
         [f.result() for f in readers]
-    assert store.count_runs(status="success") == 6
+    assert store.runs.count_runs(status="success") == 6
     for run_id in run_ids:
-        nodes = store.get_run(run_id).nodes
+        nodes = store.runs.get_run(run_id).nodes
         assert len(nodes) == 20 and {n.status for n in nodes} == {"success"}

@@ -62,7 +62,7 @@ def test_password_is_masked_everywhere() -> None:
 def test_unreachable_postgres_is_a_store_error_with_masked_password() -> None:
     store = Store("postgresql://alice:s3cret@127.0.0.1:1/dockyard")
     with pytest.raises(StoreError) as caught:
-        store.list_jobs()
+        store.jobs.list_jobs()
     message = str(caught.value)
     assert "s3cret" not in message
     assert "postgresql+psycopg://alice:***@127.0.0.1:1/dockyard" in message
@@ -75,6 +75,6 @@ def test_unreachable_postgres_is_a_store_error_with_masked_password() -> None:
 
 def test_unmigrated_store_says_how_to_fix(tmp_path: Path) -> None:
     with Store(f"sqlite:///{tmp_path / 'x.db'}") as store, pytest.raises(StoreError) as caught:
-        store.list_runs()
+        store.runs.list_runs()
     assert "not initialised" in str(caught.value)
     assert "migrate" in (caught.value.hint or "")

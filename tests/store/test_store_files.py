@@ -28,7 +28,7 @@ def test_a_new_sqlite_store_is_private_with_its_wal_and_shm(tmp_path: Path, loos
     db = tmp_path / "a" / "b" / "dockyard.db"
     with Store(f"sqlite:///{db}") as store:
         store.migrate()
-        store.create_token("t", "read")
+        store.tokens.create_token("t", "read")
         files = sorted(db.parent.glob("dockyard.db*"))
         assert [f.name for f in files] == ["dockyard.db", "dockyard.db-shm", "dockyard.db-wal"]
         assert {f.name: mode(f) for f in files} == dict.fromkeys((f.name for f in files), 0o600)

@@ -19,10 +19,10 @@ def test_migrate_is_idempotent(empty_url: str) -> None:
         assert store.migrate() is False
         with store.engine.connect() as conn:
             assert current_revision(conn) == head_revision() == "0005"
-        job_ids = store.sync_jobs([{"name": "a", "environment": "prod"}])
+        job_ids = store.jobs.sync_jobs([{"name": "a", "environment": "prod"}])
     with Store(empty_url) as again:  # a second process start
         assert again.migrate() is False
-        assert again.get_job("a").id == job_ids["a"]
+        assert again.jobs.get_job("a").id == job_ids["a"]
 
 
 def test_migrated_schema_matches_metadata(empty_url: str) -> None:
@@ -71,9 +71,9 @@ def test_upgrade_from_0001_keeps_runs_and_downgrade_round_trips(empty_url: str) 
                 )
             )
         assert store.migrate() is True
-        run = store.get_run(1)
+        run = store.runs.get_run(1)
         assert (run.coalesced, run.not_before, run.claimed_at, run.pgid) == (0, None, None, None)
-        assert store.claim("w", "h").run_id == 1
+        assert store.queue.claim("w", "h").run_id == 1
         with store.engine.begin() as conn:
             command.downgrade(alembic_config(conn), "0001")
             assert current_revision(conn) == "0001"
@@ -81,7 +81,7 @@ def test_upgrade_from_0001_keeps_runs_and_downgrade_round_trips(empty_url: str) 
             assert "lease_epoch" in {c["name"] for c in inspect(conn).get_columns("runs")}
             assert "claimed_at" not in {c["name"] for c in inspect(conn).get_columns("runs")}
         assert store.migrate() is True
-        assert store.get_run(1).status.value == "starting"
+        assert store.runs.get_run(1).status.value == "starting"
 
 
 def test_head_revision_matches_alembic() -> None:

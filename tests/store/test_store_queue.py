@@ -18,8 +18,8 @@ CMDS = ["dbt seed", "dbt build"]
 
 @pytest.fixture
 def jobs(store: Store) -> dict[str, int]:
-    store.sync_environments([{"name": "prod"}, {"name": "dev"}])
-    return store.sync_jobs(
+    store.jobs.sync_environments([{"name": "prod"}, {"name": "dev"}])
+    return store.jobs.sync_jobs(
         [
             {"name": "a", "environment": "prod"},
             {"name": "b", "environment": "prod"},
@@ -39,7 +39,7 @@ def enq(
     **kw,
 ) -> EnqueueResult:
     env = env or ("dev" if name == "c" else "prod")
-    return store.enqueue(jobs[name], name, env, commands, trigger=trigger, **kw)
+    return store.queue.enqueue(jobs[name], name, env, commands, trigger=trigger, **kw)
 
 
 def fire_rows(store: Store) -> list[tuple]:
@@ -64,7 +64,7 @@ def test_enqueue_creates_a_queued_run_and_records_the_fire(store: Store, jobs: d
         git_sha="abc",
     )
     assert (result.created, result.coalesced, result.duplicate_fire) == (True, False, False)
-    run = store.get_run(result.run_id)
+    run = store.runs.get_run(result.run_id)
     assert (run.status, run.trigger, run.scheduled_for, run.priority, run.coalesced, run.lease_epoch) == (
         RunStatus.QUEUED,
         "schedule",
@@ -76,8 +76,8 @@ def test_enqueue_creates_a_queued_run_and_records_the_fire(store: Store, jobs: d
     assert (run.overrides, run.git_sha, run.cause) == ({"threads": 2}, "abc", "cron")
     assert run.queued_at is not None and [s.status for s in run.steps] == [StepStatus.QUEUED] * 2
     assert fire_rows(store) == [(jobs["a"], "cron:2026-03-08T07:30:00Z", result.run_id)]
-    assert store.fire_exists(jobs["a"], "cron:2026-03-08T07:30:00Z")
-    assert not store.fire_exists(jobs["b"], "cron:2026-03-08T07:30:00Z")
+    assert store.queue.fire_exists(jobs["a"], "cron:2026-03-08T07:30:00Z")
+    assert not store.queue.fire_exists(jobs["b"], "cron:2026-03-08T07:30:00Z")
 
 
 @pytest.mark.parametrize("coalesce", [True, False])
@@ -85,10 +85,10 @@ def test_duplicate_fire_returns_the_first_run_and_changes_nothing(
     store: Store, jobs: dict[str, int], coalesce: bool
 ) -> None:
     first = enq(store, jobs, trigger="schedule", fire_key="cron:1", coalesce=coalesce)
-    before = store.get_run(first.run_id)
+    before = store.runs.get_run(first.run_id)
     again = enq(store, jobs, trigger="schedule", fire_key="cron:1", commands=["dbt run"], priority=9, coalesce=coalesce)
     assert again == EnqueueResult(first.run_id, created=False, coalesced=False, duplicate_fire=True)
-    assert store.count_runs() == 1 and store.get_run(first.run_id) == before
+    assert store.runs.count_runs() == 1 and store.runs.get_run(first.run_id) == before
     assert fire_rows(store) == [(jobs["a"], "cron:1", first.run_id)]
     # The same key on another job is another fire.
     assert enq(store, jobs, "b", trigger="schedule", fire_key="cron:1").created
@@ -96,9 +96,9 @@ def test_duplicate_fire_returns_the_first_run_and_changes_nothing(
 
 def test_duplicate_of_a_finished_fire_is_still_a_duplicate(store: Store, jobs: dict[str, int]) -> None:
     first = enq(store, jobs, trigger="schedule", fire_key="cron:1")
-    store.transition_run(first.run_id, RunStatus.SUCCESS)
+    store.runs.transition_run(first.run_id, RunStatus.SUCCESS)
     assert enq(store, jobs, trigger="schedule", fire_key="cron:1").duplicate_fire
-    assert store.count_runs() == 1
+    assert store.runs.count_runs() == 1
 
 
 def test_triggers_coalesce_into_the_queued_run(store: Store, jobs: dict[str, int]) -> None:
@@ -107,10 +107,10 @@ def test_triggers_coalesce_into_the_queued_run(store: Store, jobs: dict[str, int
     third = enq(store, jobs, trigger="api")
     assert second == EnqueueResult(first.run_id, created=False, coalesced=True, duplicate_fire=False)
     assert third.coalesced and third.run_id == first.run_id
-    run = store.get_run(first.run_id)
+    run = store.runs.get_run(first.run_id)
     assert (run.coalesced, run.priority, run.not_before) == (2, 5, None)  # max priority, earliest start
     assert fire_rows(store) == [(jobs["a"], "cron:1", first.run_id), (jobs["a"], "cron:2", first.run_id)]
-    assert store.count_runs() == 1
+    assert store.runs.count_runs() == 1
     # A duplicate of a coalesced fire points at the run it was folded into.
     assert enq(store, jobs, trigger="schedule", fire_key="cron:2").run_id == first.run_id
 
@@ -124,8 +124,8 @@ def test_what_does_not_coalesce(store: Store, jobs: dict[str, int]) -> None:
     assert enq(store, jobs, git_branch="feature").created  # other ref
     assert enq(store, jobs, "a", "dev").created  # other environment
     assert enq(store, jobs, "b").created  # other job
-    assert store.get_run(first).coalesced == 0
-    assert store.claim("w", "h").run_id == first  # no longer queued
+    assert store.runs.get_run(first).coalesced == 0
+    assert store.queue.claim("w", "h").run_id == first  # no longer queued
     assert enq(store, jobs) == EnqueueResult(twin.run_id, False, True, False)  # folds into its twin
 
 
@@ -134,11 +134,11 @@ def test_retry_runs_never_coalesce(store: Store, jobs: dict[str, int]) -> None:
     retry = enq(store, jobs, trigger="retry", attempt=2, retry_of=original, fire_key=f"retry:{original}")
     assert retry.created and not retry.coalesced
     assert enq(store, jobs, trigger="retry", attempt=2, retry_of=original).created  # no fire_key: new run
-    store.request_cancel(original)
+    store.leases.request_cancel(original)
     # Nothing folds into a queued retry either.
     fresh = enq(store, jobs)
     assert fresh.created and fresh.run_id not in (original, retry.run_id)
-    assert store.get_run(retry.run_id).coalesced == 0
+    assert store.runs.get_run(retry.run_id).coalesced == 0
     assert enq(store, jobs, trigger="retry", fire_key=f"retry:{original}").duplicate_fire
 
 
@@ -148,8 +148,8 @@ def test_enqueue_validates_trigger_and_job(store: Store, jobs: dict[str, int]) -
     with pytest.raises(DockyardError, match="Unknown run trigger"):
         enq(store, jobs, trigger="cron", fire_key="k")
     with pytest.raises(ConflictError):
-        store.enqueue(9999, "ghost", "prod", CMDS, trigger="manual", fire_key="k")
-    assert store.count_runs() == 0 and fire_rows(store) == []  # the failed transactions left nothing
+        store.queue.enqueue(9999, "ghost", "prod", CMDS, trigger="manual", fire_key="k")
+    assert store.runs.count_runs() == 0 and fire_rows(store) == []  # the failed transactions left nothing
 
 
 # -- claim -----------------------------------------------------------------------------------
@@ -158,13 +158,13 @@ def test_claim_takes_priority_then_fifo(store: Store, jobs: dict[str, int]) -> N
     high1 = enq(store, jobs, "b", priority=5).run_id
     high2 = enq(store, jobs, "c", priority=5).run_id
     low2 = enq(store, jobs, "a", commands=["dbt run"]).run_id
-    order = [store.claim("w", "h", overlap_jobs={jobs["a"]}) for _ in range(5)]
+    order = [store.queue.claim("w", "h", overlap_jobs={jobs["a"]}) for _ in range(5)]
     assert [c.run_id for c in order[:4]] == [high1, high2, low, low2] and order[4] is None
 
 
 def test_claim_returns_what_the_worker_needs(store: Store, jobs: dict[str, int]) -> None:
     run_id = enq(store, jobs, "c", overrides={"vars": {"x": 1}}, attempt=2).run_id
-    claim = store.claim("w1", "host1", now=T0)
+    claim = store.queue.claim("w1", "host1", now=T0)
     assert claim == Claim(
         run_id=run_id,
         epoch=1,
@@ -175,80 +175,80 @@ def test_claim_returns_what_the_worker_needs(store: Store, jobs: dict[str, int])
         commands=CMDS,
         overrides={"vars": {"x": 1}},
     )
-    run = store.get_run(run_id)
+    run = store.runs.get_run(run_id)
     assert (run.status, run.worker_id, run.host, run.lease_epoch) == (RunStatus.STARTING, "w1", "host1", 1)
     assert run.claimed_at == run.heartbeat_at == T0
-    assert store.claim("w2", "host2") is None
+    assert store.queue.claim("w2", "host2") is None
 
 
 def test_claim_respects_not_before(store: Store, jobs: dict[str, int]) -> None:
     later = enq(store, jobs, "a", not_before=T0 + timedelta(minutes=5)).run_id
     now_run = enq(store, jobs, "b", not_before=T0).run_id
-    assert store.claim("w", "h", now=T0 + timedelta(minutes=1)).run_id == now_run
-    assert store.claim("w", "h", now=T0 + timedelta(minutes=4, seconds=59)) is None
-    assert store.claim("w", "h", now=T0 + timedelta(minutes=5)).run_id == later
+    assert store.queue.claim("w", "h", now=T0 + timedelta(minutes=1)).run_id == now_run
+    assert store.queue.claim("w", "h", now=T0 + timedelta(minutes=4, seconds=59)) is None
+    assert store.queue.claim("w", "h", now=T0 + timedelta(minutes=5)).run_id == later
 
 
 def test_one_active_run_per_job_unless_overlap(store: Store, jobs: dict[str, int]) -> None:
     a1 = enq(store, jobs, "a").run_id
     a2 = enq(store, jobs, "a", coalesce=False).run_id
     b1 = enq(store, jobs, "b").run_id
-    assert store.claim("w", "h").run_id == a1
-    assert store.claim("w", "h").run_id == b1  # a2 is blocked by a1 but does not block b1
-    assert store.claim("w", "h") is None
-    assert store.claim("w", "h", overlap_jobs={jobs["a"]}).run_id == a2
+    assert store.queue.claim("w", "h").run_id == a1
+    assert store.queue.claim("w", "h").run_id == b1  # a2 is blocked by a1 but does not block b1
+    assert store.queue.claim("w", "h") is None
+    assert store.queue.claim("w", "h", overlap_jobs={jobs["a"]}).run_id == a2
 
 
 def test_runs_without_a_job_are_not_serialised(store: Store, jobs: dict[str, int]) -> None:
-    ids = [store.create_run(None, "adhoc", "prod", CMDS) for _ in range(2)]
-    assert [store.claim("w", "h").run_id for _ in range(2)] == ids
+    ids = [store.runs.create_run(None, "adhoc", "prod", CMDS) for _ in range(2)]
+    assert [store.queue.claim("w", "h").run_id for _ in range(2)] == ids
 
 
 def test_global_and_environment_limits(store: Store, jobs: dict[str, int]) -> None:
     a, b = enq(store, jobs, "a").run_id, enq(store, jobs, "b").run_id
     c = enq(store, jobs, "c").run_id
     limits = {"env_limits": {"prod": 1}}
-    assert store.claim("w", "h", **limits).run_id == a
-    assert store.claim("w", "h", **limits).run_id == c  # b is blocked by prod's limit, c is not
-    assert store.claim("w", "h", **limits) is None
-    assert store.claim("w", "h", global_limit=2) is None
-    assert store.claim("w", "h", global_limit=3, env_limits={"prod": 2}).run_id == b
-    assert store.claim("w", "h", env_limits={"dev": 0}) is None
+    assert store.queue.claim("w", "h", **limits).run_id == a
+    assert store.queue.claim("w", "h", **limits).run_id == c  # b is blocked by prod's limit, c is not
+    assert store.queue.claim("w", "h", **limits) is None
+    assert store.queue.claim("w", "h", global_limit=2) is None
+    assert store.queue.claim("w", "h", global_limit=3, env_limits={"prod": 2}).run_id == b
+    assert store.queue.claim("w", "h", env_limits={"dev": 0}) is None
 
 
 def test_claim_only_from_given_environments(store: Store, jobs: dict[str, int]) -> None:
     enq(store, jobs, "a")
     c = enq(store, jobs, "c").run_id
-    assert store.claim("w", "h", environments=[]) is None
-    assert store.claim("w", "h", environments=["dev", "qa"]).run_id == c
-    assert store.claim("w", "h", environments=["dev"]) is None
+    assert store.queue.claim("w", "h", environments=[]) is None
+    assert store.queue.claim("w", "h", environments=["dev", "qa"]).run_id == c
+    assert store.queue.claim("w", "h", environments=["dev"]) is None
 
 
 def test_epoch_grows_with_every_claim_of_a_run(store: Store, jobs: dict[str, int]) -> None:
     run_id = enq(store, jobs).run_id
     epochs = []
     for n in range(3):
-        claim = store.claim(f"w{n}", "h")
+        claim = store.queue.claim(f"w{n}", "h")
         assert claim.run_id == run_id
         epochs.append(claim.epoch)
-        assert store.requeue(run_id, claim.epoch)
+        assert store.leases.requeue(run_id, claim.epoch)
     assert epochs == sorted(set(epochs)) and epochs[0] == 1
-    assert store.get_run(run_id).lease_epoch == epochs[-1] + 1
+    assert store.runs.get_run(run_id).lease_epoch == epochs[-1] + 1
 
 
 # -- schedule state and stats ----------------------------------------------------------------
 def test_last_fire_only_moves_forward(store: Store, jobs: dict[str, int]) -> None:
-    assert store.last_fire(jobs["a"]) is None
-    store.set_last_fire(jobs["a"], T0)
-    store.set_last_fire(jobs["a"], T0 - timedelta(hours=1))
-    assert store.last_fire(jobs["a"]) == T0
-    store.set_last_fire(jobs["a"], T0 + timedelta(minutes=30))
-    assert store.last_fire(jobs["a"]) == T0 + timedelta(minutes=30)
-    assert store.last_fire(jobs["b"]) is None
+    assert store.queue.last_fire(jobs["a"]) is None
+    store.queue.set_last_fire(jobs["a"], T0)
+    store.queue.set_last_fire(jobs["a"], T0 - timedelta(hours=1))
+    assert store.queue.last_fire(jobs["a"]) == T0
+    store.queue.set_last_fire(jobs["a"], T0 + timedelta(minutes=30))
+    assert store.queue.last_fire(jobs["a"]) == T0 + timedelta(minutes=30)
+    assert store.queue.last_fire(jobs["b"]) is None
 
 
 def test_queue_stats(store: Store, jobs: dict[str, int]) -> None:
-    empty = store.queue_stats(now=T0)
+    empty = store.queue.queue_stats(now=T0)
     assert empty["by_status"] == {s.value: 0 for s in RunStatus}
     assert (empty["by_environment"], empty["oldest_queued_at"], empty["oldest_queued_age_s"]) == ({}, None, None)
     clock_now = clock.now
@@ -259,8 +259,8 @@ def test_queue_stats(store: Store, jobs: dict[str, int]) -> None:
         enq(store, jobs, "c")
     finally:
         clock.now = clock_now  # type: ignore[assignment]
-    store.claim("w", "h", now=T0)
-    stats = store.queue_stats(now=T0 + timedelta(seconds=90))
+    store.queue.claim("w", "h", now=T0)
+    stats = store.queue.queue_stats(now=T0 + timedelta(seconds=90))
     assert stats["by_status"]["queued"] == 2 and stats["by_status"]["starting"] == 1
     assert stats["by_environment"] == {
         "dev": {"queued": 1, "starting": 0, "running": 0},
@@ -272,7 +272,7 @@ def test_queue_stats(store: Store, jobs: dict[str, int]) -> None:
 def test_claim_runs_read_committed_on_postgresql(store: Store) -> None:
     if store.dialect != "postgresql":
         pytest.skip("PostgreSQL only: SQLite claims under BEGIN IMMEDIATE")
-    with store._write(isolation="READ COMMITTED") as conn:
+    with store.db.write(isolation="READ COMMITTED") as conn:
         assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
-    with store._read() as conn:  # reads keep their single snapshot
+    with store.db.read() as conn:  # reads keep their single snapshot
         assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "repeatable read"

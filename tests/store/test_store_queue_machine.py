@@ -58,8 +58,8 @@ def test_queue_state_machine(store: Store) -> None:
         def __init__(self) -> None:
             super().__init__()
             reset(store)
-            store.sync_environments([{"name": e} for e in set(JOBS.values())])
-            self.job_ids = store.sync_jobs([{"name": n, "environment": e} for n, e in JOBS.items()])
+            store.jobs.sync_environments([{"name": e} for e in set(JOBS.values())])
+            self.job_ids = store.jobs.sync_jobs([{"name": n, "environment": e} for n, e in JOBS.items()])
             self.now = T0
             self.limits: dict = {}
             self.owned: dict[int, tuple[str, int]] = {}  # run id -> (worker, epoch)
@@ -92,7 +92,7 @@ def test_queue_state_machine(store: Store) -> None:
             fire=st.none() | st.integers(0, 5),
         )
         def enqueue(self, job, coalesce, priority, retry, delay, fire) -> None:
-            result = store.enqueue(
+            result = store.queue.enqueue(
                 self.job_ids[job],
                 job,
                 JOBS[job],
@@ -117,7 +117,7 @@ def test_queue_state_machine(store: Store) -> None:
             """One to three claims in a row (so the limits are tested with several active runs)."""
             for worker in workers:
                 expected = self.expected_claim()
-                claim = store.claim(worker, "host", now=self.now, **self.limits)
+                claim = store.queue.claim(worker, "host", now=self.now, **self.limits)
                 assert (claim and claim.run_id) == expected
                 event(["claim: " + ("run" if claim else "blocked")])
                 if claim is None:
@@ -128,7 +128,7 @@ def test_queue_state_machine(store: Store) -> None:
                 self.owned[claim.run_id] = (worker, claim.epoch)
 
         def expected_claim(self) -> int | None:
-            runs = store.list_runs(status=["queued", *ACTIVE], limit=None)
+            runs = store.runs.list_runs(status=["queued", *ACTIVE], limit=None)
             active = [r for r in runs if r.status.value in ACTIVE]
             per_env = Counter(r.environment for r in active)
             busy = {r.job_id for r in active} - self.limits["overlap_jobs"]
@@ -156,8 +156,10 @@ def test_queue_state_machine(store: Store) -> None:
         def finish(self, data, status) -> None:
             """The owner ends its run."""
             run_id, _, epoch = self.take_owned(data, "finish")
-            store.start_step(run_id, 1, self.now, epoch=epoch)
-            assert store.transition_run(run_id, status, epoch=epoch, expected=[RunStatus.STARTING, RunStatus.RUNNING])
+            store.runs.start_step(run_id, 1, self.now, epoch=epoch)
+            assert store.runs.transition_run(
+                run_id, status, epoch=epoch, expected=[RunStatus.STARTING, RunStatus.RUNNING]
+            )
             self.final.add(run_id)
 
         @precondition(lambda self: self.owned)
@@ -165,10 +167,10 @@ def test_queue_state_machine(store: Store) -> None:
         def crash(self, data) -> None:
             """The owner dies: its heartbeat goes stale and the reaper ends the run, once."""
             run_id, worker, epoch = self.take_owned(data, "crash")
-            store.set_run_fields(run_id, heartbeat_at=self.now - timedelta(hours=1))
-            reaped = store.reap(60, now=self.now)
+            store.runs.set_run_fields(run_id, heartbeat_at=self.now - timedelta(hours=1))
+            reaped = store.leases.reap(60, now=self.now)
             assert [(r.run_id, r.worker_id, r.epoch) for r in reaped] == [(run_id, worker, epoch)]
-            assert store.reap(60, now=self.now) == []
+            assert store.leases.reap(60, now=self.now) == []
             self.final.add(run_id)
 
         @precondition(lambda self: self.owned)
@@ -176,9 +178,9 @@ def test_queue_state_machine(store: Store) -> None:
         def requeue(self, data) -> None:
             """The owner shuts down gracefully and hands the run back (cancelled if a cancel is pending)."""
             run_id, _, epoch = self.take_owned(data, "requeue")
-            assert store.requeue(run_id, epoch, now=self.now)
+            assert store.leases.requeue(run_id, epoch, now=self.now)
             if run_id in self.cancel_requested:
-                assert store.get_run(run_id).status is RunStatus.CANCELLED
+                assert store.runs.get_run(run_id).status is RunStatus.CANCELLED
                 self.final.add(run_id)
             else:
                 self.queued.add(run_id)
@@ -188,7 +190,7 @@ def test_queue_state_machine(store: Store) -> None:
         def cancel(self, data) -> None:
             """Cancel an active run (mostly), the oldest queued one or the oldest final one."""
             run_id = data.draw(st.sampled_from(sorted(self.owned) + sorted(self.queued)[:1] + sorted(self.final)[:1]))
-            outcome = store.request_cancel(run_id, now=self.now)
+            outcome = store.leases.request_cancel(run_id, now=self.now)
             event([f"cancel: {outcome}"])
             if run_id in self.queued:
                 assert outcome == "cancelled"
@@ -205,7 +207,7 @@ def test_queue_state_machine(store: Store) -> None:
             self.now += timedelta(seconds=3)
             for worker in sorted({w for w, _ in self.owned.values()}):
                 mine = [(run_id, epoch) for run_id, (w, epoch) in self.owned.items() if w == worker]
-                beat = store.heartbeat_runs(worker, mine, now=self.now)
+                beat = store.leases.heartbeat_runs(worker, mine, now=self.now)
                 assert beat.lost == []
                 assert set(beat.cancel_requested) == {r for r, _ in mine if r in self.cancel_requested}
 
@@ -214,15 +216,15 @@ def test_queue_state_machine(store: Store) -> None:
         def stale_worker_writes(self, data) -> None:
             run_id, epoch = data.draw(st.sampled_from(self.lost))
             with pytest.raises(FencedError):
-                store.start_step(run_id, 1, self.now, epoch=epoch)
-            assert store.heartbeat_runs("any", [(run_id, epoch)], now=self.now).lost == [run_id]
+                store.runs.start_step(run_id, 1, self.now, epoch=epoch)
+            assert store.leases.heartbeat_runs("any", [(run_id, epoch)], now=self.now).lost == [run_id]
             event(["stale write fenced"])
 
         @invariant()
         def limits_hold(self) -> None:
             if not self.limits:
                 return
-            live = store.list_runs(status=["queued", *ACTIVE], limit=None)
+            live = store.runs.list_runs(status=["queued", *ACTIVE], limit=None)
             active = [r for r in live if r.status.value in ACTIVE]
             assert {r.id for r in live if r.status is RunStatus.QUEUED} == self.queued
             assert {r.id: (r.worker_id, r.lease_epoch) for r in active} == self.owned

@@ -23,7 +23,7 @@ FIRE_KEYS = 40
 
 
 def real_url(store: Store) -> str:
-    return store._url.render_as_string(hide_password=False)
+    return store.db._url.render_as_string(hide_password=False)
 
 
 def claimer(url: str, n: int) -> tuple[list[int], list[str]]:
@@ -33,9 +33,9 @@ def claimer(url: str, n: int) -> tuple[list[int], list[str]]:
     with Store(url) as store:
         idle_since = None
         while True:
-            claim = store.claim(f"w{n}", f"host{n}", global_limit=GLOBAL_LIMIT, env_limits=ENV_LIMITS)
+            claim = store.queue.claim(f"w{n}", f"host{n}", global_limit=GLOBAL_LIMIT, env_limits=ENV_LIMITS)
             if claim is None:
-                if store.count_runs(status="queued") == 0:
+                if store.runs.count_runs(status="queued") == 0:
                     return claimed, violations
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since > 60:
@@ -44,7 +44,7 @@ def claimer(url: str, n: int) -> tuple[list[int], list[str]]:
                 continue
             idle_since = None
             claimed.append(claim.run_id)
-            active = store.list_runs(status=["starting", "running"], limit=None)
+            active = store.runs.list_runs(status=["starting", "running"], limit=None)
             per_env = {env: sum(r.environment == env for r in active) for env in ENV_LIMITS}
             per_job = {job: sum(r.job_id == job for r in active) for job in {r.job_id for r in active}}
             if (
@@ -53,11 +53,11 @@ def claimer(url: str, n: int) -> tuple[list[int], list[str]]:
                 or any(v > 1 for v in per_job.values())
             ):
                 violations.append(f"w{n}: {len(active)} active, {per_env}, {per_job}")
-            assert store.transition_run(claim.run_id, RunStatus.RUNNING, epoch=claim.epoch)
-            store.start_step(claim.run_id, 1, store.get_run(claim.run_id).claimed_at, epoch=claim.epoch)
-            beat = store.heartbeat_runs(f"w{n}", [(claim.run_id, claim.epoch)])
+            assert store.runs.transition_run(claim.run_id, RunStatus.RUNNING, epoch=claim.epoch)
+            store.runs.start_step(claim.run_id, 1, store.runs.get_run(claim.run_id).claimed_at, epoch=claim.epoch)
+            beat = store.leases.heartbeat_runs(f"w{n}", [(claim.run_id, claim.epoch)])
             assert beat.lost == [] and beat.cancel_requested == []
-            assert store.transition_run(claim.run_id, RunStatus.SUCCESS, epoch=claim.epoch)
+            assert store.runs.transition_run(claim.run_id, RunStatus.SUCCESS, epoch=claim.epoch)
 
 
 def scheduler(url: str, job_ids: list[int]) -> int:
@@ -66,7 +66,7 @@ def scheduler(url: str, job_ids: list[int]) -> int:
     with Store(url) as store:
         for i in range(FIRE_KEYS):
             for job_id in job_ids:
-                result = store.enqueue(
+                result = store.queue.enqueue(
                     job_id,
                     f"j{job_id}",
                     "prod",
@@ -87,11 +87,11 @@ def pool():
 @pytest.mark.timeout(300)
 def test_every_run_is_claimed_exactly_once_by_concurrent_processes(store: Store) -> None:
     envs = ["prod", "dev"]
-    store.sync_environments([{"name": e} for e in envs])
-    jobs = store.sync_jobs([{"name": f"j{i}", "environment": envs[i % 2]} for i in range(JOBS)])
+    store.jobs.sync_environments([{"name": e} for e in envs])
+    jobs = store.jobs.sync_jobs([{"name": f"j{i}", "environment": envs[i % 2]} for i in range(JOBS)])
     names = list(jobs)
     ids = [
-        store.enqueue(
+        store.queue.enqueue(
             jobs[names[i % JOBS]],
             names[i % JOBS],
             envs[(i % JOBS) % 2],
@@ -107,16 +107,16 @@ def test_every_run_is_claimed_exactly_once_by_concurrent_processes(store: Store)
     assert [v for _, vs in results for v in vs] == []
     assert len(claimed) == len(set(claimed)) == RUNS and set(claimed) == set(ids)
     assert sum(1 for ids_, _ in results if ids_) > 1, "only one process ever won a claim"
-    runs = store.list_runs(limit=None)
+    runs = store.runs.list_runs(limit=None)
     assert {r.status for r in runs} == {RunStatus.SUCCESS} and {r.lease_epoch for r in runs} == {1}
 
 
 @pytest.mark.timeout(300)
 def test_racing_schedulers_fire_each_key_once(store: Store) -> None:
-    jobs = store.sync_jobs([{"name": f"j{i}", "environment": "prod"} for i in range(3)])
+    jobs = store.jobs.sync_jobs([{"name": f"j{i}", "environment": "prod"} for i in range(3)])
     job_ids = list(jobs.values())
     with multiprocessing.get_context("spawn").Pool(4) as schedulers:
         created = schedulers.starmap(scheduler, [(real_url(store), job_ids)] * 4)
-    assert sum(created) == store.count_runs() == FIRE_KEYS * len(job_ids)
+    assert sum(created) == store.runs.count_runs() == FIRE_KEYS * len(job_ids)
     for job_id in job_ids:
-        assert all(store.fire_exists(job_id, f"cron:{i}") for i in range(FIRE_KEYS))
+        assert all(store.queue.fire_exists(job_id, f"cron:{i}") for i in range(FIRE_KEYS))

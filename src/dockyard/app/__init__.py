@@ -150,13 +150,13 @@ class App:
     # -- config -------------------------------------------------------------------------------
     def sync(self) -> dict[str, int]:
         """Write environments and jobs from the config into the store; returns name -> id."""
-        self.store.sync_environments(
+        self.store.jobs.sync_environments(
             [
                 {"name": name, "target": env.target, "schema": env.schema_, "threads": env.threads}
                 for name, env in self.config.environments.items()
             ]
         )
-        ids = self.store.sync_jobs(
+        ids = self.store.jobs.sync_jobs(
             [
                 {
                     "name": job.name,

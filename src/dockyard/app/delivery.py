@@ -91,7 +91,7 @@ class SinkDelivery:
         """Deliver what is pending (up to event ``upto`` when given, at most :data:`BATCH`)."""
         result = PassResult()
         now = clock.now()
-        cursor = self.store.claim_cursor(self.sink.name, self.holder, self.lease_s, now=now)
+        cursor = self.store.outbox.claim_cursor(self.sink.name, self.holder, self.lease_s, now=now)
         if cursor is None:
             result.held = True
             return result
@@ -99,11 +99,11 @@ class SinkDelivery:
         if not ignore_backoff and cursor.next_attempt_at is not None and cursor.next_attempt_at > now:
             result.waiting = True
             return result
-        events = self.store.events_after(cursor.last_id, limit=BATCH, upto=upto)
+        events = self.store.reader.outbox.events_after(cursor.last_id, limit=BATCH, upto=upto)
         renewed = time.monotonic()
         for event in events:
             if time.monotonic() - renewed > self.lease_s / 3:  # keep the lease for a long batch
-                if self.store.claim_cursor(self.sink.name, self.holder, self.lease_s) is None:
+                if self.store.outbox.claim_cursor(self.sink.name, self.holder, self.lease_s) is None:
                     result.held = True
                     return result
                 renewed = time.monotonic()
@@ -113,7 +113,7 @@ class SinkDelivery:
                 failures = cursor.failures + 1
                 wait = backoff_seconds(failures, self.max_backoff_s)
                 error = f"{type(exc).__name__}: {exc}"
-                failures = self.store.cursor_failed(
+                failures = self.store.outbox.cursor_failed(
                     self.sink.name, self.holder, error, clock.now() + timedelta(seconds=wait)
                 )
                 log.warning(
@@ -128,7 +128,7 @@ class SinkDelivery:
                 result.failed = True
                 return result
             crash_point("event_delivered")
-            if not self.store.advance_cursor(self.sink.name, self.holder, event.id):
+            if not self.store.outbox.advance_cursor(self.sink.name, self.holder, event.id):
                 result.held = True  # the lease was taken over (we were too slow): stop here
                 return result
             cursor = type(cursor)(cursor.sink, event.id, 0, None, None)
@@ -164,7 +164,7 @@ class SinkDelivery:
 
     def release(self) -> None:
         try:
-            self.store.release_cursor(self.sink.name, self.holder)
+            self.store.outbox.release_cursor(self.sink.name, self.holder)
         except StoreError:
             pass
 
@@ -197,7 +197,7 @@ def deliver_run_events(app, run_id: int, *, wait_s: float | None = None) -> bool
             return True
         wait_s = app.config.events.foreground_wait_seconds if wait_s is None else wait_s
         deadline = time.monotonic() + wait_s
-        upto = app.store.last_event_id(run_id)
+        upto = app.store.reader.outbox.last_event_id(run_id)
         if not upto:
             return True
         every = deliveries(app, holder_id("run"))
@@ -215,7 +215,7 @@ def deliver_run_events(app, run_id: int, *, wait_s: float | None = None) -> bool
                     result = delivery.run_pass(upto=upto, ignore_backoff=first)
                     done = result.last_id >= upto
                     if result.held:  # a scheduler delivers: watch its cursor
-                        cursor = app.store.cursor(delivery.sink.name)
+                        cursor = app.store.reader.outbox.cursor(delivery.sink.name)
                         done = cursor is not None and cursor.last_id >= upto
                 except StoreError as exc:
                     log.warning("run %s: event delivery: %s", run_id, exc.what)

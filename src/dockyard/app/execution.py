@@ -80,10 +80,10 @@ class Execution:
         self.app.project.target_for(env_name, self.app.job_target(record, job, env_name))
         resolve_secrets(self.app.loaded, env_name)  # fail before a run is recorded
         self._refuse_overlap(record, job)
-        run_id = self.app.store.create_run(
+        run_id = self.app.store.runs.create_run(
             record.id, record.name, env_name, commands, trigger=trigger, cause=cause, attempt=attempt, retry_of=retry_of
         )
-        self.app.store.transition_run(
+        self.app.store.runs.transition_run(
             run_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=f"{socket.gethostname()}:{os.getpid()}"
         )
         return deliver_after(self.app, run_id, lambda: self.execute(run_id, observer=observer, on_start=on_start))
@@ -95,7 +95,7 @@ class Execution:
         if job.allow_overlap:
             return
         self.app.runs.reap_lost()
-        active = self.app.store.list_runs(job=record.id, status=["starting", "running"], limit=1)
+        active = self.app.store.reader.runs.list_runs(job=record.id, status=["starting", "running"], limit=1)
         if active:
             raise RunOverlapError(
                 f"job '{record.name}' already has run {active[0].id} {active[0].status.value}",
@@ -122,9 +122,9 @@ class Execution:
         def retry(fn, what=f"run {run_id}"):
             return persist(fn, timeout=self.app.config.server.lost_after_seconds, what=what)
 
-        run = retry(lambda: self.app.store.get_run(run_id))
+        run = retry(lambda: self.app.store.reader.runs.get_run(run_id))
         run_dir = self.app.state_dir / "runs" / str(run_id)
-        retry(lambda: self.app.store.set_run_fields(run_id, artifacts_dir=str(run_dir), **_fence(epoch)))
+        retry(lambda: self.app.store.runs.set_run_fields(run_id, artifacts_dir=str(run_dir), **_fence(epoch)))
         secrets: dict[str, str] = {}
         try:  # everything before dbt's first event: a failure here ends the run at once
             record, job = retry(lambda: self.app.job(run.job_id if run.job_id is not None else run.job))
@@ -172,7 +172,7 @@ class Execution:
         if on_start:
             on_start(run_id, executor)
         retry(
-            lambda: self.app.store.transition_run(
+            lambda: self.app.store.runs.transition_run(
                 run_id,
                 RunStatus.RUNNING,
                 expected={RunStatus.STARTING},
@@ -192,7 +192,7 @@ class Execution:
             if drain:
                 drain()
             retry(lambda: self.finish(run_id, outcome.status, outcome.reason, outcome.has_warnings, epoch=epoch))
-        return retry(lambda: self.app.store.get_run(run_id))
+        return retry(lambda: self.app.store.reader.runs.get_run(run_id))
 
     def plan(
         self,
@@ -275,8 +275,8 @@ class Execution:
     ) -> bool:
         """Make the run final in one fenced write; a step left running by a lost process ends
         ``error``, steps that never ran end ``skipped``; a cancel acknowledged before this write
-        makes it ``cancelled`` (see ``Store.finish_run``). False when the run was already final."""
-        return self.app.store.finish_run(run_id, status, reason, epoch=epoch, has_warnings=warnings) is not None
+        makes it ``cancelled`` (see ``Store.leases.finish_run``). False when the run was already final."""
+        return self.app.store.leases.finish_run(run_id, status, reason, epoch=epoch, has_warnings=warnings) is not None
 
     def _fail_setup(
         self,
@@ -324,7 +324,7 @@ class Execution:
             except OSError:
                 log_rel = None  # the folder is the problem: the reason is in the process log
             retry(
-                lambda: self.app.store.finish_step(
+                lambda: self.app.store.runs.finish_step(
                     run.id, pending[0], StepStatus.ERROR, None, clock.now(), log_path=log_rel, epoch=epoch
                 )
             )

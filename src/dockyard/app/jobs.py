@@ -56,7 +56,7 @@ class Jobs:
         names = {j.name for j in self.app.config.jobs}
         return [
             (rec.job_record(row), row)
-            for row in self.app.store.job_rows()
+            for row in self.app.store.reader.jobs.job_rows()
             if row["source"] == "api" or row["name"] in names
         ]
 
@@ -123,7 +123,7 @@ class Jobs:
         if not self.app._synced:
             self.app.sync()
         names = set(self.app.config.environments)
-        rows = [row for row in self.app.store.list_environments() if row["name"] in names]
+        rows = [row for row in self.app.store.reader.jobs.list_environments() if row["name"] in names]
         self._env_ids.update({row["name"]: row["id"] for row in rows})
         return sorted(rows, key=lambda r: r["id"])
 
@@ -181,9 +181,9 @@ class Jobs:
             definition[policy.TRUSTED] = True
         store = self.app.store
         if job_id is None:
-            record = store.create_api_job(name, env_name, definition, cron=cron)
+            record = store.jobs.create_api_job(name, env_name, definition, cron=cron)
         else:
-            record = store.update_api_job(job_id, name, env_name, definition, cron=cron)
+            record = store.jobs.update_api_job(job_id, name, env_name, definition, cron=cron)
         return self.get(record.id)
 
     def delete(self, job_id: int) -> JobView:
@@ -194,5 +194,5 @@ class Jobs:
                 f"job {job_id} is defined in dockyard.yml and cannot be deleted through the API",
                 hint="remove it from dockyard.yml",
             )
-        self.app.store.delete_api_job(job_id)
+        self.app.store.jobs.delete_api_job(job_id)
         return view

@@ -43,19 +43,19 @@ class StoreRecorder:
             return
         self._polled = now
         try:
-            if self.store.cancel_requested(self.run_id):
+            if self.store.leases.cancel_requested(self.run_id):
                 self.executor.cancel()
         except StoreError:
             pass  # the store is away: the final write still reads the flag
 
     def step_started(self, index: int, at: datetime) -> None:
-        self.store.start_step(self.run_id, index, at)
+        self.store.runs.start_step(self.run_id, index, at)
         if self.observer:
             self.observer.step_started(index, self.commands[index - 1])
 
     def nodes(self, index: int, nodes: list[NodeResult]) -> None:
         if nodes:
-            self.store.upsert_nodes(self.run_id, index, nodes)
+            self.store.runs.upsert_nodes(self.run_id, index, nodes)
             if self.observer:
                 self.observer.nodes(index, nodes)
 
@@ -64,10 +64,10 @@ class StoreRecorder:
             self.observer.log(index, line)
 
     def step_finished(self, index: int, status: StepStatus, exit_code: int | None, at: datetime, log_path: str) -> None:
-        self.store.finish_step(self.run_id, index, status, exit_code, at, log_path=log_path)
+        self.store.runs.finish_step(self.run_id, index, status, exit_code, at, log_path=log_path)
         if self.observer:
             self.observer.step_finished(index, status)
 
     def artifacts(self, index: int, refs: list[ArtifactRef]) -> None:
         if refs:
-            self.store.add_artifacts(self.run_id, refs)
+            self.store.runs.add_artifacts(self.run_id, refs)

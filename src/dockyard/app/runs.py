@@ -102,38 +102,38 @@ class Runs:
         if job is not None:
             job_ref = self.app.jobs.get(job).id
         self.reap_lost()
-        return self.store.list_runs(job=job_ref, status=status, limit=limit, offset=offset)
+        return self.store.reader.runs.list_runs(job=job_ref, status=status, limit=limit, offset=offset)
 
     def search(self, **filters: Any) -> tuple[list[Run], int]:
         """Runs by the filters of :class:`dockyard.store.search.RunSearch` (``job_ids``,
         ``statuses``, ``environments``, ``triggers``, ``created``, ``finished``, ``before_id``,
         ``after_id``, ``order_by``, ``limit``, ``offset``, ``with_steps``), with the total."""
         self.reap_lost()
-        return self.store.search_runs(RunSearch(**filters))
+        return self.store.reader.runs.search_runs(RunSearch(**filters))
 
     def get(self, run_id: int) -> Run:
         """One run with its steps, nodes and artifacts (:class:`UnknownRunError` otherwise)."""
         self.reap_lost()
-        return self.store.get_run(run_id)
+        return self.store.reader.runs.get_run(run_id)
 
     def summary(self, run_id: int, *, with_steps: bool | None = True) -> Run:
         """One run without its node results (cheaper: for lists, polling, logs)."""
         self.reap_lost()
-        return self.store.get_run_summary(run_id, with_steps=with_steps)
+        return self.store.reader.runs.get_run_summary(run_id, with_steps=with_steps)
 
     def latest(self, job_id: int, *, status: str | None = None, with_steps: bool = True) -> Run | None:
         """The job's newest run (with ``status``: the newest with that status)."""
         found, _ = self.search(job_ids=[job_id], statuses=[status] if status else None, limit=1, with_steps=with_steps)
-        return self.store.get_run_summary(found[0].id) if found else None
+        return self.store.reader.runs.get_run_summary(found[0].id) if found else None
 
     def count(self, *, job: int | None = None, status: str | None = None) -> int:
-        return self.store.count_runs(job=job, status=status)
+        return self.store.reader.runs.count_runs(job=job, status=status)
 
     # -- files --------------------------------------------------------------------------------
     def folder(self, run: RunRecord | int) -> Path:
         """The run's folder (``logs/``, ``artifacts/``)."""
         if isinstance(run, int):
-            run = self.store.get_run_summary(run, with_steps=False)
+            run = self.store.reader.runs.get_run_summary(run, with_steps=False)
         return Path(run.artifacts_dir) if run.artifacts_dir else self.app.state_dir / "runs" / str(run.id)
 
     def step_log(self, run: RunRecord, index: int, *, tail: int | None = None) -> str | None:
@@ -210,23 +210,23 @@ class Runs:
 
     # -- figures --------------------------------------------------------------------------------
     def model_durations(self, **filters: Any) -> list[dict]:
-        return self.store.model_durations(**filters)
+        return self.store.reader.stats.model_durations(**filters)
 
     def test_results(self, **filters: Any) -> list[dict]:
-        return self.store.test_results(**filters)
+        return self.store.reader.stats.test_results(**filters)
 
     # -- changing runs ------------------------------------------------------------------------
     def cancel(self, run_id: int, *, final_ok: bool = False) -> str:
         """Cancel a run: a queued run at once; an active run through its worker (SIGINT to
         dbt, grace period, kill). Returns "cancelled" or "requested"; once "requested" is
         answered (the flag is committed) the run ends ``cancelled`` whatever its last step
-        did (the run's final write reads the flag, see ``Store.finish_run``). A run that had
+        did (the run's final write reads the flag, see ``Store.leases.finish_run``). A run that had
         already ended raises :class:`RunFinalError` naming its status (returns "final"
         with ``final_ok``: dbt Cloud's cancel answers the unchanged run)."""
         self.reap_lost()
-        outcome = self.store.request_cancel(run_id)
+        outcome = self.store.leases.request_cancel(run_id)
         if outcome == "final" and not final_ok:
-            run = self.store.get_run_summary(run_id, with_steps=False)
+            run = self.store.reader.runs.get_run_summary(run_id, with_steps=False)
             raise RunFinalError(
                 f"run {run_id} already ended with status {run.status.value}"
                 + (f" ({run.reason})" if run.reason else ""),
@@ -321,7 +321,7 @@ class Runs:
         the failed and never-reached nodes are re-run. Exactly once per failed run."""
         from dockyard.retry import failed_step, has_default_selector, retry_steps, should_retry
 
-        run = self.store.get_run(run_id)
+        run = self.store.reader.runs.get_run(run_id)
         if run.cancel_requested_at is not None:
             return None  # someone asked to stop it: never start it again by itself
         try:
@@ -362,7 +362,7 @@ class Runs:
         first, so every front-end answers the same for such a run."""
         host = socket.gethostname()
         lost = []
-        for run in self.store.list_runs(status=[s.value for s in ACTIVE], limit=100):
+        for run in self.store.reader.runs.list_runs(status=[s.value for s in ACTIVE], limit=100):
             # foreground runs are owned by "host:pid"; a worker's ("host:pid:worker:id") are
             # reaped by the scheduler from their heartbeats
             parts = (run.worker_id or "").split(":")

@@ -22,7 +22,7 @@ class Status:
     def summary(self) -> dict:
         """Processes with their heartbeats, the queue, and every scheduled job's next fire."""
         alive_s = self.app.config.server.lost_after_seconds
-        processes = self.app.store.list_processes()
+        processes = self.app.store.leases.list_processes()
         now = clock.now()
         for proc in processes:
             beat = proc.get("heartbeat_at")
@@ -30,7 +30,7 @@ class Status:
         fires = {j.name: self.app.next_fires(j, 1) for j in self.app.jobs()}
         return {
             "processes": processes,
-            "queue": self.app.store.queue_stats(),
+            "queue": self.app.store.queue.queue_stats(),
             "next_fires": {name: (t[0] if t else None) for name, t in fires.items()},
             "config": self.config_state([p for p in processes if p["alive"]]),
         }
@@ -51,12 +51,12 @@ class Status:
         lock, a full disk, a read-only database): nothing could queue or finish a run. Only
         reads and a rolled-back write probe: health never waits behind a writer for long."""
         try:
-            alive = self.app.store.list_processes(alive_within_s=self.app.config.server.lost_after_seconds)
-            queue = self.app.store.queue_stats()
+            alive = self.app.store.leases.list_processes(alive_within_s=self.app.config.server.lost_after_seconds)
+            queue = self.app.store.queue.queue_stats()
         except DockyardError as exc:
             log.warning("health: %s", exc.what)
             return {"status": "unavailable", "store": {"read": "unreachable", "write": "unreachable"}}
-        write = self.app.store.write_state()
+        write = self.app.store.db.write_state()
         scheduler = any(p["kind"] == "scheduler" for p in alive)
         workers = sum(1 for p in alive if p["kind"] == "worker")
         config = self.config_state(alive)
@@ -76,7 +76,7 @@ def store_status(url: str, lost_after_seconds: float = 30) -> dict:
     queue, read from the store at ``url`` alone."""
     store = Store(url)
     try:
-        processes, queue = store.list_processes(), store.queue_stats()
+        processes, queue = store.leases.list_processes(), store.queue.queue_stats()
     finally:
         store.close()
     now = clock.now()

@@ -110,10 +110,10 @@ class Triggers:
 
     # -- idempotency keys (per caller) --------------------------------------------------------
     def claim_key(self, caller: int, key: str, fingerprint: str):
-        return self.app.store.claim_idempotency(caller, key, fingerprint)
+        return self.app.store.tokens.claim_idempotency(caller, key, fingerprint)
 
     def finish_key(self, caller: int, key: str, run_id: int | None) -> None:
-        self.app.store.finish_idempotency(caller, key, run_id)
+        self.app.store.tokens.finish_idempotency(caller, key, run_id)
 
     # -- queueing -----------------------------------------------------------------------------
     def prepare(
@@ -206,7 +206,7 @@ class Triggers:
         self.check_environment(env_name)
         if coalesce is None:
             coalesce = not job.allow_overlap and trigger != "retry"
-        return self.app.store.enqueue(
+        return self.app.store.queue.enqueue(
             view.id,
             view.name,
             env_name,

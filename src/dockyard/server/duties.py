@@ -140,10 +140,10 @@ class FireCrons(Duty):
         """Every cron job's due fires: the schedule states are read in one query, the fires
         computed in memory (once per distinct schedule and state), then written with their
         runs and new states in batches of at most :data:`BATCH` jobs and fires, one store
-        transaction each (:meth:`Store.enqueue_fires`); the jobs with nothing due have their
+        transaction each (:meth:`Store.queue.enqueue_fires`); the jobs with nothing due have their
         states moved to ``now`` in one statement. A crash between two batches leaves the later
         jobs untouched; the next tick (or the other scheduler) fires them."""
-        last = self.app.store.last_fires([job_id for _, job_id in jobs])
+        last = self.app.store.queue.last_fires([job_id for _, job_id in jobs])
         memo: dict[tuple, tuple[list[datetime], datetime]] = {}
         todo: list[JobFires] = []
         idle: list[int] = []  # jobs with nothing due whose state just moves to now
@@ -191,13 +191,13 @@ class FireCrons(Duty):
             batch.append(entry)
             size += max(1, len(entry.times))
             if i + 1 == len(todo) or size + max(1, len(todo[i + 1].times)) > BATCH:
-                result = self.app.store.enqueue_fires(batch)
+                result = self.app.store.queue.enqueue_fires(batch)
                 report.enqueued += result.created
                 report.duplicates += result.duplicates
                 if any(j.times for j in batch):
                     crash_point("run_inserted")
                 batch, size = [], 0
-        self.app.store.advance_schedules(idle, now)
+        self.app.store.queue.advance_schedules(idle, now)
         crash_point("tick_committed")
 
 
@@ -217,8 +217,8 @@ class FireCompletions(Duty):
         each upstream job in one query (from the earliest of its watchers' last fires; each
         watcher keeps those after its own), the baselines of jobs seen for the first time in
         one insert (only runs finishing from now on count for them)."""
-        last = self.app.store.last_completion_fires([job_id for _, job_id in jobs])
-        self.app.store.mark_fires([job_id for _, job_id in jobs if job_id not in last], "after:baseline", now)
+        last = self.app.store.queue.last_completion_fires([job_id for _, job_id in jobs])
+        self.app.store.queue.mark_fires([job_id for _, job_id in jobs if job_id not in last], "after:baseline", now)
         watching = [(job, job_id, _since(job.triggers.after, last[job_id])) for job, job_id in jobs if job_id in last]
         earliest: dict[str, datetime] = {}
         for job, _, since in watching:
@@ -227,7 +227,7 @@ class FireCompletions(Duty):
         finals = {
             name: [
                 Upstream(name, r.id, r.status.value, r.finished_at)
-                for r in self.app.store.final_runs_since(name, since)
+                for r in self.app.store.queue.final_runs_since(name, since)
             ]
             for name, since in earliest.items()
         }
@@ -250,7 +250,7 @@ class FireCompletions(Duty):
     def _enqueue(self, job, job_id: int, **kw):
         """``App.enqueue`` for a job of dockyard.yml whose id is known: without listing every
         job to find it, which per fire made a tick of many triggered jobs quadratic."""
-        return self.app.store.enqueue(
+        return self.app.store.queue.enqueue(
             job_id,
             job.name,
             job.environment,
@@ -262,14 +262,14 @@ class FireCompletions(Duty):
 
 
 class ReapLost(Duty):
-    """End the runs whose worker is gone (see ``Store.reap``), kill what is left of them on
+    """End the runs whose worker is gone (see ``Store.leases.reap``), kill what is left of them on
     this host and queue the retries their jobs allow."""
 
     name = "reap"
 
     def run(self, tick: Tick) -> None:
         server = self.app.config.server
-        for reaped in self.app.store.reap(server.lost_after_seconds, now=tick.now):
+        for reaped in self.app.store.leases.reap(server.lost_after_seconds, now=tick.now):
             tick.report.reaped.append(reaped.run_id)
             self.app.stop_lost_process(reaped)
             # the reap is committed: its retry must not be lost to a dropped connection
@@ -296,7 +296,7 @@ class RequeueLostRetries(Duty):
         ``max(600, 10 * lost_after_seconds)`` seconds without a retry are offered to
         ``maybe_retry`` (idempotent: one retry per failed run), each once per scheduler process."""
         window = timedelta(seconds=max(600.0, 10 * self.app.config.server.lost_after_seconds))
-        candidates = self.app.store.failed_without_retry(now - window, now)
+        candidates = self.app.store.runs.failed_without_retry(now - window, now)
         self._checked &= set(candidates)  # forget what left the window
         for run_id in candidates:
             if run_id in self._checked:
@@ -339,7 +339,7 @@ class DispatchEvents(Duty):
         if self._pruned is None or tick.now - self._pruned >= self.PRUNE_EVERY:
             self._pruned = tick.now
             try:
-                pruned = self.app.store.prune_outbox(
+                pruned = self.app.store.outbox.prune_outbox(
                     tick.now - timedelta(days=events.retention_days), [t.delivery.sink.name for t in self._threads]
                 )
                 if pruned:

@@ -62,7 +62,7 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
     holder = process_id("scheduler")
 
     def register():
-        app.store.register_process(holder, "scheduler", socket.gethostname(), os.getpid())
+        app.store.leases.register_process(holder, "scheduler", socket.gethostname(), os.getpid())
         app.sync()
         return app.store
 
@@ -79,7 +79,7 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
                 if app.config.server.reload and reloader.check():
                     app.sync()
                 if time.monotonic() - last_beat >= app.config.server.heartbeat_seconds:
-                    store.heartbeat_process(holder, info=beat_info(app.config.server, reloader.error))
+                    store.leases.heartbeat_process(holder, info=beat_info(app.config.server, reloader.error))
                     last_beat = time.monotonic()
                 scheduler.tick()
             except StoreError as exc:
@@ -88,8 +88,8 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
     finally:
         scheduler.close()  # stops the event dispatch, gives the sinks' cursors up
         try:
-            store.release_lease("scheduler", holder)
-            store.stop_process(holder)
+            store.leases.release_lease("scheduler", holder)
+            store.leases.stop_process(holder)
         except StoreError:
             pass
 

@@ -76,7 +76,7 @@ class Scheduler:
         server = self.app.config.server
         if self.store.dialect == "sqlite":  # one scheduler at a time on SQLite
             ttl = max(3 * server.heartbeat_seconds, 10)
-            if self.store.acquire_lease(LEASE, self.holder, ttl, now=now) is None:
+            if self.store.leases.acquire_lease(LEASE, self.holder, ttl, now=now) is None:
                 report.leader = False
                 return report
         crash_point("tick_leased")

@@ -72,7 +72,7 @@ def serve(
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
 
-    backoff, watchdog = Backoff(), Watchdog(app.store.list_processes, what="scheduler")
+    backoff, watchdog = Backoff(), Watchdog(app.store.leases.list_processes, what="scheduler")
     started = {name: started_now() for name in children}
     due: dict[str, float] = {}  # child -> when to start it again (after an exit, with backoff)
 

@@ -155,7 +155,7 @@ def store_rows(url: Callable[[], str]) -> Callable[[], list[dict]]:
             resolved.append(url())
         store = Store(resolved[0])
         try:
-            return store.list_processes()
+            return store.leases.list_processes()
         finally:
             store.close()
 

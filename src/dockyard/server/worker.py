@@ -93,15 +93,15 @@ class LeasedRecorder(StoreRecorder):
             time.sleep(0.2)
 
     def step_started(self, index, at):
-        self._do(lambda: self.store.start_step(self.run_id, index, at, epoch=self.epoch))
+        self._do(lambda: self.store.runs.start_step(self.run_id, index, at, epoch=self.epoch))
 
     def nodes(self, index, nodes):
         if nodes:
-            self._do(lambda: self.store.upsert_nodes(self.run_id, index, nodes, epoch=self.epoch))
+            self._do(lambda: self.store.runs.upsert_nodes(self.run_id, index, nodes, epoch=self.epoch))
 
     def step_finished(self, index, status, exit_code, at, log_path):
         self._do(
-            lambda: self.store.finish_step(
+            lambda: self.store.runs.finish_step(
                 self.run_id, index, status, exit_code, at, log_path=log_path, epoch=self.epoch
             )
         )
@@ -109,13 +109,13 @@ class LeasedRecorder(StoreRecorder):
 
     def artifacts(self, index, refs):
         if refs:
-            self._do(lambda: self.store.add_artifacts(self.run_id, refs, epoch=self.epoch))
+            self._do(lambda: self.store.runs.add_artifacts(self.run_id, refs, epoch=self.epoch))
 
     def process_started(self, index: int, pgid: int) -> None:
-        self._do(lambda: self.store.set_run_pgid(self.run_id, self.epoch, pgid))
+        self._do(lambda: self.store.runs.set_run_pgid(self.run_id, self.epoch, pgid))
 
     def warehouse_sessions(self, doc: dict) -> None:
-        self._do(lambda: self.store.set_run_fields(self.run_id, epoch=self.epoch, warehouse_sessions=doc))
+        self._do(lambda: self.store.runs.set_run_fields(self.run_id, epoch=self.epoch, warehouse_sessions=doc))
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -130,10 +130,10 @@ class LeasedRecorder(StoreRecorder):
         self._last_beat = now
         try:
             self._flush()
-            beat = self.store.heartbeat_runs(self.worker_id, [(self.run_id, self.epoch)])
+            beat = self.store.leases.heartbeat_runs(self.worker_id, [(self.run_id, self.epoch)])
             # the slot is alive while it runs dbt: its process row too (the supervisor restarts
             # a slot whose row goes stale)
-            self.store.heartbeat_process(self.worker_id)
+            self.store.leases.heartbeat_process(self.worker_id)
             self._last_ok = now
         except StoreError as exc:
             if now - self._last_ok >= self.lost_after_s - 1:
@@ -187,7 +187,7 @@ class Worker:
         """Claim one run and execute it; returns its id, or None when the queue was empty."""
         if self.before_claim is not None:
             self.before_claim()
-        claim = self.app.store.claim(self.id, self.host, **self.limits())
+        claim = self.app.store.queue.claim(self.id, self.host, **self.limits())
         if claim is None:
             return None
         crash_point("run_claimed")
@@ -226,13 +226,13 @@ class Worker:
         except SetupError as exc:  # recorded on the run: error, setup_failed, the reason in its log
             log.error("run %s could not start: %s", claim.run_id, exc.render())
             run = persist(
-                lambda: store.get_run(claim.run_id), timeout=server.lost_after_seconds, what=f"run {claim.run_id}"
+                lambda: store.runs.get_run(claim.run_id), timeout=server.lost_after_seconds, what=f"run {claim.run_id}"
             )
         except Exception:
             log.exception("run %s failed inside dockyard", claim.run_id)
             return
         if recorder.requeue:
-            if store.requeue(claim.run_id, claim.epoch):
+            if store.leases.requeue(claim.run_id, claim.epoch):
                 log.info("run %s requeued for another worker", claim.run_id)
             return
         crash_point("run_finished")
@@ -245,7 +245,7 @@ class Worker:
     def run_forever(self) -> None:
         def register():
             store = self.app.store
-            store.register_process(self.id, "worker", self.host, os.getpid(), concurrency=1)
+            store.leases.register_process(self.id, "worker", self.host, os.getpid(), concurrency=1)
             return store
 
         try:
@@ -256,7 +256,7 @@ class Worker:
         try:
             while not self.stop():
                 if time.monotonic() - last_beat >= self.server.heartbeat_seconds:
-                    _quietly(lambda: store.heartbeat_process(self.id, info=self.info()))
+                    _quietly(lambda: store.leases.heartbeat_process(self.id, info=self.info()))
                     last_beat = time.monotonic()
                 try:
                     ran = self.run_once()
@@ -269,7 +269,7 @@ class Worker:
                 else:
                     last_beat = 0.0
         finally:
-            _quietly(lambda: store.stop_process(self.id))
+            _quietly(lambda: store.leases.stop_process(self.id))
 
 
 def _quietly(fn: Callable[[], object]) -> None:

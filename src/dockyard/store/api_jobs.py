@@ -8,16 +8,18 @@ from dockyard import clock
 from dockyard.domain import JobRecord
 from dockyard.errors import ConflictError, NotFoundError
 from dockyard.store import records as rec
-from dockyard.store.base import StoreBase
+from dockyard.store.base import Repository
 from dockyard.store.tables import jobs
 
 
-class ApiJobOps(StoreBase):
+class ApiJobOps(Repository):
+    """Creating, changing and deleting API jobs (part of :class:`dockyard.store.jobs.Jobs`)."""
+
     def create_api_job(
         self, name: str, environment: str, definition: dict, *, cron: str | None = None, timezone: str = "UTC"
     ) -> JobRecord:
         now = clock.now()
-        with self._write() as conn:
+        with self.db.write() as conn:
             if conn.execute(select(jobs.c.id).where(jobs.c.name == name)).first():
                 raise ConflictError(f"a job named {name!r} exists", hint="pick another name")
             job_id = conn.execute(
@@ -47,7 +49,7 @@ class ApiJobOps(StoreBase):
         timezone: str = "UTC",
     ) -> JobRecord:
         now = clock.now()
-        with self._write() as conn:
+        with self.db.write() as conn:
             clash = conn.execute(select(jobs.c.id).where(jobs.c.name == name, jobs.c.id != job_id)).first()
             if clash:
                 raise ConflictError(f"another job is named {name!r}", hint="pick another name")
@@ -72,7 +74,7 @@ class ApiJobOps(StoreBase):
         """Soft delete: the job becomes inactive (its id and runs are kept) and its name is
         freed; returns the job as it was."""
         now = clock.now()
-        with self._write() as conn:
+        with self.db.write() as conn:
             row = (
                 conn.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.source == "api", jobs.c.active.is_(True)))
                 .mappings()
@@ -86,15 +88,3 @@ class ApiJobOps(StoreBase):
                 .values(active=False, name=f"{row['name'][:170]} ~deleted~{job_id}", updated_at=now)
             )
         return rec.job_record(row)
-
-    def job_source(self, job_id: int) -> str | None:
-        with self._read() as conn:
-            return conn.execute(select(jobs.c.source).where(jobs.c.id == job_id)).scalar()
-
-    def job_rows(self, active_only: bool = True) -> list[dict]:
-        """Jobs as rows (with ``source`` and timestamps), by id."""
-        query = select(jobs).order_by(jobs.c.id)
-        if active_only:
-            query = query.where(jobs.c.active.is_(True))
-        with self._read() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]

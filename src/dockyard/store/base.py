@@ -1,7 +1,8 @@
-"""What every part of the store shares: the engine, transactions, error translation, fencing.
+"""What every repository of the store shares: the engine, transactions, error translation, fencing.
 
-:class:`dockyard.store.Store` is assembled from mixins that all derive from
-:class:`StoreBase` (queries, run writes, the queue, ownership, processes and leases).
+:class:`Database` is the shared core: one per :class:`dockyard.store.Store`, handed to each
+repository (:class:`Repository`), which holds it as ``self.db`` instead of inheriting it.
+:func:`fence` and :func:`run_not_found` work inside a caller's transaction.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ class _Rollback(Exception):
 ACTIVE = (RunStatus.STARTING.value, RunStatus.RUNNING.value)
 
 
-class StoreBase:
+class Database:
+    """The engine and its transactions on SQLite or PostgreSQL, shared by the repositories."""
+
     def __init__(self, url: str):
         self._url = parse_url(url)
         self.engine = make_engine(self._url)
 
-    # -- lifecycle -------------------------------------------------------------
     @property
     def url(self) -> str:
         """The store URL with any password masked (safe to print or log)."""
@@ -54,19 +56,11 @@ class StoreBase:
         return self.engine.dialect.name
 
     def __repr__(self) -> str:
-        return f"Store({self.url!r})"
-
-    __str__ = __repr__
-
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return f"Database({self.url!r})"
 
     def migrate(self) -> bool:
         """Create or upgrade the schema; a no-op (returns False) when up to date."""
-        with self._guard():
+        with self.guard():
             return upgrade(self.engine)
 
     def close(self) -> None:
@@ -74,15 +68,15 @@ class StoreBase:
 
     # -- transactions ----------------------------------------------------------
     @contextmanager
-    def _guard(self) -> Iterator[None]:
+    def guard(self) -> Iterator[None]:
         with rec.translate_errors(self._url):
             yield
 
     @contextmanager
-    def _write(self, isolation: str | None = None, wait_s: float | None = None) -> Iterator[Connection]:
+    def write(self, isolation: str | None = None, wait_s: float | None = None) -> Iterator[Connection]:
         """One write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``isolation`` if given).
         ``wait_s``: give up (StoreError) after waiting that long for another writer's lock."""
-        with self._guard(), self.engine.connect() as conn:
+        with self.guard(), self.engine.connect() as conn:
             write_options(conn)
             if isolation and self.dialect == "postgresql":
                 conn.execution_options(isolation_level=isolation)
@@ -98,7 +92,7 @@ class StoreBase:
         connection held the write lock for ``wait_s``; ``error`` otherwise (logged). A write
         transaction that touches the schema version row and rolls back."""
         try:
-            with self._write(wait_s=wait_s) as conn:
+            with self.write(wait_s=wait_s) as conn:
                 conn.execute(update(alembic_version).values(version_num=alembic_version.c.version_num))
                 raise _Rollback
         except _Rollback:
@@ -112,44 +106,52 @@ class StoreBase:
             return "error"
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._guard(), self.engine.connect() as conn:
+    def read(self) -> Iterator[Connection]:
+        with self.guard(), self.engine.connect() as conn:
             if self.dialect == "postgresql":  # several SELECTs, one snapshot
                 conn.execution_options(isolation_level="REPEATABLE READ")
             yield conn
 
-    def _insert(self, table: Any) -> Any:
+    def insert(self, table: Any) -> Any:
+        """The dialect's INSERT (with ``on_conflict_do_*``)."""
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
-    @staticmethod
-    def _run_not_found(conn: Connection, run_id: int) -> NotFoundError:
-        newest = conn.execute(select(func.max(runs.c.id))).scalar()
-        hint = f"the newest run is {newest}" if newest else "no runs have been recorded yet"
-        return UnknownRunError(f"Run {run_id} not found", hint=hint)
 
-    @staticmethod
-    def _fence(conn: Connection, run_id: int, epoch: int | None, now: datetime | None = None) -> None:
-        """Check, inside ``conn``'s transaction, that the caller still owns the run.
+class Repository:
+    """One noun of the store over the shared :class:`Database` (``self.db``)."""
 
-        A conditional ``UPDATE runs SET updated_at`` (not a SELECT) so that on PostgreSQL the
-        row stays locked until commit: a reaper or rival claim waits for this write instead
-        of interleaving with it. Raises :class:`FencedError` (the transaction then rolls back,
-        so nothing is written) unless the run is starting/running with lease epoch ``epoch``.
-        ``epoch=None`` checks nothing (callers that do not hold a lease).
-        """
-        if epoch is None:
-            return
-        stmt = (
-            update(runs)
-            .where(runs.c.id == run_id, runs.c.lease_epoch == epoch, runs.c.status.in_(ACTIVE))
-            .values(updated_at=now or clock.now())
-        )
-        if conn.execute(stmt).rowcount == 1:
-            return
-        row = conn.execute(select(runs.c.status, runs.c.lease_epoch).where(runs.c.id == run_id)).first()
-        if row is None:
-            raise FencedError(f"Run {run_id} no longer exists", hint="stop working on it; nothing was written")
-        raise FencedError(
-            f"Run {run_id} is no longer owned by lease epoch {epoch} (it is {row.status}, epoch {row.lease_epoch})",
-            hint="another worker or the reaper took it over; stop working on it (nothing was written)",
-        )
+    def __init__(self, db: Database):
+        self.db = db
+
+
+def run_not_found(conn: Connection, run_id: int) -> NotFoundError:
+    newest = conn.execute(select(func.max(runs.c.id))).scalar()
+    hint = f"the newest run is {newest}" if newest else "no runs have been recorded yet"
+    return UnknownRunError(f"Run {run_id} not found", hint=hint)
+
+
+def fence(conn: Connection, run_id: int, epoch: int | None, now: datetime | None = None) -> None:
+    """Check, inside ``conn``'s transaction, that the caller still owns the run.
+
+    A conditional ``UPDATE runs SET updated_at`` (not a SELECT) so that on PostgreSQL the
+    row stays locked until commit: a reaper or rival claim waits for this write instead
+    of interleaving with it. Raises :class:`FencedError` (the transaction then rolls back,
+    so nothing is written) unless the run is starting/running with lease epoch ``epoch``.
+    ``epoch=None`` checks nothing (callers that do not hold a lease).
+    """
+    if epoch is None:
+        return
+    stmt = (
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.lease_epoch == epoch, runs.c.status.in_(ACTIVE))
+        .values(updated_at=now or clock.now())
+    )
+    if conn.execute(stmt).rowcount == 1:
+        return
+    row = conn.execute(select(runs.c.status, runs.c.lease_epoch).where(runs.c.id == run_id)).first()
+    if row is None:
+        raise FencedError(f"Run {run_id} no longer exists", hint="stop working on it; nothing was written")
+    raise FencedError(
+        f"Run {run_id} is no longer owned by lease epoch {epoch} (it is {row.status}, epoch {row.lease_epoch})",
+        hint="another worker or the reaper took it over; stop working on it (nothing was written)",
+    )

@@ -116,7 +116,7 @@ def lock_wait(conn: Connection, wait_s: float | None) -> Iterator[None]:
     if wait_s is None:
         yield
         return
-    if conn.dialect.name != "sqlite":  # PostgreSQL: SET LOCAL lock_timeout, see StoreBase._write
+    if conn.dialect.name != "sqlite":  # PostgreSQL: SET LOCAL lock_timeout, see Database.write
         yield
         return
     ms = max(0, int(wait_s * 1000))

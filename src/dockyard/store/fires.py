@@ -1,7 +1,7 @@
 """Cron fires in batches: many jobs' due fires, their runs and their schedule state, in one
 transaction per batch.
 
-:meth:`FireOps.enqueue_fires` does for a batch what :meth:`QueueOps.enqueue` does for one
+:meth:`FireOps.enqueue_fires` does for a batch what :meth:`Queue.enqueue` does for one
 fire, with a fixed number of statements whatever the batch size:
 
 * the fires are inserted with ``ON CONFLICT (job_id, fire_key) DO NOTHING RETURNING``: a
@@ -15,7 +15,7 @@ fire, with a fixed number of statements whatever the batch size:
   the other scheduler, fires what is missing.
 
 On PostgreSQL the batch first takes the per-job enqueue advisory locks of
-:meth:`QueueOps.enqueue`, in job id order (two schedulers' batches then wait for each other
+:meth:`Queue.enqueue`, in job id order (two schedulers' batches then wait for each other
 instead of deadlocking); on SQLite the ``BEGIN IMMEDIATE`` write lock serialises batches.
 """
 
@@ -28,13 +28,13 @@ from sqlalchemy import bindparam, case, insert, select, text, update
 
 from dockyard import clock
 from dockyard.domain import RunStatus, StepStatus
-from dockyard.store.base import StoreBase
+from dockyard.store.base import Repository
 from dockyard.store.outbox import write_events
 from dockyard.store.tables import fires, run_steps, runs, schedule_state
 from dockyard.store.writes import queued_event
 
 QUEUED = RunStatus.QUEUED.value
-ENQUEUE_LOCK_NS = 0x646B7971  # the namespace of QueueOps.enqueue's per-job locks
+ENQUEUE_LOCK_NS = 0x646B7971  # the namespace of Queue.enqueue's per-job locks
 
 
 @dataclass
@@ -62,12 +62,12 @@ def fire_key(at: datetime) -> str:
     return "cron:" + at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class FireOps(StoreBase):
+class FireOps(Repository):
     def last_fires(self, job_ids: list[int]) -> dict[int, datetime]:
         """``schedule_state.last_fire_at`` of the given jobs (jobs never seen are absent)."""
         if not job_ids:
             return {}
-        with self._read() as conn:
+        with self.db.read() as conn:
             return dict(
                 conn.execute(
                     select(schedule_state.c.job_id, schedule_state.c.last_fire_at).where(
@@ -81,7 +81,7 @@ class FireOps(StoreBase):
         in one statement: what a tick does for every job between two fires."""
         if not job_ids:
             return
-        with self._write() as conn:
+        with self.db.write() as conn:
             conn.execute(
                 update(schedule_state)
                 .where(schedule_state.c.job_id.in_(sorted(set(job_ids))), schedule_state.c.last_fire_at < at)
@@ -102,8 +102,8 @@ class FireOps(StoreBase):
             for j in batch
             for at in j.times
         ]
-        with self._write() as conn:
-            if self.dialect == "postgresql":
+        with self.db.write() as conn:
+            if self.db.dialect == "postgresql":
                 conn.execute(
                     text(
                         "SELECT pg_advisory_xact_lock(CAST(:ns AS integer), j) "
@@ -114,7 +114,7 @@ class FireOps(StoreBase):
             new: dict[int, list[tuple[datetime, int]]] = {}  # job id -> [(time, fire id)] inserted
             if wanted:
                 stmt = (
-                    self._insert(fires)
+                    self.db.insert(fires)
                     .on_conflict_do_nothing(index_elements=["job_id", "fire_key"])
                     .returning(fires.c.id, fires.c.job_id, fires.c.scheduled_for)
                 )
@@ -180,7 +180,7 @@ class FireOps(StoreBase):
                     update(fires).where(fires.c.id == bindparam("fire_id")).values(run_id=bindparam("run")),
                     [{"fire_id": f, "run": r} for f, r in sorted(links.items())],
                 )
-            state = self._insert(schedule_state)
+            state = self.db.insert(schedule_state)
             state = state.on_conflict_do_update(
                 index_elements=["job_id"],
                 set_={"last_fire_at": state.excluded.last_fire_at, "updated_at": state.excluded.updated_at},

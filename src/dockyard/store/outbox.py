@@ -1,7 +1,7 @@
 """The outbox: run events written with the run changes they report, and per-sink cursors.
 
 **Writing.** :func:`write_events` inserts events inside the caller's transaction (the final
-event in the transaction that makes the run final, see ``OwnershipOps._settle``). Keys are
+event in the transaction that makes the run final, see ``Leases._settle``). Keys are
 unique (``ON CONFLICT DO NOTHING``), so writing an event twice keeps the first.
 
 **Ids commit in order.** The dispatcher reads ``id > cursor``, which is only safe if no
@@ -41,7 +41,7 @@ from dockyard.events import (
     run_payload,
 )
 from dockyard.store import records as rec
-from dockyard.store.base import StoreBase
+from dockyard.store.base import Repository
 from dockyard.store.tables import node_results, outbox, outbox_cursors, run_steps, runs
 from dockyard.text import storable
 
@@ -62,7 +62,7 @@ class EventRow:
 
 @dataclass(frozen=True)
 class Cursor:
-    """A sink's delivery state, as claimed by :meth:`OutboxOps.claim_cursor`."""
+    """A sink's delivery state, as claimed by :meth:`Outbox.claim_cursor`."""
 
     sink: str
     last_id: int
@@ -161,20 +161,20 @@ def lease_epoch(conn: Connection, run_id: int) -> int:
     return conn.execute(select(runs.c.lease_epoch).where(runs.c.id == run_id)).scalar() or 0
 
 
-class OutboxOps(StoreBase):
-    """The outbox repository: reading events, the sinks' cursors, pruning."""
+class OutboxReader(Repository):
+    """Reading the outbox: events and cursors."""
 
     def events_after(self, last_id: int, *, limit: int = 100, upto: int | None = None) -> list[Event]:
         """Events with ``last_id < id`` (``<= upto`` when given), oldest first."""
         stmt = select(outbox).where(outbox.c.id > last_id).order_by(outbox.c.id).limit(limit)
         if upto is not None:
             stmt = stmt.where(outbox.c.id <= upto)
-        with self._read() as conn:
+        with self.db.read() as conn:
             return [_event(r) for r in conn.execute(stmt).mappings()]
 
     def run_events(self, run_id: int) -> list[Event]:
         """Every event of a run, oldest first."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             return [
                 _event(r)
                 for r in conn.execute(select(outbox).where(outbox.c.run_id == run_id).order_by(outbox.c.id)).mappings()
@@ -185,13 +185,18 @@ class OutboxOps(StoreBase):
         stmt = select(func.max(outbox.c.id))
         if run_id is not None:
             stmt = stmt.where(outbox.c.run_id == run_id)
-        with self._read() as conn:
+        with self.db.read() as conn:
             return conn.execute(stmt).scalar() or 0
 
     def cursor(self, sink: str) -> Cursor | None:
-        with self._read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(select(outbox_cursors).where(outbox_cursors.c.sink == sink)).mappings().first()
         return _cursor(row) if row else None
+
+
+class Outbox(OutboxReader):
+    """The outbox repository: reading events, the sinks' cursors (claim, advance, fail,
+    release), pruning."""
 
     def claim_cursor(self, sink: str, holder: str, ttl_s: float, now: datetime | None = None) -> Cursor | None:
         """Take (or renew) the right to deliver to ``sink`` for ``ttl_s`` seconds: a
@@ -201,7 +206,7 @@ class OutboxOps(StoreBase):
         Returns the cursor, or None when another dispatcher holds it."""
         now = now or clock.now()
         until = now + timedelta(seconds=ttl_s)
-        with self._write() as conn:
+        with self.db.write() as conn:
             start = (
                 conn.execute(
                     select(func.max(outbox.c.id)).where(outbox.c.created_at < now - NEW_SINK_LOOKBACK)
@@ -209,7 +214,7 @@ class OutboxOps(StoreBase):
                 or 0
             )
             conn.execute(
-                self._insert(outbox_cursors)
+                self.db.insert(outbox_cursors)
                 .values(sink=sink, last_id=start, failures=0, updated_at=now)
                 .on_conflict_do_nothing(index_elements=["sink"])
             )
@@ -236,7 +241,7 @@ class OutboxOps(StoreBase):
         """Record that every event up to ``last_id`` was delivered (clears the backoff);
         False when ``holder`` lost the lease meanwhile (nothing changed)."""
         now = now or clock.now()
-        with self._write() as conn:
+        with self.db.write() as conn:
             return (
                 conn.execute(
                     update(outbox_cursors)
@@ -254,7 +259,7 @@ class OutboxOps(StoreBase):
         """Record a failed delivery: one more failure in a row, no attempt before ``retry_at``;
         returns the failures in a row (0 when ``holder`` lost the lease)."""
         now = now or clock.now()
-        with self._write() as conn:
+        with self.db.write() as conn:
             row = conn.execute(
                 update(outbox_cursors)
                 .where(outbox_cursors.c.sink == sink, outbox_cursors.c.holder == holder)
@@ -270,7 +275,7 @@ class OutboxOps(StoreBase):
 
     def release_cursor(self, sink: str, holder: str) -> None:
         """Give the lease up (a stopping dispatcher, the end of a foreground delivery)."""
-        with self._write() as conn:
+        with self.db.write() as conn:
             conn.execute(
                 update(outbox_cursors)
                 .where(outbox_cursors.c.sink == sink, outbox_cursors.c.holder == holder)
@@ -279,7 +284,7 @@ class OutboxOps(StoreBase):
 
     def prune_outbox(self, before: datetime, sinks: Sequence[str]) -> int:
         """Delete events created before ``before`` that every sink in ``sinks`` has had."""
-        with self._write() as conn:
+        with self.db.write() as conn:
             stmt = delete(outbox).where(outbox.c.created_at < before)
             if sinks:
                 done = conn.execute(
@@ -314,7 +319,8 @@ __all__ = [
     "OUTBOX_LOCK_KEY",
     "Cursor",
     "EventRow",
-    "OutboxOps",
+    "Outbox",
+    "OutboxReader",
     "final_event",
     "run_event",
     "write_events",

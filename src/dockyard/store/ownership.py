@@ -1,7 +1,7 @@
 """Who owns an active run: worker heartbeats, the reaper, cancel requests, graceful requeue.
 
-A worker owns a run from :meth:`QueueOps.claim` until the run is final (or requeued), and
-proves it with the run's ``lease_epoch``. Everything here that takes a run away from a
+A worker owns a run from :meth:`dockyard.store.queue.Queue.claim` until the run is final
+(or requeued), and proves it with the run's ``lease_epoch``. Everything here that takes a run away from a
 worker (reap, requeue) bumps the epoch in the same conditional UPDATE, so the old
 owner's next fenced write fails with :class:`dockyard.errors.FencedError`.
 """
@@ -17,8 +17,9 @@ from sqlalchemy.engine import Connection
 from dockyard import clock
 from dockyard.domain import RunStatus, StepStatus
 from dockyard.errors import StoreError
-from dockyard.store.base import ACTIVE, StoreBase
+from dockyard.store.base import ACTIVE, run_not_found
 from dockyard.store.outbox import final_event, write_events
+from dockyard.store.processes import ProcessOps
 from dockyard.store.tables import run_steps, runs
 
 STARTING, QUEUED = RunStatus.STARTING.value, RunStatus.QUEUED.value
@@ -53,7 +54,10 @@ class Reaped:
     environment: str | None = None
 
 
-class OwnershipOps(StoreBase):
+class Leases(ProcessOps):
+    """The leases repository: who owns an active run (heartbeats, reap, finish, cancel,
+    requeue) and the process registry and named leases (:mod:`~dockyard.store.processes`)."""
+
     def heartbeat_runs(
         self, worker_id: str, leases: list[tuple[int, int]], now: datetime | None = None
     ) -> HeartbeatResult:
@@ -65,7 +69,7 @@ class OwnershipOps(StoreBase):
         """
         now = now or clock.now()
         result = HeartbeatResult()
-        with self._write() as conn:
+        with self.db.write() as conn:
             for run_id, epoch in leases:
                 row = conn.execute(
                     update(runs)
@@ -120,7 +124,7 @@ class OwnershipOps(StoreBase):
             runs.c.warehouse_sessions,
             runs.c.environment,
         )
-        with self._read() as conn:
+        with self.db.read() as conn:
             found = {
                 reason: conn.execute(select(*cols).where(cond).order_by(runs.c.id)).all()
                 for reason, cond in (("worker_lost", stale), ("start_timeout", slow))
@@ -134,7 +138,7 @@ class OwnershipOps(StoreBase):
                 if row.id in done:
                     continue
                 try:
-                    with self._write() as conn:
+                    with self.db.write() as conn:
                         if not self._end_run(conn, row.id, row.lease_epoch, cond, RunStatus.ERROR, reason, now):
                             continue
                 except StoreError:
@@ -165,7 +169,7 @@ class OwnershipOps(StoreBase):
     ) -> bool:
         """CAS the run to a final ``status`` (bumping its epoch) and settle its steps: a running
         step ends ``error`` (``cancelled`` when the run is), queued steps ``skipped``."""
-        return OwnershipOps._settle(conn, run_id, epoch, cond, status, reason, now, bump=True) is not None
+        return Leases._settle(conn, run_id, epoch, cond, status, reason, now, bump=True) is not None
 
     @staticmethod
     def _settle(
@@ -244,7 +248,7 @@ class OwnershipOps(StoreBase):
         Returns the status written (``cancelled`` when a cancel had been requested, see
         :meth:`_settle`), or None when the run was not active (or not owned with ``epoch``)."""
         now = now or clock.now()
-        with self._write() as conn:
+        with self.db.write() as conn:
             return self._settle(
                 conn,
                 run_id,
@@ -267,7 +271,7 @@ class OwnershipOps(StoreBase):
         (already final; unchanged).
         """
         now = now or clock.now()
-        with self._write() as conn:
+        with self.db.write() as conn:
             if self._end_run(conn, run_id, None, runs.c.status == QUEUED, RunStatus.CANCELLED, "cancelled", now):
                 conn.execute(update(runs).where(runs.c.id == run_id).values(cancel_requested_at=now))
                 return "cancelled"
@@ -279,12 +283,12 @@ class OwnershipOps(StoreBase):
                 return "requested"
             status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
             if status is None:
-                raise self._run_not_found(conn, run_id)
+                raise run_not_found(conn, run_id)
             return "requested" if status in ACTIVE else "final"
 
     def cancel_requested(self, run_id: int) -> bool:
         """Whether a cancel of the run was requested (read by a foreground run's loop)."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             return conn.execute(select(runs.c.cancel_requested_at).where(runs.c.id == run_id)).scalar() is not None
 
     def requeue(self, run_id: int, epoch: int, now: datetime | None = None) -> bool:
@@ -299,7 +303,7 @@ class OwnershipOps(StoreBase):
         """
         now = now or clock.now()
         owned = and_(runs.c.lease_epoch == epoch, runs.c.status.in_(ACTIVE))
-        with self._write() as conn:
+        with self.db.write() as conn:
             if self._end_run(
                 conn,
                 run_id,

@@ -10,14 +10,16 @@ from sqlalchemy import case, select, update
 from dockyard import clock
 from dockyard.errors import DockyardError
 from dockyard.store import records as rec
-from dockyard.store.base import StoreBase
+from dockyard.store.base import Repository
 from dockyard.store.tables import leases, processes
 
 PROCESS_KINDS = ("scheduler", "worker", "server")
 RELEASED = datetime(1970, 1, 1, tzinfo=UTC)  # expires_at of a released lease
 
 
-class ProcessOps(StoreBase):
+class ProcessOps(Repository):
+    """The process registry and named leases (part of :class:`dockyard.store.ownership.Leases`)."""
+
     # -- processes -------------------------------------------------------------
     def register_process(
         self,
@@ -45,11 +47,11 @@ class ProcessOps(StoreBase):
             concurrency=concurrency,
             info=rec.jsonable(info),
         )
-        stmt = self._insert(processes).values(**values)
+        stmt = self.db.insert(processes).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=["id"], set_={k: stmt.excluded[k] for k in values if k != "id"}
         )
-        with self._write() as conn:
+        with self.db.write() as conn:
             conn.execute(stmt)
 
     def heartbeat_process(self, id: str, *, info: dict | None = None, now: datetime | None = None) -> bool:
@@ -57,12 +59,12 @@ class ProcessOps(StoreBase):
         values: dict[str, Any] = {"heartbeat_at": now or clock.now()}
         if info is not None:
             values["info"] = rec.jsonable(info)
-        with self._write() as conn:
+        with self.db.write() as conn:
             return conn.execute(update(processes).where(processes.c.id == id).values(**values)).rowcount == 1
 
     def stop_process(self, id: str, now: datetime | None = None) -> None:
         """Mark a process stopped (a clean shutdown); unknown ids are ignored."""
-        with self._write() as conn:
+        with self.db.write() as conn:
             conn.execute(update(processes).where(processes.c.id == id).values(stopped_at=now or clock.now()))
 
     def list_processes(self, *, alive_within_s: float | None = None, now: datetime | None = None) -> list[dict]:
@@ -74,7 +76,7 @@ class ProcessOps(StoreBase):
         if alive_within_s is not None:
             cutoff = (now or clock.now()) - timedelta(seconds=alive_within_s)
             query = query.where(processes.c.stopped_at.is_(None), processes.c.heartbeat_at >= cutoff)
-        with self._read() as conn:
+        with self.db.read() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
     # -- leases ----------------------------------------------------------------
@@ -86,7 +88,9 @@ class ProcessOps(StoreBase):
         former holder. One atomic upsert, safe between processes on both backends.
         """
         now = now or clock.now()
-        stmt = self._insert(leases).values(name=name, holder=holder, epoch=1, expires_at=now + timedelta(seconds=ttl_s))
+        stmt = self.db.insert(leases).values(
+            name=name, holder=holder, epoch=1, expires_at=now + timedelta(seconds=ttl_s)
+        )
         ex = stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=["name"],
@@ -97,12 +101,12 @@ class ProcessOps(StoreBase):
             },
             where=(leases.c.holder == ex.holder) | (leases.c.expires_at <= now),
         ).returning(leases.c.epoch)
-        with self._write() as conn:
+        with self.db.write() as conn:
             return conn.execute(stmt).scalar()
 
     def release_lease(self, name: str, holder: str) -> bool:
         """Give up the lease if ``holder`` has it (it expires at once; the epoch is kept)."""
-        with self._write() as conn:
+        with self.db.write() as conn:
             return (
                 conn.execute(
                     update(leases).where(leases.c.name == name, leases.c.holder == holder).values(expires_at=RELEASED)

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from dockyard.domain import RunStatus
 from dockyard.errors import DockyardError
 from dockyard.store import records as rec
-from dockyard.store.base import StoreBase
+from dockyard.store.base import Repository, run_not_found
 from dockyard.store.records import StoredRun
 from dockyard.store.tables import artifacts, node_results, run_steps, runs
 
@@ -20,8 +20,8 @@ JobFilter = int | str | None
 StatusFilter = RunStatus | str | Sequence[RunStatus | str] | None
 
 
-class RunQueries(StoreBase):
-    """Mixed into :class:`dockyard.store.Store`."""
+class RunQueries(Repository):
+    """Reads of runs (part of :class:`dockyard.store.runs.RunReader`)."""
 
     def failed_without_retry(self, since: datetime, until: datetime) -> list[int]:
         """Ids of runs that workers executed (``claimed_at`` set: not foreground runs), that
@@ -38,15 +38,15 @@ class RunQueries(StoreBase):
             )
             .order_by(runs.c.id)
         )
-        with self._read() as conn:
+        with self.db.read() as conn:
             return list(conn.execute(stmt).scalars())
 
     def get_run(self, run_id: int) -> StoredRun:
         """A run with its steps, nodes and artifacts; raises :class:`NotFoundError`."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
             if row is None:
-                raise self._run_not_found(conn, run_id)
+                raise run_not_found(conn, run_id)
             run = rec.run_record(row)
             run.steps = self._steps(conn, [run_id]).get(run_id, [])
             run.nodes = [
@@ -93,7 +93,7 @@ class RunQueries(StoreBase):
             .limit(limit)
             .offset(offset or None)
         )
-        with self._read() as conn:
+        with self.db.read() as conn:
             found = [rec.run_record(row) for row in conn.execute(query).mappings()]
             steps = self._steps(conn, [r.id for r in found])
         for run in found:
@@ -102,7 +102,7 @@ class RunQueries(StoreBase):
 
     def count_runs(self, *, job: JobFilter = None, status: StatusFilter = None) -> int:
         query = select(func.count()).select_from(runs).where(*_filters(job, status))
-        with self._read() as conn:
+        with self.db.read() as conn:
             return int(conn.execute(query).scalar_one())
 
     def latest_run(self, job_id: int, status: StatusFilter = None) -> StoredRun | None:

@@ -2,11 +2,11 @@
 
 How the guarantees are kept:
 
-* **Exactly-once fires.** :meth:`QueueOps.enqueue` inserts ``(job_id, fire_key)`` into
+* **Exactly-once fires.** :meth:`Queue.enqueue` inserts ``(job_id, fire_key)`` into
   ``fires`` with ``ON CONFLICT DO NOTHING`` in the same transaction that creates (or
   coalesces into) the run; a second scheduler, or a restarted one, finds the row and gets
   ``duplicate_fire`` back without touching anything.
-* **Limits under concurrent claimers.** :meth:`QueueOps.claim` counts active runs and
+* **Limits under concurrent claimers.** :meth:`Queue.claim` counts active runs and
   picks a candidate while holding ``pg_advisory_xact_lock(CLAIM_LOCK_KEY)`` on PostgreSQL
   (READ COMMITTED, so each claimer sees the previous one's commit) or the ``BEGIN
   IMMEDIATE`` write lock on SQLite. The candidate row is read ``FOR UPDATE SKIP LOCKED`` so
@@ -26,8 +26,10 @@ from sqlalchemy.engine import Connection
 from dockyard import clock
 from dockyard.domain import RunStatus
 from dockyard.store import records as rec
-from dockyard.store.base import ACTIVE
+from dockyard.store.base import ACTIVE, Database
+from dockyard.store.fires import FireOps
 from dockyard.store.tables import fires, run_steps, runs, schedule_state
+from dockyard.store.triggers import TriggerOps
 from dockyard.store.writes import RunWrites
 
 CLAIM_LOCK_KEY = 0x646F636B79717565  # "dockyque": serialises the limit check of claims
@@ -37,7 +39,7 @@ QUEUED = RunStatus.QUEUED.value
 
 @dataclass
 class EnqueueResult:
-    """What :meth:`QueueOps.enqueue` did.
+    """What :meth:`Queue.enqueue` did.
 
     ``created``: a new run was inserted; ``coalesced``: the trigger was folded into the
     job's already-queued run ``run_id``; ``duplicate_fire``: ``fire_key`` had already fired
@@ -64,7 +66,15 @@ class Claim:
     overrides: dict | None
 
 
-class QueueOps(RunWrites):
+class Queue(FireOps, TriggerOps):
+    """The queue repository: enqueue, claim, cron fires (:mod:`~dockyard.store.fires`) and
+    completion triggers (:mod:`~dockyard.store.triggers`). A new run is inserted through the
+    runs repository it is given."""
+
+    def __init__(self, db: Database, runs: RunWrites):
+        super().__init__(db)
+        self.runs = runs
+
     def enqueue(
         self,
         job_id: int,
@@ -99,8 +109,8 @@ class QueueOps(RunWrites):
         concurrent triggers cannot both miss the queued run they should coalesce into.
         """
         now = clock.now()
-        with self._write() as conn:
-            if self.dialect == "postgresql":
+        with self.db.write() as conn:
+            if self.db.dialect == "postgresql":
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:job AS integer))"),
                     {"ns": ENQUEUE_LOCK_NS, "job": job_id},
@@ -108,7 +118,7 @@ class QueueOps(RunWrites):
             fire_id = None
             if fire_key is not None:
                 stmt = (
-                    self._insert(fires)
+                    self.db.insert(fires)
                     .values(job_id=job_id, fire_key=fire_key, scheduled_for=scheduled_for, created_at=now)
                     .on_conflict_do_nothing(index_elements=["job_id", "fire_key"])
                     .returning(fires.c.id)
@@ -126,7 +136,7 @@ class QueueOps(RunWrites):
                 if run_id is not None:
                     self._link_fire(conn, fire_id, run_id)
                     return EnqueueResult(run_id, False, True, False)
-            run_id = self._insert_run(
+            run_id = self.runs.insert_run(
                 conn,
                 job_id,
                 job_name,
@@ -223,8 +233,8 @@ class QueueOps(RunWrites):
         ``claimed_at = heartbeat_at = now`` (and ``pgid`` cleared).
         """
         now = now or clock.now()
-        with self._write(isolation="READ COMMITTED") as conn:
-            if self.dialect == "postgresql":
+        with self.db.write(isolation="READ COMMITTED") as conn:
+            if self.db.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:key AS bigint))"), {"key": CLAIM_LOCK_KEY})
             active = conn.execute(
                 select(runs.c.environment, runs.c.job_id, func.count())
@@ -295,7 +305,7 @@ class QueueOps(RunWrites):
     # -- schedule state and fires ---------------------------------------------
     def fire_exists(self, job_id: int, fire_key: str) -> bool:
         """Whether ``(job_id, fire_key)`` has already fired."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             return (
                 conn.execute(select(fires.c.id).where(fires.c.job_id == job_id, fires.c.fire_key == fire_key)).first()
                 is not None
@@ -303,18 +313,18 @@ class QueueOps(RunWrites):
 
     def last_fire(self, job_id: int) -> datetime | None:
         """The latest fire time recorded with :meth:`set_last_fire`, or ``None``."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             return conn.execute(select(schedule_state.c.last_fire_at).where(schedule_state.c.job_id == job_id)).scalar()
 
     def set_last_fire(self, job_id: int, at: datetime) -> None:
         """Record that the job's schedule fired at ``at``; never moves the time backwards."""
-        stmt = self._insert(schedule_state).values(job_id=job_id, last_fire_at=at, updated_at=clock.now())
+        stmt = self.db.insert(schedule_state).values(job_id=job_id, last_fire_at=at, updated_at=clock.now())
         stmt = stmt.on_conflict_do_update(
             index_elements=["job_id"],
             set_={"last_fire_at": stmt.excluded.last_fire_at, "updated_at": stmt.excluded.updated_at},
             where=schedule_state.c.last_fire_at < stmt.excluded.last_fire_at,
         )
-        with self._write() as conn:
+        with self.db.write() as conn:
             conn.execute(stmt)
 
     def queue_stats(self, *, now: datetime | None = None) -> dict[str, Any]:
@@ -323,7 +333,7 @@ class QueueOps(RunWrites):
         future), ``oldest_queued_at`` and ``oldest_queued_age_s`` (``None`` when nothing is queued)."""
         now = now or clock.now()
         live = (QUEUED, *ACTIVE)
-        with self._read() as conn:
+        with self.db.read() as conn:
             by_status = dict(conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status)).all())
             by_env: dict[str, dict[str, int]] = {}
             for env, status, n in conn.execute(

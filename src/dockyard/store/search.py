@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, func, select
 
 from dockyard.errors import DockyardError
 from dockyard.store import records as rec
-from dockyard.store.base import StoreBase
+from dockyard.store.base import Repository, run_not_found
 from dockyard.store.queries import RunQueries
 from dockyard.store.records import StoredRun
 from dockyard.store.tables import artifacts, runs
@@ -87,12 +87,12 @@ def _conditions(s: RunSearch) -> list[ColumnElement[bool]]:
     return conds
 
 
-class RunSearchOps(StoreBase):
+class RunSearchOps(Repository):
     def search_runs(self, s: RunSearch) -> tuple[list[StoredRun], int]:
         """The page of runs ``s`` asks for, and how many runs match in all."""
         conds = _conditions(s)
         query = select(runs).where(*conds).order_by(*s.order()).limit(s.limit).offset(s.offset or None)
-        with self._read() as conn:
+        with self.db.read() as conn:
             found = [rec.run_record(row) for row in conn.execute(query).mappings()]
             total = int(conn.execute(select(func.count()).select_from(runs).where(*conds)).scalar_one())
             if s.with_steps and found:
@@ -104,10 +104,10 @@ class RunSearchOps(StoreBase):
     def get_run_summary(self, run_id: int, *, with_steps: bool | None = True) -> StoredRun:
         """A run with its steps and artifacts but not its node results (cheap to poll).
         ``with_steps=None``: the steps only of a run that failed or was cancelled."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
             if row is None:
-                raise self._run_not_found(conn, run_id)
+                raise run_not_found(conn, run_id)
             run = rec.run_record(row)
             if with_steps is None:
                 with_steps = run.status.value in ("error", "cancelled")

@@ -7,14 +7,14 @@ from typing import Any
 from sqlalchemy import func, select
 
 from dockyard.domain import COMPILED, RunStatus
-from dockyard.store.base import StoreBase
+from dockyard.store.base import Repository
 from dockyard.store.tables import node_results, runs
 
 FINAL = (RunStatus.SUCCESS.value, RunStatus.ERROR.value, RunStatus.CANCELLED.value)
 TEST_TYPES = ("test", "unit_test")
 
 
-class StatsOps(StoreBase):
+class Stats(Repository):
     def _recent_final_runs(self, conn, job_id: int | None, environment: str | None, runs_limit: int):
         query = select(
             runs.c.id, runs.c.job_id, runs.c.job_name, runs.c.environment, runs.c.status, runs.c.finished_at
@@ -37,7 +37,7 @@ class StatsOps(StoreBase):
         """Execution time of each node in the last ``runs_limit`` final runs, oldest run first:
         ``[{"unique_id", "name", "resource_type", "points": [{"run_id", "finished_at",
         "execution_time_s", "status"}]}]``."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             recent = self._recent_final_runs(conn, job_id, environment, runs_limit)
             if not recent:
                 return []
@@ -85,7 +85,7 @@ class StatsOps(StoreBase):
     ) -> list[dict[str, Any]]:
         """Per final run (newest first): how many tests passed, failed, warned, errored, were
         skipped, and the failing tests' ids."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             recent = self._recent_final_runs(conn, job_id, environment, runs_limit)
             if not recent:
                 return []

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 from dockyard import clock
 from dockyard import tokens as tok
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
-from dockyard.store.base import StoreBase
+from dockyard.store.base import Repository
 from dockyard.store.tables import api_tokens, idempotency_keys
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -38,7 +38,7 @@ class TokenRecord:
 @dataclass
 class IdempotencyClaim:
     """``owner``: this request recorded the key first and must create the run (then call
-    :meth:`TokenOps.finish_idempotency`); otherwise ``run_id`` is the run of the first request
+    :meth:`Tokens.finish_idempotency`); otherwise ``run_id`` is the run of the first request
     (``None`` while it is still in progress) and ``same_body`` says whether the bodies match."""
 
     owner: bool
@@ -58,7 +58,7 @@ def _record(row) -> TokenRecord:
     )
 
 
-class TokenOps(StoreBase):
+class Tokens(Repository):
     # -- tokens ----------------------------------------------------------------
     def create_token(self, name: str, scope: str) -> tuple[TokenRecord, str]:
         """A new token; returns its record and the token itself (shown once, never stored)."""
@@ -69,7 +69,7 @@ class TokenOps(StoreBase):
             raise DockyardError("a token needs a name of 1 to 200 characters")
         token = tok.generate()
         now = clock.now()
-        with self._write() as conn:
+        with self.db.write() as conn:
             taken = conn.execute(
                 select(api_tokens.c.id).where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
             ).first()
@@ -90,14 +90,14 @@ class TokenOps(StoreBase):
         query = select(api_tokens).order_by(api_tokens.c.id)
         if not include_revoked:
             query = query.where(api_tokens.c.revoked_at.is_(None))
-        with self._read() as conn:
+        with self.db.read() as conn:
             return [_record(r) for r in conn.execute(query).mappings()]
 
     def revoke_token(self, name_or_id: str | int) -> list[TokenRecord]:
         """Revoke the active token with this id, or the active tokens with this name."""
         now = clock.now()
         ref = str(name_or_id)
-        with self._write() as conn:
+        with self.db.write() as conn:
             ids: list[int] = []
             if ref.isascii() and ref.isdigit():
                 ids = list(
@@ -119,13 +119,13 @@ class TokenOps(StoreBase):
 
     def token_by_digest(self, digest: str) -> TokenRecord | None:
         """The token (revoked or not) with this digest, or None."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(select(api_tokens).where(api_tokens.c.digest == digest)).mappings().first()
         return _record(row) if row else None
 
     def has_tokens(self) -> bool:
         """Whether any token was ever created (revoked ones count: auth never turns off again)."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             return conn.execute(select(func.count()).select_from(api_tokens)).scalar_one() > 0
 
     def touch_token(self, token_id: int, at: datetime | None = None, wait_s: float = TOUCH_WAIT_S) -> bool:
@@ -133,7 +133,7 @@ class TokenOps(StoreBase):
         ``wait_s`` for another writer's lock, nor fails, for this bookkeeping. Returns
         whether it was recorded (a failure is logged at debug level)."""
         try:
-            with self._write(wait_s=wait_s) as conn:
+            with self.db.write(wait_s=wait_s) as conn:
                 conn.execute(
                     update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=at or clock.now())
                 )
@@ -148,7 +148,7 @@ class TokenOps(StoreBase):
     ) -> IdempotencyClaim:
         """Record ``key`` for ``token_id`` unless it exists (and is younger than 24 h)."""
         now = now or clock.now()
-        with self._write() as conn:
+        with self.db.write() as conn:
             conn.execute(
                 delete(idempotency_keys).where(
                     idempotency_keys.c.token_id == token_id,
@@ -157,7 +157,7 @@ class TokenOps(StoreBase):
                 )
             )
             stmt = (
-                self._insert(idempotency_keys)
+                self.db.insert(idempotency_keys)
                 .values(token_id=token_id, key=key, fingerprint=fingerprint, created_at=now)
                 .on_conflict_do_nothing(index_elements=["token_id", "key"])
                 .returning(idempotency_keys.c.id)
@@ -176,7 +176,7 @@ class TokenOps(StoreBase):
     def finish_idempotency(self, token_id: int, key: str, run_id: int | None) -> None:
         """Attach the created run to the key, or (``run_id`` None: the request failed) drop it."""
         where = (idempotency_keys.c.token_id == token_id, idempotency_keys.c.key == key)
-        with self._write() as conn:
+        with self.db.write() as conn:
             if run_id is None:
                 conn.execute(delete(idempotency_keys).where(*where))
             else:
@@ -185,7 +185,7 @@ class TokenOps(StoreBase):
     def purge_idempotency(self, now: datetime | None = None) -> int:
         """Delete keys older than 24 h; returns how many."""
         now = now or clock.now()
-        with self._write() as conn:
+        with self.db.write() as conn:
             return conn.execute(
                 delete(idempotency_keys).where(idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL)
             ).rowcount

@@ -2,7 +2,7 @@
 
 Every method that a worker calls while it runs a claimed run takes ``epoch``: when given,
 the same transaction first checks that the run is still starting/running with that lease
-epoch (see :meth:`StoreBase._fence`) and raises :class:`dockyard.errors.FencedError`,
+epoch (see :func:`dockyard.store.base.fence`) and raises :class:`dockyard.errors.FencedError`,
 writing nothing, when it is not.
 """
 
@@ -21,7 +21,7 @@ from dockyard import events as ev
 from dockyard.domain import ArtifactRef, NodeResult, RunRecord, RunStatus, StepResult, StepStatus
 from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store import records as rec
-from dockyard.store.base import StoreBase
+from dockyard.store.base import Repository, fence, run_not_found
 from dockyard.store.outbox import EventRow, final_event, lease_epoch, load_run, run_event, write_events
 from dockyard.store.tables import artifacts, node_results, run_steps, runs
 
@@ -33,7 +33,9 @@ RUN_FIELDS = frozenset(c.name for c in runs.columns) - {"id", "status", "status_
 BATCH = 500  # rows per multi-row upsert
 
 
-class RunWrites(StoreBase):
+class RunWrites(Repository):
+    """Writes of runs, steps, nodes and artifacts (part of :class:`dockyard.store.runs.Runs`)."""
+
     # -- runs ------------------------------------------------------------------
     def create_run(
         self,
@@ -55,8 +57,8 @@ class RunWrites(StoreBase):
         not_before: datetime | None = None,
     ) -> int:
         """Insert a run and its steps (all queued) in one transaction; returns the run id."""
-        with self._write() as conn:
-            return self._insert_run(
+        with self.db.write() as conn:
+            return self.insert_run(
                 conn,
                 job_id,
                 job_name,
@@ -76,7 +78,7 @@ class RunWrites(StoreBase):
             )
 
     @staticmethod
-    def _insert_run(
+    def insert_run(
         conn: Connection,
         job_id: int | None,
         job_name: str,
@@ -146,7 +148,7 @@ class RunWrites(StoreBase):
         if epoch is not None:
             stmt = stmt.where(runs.c.lease_epoch == epoch)
         stmt = stmt.values(status=to.value, status_code=to.code, updated_at=clock.now(), **fields)
-        with self._write() as conn:
+        with self.db.write() as conn:
             changed = conn.execute(stmt).rowcount == 1
             if changed and to is RunStatus.RUNNING:
                 key = ev.started_key(run_id, lease_epoch(conn, run_id))
@@ -166,10 +168,10 @@ class RunWrites(StoreBase):
         if "overrides" in fields:
             fields["overrides"] = rec.jsonable(fields["overrides"])
         stmt = update(runs).where(runs.c.id == run_id).values(updated_at=clock.now(), **fields)
-        with self._write() as conn:
-            self._fence(conn, run_id, epoch)
+        with self.db.write() as conn:
+            fence(conn, run_id, epoch)
             if conn.execute(stmt).rowcount == 0:
-                raise self._run_not_found(conn, run_id)
+                raise run_not_found(conn, run_id)
 
     def set_run_pgid(self, run_id: int, epoch: int, pgid: int | None) -> None:
         """Record the dbt process group of an owned run (fenced), so a reaper can kill it."""
@@ -211,15 +213,15 @@ class RunWrites(StoreBase):
             .where(run_steps.c.run_id == run_id, run_steps.c["index"] >= from_index, run_steps.c.status.in_(unfinished))
             .values(status=rec.step_status(status).value)
         )
-        with self._write() as conn:
-            self._fence(conn, run_id, epoch)
+        with self.db.write() as conn:
+            fence(conn, run_id, epoch)
             return conn.execute(stmt).rowcount
 
     def _update_step(self, run_id: int, index: int, epoch: int | None, *, event: bool = False, **values: Any) -> None:
         """``event``: the step finished; its ``step.finished`` event is written in the same transaction."""
         stmt = update(run_steps).where(run_steps.c.run_id == run_id, run_steps.c["index"] == index).values(**values)
-        with self._write() as conn:
-            self._fence(conn, run_id, epoch)
+        with self.db.write() as conn:
+            fence(conn, run_id, epoch)
             if conn.execute(stmt).rowcount == 0:
                 raise NotFoundError(
                     f"Step {index} of run {run_id} not found", hint="steps are created with the run, numbered from 1"
@@ -244,7 +246,7 @@ class RunWrites(StoreBase):
             merged[node.unique_id] = rec.merge_node_rows(old, row) if old else row
         if not merged and epoch is None:
             return
-        stmt = self._insert(node_results)
+        stmt = self.db.insert(node_results)
         ex, cur = stmt.excluded, node_results.c
         set_: dict[str, Any] = {}
         for name in rec.NODE_FIELDS:
@@ -261,8 +263,8 @@ class RunWrites(StoreBase):
         stmt = stmt.on_conflict_do_update(index_elements=["run_id", "step_index", "unique_id"], set_=set_)
         rows = [dict(row, run_id=run_id, step_index=step_index) for row in merged.values()]
         failed = [n for n in nodes if n.status in ev.FAILED_NODE_STATUSES]
-        with self._write() as conn:
-            self._fence(conn, run_id, epoch)
+        with self.db.write() as conn:
+            fence(conn, run_id, epoch)
             for start in range(0, len(rows), BATCH):
                 conn.execute(stmt, rows[start : start + BATCH])
             if failed:  # node.failed, once per node and attempt (the first failure event of it)
@@ -294,13 +296,13 @@ class RunWrites(StoreBase):
         }
         if not rows and epoch is None:
             return
-        stmt = self._insert(artifacts)
+        stmt = self.db.insert(artifacts)
         stmt = stmt.on_conflict_do_update(
             index_elements=["run_id", "step_index", "name"],
             set_={c: stmt.excluded[c] for c in ("path", "size", "sha256")},
         )
-        with self._write() as conn:
-            self._fence(conn, run_id, epoch)
+        with self.db.write() as conn:
+            fence(conn, run_id, epoch)
             if rows:
                 conn.execute(stmt, list(rows.values()))
 
