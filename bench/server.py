@@ -131,7 +131,7 @@ def bench_latency(work: Path, runs: int) -> dict:
     out = []
     try:
         for i in range(runs + 1):  # the first run warms partial parsing; not counted
-            run_id = app.enqueue("one", trigger="manual").run_id
+            run_id = app.triggers.enqueue("one", trigger="manual").run_id
             deadline = time.monotonic() + 120
             while not (run := app.store.runs.get_run(run_id)).status.is_final:
                 if time.monotonic() > deadline:

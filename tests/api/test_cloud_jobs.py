@@ -209,7 +209,7 @@ def test_rerun_retries_a_failed_latest_run_else_triggers(client, app):
     j = job_id(app)
     ok = client.post(f"{V2}/jobs/{j}/rerun/").json()["data"]  # no runs yet: a new run
     assert ok["status"] == 1 and ok["retrying_run_id"] is None
-    app.cancel(ok["id"])
+    app.runs.cancel(ok["id"])
     failed = seed_run(app, status=RunStatus.ERROR, failed_step=4)
     data = client.post(f"{V2}/jobs/{j}/rerun/").json()["data"]
     assert data["id"] not in (ok["id"], failed) and data["href"]

@@ -76,7 +76,7 @@ def test_a_foreground_run_delivers_its_events_without_a_scheduler(cluster):
     c.env.pop(UNSET, None)
     app = App.open(c.config, c.store_url)
     try:
-        run_id = app.enqueue("cannot-start", trigger="manual").run_id
+        run_id = app.triggers.enqueue("cannot-start", trigger="manual").run_id
         app.store.runs.transition_run(run_id, "starting", expected={"queued"}, worker_id="test")
         with pytest.raises(SetupError):
             app.execute(run_id)
@@ -88,7 +88,7 @@ def test_a_foreground_run_delivers_its_events_without_a_scheduler(cluster):
 
 
 def _durations(c, app, job: str, n: int) -> list[float]:
-    ids = [app.enqueue(job, trigger="manual").run_id for _ in range(n)]
+    ids = [app.triggers.enqueue(job, trigger="manual").run_id for _ in range(n)]
     wait_for(lambda: all(c.store.runs.get_run(i).status.is_final for i in ids), 90, "the runs to end")
     runs = [c.store.runs.get_run(i) for i in ids]
     assert {r.status.value for r in runs} == {"success"}, [(r.id, r.status, r.reason) for r in runs]

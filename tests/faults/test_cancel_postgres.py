@@ -50,7 +50,7 @@ def test_cancel_leaves_no_query_running(cluster, pg_database_factory, grace):
     app = App.open(c.config, c.store_url)
     app.sync()
     c.start("worker")
-    run_id = app.enqueue("sleepy", trigger="manual").run_id
+    run_id = app.triggers.enqueue("sleepy", trigger="manual").run_id
     wait_for(lambda: _sleeping(warehouse), 60, "the model's query to run in PostgreSQL")
     started = time.monotonic()
     out = c.cli("cancel", str(run_id))
@@ -99,7 +99,7 @@ def test_a_dbt_killed_outright_leaves_no_query_running(cluster, pg_database_fact
     warehouse = pg_database_factory()
     app = _sleepy_cluster(c, warehouse)
     c.start("worker")
-    run_id = app.enqueue("sleepy", trigger="manual").run_id
+    run_id = app.triggers.enqueue("sleepy", trigger="manual").run_id
     wait_for(lambda: _sleeping(warehouse), 60, "the model's query to run in PostgreSQL")
     # dbt's sockets are scanned every second; the worker stores what it saw
     stored = _stored_with_query(app, run_id, warehouse)
@@ -108,7 +108,7 @@ def test_a_dbt_killed_outright_leaves_no_query_running(cluster, pg_database_fact
     wait_for(lambda: not _sleeping(warehouse), 15, "the orphaned query to be cancelled", interval=0.25)
     run = wait_for(lambda: (r := app.store.runs.get_run(run_id)).status.is_final and r, 20, "the run to end")
     assert run.status.value == "error"
-    log = app.run_log(run_id)
+    log = app.runs.logs(run_id)
     assert "warehouse session(s) dbt left running" in log, log[-2000:]
     # the worker stored the sessions it saw for a reaper (the client port is the connection's)
     assert stored.warehouse_sessions["target"] == "pg" and stored.warehouse_sessions["sessions"]
@@ -126,7 +126,7 @@ def test_the_reaper_cancels_the_queries_of_a_lost_worker(cluster, pg_database_fa
     app = _sleepy_cluster(c, warehouse, heartbeat_seconds=0.5, lost_after_seconds=4)
     c.start("scheduler")
     worker = c.start("worker")
-    run_id = app.enqueue("sleepy", trigger="manual").run_id
+    run_id = app.triggers.enqueue("sleepy", trigger="manual").run_id
     wait_for(lambda: _sleeping(warehouse), 60, "the model's query to run in PostgreSQL")
     stored = _stored_with_query(app, run_id, warehouse)
     # the slot is frozen first, so that neither it nor dbt (which gets SIGINT when the slot

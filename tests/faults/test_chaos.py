@@ -54,7 +54,7 @@ def test_random_sigkills_lose_and_duplicate_nothing(pg_cluster):
     schedulers = [c.start("scheduler", name=f"scheduler-{n}") for n in range(2)]
     workers = [c.start("worker", name=f"worker-{n}") for n in range(3)]
     wait_for(lambda: all(worker_slots(w) for w in workers), 30, "worker slots")
-    roots = [app.enqueue(f"job{i % 3}", trigger="manual").run_id for i in range(RUNS // 2)]
+    roots = [app.triggers.enqueue(f"job{i % 3}", trigger="manual").run_id for i in range(RUNS // 2)]
     kills: list[tuple[float, str, list[int]]] = []  # (wall time, what, runs it owned)
     plan = ["slot"] * 11 + ["worker"] * 4 + ["parent"] * 3 + ["scheduler"] * 4
     rng.shuffle(plan)
@@ -71,7 +71,7 @@ def test_random_sigkills_lose_and_duplicate_nothing(pg_cluster):
     while len(kills) < KILLS:
         time.sleep(rng.uniform(0.6, 1.6))
         if len(roots) < RUNS and rng.random() < 0.5:
-            roots.append(app.enqueue(f"job{rng.randrange(3)}", trigger="manual").run_id)
+            roots.append(app.triggers.enqueue(f"job{rng.randrange(3)}", trigger="manual").run_id)
         for i, proc in enumerate(workers):  # restart what was killed earlier
             if not proc.running:
                 workers[i] = c.start("worker", name=f"worker-{i}-r{len(kills)}")

@@ -101,7 +101,7 @@ def test_worker_crash_point(cluster, point, sig):
     scheduler = c.start("scheduler")  # the reaper
     crashing = c.start("worker", env=_crash_env(point, sig), name="worker-crashing")
     slot = wait_for(lambda: worker_slots(crashing), 30, "the worker's slot")[0]
-    root = app.enqueue("two-steps", trigger="manual").run_id
+    root = app.triggers.enqueue("two-steps", trigger="manual").run_id
     # the slot kills itself (SIGKILL) or stops gracefully (SIGTERM); its parent would start a
     # new slot (with the crash flag) after a second: stop the whole worker before that
     wait_for(lambda: slot not in worker_slots(crashing), 60, f"the slot to stop at {point}", interval=0.05)

@@ -62,7 +62,7 @@ def test_a_paused_worker_is_fenced(cluster):
     c.start("scheduler")
     workers = [c.start("worker", name=f"worker-{n}") for n in range(2)]
     slots = {w.name: wait_for(lambda w=w: worker_slots(w), 30, "worker slots")[0] for w in workers}
-    root = app.enqueue("build", trigger="manual").run_id
+    root = app.triggers.enqueue("build", trigger="manual").run_id
 
     def slow_started():
         run = app.store.runs.get_run(root)

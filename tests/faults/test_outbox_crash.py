@@ -70,7 +70,7 @@ def test_sigkill_between_the_final_transition_and_the_dispatch(cluster):
     app.sync()
     crashing = c.start("worker", env={"DOCKYARD_CRASH_AT": "run_finished"}, name="worker-crashing")
     slot = wait_for(lambda: worker_slots(crashing), 30, "the worker's slot")[0]
-    first = app.enqueue("quick", trigger="manual").run_id
+    first = app.triggers.enqueue("quick", trigger="manual").run_id
     wait_for(lambda: slot not in worker_slots(crashing), 60, "the slot to die at run_finished", interval=0.05)
     c.kill(crashing)
     run = c.store.runs.get_run(first)
@@ -81,7 +81,7 @@ def test_sigkill_between_the_final_transition_and_the_dispatch(cluster):
     assert not log.exists()  # nothing delivered: no scheduler ran
     c.start("scheduler")
     c.start("worker", name="worker-restarted")
-    more = [app.enqueue("quick", trigger="manual", coalesce=False).run_id for _ in range(2)]
+    more = [app.triggers.enqueue("quick", trigger="manual", coalesce=False).run_id for _ in range(2)]
     wait_for(lambda: all(c.store.runs.get_run(i).status.is_final for i in more), 60, "the later runs")
     wanted, got = wait_for(lambda: _all_delivered(c, log), 30, "every event in the sink")
     counts = _check(wanted, got)
@@ -100,7 +100,7 @@ def test_sigkill_during_dispatch(cluster_factory, pg_database_factory, backend):
     app = App.open(c.config, c.store_url)
     app.sync()
     worker = c.start("worker")
-    ids = [app.enqueue("quick", trigger="manual", coalesce=False).run_id for _ in range(3)]
+    ids = [app.triggers.enqueue("quick", trigger="manual", coalesce=False).run_id for _ in range(3)]
     wait_for(lambda: all(c.store.runs.get_run(i).status.is_final for i in ids), 90, "the runs to end")
     c.stop(worker)
     crashing = c.start("scheduler", env={"DOCKYARD_CRASH_AT": "event_delivered"}, name="scheduler-crashing")

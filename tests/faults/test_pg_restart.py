@@ -60,7 +60,7 @@ def test_a_store_server_restart_loses_nothing_and_restarts_nothing(cluster_facto
         "the scheduler and the worker slots",
     )
     pids_before = sorted([p.pid for p in procs] + slots)
-    roots = [app.enqueue(f"job{i % 2}", trigger="manual").run_id for i in range(RUNS)]
+    roots = [app.triggers.enqueue(f"job{i % 2}", trigger="manual").run_id for i in range(RUNS)]
     app.close()
     wait_for(lambda: c.store.runs.list_runs(status="running", limit=None), 60, "runs to be running", interval=0.1)
 

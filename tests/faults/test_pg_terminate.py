@@ -47,7 +47,7 @@ def test_terminated_connections_lose_nothing(pg_cluster):
         lambda: (s := [x for p in procs[1:] for x in worker_slots(p)]) and len(s) == 4 and s, 30, "worker slots"
     )
     pids_before = sorted([p.pid for p in procs] + slots)
-    roots = [app.enqueue(f"job{i % 2}", trigger="manual").run_id for i in range(RUNS)]
+    roots = [app.triggers.enqueue(f"job{i % 2}", trigger="manual").run_id for i in range(RUNS)]
     app.close()
     wait_for(lambda: c.active_count() < RUNS, 30, "runs to start")
 

@@ -58,8 +58,8 @@ def test_sigterm_requeues_the_running_run_and_keeps_the_queue(cluster):
     app = App.open(c.config, c.store_url)
     app.sync()
     serve = _serve(c, free_port())
-    slow = app.enqueue("slow", trigger="manual").run_id
-    quick = app.enqueue("quick", trigger="manual").run_id  # waits: one worker slot
+    slow = app.triggers.enqueue("slow", trigger="manual").run_id
+    quick = app.triggers.enqueue("quick", trigger="manual").run_id  # waits: one worker slot
     wait_for(lambda: any(n.status == "started" for n in app.store.runs.get_run(slow).nodes), 60, "the slow model")
     epoch = app.store.runs.get_run(slow).lease_epoch
     started = time.monotonic()

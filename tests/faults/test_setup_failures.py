@@ -54,7 +54,7 @@ def test_a_run_that_cannot_start_fails_at_once_and_is_not_retried(cluster):
     c.start("scheduler")
     c.start("worker")
     app = App.open(c.config, c.store_url)
-    ids = {job: app.enqueue(job, trigger="manual").run_id for job in ("needs-secret", "bad-profile")}
+    ids = {job: app.triggers.enqueue(job, trigger="manual").run_id for job in ("needs-secret", "bad-profile")}
     runs = wait_for(
         lambda: (
             all(c.store.runs.get_run(i).status.is_final for i in ids.values())
@@ -72,7 +72,7 @@ def test_a_run_that_cannot_start_fails_at_once_and_is_not_retried(cluster):
         assert all(s.status.value == "skipped" for s in run.steps[1:])
     secret_log = c.cli("logs", str(ids["needs-secret"])).stdout
     assert f"secret DBT_ENV_SECRET_TOKEN reads ${UNSET}, which is not set" in secret_log
-    profile_log = app.run_log(ids["bad-profile"])
+    profile_log = app.runs.logs(ids["bad-profile"])
     assert "invalid YAML" in profile_log and "profiles.yml" in profile_log
     app.close()
     time.sleep(2)  # the scheduler's next ticks (retries of missed runs) queue nothing either

@@ -37,7 +37,7 @@ class CancelAfterLastStep:
     def step_finished(self, index, status):
         if index == self.steps:
             [run] = self.app.store.runs.list_runs(status=["running"], limit=1)
-            self.answer = self.app.cancel(run.id)
+            self.answer = self.app.runs.cancel(run.id)
 
 
 @pytest.mark.slow
@@ -48,11 +48,11 @@ def test_a_cancel_acknowledged_after_the_last_step_wins(server_app):
     assert observer.answer == "requested"
     assert [s.status for s in run.steps] == [StepStatus.SUCCESS]  # dbt's work did finish
     assert (run.status, run.reason) == (RunStatus.CANCELLED, "cancelled")
-    assert server_app.maybe_retry(run.id) is None
+    assert server_app.runs.maybe_retry(run.id) is None
     # now final: a second cancel says so, with the status
     with pytest.raises(ConflictError, match=f"run {run.id} already ended with status cancelled"):
-        server_app.cancel(run.id)
-    assert server_app.cancel(run.id, final_ok=True) == "final"
+        server_app.runs.cancel(run.id)
+    assert server_app.runs.cancel(run.id, final_ok=True) == "final"
 
 
 def test_finish_run_reads_the_flag_in_its_own_write(server_app):
@@ -64,7 +64,7 @@ def test_finish_run_reads_the_flag_in_its_own_write(server_app):
     for index in (1, 2):
         store.runs.start_step(claim.run_id, index, clock.now(), epoch=claim.epoch)
         store.runs.finish_step(claim.run_id, index, StepStatus.SUCCESS, 0, clock.now(), epoch=claim.epoch)
-    assert server_app.cancel(claim.run_id) == "requested"
+    assert server_app.runs.cancel(claim.run_id) == "requested"
     assert server_app.execution.finish(claim.run_id, RunStatus.SUCCESS, None, False, epoch=claim.epoch)
     run = store.runs.get_run(claim.run_id)
     assert (run.status, run.status_code, run.reason) == (RunStatus.CANCELLED, 30, "cancelled")
@@ -73,7 +73,7 @@ def test_finish_run_reads_the_flag_in_its_own_write(server_app):
     other = store.queue.claim("w1", "h1")
     assert store.leases.finish_run(other.run_id, RunStatus.SUCCESS, None, epoch=other.epoch) is RunStatus.SUCCESS
     with pytest.raises(ConflictError, match="already ended with status success") as caught:
-        server_app.cancel(other.run_id)
+        server_app.runs.cancel(other.run_id)
     assert caught.value.status == 409
     assert store.runs.get_run(other.run_id).status is RunStatus.SUCCESS
 
@@ -86,13 +86,13 @@ def test_a_reaped_run_with_a_pending_cancel_ends_cancelled_and_is_not_retried(se
     store.queue.enqueue(job_id, "flaky", "dev", ["dbt seed", "dbt run"], trigger="manual")
     claim = store.queue.claim("w1", "h1")
     store.runs.start_step(claim.run_id, 1, clock.now(), epoch=claim.epoch)
-    assert server_app.cancel(claim.run_id) == "requested"
+    assert server_app.runs.cancel(claim.run_id) == "requested"
     [reaped] = store.leases.reap(30, now=clock.now() + timedelta(minutes=5))
     assert reaped.run_id == claim.run_id and reaped.cancel_requested
     run = store.runs.get_run(claim.run_id)
     assert (run.status, run.reason) == (RunStatus.CANCELLED, "cancelled")
     assert [s.status for s in run.steps] == [StepStatus.CANCELLED, StepStatus.SKIPPED]
-    assert server_app.maybe_retry(claim.run_id) is None
+    assert server_app.runs.maybe_retry(claim.run_id) is None
     assert [r.id for r in store.runs.list_runs(job=job_id, limit=None)] == [claim.run_id]
 
 
@@ -105,7 +105,7 @@ def _race(app, claim) -> tuple[str, RunStatus]:
     def cancel():
         barrier.wait()
         try:
-            answer["cancel"] = app.cancel(claim.run_id)
+            answer["cancel"] = app.runs.cancel(claim.run_id)
         except ConflictError:
             answer["cancel"] = "final"
 

@@ -77,7 +77,7 @@ def test_a_bomb_written_while_serving_wedges_nothing_and_is_reported(cluster):
     time.sleep(2)
     after = _beats(c)
     assert all(after[k] > v for k, v in before.items() if k in after), (before, after)
-    second = app.enqueue("quick", trigger="manual").run_id
+    second = app.triggers.enqueue("quick", trigger="manual").run_id
     wait_for(lambda: app.store.runs.get_run(second).status.is_final, 60, "a run with the last good config")
     assert app.store.runs.get_run(second).status.value == "success"
     for pid, kb in rss.items():

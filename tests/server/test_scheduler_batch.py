@@ -206,7 +206,7 @@ def test_completion_triggers_of_many_jobs_read_the_store_a_bounded_number_of_tim
     assert scheduler.tick().enqueued == []
     # nothing finished: a few reads for all the jobs, not a few per job
     assert len(statements) <= 20, f"{len(statements)} statements for {JOBS} triggered jobs"
-    run_id = app.enqueue("upstream", trigger="manual").run_id
+    run_id = app.triggers.enqueue("upstream", trigger="manual").run_id
     claim = app.store.queue.claim("w", "host")
     clock.advance(seconds=5)
     app.store.runs.transition_run(claim.run_id, RunStatus.SUCCESS, epoch=claim.epoch, finished_at=clock())

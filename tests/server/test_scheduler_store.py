@@ -60,7 +60,7 @@ def test_a_second_trigger_coalesces_with_the_queued_run(server_app, clock_at):
     runs = runs_of(server_app, "serial")
     assert len(runs) == 1 and runs[0].status == RunStatus.QUEUED
     assert server_app.store.runs.get_run(runs[0].id).coalesced == 2
-    manual = server_app.enqueue("serial", trigger="manual")
+    manual = server_app.triggers.enqueue("serial", trigger="manual")
     assert manual.coalesced and manual.run_id == runs[0].id
 
 
@@ -94,7 +94,7 @@ def test_completion_triggers_any_and_all(server_app, clock_at):
     scheduler.tick()  # baselines: history before this does not count
 
     def finish(job, status):
-        res = server_app.enqueue(job, trigger="manual", coalesce=False)
+        res = server_app.triggers.enqueue(job, trigger="manual", coalesce=False)
         server_app.store.runs.transition_run(res.run_id, status, finished_at=clock.advance(seconds=1))
         return res.run_id
 
@@ -120,7 +120,7 @@ def test_lost_runs_are_reaped_and_retried_once(server_app, clock_at):
     import dockyard.clock as real_clock
 
     store = server_app.store
-    res = server_app.enqueue("flaky", trigger="manual")
+    res = server_app.triggers.enqueue("flaky", trigger="manual")
     claim = store.queue.claim("w1", "elsewhere")
     assert claim and claim.run_id == res.run_id
     later = real_clock.now() + timedelta(seconds=server_app.config.server.lost_after_seconds + 5)
@@ -139,7 +139,7 @@ def test_a_retry_lost_to_a_crash_is_queued_by_the_next_tick(server_app):
     import dockyard.clock as real_clock
 
     store = server_app.store
-    res = server_app.enqueue("flaky", trigger="manual")
+    res = server_app.triggers.enqueue("flaky", trigger="manual")
     assert store.queue.claim("w1", "elsewhere").run_id == res.run_id
     later = real_clock.now() + timedelta(seconds=server_app.config.server.lost_after_seconds + 5)
     assert [r.run_id for r in store.leases.reap(server_app.config.server.lost_after_seconds, now=later)] == [res.run_id]

@@ -21,10 +21,10 @@ def _run_once(app, job: str, environment: str = "dev"):
 def _assert_setup_failed(app, run, *needles: str) -> None:
     assert (run.status, run.reason) == (RunStatus.ERROR, "setup_failed")
     assert [s.status for s in run.steps] == [StepStatus.ERROR, StepStatus.SKIPPED]
-    log = app.run_log(run.id)
+    log = app.runs.logs(run.id)
     for needle in needles:
         assert needle in log, log
-    assert app.maybe_retry(run.id) is None
+    assert app.runs.maybe_retry(run.id) is None
 
 
 def test_an_environment_removed_while_queued(server_app):

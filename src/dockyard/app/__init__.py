@@ -254,38 +254,6 @@ class App:
         ]
         return permissions.warnings_for(self.state_dir, extra)
 
-    # -- runs (reading and changing them is app.runs; these stay for existing callers) --------
-    def list_runs(
-        self, *, job: str | None = None, status: str | None = None, limit: int = 20, offset: int = 0
-    ) -> list[RunRecord]:
-        return self.runs.list(job=job, status=status, limit=limit, offset=offset)
-
-    def get_run(self, run_id: int) -> Run:
-        return self.runs.get(run_id)
-
-    def run_dir(self, run_id: int) -> Path:
-        return self.runs.folder(run_id)
-
-    def run_log(self, run_id: int, step: int | None = None, *, tail: int | None = None) -> str:
-        return self.runs.logs(run_id, step, tail=tail)
-
-    def cancel(self, run_id: int, *, final_ok: bool = False) -> str:
-        return self.runs.cancel(run_id, final_ok=final_ok)
-
-    def maybe_retry(self, run_id: int) -> int | None:
-        return self.runs.maybe_retry(run_id)
-
-    def stop_lost_process(self, reaped) -> threading.Thread | None:
-        return self.runs.stop_lost_process(reaped)
-
-    def enqueue(self, ref: str | int, **options):
-        """Queue a run for the workers (see :meth:`dockyard.app.triggers.Triggers.enqueue`)."""
-        return self.triggers.enqueue(ref, **options)
-
-    def after_run(self, run: RunRecord) -> None:
-        """Hook for what follows a finished run (completion triggers are fired by the
-        scheduler from the store, so nothing is lost if this process dies here)."""
-
     # -- running and the server's state (app.execution, app.state) ----------------------------
     def run_job(self, ref: str | int, **options) -> RunRecord:
         """Run a job in the foreground (see :meth:`dockyard.app.execution.Execution.run_job`)."""

@@ -207,7 +207,7 @@ def show(
     config: ConfigOpt = None,
 ) -> None:
     """Show one run: steps, the nodes it executed with status and timing, the slowest models."""
-    run = _app(config).get_run(run_id)
+    run = _app(config).runs.get(run_id)
     if as_json:
         return _emit(run_dict(run, all_nodes=all_nodes))
     show_run(out, run, compiled=all_nodes)

@@ -271,10 +271,10 @@ class ReapLost(Duty):
         server = self.app.config.server
         for reaped in self.app.store.leases.reap(server.lost_after_seconds, now=tick.now):
             tick.report.reaped.append(reaped.run_id)
-            self.app.stop_lost_process(reaped)
+            self.app.runs.stop_lost_process(reaped)
             # the reap is committed: its retry must not be lost to a dropped connection
             retry = persist(
-                lambda r=reaped: self.app.maybe_retry(r.run_id),
+                lambda r=reaped: self.app.runs.maybe_retry(r.run_id),
                 timeout=server.lost_after_seconds,
                 what=f"retry of run {reaped.run_id}",
             )
@@ -301,7 +301,7 @@ class RequeueLostRetries(Duty):
         for run_id in candidates:
             if run_id in self._checked:
                 continue
-            retry = self.app.maybe_retry(run_id)
+            retry = self.app.runs.maybe_retry(run_id)
             self._checked.add(run_id)
             if retry:
                 log.warning(

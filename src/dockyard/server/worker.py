@@ -238,9 +238,10 @@ class Worker:
         crash_point("run_finished")
         if run.status == RunStatus.ERROR:
             persist(
-                lambda: self.app.maybe_retry(run.id), timeout=server.lost_after_seconds, what=f"retry of run {run.id}"
+                lambda: self.app.runs.maybe_retry(run.id),
+                timeout=server.lost_after_seconds,
+                what=f"retry of run {run.id}",
             )
-        self.app.after_run(run)
 
     def run_forever(self) -> None:
         def register():
