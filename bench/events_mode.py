@@ -30,12 +30,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from dockyard.runner.executor import Executor  # noqa: E402
 from dockyard.runner.invocation import preload_dbt  # noqa: E402
-from dockyard.runner.plan import RunPlan, StepPlan  # noqa: E402
+from dockyard.runner.plan import Recorder, RunPlan, StepPlan  # noqa: E402
 
 DBT = str(Path(sys.executable).with_name("dbt"))
 
 
-class NullRecorder:
+class NullRecorder(Recorder):
     def __init__(self):
         self.nodes_seen = 0
 

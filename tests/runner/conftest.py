@@ -14,7 +14,7 @@ import pytest
 
 from dockyard.dbt.command import NO_TARGET_PATH
 from dockyard.domain import ArtifactRef, NodeResult, StepStatus
-from dockyard.runner.plan import RunPlan, StepPlan
+from dockyard.runner.plan import Recorder, RunPlan, StepPlan
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 MODES = ["fork", "subprocess"]
@@ -77,7 +77,7 @@ def make_plan(
 
 
 @dataclass
-class FakeRecorder:
+class FakeRecorder(Recorder):
     """Keeps everything the executor reports, in memory."""
 
     started: dict[int, datetime] = field(default_factory=dict)

@@ -167,7 +167,7 @@ class Execution:
         except Exception as exc:  # a bug: end the run now (internal_error), not worker_lost later
             self._fail_setup(run, exc, run_dir, secrets, epoch, retry, reason="internal_error")
             raise
-        if getattr(recorder, "executor", False) is None:
+        if recorder.executor is None:
             recorder.executor = executor  # the recorder's tick() passes a cancel request on
         if on_start:
             on_start(run_id, executor)
@@ -188,9 +188,7 @@ class Execution:
                 self.finish(run_id, RunStatus.ERROR, "internal_error", False, epoch=epoch)
             raise
         if not (keep_open and keep_open()):
-            drain = getattr(recorder, "drain", None)  # writes kept while the store was away
-            if drain:
-                drain()
+            recorder.drain()  # writes kept while the store was away
             retry(lambda: self.finish(run_id, outcome.status, outcome.reason, outcome.has_warnings, epoch=epoch))
         return retry(lambda: self.app.store.reader.runs.get_run(run_id))
 
@@ -216,7 +214,7 @@ class Execution:
 
         env = self.app.config.environments[env_name]
         project = self.app.project
-        run_overrides = getattr(run, "overrides", None) or {}
+        run_overrides = (run.overrides if run is not None else None) or {}
         target, profiles_dir = ov.profile_for_run(project, env_name, target, run_overrides, self.app.state_dir)
         target_path = project.target_path(env_name)
         threads = run_overrides.get("threads_override") or job.settings.threads or env.threads
@@ -238,7 +236,7 @@ class Execution:
         env_vars = dbt_environment(
             self.app.loaded, env_name, secrets, run_id, job_id=job_id, cause=cause, trigger=trigger
         )
-        env_vars.update(ov.run_env(run_overrides, getattr(run, "git_sha", None), getattr(run, "git_branch", None)))
+        env_vars.update(ov.run_env(run_overrides, run.git_sha if run else None, run.git_branch if run else None))
         fresh = (
             self.app.state_dir / "freshness" / env_name / str(job_id or job.name)
             if job.triggers.fresh_sources_only

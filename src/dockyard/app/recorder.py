@@ -8,6 +8,7 @@ from typing import Protocol
 
 from dockyard.domain import ArtifactRef, NodeResult, StepStatus
 from dockyard.errors import StoreError
+from dockyard.runner.plan import Recorder
 from dockyard.store.store import Store
 
 CANCEL_POLL_S = 1.0
@@ -22,7 +23,7 @@ class RunObserver(Protocol):
     def log(self, index: int, line: str) -> None: ...
 
 
-class StoreRecorder:
+class StoreRecorder(Recorder):
     """The executor's Recorder: persists every callback at once, then tells the observer.
 
     :meth:`tick` (called by the executor's loop) reads the run's cancel flag every

@@ -91,7 +91,6 @@ class Executor:
         self.pids: list[int] = []  # the process (group) id of each dbt invocation started
         self._cancel_requested = False
         self._deadline: float | None = None
-        self._tick = getattr(recorder, "tick", None)  # optional Recorder hook, called ~every 0.1 s
         self.workspace = RunTarget(self._shared_target(), plan.run_dir / "target", plan.run_id)
         self._view = plan.view
 
@@ -240,9 +239,7 @@ class Executor:
                 return _StepEnd(StepStatus.ERROR, None, None)
             assert inv.pid is not None
             self.pids.append(inv.pid)
-            started = getattr(rec, "process_started", None)  # optional Recorder hook
-            if started:
-                started(index, inv.pid)
+            rec.process_started(index, inv.pid)
             watch = self._session_watch()
             ended_normally = False
             try:
@@ -313,8 +310,7 @@ class Executor:
         assert self._deadline is not None
         started = time.monotonic()
         while not lock.try_acquire(holder):
-            if self._tick:
-                self._tick()
+            self.recorder.tick()
             if self._cancel_requested:
                 note("run cancelled while waiting for the project lock")
                 return "cancelled"
@@ -330,16 +326,11 @@ class Executor:
         plan = self.plan
         if plan.warehouse is None:
             return None
-        hook = getattr(self.recorder, "warehouse_sessions", None)  # optional Recorder hook
-        report = (
-            (
-                lambda sessions: hook(
-                    sessions_doc(plan.warehouse_target or "", plan.warehouse_profiles_dir or "", sessions)
-                )
-            )
-            if hook
-            else None
-        )
+
+        def report(sessions) -> None:
+            doc = sessions_doc(plan.warehouse_target or "", plan.warehouse_profiles_dir or "", sessions)
+            self.recorder.warehouse_sessions(doc)
+
         return SessionWatch(plan.warehouse, report)
 
     def _pump(
@@ -367,12 +358,11 @@ class Executor:
                     else:
                         tracker.apply(item.payload)
             scan()
-            if self._tick:
-                try:
-                    self._tick()  # a worker's heartbeat; may cancel, or raise to abandon the run
-                except BaseException:
-                    scan(force=True)  # dbt is killed next: know every session it has
-                    raise
+            try:
+                self.recorder.tick()  # a worker's heartbeat; may cancel, or raise to abandon the run
+            except BaseException:
+                scan(force=True)  # dbt is killed next: know every session it has
+                raise
             now = time.monotonic()
             if stop_reason is None:
                 if self._cancel_requested:

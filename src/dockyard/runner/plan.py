@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
 
@@ -48,28 +49,48 @@ class RunPlan:
     project_lock: Path | None = None
 
 
-class Recorder(Protocol):
-    """Where the executor reports a run as it happens (the store, a terminal, a test)."""
+class Recorder(ABC):
+    """Where the executor reports a run as it happens (the store, a terminal, a test).
 
+    The five reports are abstract; the hooks after them do nothing unless a recorder needs
+    them (a worker's heartbeat in :meth:`tick`, the process group for the reaper...)."""
+
+    #: the executor running this recorder's run (set by whoever starts it; ``tick`` may
+    #: call ``executor.cancel()``)
+    executor: Any = None
+
+    @abstractmethod
     def step_started(self, index: int, at: datetime) -> None: ...
 
+    @abstractmethod
     def nodes(self, index: int, nodes: list[NodeResult]) -> None:
         """Nodes whose state changed (full state of each); batched, at most every
         ~0.25 s while the step runs, and once at step end after reconciliation."""
 
+    @abstractmethod
     def log(self, index: int, line: str) -> None:
         """One scrubbed log line, live."""
 
+    @abstractmethod
     def step_finished(self, index: int, status: StepStatus, exit_code: int | None, at: datetime, log_path: str) -> None:
         """``log_path`` is relative to the run folder (``logs/step-<n>.log``), ``""`` for a
         step that never started."""
 
+    @abstractmethod
     def artifacts(self, index: int, refs: list[ArtifactRef]) -> None: ...
 
-    # Optional hooks (looked up with getattr): ``process_started(index, pgid)`` when a dbt
-    # process group starts, ``warehouse_sessions(doc)`` when dbt opens new warehouse
-    # connections (a worker stores them for the reaper), and ``tick()`` from the executor's loop (a worker heartbeats
-    # there; it may call ``Executor.cancel`` or raise to abandon the run, which kills dbt).
+    def process_started(self, index: int, pgid: int) -> None:  # noqa: B027 - a hook: nothing by default
+        """A step's dbt process group started."""
+
+    def warehouse_sessions(self, doc: dict) -> None:  # noqa: B027 - a hook: nothing by default
+        """dbt opened new warehouse connections (a worker stores them for the reaper)."""
+
+    def tick(self) -> None:  # noqa: B027 - a hook: nothing by default
+        """Called from the executor's loop about every 0.1 s: a worker heartbeats here; it
+        may call ``executor.cancel()``, or raise to abandon the run (which kills dbt)."""
+
+    def drain(self) -> None:  # noqa: B027 - a hook: nothing by default
+        """Write what was kept while the store was away (before the run's final write)."""
 
 
 @dataclass
