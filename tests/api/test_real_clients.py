@@ -78,6 +78,10 @@ print("RUNS", [r.json()["extra"]["pagination"] for r in hook.list_job_runs(job_d
 print("BYNAME", hook.get_job_by_name(project_name="shop", environment_name="dev", job_name="API smoke")["id"])
 run2 = hook.trigger_job_run(job_id=JOB, cause="to cancel").json()["data"]
 hook.cancel_job_run(run_id=run2["id"])
+# a run a worker already claimed is cancelled by its worker (at its next heartbeat), as in dbt
+# Cloud: wait for it as Airflow's operators do; a queued one is cancelled at once
+hook.wait_for_job_run_status(run_id=run2["id"], expected_statuses=DbtCloudJobRunStatus.CANCELLED.value,
+                             check_interval=0.5, timeout=60)
 print("CANCELLED", hook.get_job_run_status(run_id=run2["id"]))
 print("RETRY", hook.retry_failed_job_run(job_id=JOB).json()["data"]["id"])
 print("ASYNC", asyncio.run(hook.get_job_details(run_id=run["id"], account_id=1))["data"]["status"])

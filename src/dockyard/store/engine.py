@@ -134,9 +134,27 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         for pragma in SQLITE_PRAGMAS:
-            cursor.execute(pragma)
+            _pragma(cursor, pragma)
     finally:
         cursor.close()
+
+
+def _pragma(cursor, pragma: str) -> None:
+    """Run one connection pragma. Switching a new database to WAL needs a lock that SQLite
+    refuses at once (no busy handler) while another connection is switching it too: several
+    processes opening a fresh store together. That refusal is retried within the busy timeout."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute(pragma)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
