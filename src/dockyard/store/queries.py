@@ -59,14 +59,7 @@ class RunQueries(Repository):
                     )
                 ).mappings()
             ]
-            run.artifacts = [
-                rec.artifact_ref(r)
-                for r in conn.execute(
-                    select(artifacts)
-                    .where(artifacts.c.run_id == run_id)
-                    .order_by(artifacts.c.step_index, artifacts.c.name)
-                ).mappings()
-            ]
+            run.artifacts = RunQueries._artifacts(conn, run_id)
         return run
 
     def list_runs(
@@ -109,6 +102,12 @@ class RunQueries(Repository):
         """The newest run of a job (optionally with one of ``status``), or ``None``."""
         found = self.list_runs(job=job_id, status=status, limit=1)
         return found[0] if found else None
+
+    @staticmethod
+    def _artifacts(conn: Connection, run_id: int) -> list:
+        """The run's artifacts, by step and name."""
+        query = select(artifacts).where(artifacts.c.run_id == run_id).order_by(artifacts.c.step_index, artifacts.c.name)
+        return [rec.artifact_ref(r) for r in conn.execute(query).mappings()]
 
     @staticmethod
     def _steps(conn: Connection, run_ids: list[int]) -> dict[int, list]:

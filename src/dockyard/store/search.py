@@ -13,7 +13,7 @@ from dockyard.store import records as rec
 from dockyard.store.base import Repository, run_not_found
 from dockyard.store.queries import RunQueries
 from dockyard.store.records import StoredRun
-from dockyard.store.tables import artifacts, runs
+from dockyard.store.tables import runs
 
 #: ``order_by`` names accepted (dbt Cloud's names included) → run columns
 ORDER_COLUMNS = {
@@ -113,12 +113,5 @@ class RunSearchOps(Repository):
                 with_steps = run.status.value in ("error", "cancelled")
             if with_steps:
                 run.steps = RunQueries._steps(conn, [run_id]).get(run_id, [])
-            run.artifacts = [
-                rec.artifact_ref(r)
-                for r in conn.execute(
-                    select(artifacts)
-                    .where(artifacts.c.run_id == run_id)
-                    .order_by(artifacts.c.step_index, artifacts.c.name)
-                ).mappings()
-            ]
+            run.artifacts = RunQueries._artifacts(conn, run_id)
         return run
