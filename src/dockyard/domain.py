@@ -52,6 +52,8 @@ class StepStatus(StrEnum):
 # The status of a node that a step only compiled (``dbt compile``, ``docs generate``, ``ls``,
 # ``show``...): dbt reports ``success`` for it, but nothing was built, tested or loaded.
 COMPILED = "compiled"
+# Node statuses (run_results.json / sources.json) that are a failure of the node.
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 
 
 @dataclass

@@ -14,12 +14,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from dockyard.domain import NodeResult, RunRecord, RunStatus, StepResult
+from dockyard.domain import FAILED_STATUSES, NodeResult, RunRecord, RunStatus, StepResult
 from dockyard.text import storable
 
 MAX_FAILED_NODES = 20  # failed nodes listed in a final event
 MAX_MESSAGE_CHARS = 1000  # of each failed node's message (messages are scrubbed when stored)
-FAILED_NODE_STATUSES = frozenset({"error", "fail", "runtime error"})
 
 
 class RunEvent(StrEnum):
@@ -152,7 +151,7 @@ def run_payload(
     node: NodeResult | None = None,
 ) -> RunPayload:
     """The payload of an event of ``run``; with ``final`` it lists the steps and failed nodes."""
-    failed: list[NodeResult] = [n for n in run.nodes if n.status in FAILED_NODE_STATUSES] if final else []
+    failed: list[NodeResult] = [n for n in run.nodes if n.status in FAILED_STATUSES] if final else []
     return RunPayload(
         run_id=run.id,
         job_id=run.job_id,

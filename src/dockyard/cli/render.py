@@ -19,7 +19,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from dockyard.domain import RunRecord
+from dockyard.domain import FAILED_STATUSES, RunRecord
 from dockyard.text import CONTROL, escape
 from dockyard.views import iso
 
@@ -153,7 +153,7 @@ def show_run(
             Text("slowest: ", style="bold")
             + Text(", ".join(f"{escape(n.name)} {n.execution_time_s:.2f}s" for n in timed))
         )
-    failed = [n for n in executed if n.status in ("error", "fail", "runtime error")]
+    failed = [n for n in executed if n.status in FAILED_STATUSES]
     for n in failed[:10]:
         console.print(
             Text.assemble(("✗ ", "red"), (escape(n.name or n.unique_id), "bold"), f": {escape(n.message or '')}")

@@ -66,8 +66,6 @@ NODE_EVENTS = (
 
 # Node statuses that are not an outcome yet.
 RUNNING_STATUSES = frozenset({"", "started", "compiling", "executing"})
-# Node statuses (run_results.json / sources.json) that fail a step.
-FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 WARN_STATUSES = frozenset({"warn"})
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import re
 
-from dockyard.dbt.events import FAILED_STATUSES
-from dockyard.domain import NodeResult, RunRecord, RunStatus, StepResult, StepStatus
+from dockyard.domain import FAILED_STATUSES, NodeResult, RunRecord, RunStatus, StepResult, StepStatus
 from dockyard.retry.patterns import PERMANENT, TRANSIENT, is_transient_message
 
 # Run reasons that are transient by themselves: the process running dbt died (a deploy, an

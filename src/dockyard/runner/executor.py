@@ -43,8 +43,8 @@ from pathlib import Path
 
 from dockyard import clock
 from dockyard.dbt.command import executes_nodes, with_target_path, writes_project
-from dockyard.dbt.events import FAILED_STATUSES, WARN_STATUSES, NodeTracker
-from dockyard.domain import ArtifactRef, NodeResult, RunStatus, StepStatus
+from dockyard.dbt.events import WARN_STATUSES, NodeTracker
+from dockyard.domain import FAILED_STATUSES, ArtifactRef, NodeResult, RunStatus, StepStatus
 from dockyard.errors import DbtInvocationError
 from dockyard.permissions import private_dir, write_private
 from dockyard.runner.invocation import DbtInvocation

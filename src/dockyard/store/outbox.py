@@ -30,9 +30,8 @@ from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from dockyard import clock
-from dockyard.domain import NodeResult, StepResult
+from dockyard.domain import FAILED_STATUSES, NodeResult, StepResult
 from dockyard.events import (
-    FAILED_NODE_STATUSES,
     MAX_FAILED_NODES,
     Event,
     RunEvent,
@@ -112,7 +111,7 @@ def load_run(conn: Connection, run_id: int, *, failed_nodes: bool = False) -> tu
     ]
     total = 0
     if failed_nodes:
-        failed = node_results.c.status.in_(sorted(FAILED_NODE_STATUSES))
+        failed = node_results.c.status.in_(sorted(FAILED_STATUSES))
         run.nodes = [
             rec.node_result(r)
             for r in conn.execute(

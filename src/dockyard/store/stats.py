@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from dockyard.domain import COMPILED, RunStatus
+from dockyard.domain import COMPILED, FAILED_STATUSES, RunStatus
 from dockyard.store.base import Repository
 from dockyard.store.tables import node_results, runs
 
@@ -104,7 +104,7 @@ class Stats(Repository):
                 .where(
                     node_results.c.run_id.in_(ids),
                     node_results.c.resource_type.in_(TEST_TYPES),
-                    node_results.c.status.in_(("fail", "error", "runtime error")),
+                    node_results.c.status.in_(sorted(FAILED_STATUSES)),
                 )
                 .order_by(node_results.c.run_id, node_results.c.unique_id)
             ).all()

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from dockyard import clock
 from dockyard import events as ev
-from dockyard.domain import ArtifactRef, NodeResult, RunRecord, RunStatus, StepResult, StepStatus
+from dockyard.domain import FAILED_STATUSES, ArtifactRef, NodeResult, RunRecord, RunStatus, StepResult, StepStatus
 from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store import records as rec
 from dockyard.store.base import Repository, fence, run_not_found
@@ -262,7 +262,7 @@ class RunWrites(Repository):
                 set_[name] = func.coalesce(ex[name], cur[name])
         stmt = stmt.on_conflict_do_update(index_elements=["run_id", "step_index", "unique_id"], set_=set_)
         rows = [dict(row, run_id=run_id, step_index=step_index) for row in merged.values()]
-        failed = [n for n in nodes if n.status in ev.FAILED_NODE_STATUSES]
+        failed = [n for n in nodes if n.status in FAILED_STATUSES]
         with self.db.write() as conn:
             fence(conn, run_id, epoch)
             for start in range(0, len(rows), BATCH):
