@@ -281,3 +281,33 @@ def test_rows_affected_on_postgres(mini, tmp_path, mode):
     finally:
         with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
             conn.execute(f'drop schema if exists "{schema}" cascade')
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--select", "a"],
+        ["-s", "a"],
+        ["-m", "a"],
+        ["--models", "a"],
+        ["--model", "a"],
+        ["--select=a"],
+        ["--selector", "nightly"],
+        ["--selector=nightly"],
+    ],
+)
+def test_fresh_sources_keeps_a_steps_own_selection_in_every_spelling(tmp_path, args):
+    from dockyard.runner.executor import FreshSources
+    from dockyard.runner.plan import StepPlan
+
+    step = StepPlan(2, "dbt build " + " ".join(args), ["build", *args])
+    argv = FreshSources(tmp_path).rewrite(step).argv
+    assert argv == ["build", *args, "--state", str(tmp_path)]  # no second --select widening it
+
+
+def test_fresh_sources_selects_what_is_fresher_without_a_selection(tmp_path):
+    from dockyard.runner.executor import FreshSources
+    from dockyard.runner.plan import StepPlan
+
+    argv = FreshSources(tmp_path).rewrite(StepPlan(2, "dbt build", ["build", "--exclude", "x"])).argv
+    assert argv == ["build", "--exclude", "x", "--select", "source_status:fresher+", "--state", str(tmp_path)]

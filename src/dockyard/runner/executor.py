@@ -44,6 +44,7 @@ from pathlib import Path
 from dockyard import clock
 from dockyard.dbt.command import executes_nodes, with_target_path, writes_project
 from dockyard.dbt.events import WARN_STATUSES, NodeTracker
+from dockyard.dbt.selection import has_selection
 from dockyard.domain import FAILED_STATUSES, ArtifactRef, NodeResult, RunStatus, StepStatus
 from dockyard.errors import DbtInvocationError
 from dockyard.permissions import private_dir, write_private
@@ -503,7 +504,7 @@ class FreshSources:
         argv = list(step.argv)
         if not argv or argv[0] not in self.SELECTABLE or argv[:2] == ["source", "freshness"]:
             return step
-        if not any(a in ("-s", "--select", "-m", "--models", "--selector") for a in argv):
+        if not has_selection(argv):  # every spelling of --select (--model, --select=x...) or --selector
             argv += ["--select", "source_status:fresher+"]
         if "--state" not in argv:
             argv += ["--state", str(self.state)]
