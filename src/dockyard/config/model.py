@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dockyard import plugins
+from dockyard.config.ci import CiConfig, RepositoryConfig, check_secret_ref
 from dockyard.dbt.command import CommandError, parse_command
 from dockyard.schedule import check_cron, check_timezone
 from dockyard.text import control_problem
@@ -59,6 +60,14 @@ class ServerConfig(Strict):
     trigger_rate_per_minute: int = Field(60, ge=1)
     # admin tokens may ask for any dbt command, environment and profile output (docs/api.md, "Trust model")
     api_admin_unrestricted: bool = False
+    # push and pull-request webhooks (docs/ci.md): secret references (env:NAME, file:PATH)
+    github_webhook_secret: str | None = None
+    gitlab_webhook_token: str | None = None
+
+    @field_validator("github_webhook_secret", "gitlab_webhook_token")
+    @classmethod
+    def _webhook_secrets(cls, value: str | None, info) -> str | None:
+        return check_secret_ref(value, f"server.{info.field_name}")
 
 
 class SinkSpec(BaseModel):
@@ -114,6 +123,10 @@ class Environment(Strict):
     env: dict[str, str | int | float | bool] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(default_factory=dict)
     profiles_dir: str | None = None
+    # pull-request builds in this environment go to <prefix>_pr_<number> (default: its schema)
+    pr_schema_prefix: str | None = Field(None, max_length=40, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # a personal schema on a laptop: dbt_<OS user>, or $DOCKYARD_DEV_SCHEMA
+    personal_schema: bool = False
 
     @field_validator("env")
     @classmethod
@@ -278,6 +291,8 @@ class Config(Strict):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    repository: RepositoryConfig | None = None
+    ci: CiConfig = Field(default_factory=CiConfig)
     environments: Annotated[dict[str, Environment], Field(min_length=1)]
     jobs: list[Job] = Field(default_factory=list)
 

@@ -328,3 +328,53 @@ outbox_cursors = Table(  # per sink: the last event delivered, who delivers, its
     Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("sink", name="pk_outbox_cursors"),
 )
+
+# -- 0006: code from git, webhooks, pull-request schemas -----------------------------------
+
+commits = Table(  # commits of repository.branch the server fetched, and whether they deploy
+    "commits",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("sha", String(64), nullable=False),
+    Column("branch", String(255), nullable=True),
+    Column("status", String(16), nullable=False),  # ok | refused
+    Column("error", Text, nullable=True),  # the located config error of a refused commit
+    Column("fetched_at", UTCDateTime(), nullable=False),
+    Column("deployed_at", UTCDateTime(), nullable=True),  # set when its jobs came into force
+    PrimaryKeyConstraint("id", name="pk_commits"),
+    UniqueConstraint("sha", name="uq_commits_sha"),
+    sqlite_autoincrement=True,
+)
+Index("ix_commits_deployed_at", commits.c.deployed_at)
+
+webhook_deliveries = Table(  # inbound webhook deliveries seen (de-duplication by delivery id)
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("provider", String(16), nullable=False),  # github | gitlab
+    Column("delivery_id", String(255), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_webhook_deliveries"),
+    UniqueConstraint("provider", "delivery_id", name="uq_webhook_deliveries_provider_delivery_id"),
+    sqlite_autoincrement=True,
+)
+Index("ix_webhook_deliveries_received_at", webhook_deliveries.c.received_at)
+
+pr_schemas = Table(  # the warehouse schemas pull-request builds wrote, until dropped
+    "pr_schemas",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("environment", String(200), nullable=False),
+    Column("pr_number", Integer, nullable=False),
+    Column("schema", String(255), nullable=False),
+    Column("head_sha", String(64), nullable=True),
+    Column("state", String(16), nullable=False),  # open | closed | dropped
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),  # the last build (or state change)
+    Column("dropped_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("id", name="pk_pr_schemas"),
+    UniqueConstraint("environment", "pr_number", name="uq_pr_schemas_environment_pr_number"),
+    sqlite_autoincrement=True,
+)
+Index("ix_pr_schemas_state", pr_schemas.c.state)

@@ -1,0 +1,1 @@
+"""Pull-request CI front-end: webhooks, the controller driving app.ci and app.triggers, provider clients and the summary (docs/ci.md)."""
