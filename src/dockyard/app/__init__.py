@@ -31,6 +31,7 @@ from functools import cached_property
 from pathlib import Path
 
 from dockyard import clock, permissions
+from dockyard.app.ci import Ci
 from dockyard.app.execution import Execution
 from dockyard.app.jobs import Jobs, JobView
 from dockyard.app.recorder import RunObserver
@@ -95,6 +96,11 @@ class App:
     @cached_property
     def tokens(self) -> Tokens:
         return Tokens(self)
+
+    @cached_property
+    def ci(self) -> Ci:
+        """Slim CI: PR schemas, CI jobs, foreground builds, cleanup, the janitor."""
+        return Ci(self)
 
     @cached_property
     def execution(self) -> Execution:
