@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0006"
 down_revision = "0005"
@@ -18,6 +19,7 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
+JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 
 def upgrade() -> None:
@@ -42,6 +44,10 @@ def upgrade() -> None:
         sa.Column("delivery_id", sa.String(255), nullable=False),
         sa.Column("event", sa.String(64), nullable=False),
         sa.Column("received_at", TS, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("claimed_at", TS, nullable=False),
+        sa.Column("finished_at", TS, nullable=True),
+        sa.Column("result", JSON, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_webhook_deliveries"),
         sa.UniqueConstraint("provider", "delivery_id", name="uq_webhook_deliveries_provider_delivery_id"),
         sqlite_autoincrement=True,
