@@ -44,7 +44,9 @@ class DbtProject:
 
     def __post_init__(self) -> None:
         cfg = self.loaded.config
-        self.project_dir = (self.loaded.base_dir / (cfg.project_dir or ".")).resolve()
+        # a commit's config (code from git, dockyard.app.repository): the project is in its checkout
+        root = getattr(self.loaded, "project_root", None) or self.loaded.base_dir
+        self.project_dir = (root / (cfg.project_dir or ".")).resolve()
         project_file = self.project_dir / "dbt_project.yml"
         if not project_file.is_file():
             raise ProjectError(
@@ -76,8 +78,9 @@ class DbtProject:
         ):
             if candidate:
                 return (self.loaded.base_dir / os.path.expanduser(candidate)).resolve()
-        if (self.project_dir / "profiles.yml").is_file():
-            return self.project_dir
+        home = getattr(self.loaded, "profiles_home", None) or self.project_dir  # never a commit's
+        if (home / "profiles.yml").is_file():
+            return home
         return Path.home() / ".dbt"
 
     def profile(self, env: Environment | None = None) -> dict[str, Any]:

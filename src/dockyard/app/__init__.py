@@ -35,6 +35,7 @@ from dockyard.app.ci import Ci
 from dockyard.app.execution import Execution
 from dockyard.app.jobs import Jobs, JobView
 from dockyard.app.recorder import RunObserver
+from dockyard.app.repository import RepositoryService
 from dockyard.app.runs import RETRY_LOG_TAIL_BYTES, Run, Runs
 from dockyard.app.status import Status, store_status
 from dockyard.app.tokens import Tokens
@@ -77,7 +78,10 @@ class App:
 
     @classmethod
     def open(cls, config_path: str | Path | None = None, store_url: str | None = None) -> App:
-        return cls(load_config(config_path), store_url)
+        app = cls(load_config(config_path), store_url)
+        if app.config.repository is not None:
+            app.repository.follow()  # code from git: start on the deployed commit's config
+        return app
 
     # -- services -----------------------------------------------------------------------------
     @cached_property
@@ -110,6 +114,11 @@ class App:
     def state(self) -> Status:
         """The server's state: processes, queue, config, health (read-only)."""
         return Status(self)
+
+    @cached_property
+    def repository(self) -> RepositoryService:
+        """Code from git: the deployed commit, checkouts, deploys (docs/ci.md)."""
+        return RepositoryService(self)
 
     @cached_property
     def validate(self) -> Validate:
@@ -177,12 +186,18 @@ class App:
         self._synced = True
         return ids
 
-    def deploy(self) -> dict[str, int]:
-        """Re-sync environments and jobs from dockyard.yml into the store."""
-        return self.sync()
+    def deploy(self, sha: str | None = None) -> dict:
+        """Put a commit's dockyard.yml in force (``repository:``; the branch head when ``sha``
+        is None): ``{"sha", "status": "ok", "jobs": {name: id}}`` or ``{"sha", "status":
+        "refused", "error"}`` (the last good commit stays); without ``repository:`` the re-sync
+        of dockyard.yml, ``{"status": "ok", "jobs"}`` (see :mod:`dockyard.app.repository`)."""
+        return self.repository.deploy(sha)
 
     def reload(self, loaded) -> None:
-        """Switch to a newly loaded (valid) config; the next call re-syncs jobs."""
+        """Switch to a newly loaded (valid) config; the next call re-syncs jobs. With
+        ``repository:`` the server's file is merged with the deployed commit's."""
+        if "repository" in self.__dict__ or loaded.config.repository is not None:
+            loaded = self.repository.adopt(loaded)
         self.loaded, self.config = loaded, loaded.config
         self.__dict__.pop("project", None)
         if "jobs" in self.__dict__:

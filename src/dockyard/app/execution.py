@@ -127,6 +127,7 @@ class Execution:
         retry(lambda: self.app.store.runs.set_run_fields(run_id, artifacts_dir=str(run_dir), **_fence(epoch)))
         secrets: dict[str, str] = {}
         try:  # everything before dbt's first event: a failure here ends the run at once
+            run = self.app.repository.pin(run, epoch)  # code from git: the commit it runs, recorded
             record, job = retry(lambda: self.app.job(run.job_id if run.job_id is not None else run.job))
             env_name = run.environment
             if env_name not in self.app.config.environments:
@@ -217,6 +218,7 @@ class Execution:
         run_overrides = (run.overrides if run is not None else None) or {}
         target, profiles_dir = ov.profile_for_run(project, env_name, target, run_overrides, self.app.state_dir)
         target_path = project.target_path(env_name)
+        project_dir = self.app.repository.project_dir(run.git_sha if run else None)  # a commit's checkout
         threads = run_overrides.get("threads_override") or job.settings.threads or env.threads
         steps = [
             StepPlan(
@@ -226,7 +228,7 @@ class Execution:
                     parse_command(text),
                     target=target,
                     profiles_dir=str(profiles_dir),
-                    project_dir=str(project.project_dir),
+                    project_dir=str(project_dir),
                     target_path=str(target_path),
                     threads=threads,
                 ),
@@ -245,7 +247,7 @@ class Execution:
         warehouse = PostgresWarehouse.from_output(project.output_in(profiles_dir, target), env_vars)
         return RunPlan(
             run_id=run_id,
-            project_dir=project.project_dir,
+            project_dir=project_dir,
             env=env_vars,
             steps=steps,
             fresh_sources_state=fresh,
@@ -261,7 +263,7 @@ class Execution:
             preload=preload,
             view=file_view(
                 self.app.state_dir,
-                base=project.project_dir,
+                base=project_dir,
                 argv=[*(a for s in steps for a in s.argv), *env_vars.values()],
                 reveal=[target_path, profiles_dir, *([fresh] if fresh else [])],
                 hide_files=hidden_files(self.app.loaded, env_name, self.app.store_url),

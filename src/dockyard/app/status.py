@@ -28,12 +28,15 @@ class Status:
             beat = proc.get("heartbeat_at")
             proc["alive"] = bool(beat and not proc.get("stopped_at") and (now - beat).total_seconds() <= alive_s)
         fires = {j.name: self.app.next_fires(j, 1) for j in self.app.jobs()}
-        return {
+        out = {
             "processes": processes,
             "queue": self.app.store.queue.queue_stats(),
             "next_fires": {name: (t[0] if t else None) for name, t in fires.items()},
             "config": self.config_state([p for p in processes if p["alive"]]),
         }
+        if self.app.config.repository is not None:  # code from git: deployed and refused commits
+            out["repository"] = self.app.repository.status()
+        return out
 
     def config_state(self, alive: list[dict]) -> dict:
         """Whether the running processes could load dockyard.yml: ``ok``, the first ``error``
@@ -61,7 +64,7 @@ class Status:
         workers = sum(1 for p in alive if p["kind"] == "worker")
         config = self.config_state(alive)
         status = "unavailable" if write != "ok" else "ok" if scheduler and config["ok"] else "degraded"
-        return {
+        out = {
             "status": status,
             "store": {"read": "ok", "write": write},
             "scheduler": scheduler,
@@ -69,6 +72,9 @@ class Status:
             "queue": queue,
             "config": config,
         }
+        if self.app.config.repository is not None:  # code from git: deployed and refused commits
+            out["repository"] = self.app.repository.status()
+        return out
 
 
 def store_status(url: str, lost_after_seconds: float = 30) -> dict:

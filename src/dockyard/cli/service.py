@@ -133,6 +133,11 @@ def _print_status(report: dict) -> None:
         out.print(
             f"config: INVALID, the last good config stays in force{who}: {cfg['error']}", markup=False, highlight=False
         )
+    if repo := report.get("repository"):  # code from git (docs/ci.md)
+        deployed = (repo.get("deployed") or {}).get("sha") or "none yet (run: dockyard deploy)"
+        out.print(cell(f"repository: {repo['url']} branch {repo['branch']}, deployed {deployed}"))
+        if refused := repo.get("refused"):
+            out.print(cell(f"refused commit {refused['sha']}: {refused['error']}"), markup=False, highlight=False)
     out.print(f"queue: {report['queue']}")
     for name, when in report["next_fires"].items():
         out.print(cell(f"next fire of {name}: {iso(when) or 'no schedule'}"))
@@ -212,10 +217,33 @@ def cancel(run_id: int, config: ConfigOpt = None) -> None:
 
 @cli.command()
 @handle_errors
-def deploy(config: ConfigOpt = None) -> None:
-    """Re-sync environments and jobs from dockyard.yml into the store."""
-    ids = _app(config).deploy()
-    out.print(cell(f"Deployed {len(ids)} job(s): " + ", ".join(f"{name} ({i})" for name, i in ids.items())))
+def deploy(
+    sha: Annotated[
+        str | None, typer.Option("--sha", help="The commit to deploy (default: the head of repository.branch).")
+    ] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Put the jobs of dockyard.yml in force: with repository:, fetch the branch head (or
+    --sha), validate that commit's dockyard.yml and deploy it, or refuse it (exit 1, the last
+    good commit stays); without, re-sync environments and jobs from dockyard.yml."""
+    app = _app(config)
+    if sha and app.config.repository is None:
+        raise DockyardError("--sha needs a repository: block in dockyard.yml", hint="see docs/ci.md, Code from git")
+    answer = app.deploy(sha)
+    if as_json:
+        _emit(answer)
+    elif answer["status"] == "ok":
+        ids = answer["jobs"]
+        at = f"commit {answer['sha']}: " if answer.get("sha") else ""
+        out.print(cell(f"Deployed {at}{len(ids)} job(s): " + ", ".join(f"{name} ({i})" for name, i in ids.items())))
+    else:
+        raise DockyardError(
+            f"commit {answer['sha']} refused, the last good commit stays in force: {answer['error']}",
+            hint="fix dockyard.yml in a new commit, then deploy again",
+        )
+    if answer["status"] != "ok":
+        raise typer.Exit(1)
 
 
 def _warn_permissions(app, also: list[str] | None = None) -> None:

@@ -25,7 +25,9 @@ def check_secret_ref(value: str | None, what: str) -> str | None:
     if value is None:
         return None
     if not SECRET_REF.match(value):
-        raise ValueError(f"{what} must be a reference such as 'env:NAME' or 'file:/run/secrets/x', never a literal value")
+        raise ValueError(
+            f"{what} must be a reference such as 'env:NAME' or 'file:/run/secrets/x', never a literal value"
+        )
     return value
 
 
@@ -38,6 +40,16 @@ class RepositoryConfig(_Strict):
     token: str | None = None  # a secret reference (env:NAME, file:PATH) for https
     # fetch the remote every N seconds (0: only on `dockyard deploy` and push webhooks)
     poll_seconds: float = Field(0, ge=0, le=86400)
+    # where dockyard.yml is inside the repository (its folder is the base of project_dir)
+    config_path: str = Field("dockyard.yml", min_length=1, max_length=500)
+
+    @field_validator("config_path")
+    @classmethod
+    def _config_path(cls, value: str) -> str:
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith("/") or ".." in parts or not parts[-1]:
+            raise ValueError(f"{value!r} must be a relative file path inside the repository, e.g. 'dockyard.yml'")
+        return value
 
     @field_validator("branch")
     @classmethod

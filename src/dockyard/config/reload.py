@@ -61,6 +61,8 @@ class Reloader:
 
     def check(self) -> bool:
         """One step, never blocking on the parser; True when a new config was applied."""
+        if self.app.config.repository is not None and self.app.repository.follow():
+            return True  # code from git: another process deployed a commit (dockyard.app.repository)
         if self._probe is not None:
             return self._collect()
         signature = _signature(self.path)

@@ -18,7 +18,8 @@ transactions; fencing in :func:`~dockyard.store.base.fence`) rather than inherit
   (``api_jobs``);
 * ``store.tokens`` (:class:`~dockyard.store.tokens.Tokens`): API tokens, idempotency keys;
 * ``store.stats`` (:class:`~dockyard.store.stats.Stats`): model durations, test results;
-* ``store.outbox`` (:class:`~dockyard.store.outbox.Outbox`): run events and sink cursors.
+* ``store.outbox`` (:class:`~dockyard.store.outbox.Outbox`): run events and sink cursors;
+* ``store.commits`` (:class:`~dockyard.store.commits.Commits`): deployed and refused commits.
 
 ``store.reader`` (:class:`~dockyard.store.reader.StoreReader`) is the read-only view over the
 same database: only the reading methods of runs, jobs, stats and the outbox.
@@ -28,6 +29,7 @@ same database: only the reading methods of runs, jobs, stats and the outbox.
 from __future__ import annotations
 
 from dockyard.store.base import Database
+from dockyard.store.commits import Commits
 from dockyard.store.jobs import Jobs
 from dockyard.store.outbox import Outbox
 from dockyard.store.ownership import HeartbeatResult, Leases, Reaped
@@ -37,6 +39,7 @@ from dockyard.store.runs import Runs
 from dockyard.store.search import RunSearch
 from dockyard.store.stats import Stats
 from dockyard.store.tokens import Tokens
+from dockyard.store.webhooks import Webhooks
 from dockyard.store.writes import BATCH, RUN_FIELDS, TRANSITION_FIELDS, TRIGGERS
 
 __all__ = [
@@ -67,6 +70,8 @@ class Store:
         self.tokens = Tokens(self.db)
         self.stats = Stats(self.db)
         self.outbox = Outbox(self.db)
+        self.webhooks = Webhooks(self.db)  # inbound webhook deliveries (de-duplication)
+        self.commits = Commits(self.db)  # code from git: deployed and refused commits
         self.reader = StoreReader(self.db)
 
     @property
