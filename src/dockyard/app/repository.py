@@ -186,7 +186,7 @@ class RepositoryService:
         DbtProject(loaded)  # the dbt project is there (ProjectError otherwise)
         return loaded
 
-    def deploy(self, sha: str | None = None) -> dict:
+    def deploy(self, sha: str | None = None, *, branch: str | None = None) -> dict:
         """Fetch ``sha`` (the branch head when None), validate its dockyard.yml and put it in
         force: ``{"sha", "status": "ok", "jobs"}``; when it does not load: ``{"sha", "status":
         "refused", "error"}`` and the last good commit stays. Without ``repository:``: the
@@ -194,7 +194,7 @@ class RepositoryService:
         if not self.enabled:
             return {"status": "ok", "jobs": self.app.sync()}
         full = self.fetch(sha)
-        branch = self.branch if sha is None else None
+        branch = self.branch if sha is None else branch
         try:
             loaded = self.load_at(full)
         except (ConfigError, DockyardError) as exc:
@@ -210,6 +210,17 @@ class RepositoryService:
         self._prune()
         log.info("deployed commit %s (%d jobs)", full[:12], len(jobs))
         return {"sha": full, "status": "ok", "jobs": jobs}
+
+    def poll(self) -> dict | None:
+        """Fetch the branch and deploy its head when it is new (neither deployed nor already
+        refused): the deploy's answer, or None when there was nothing new."""
+        if not self.enabled:
+            return None
+        head = self.fetch()
+        known = self.app.store.commits.get(head)
+        if known is not None and (known.status == "refused" or head == self.deployed()):
+            return None
+        return self.deploy(head, branch=self.branch)
 
     def follow(self) -> bool:
         """Switch to the deployed commit when another process deployed one (at most once a

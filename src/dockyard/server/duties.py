@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -308,6 +309,30 @@ class RequeueLostRetries(Duty):
                     "run %s: its retry had not been queued (a process died in between); queued run %s", run_id, retry
                 )
                 report.retried.append(retry)
+
+
+class PollRepository(Duty):
+    """Code from git with ``repository.poll_seconds > 0``: fetch the deploy branch that often
+    and deploy a new head (``app.repository.poll``; a refused commit is not retried)."""
+
+    name = "poll repository"
+
+    def __init__(self, app):
+        super().__init__(app)
+        self._next = 0.0
+
+    def run(self, tick: Tick) -> None:
+        repo = self.app.config.repository
+        if repo is None or repo.poll_seconds <= 0 or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + repo.poll_seconds
+        try:
+            answer = self.app.repository.poll()
+        except DockyardError as exc:
+            log.warning("poll of the repository failed: %s", exc.render())
+            return
+        if answer is not None:
+            log.info("polled the repository: commit %s %s", answer["sha"][:12], answer["status"])
 
 
 class DispatchEvents(Duty):

@@ -23,6 +23,7 @@ from dockyard.server.duties import (
     Duty,
     FireCompletions,
     FireCrons,
+    PollRepository,
     ReapLost,
     RequeueLostRetries,
     Tick,
@@ -64,6 +65,7 @@ class Scheduler:
             ReapLost(app),
             RequeueLostRetries(app),
             DispatchEvents(app, holder),
+            PollRepository(app),  # code from git: repository.poll_seconds
         ]
 
     @property
