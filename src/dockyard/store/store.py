@@ -33,6 +33,7 @@ from dockyard.store.commits import Commits
 from dockyard.store.jobs import Jobs
 from dockyard.store.outbox import Outbox
 from dockyard.store.ownership import HeartbeatResult, Leases, Reaped
+from dockyard.store.pr_schemas import PrSchemas
 from dockyard.store.queue import Claim, EnqueueResult, Queue
 from dockyard.store.reader import StoreReader
 from dockyard.store.runs import Runs
@@ -70,6 +71,7 @@ class Store:
         self.tokens = Tokens(self.db)
         self.stats = Stats(self.db)
         self.outbox = Outbox(self.db)
+        self.pr_schemas = PrSchemas(self.db)  # the warehouse schemas of pull-request builds
         self.webhooks = Webhooks(self.db)  # inbound webhook deliveries (de-duplication)
         self.commits = Commits(self.db)  # code from git: deployed and refused commits
         self.reader = StoreReader(self.db)
