@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from tests.api.conftest import job_id, seed_run
 
 from dockyard import tokens as tok
-from dockyard.api.app import PUBLIC_PATHS, api_routes, create_app, route_scope
+from dockyard.api.app import PUBLIC_PATHS, SIGNED_PATHS, api_routes, create_app, route_scope
 from dockyard.domain import RunStatus
 
 NARROWER = {"trigger": "read", "admin": "trigger"}
@@ -121,7 +121,7 @@ def test_health_needs_no_token(anon):
 def test_every_route_has_an_auth_dependency(api):
     routes = list(api_routes(api))
     assert len(routes) >= 35
-    unprotected = [p for p, _, r in routes if route_scope(r) is None and p not in PUBLIC_PATHS]
+    unprotected = [p for p, _, r in routes if route_scope(r) is None and p not in PUBLIC_PATHS | SIGNED_PATHS]
     assert not unprotected, f"routes without a token check: {unprotected}"
     documented = set(api.openapi()["paths"])
     missing = [p for p, _, _ in routes if re.sub(r":\w+}", "}", p) not in documented and p != "/api/openapi.json"]
@@ -160,6 +160,12 @@ def test_route_matrix(app, api, tokens):
     with TestClient(api, base_url="https://testserver") as c:
         for path, methods, route in api_routes(api):
             if path in PUBLIC_PATHS:
+                continue
+            if path in SIGNED_PATHS:  # the provider's signature is the auth: never open without one
+                for name, (headers, _) in {"no token": ({}, 0), "admin": (tokens.header("admin"), 0)}.items():
+                    response = c.post(path, headers=headers, json={})
+                    assert response.status_code in (401, 404), f"POST {path} {name}: {response.text}"
+                    checked += 1
                 continue
             scope = route_scope(route)
             for method in sorted(methods - {"HEAD", "OPTIONS"}):

@@ -31,6 +31,8 @@ from dockyard.errors import DockyardError, QueueFullError, StoreError
 log = logging.getLogger("dockyard.api")
 
 PUBLIC_PATHS = frozenset({"/api/v1/health"})  # the only routes without a token
+# no token either: the git provider's signature is their authentication (dockyard.ci.webhooks)
+SIGNED_PATHS = frozenset({"/api/webhooks/github", "/api/webhooks/gitlab"})
 
 
 def create_app(
@@ -50,6 +52,7 @@ def create_app(
         native_jobs,
         native_runs,
         native_stats,
+        webhooks,
     )
 
     redact_tokens_in_logs()
@@ -115,7 +118,7 @@ def create_app(
     def openapi():
         return api.openapi()
 
-    for module in (native_jobs, native_runs, native_stats, cloud_jobs, cloud_runs, cloud_account):
+    for module in (native_jobs, native_runs, native_stats, cloud_jobs, cloud_runs, cloud_account, webhooks):
         api.include_router(module.router)
 
     api.add_middleware(CatchAll)

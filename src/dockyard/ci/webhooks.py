@@ -1,0 +1,254 @@
+"""Inbound git-provider webhooks: verifying a delivery and reading it into a typed event.
+
+GitHub signs the raw body: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>``;
+GitLab sends its secret token back in ``X-Gitlab-Token``. Both are compared with
+:func:`hmac.compare_digest` (constant time), before anything else reads the body. Neither
+provider signs a timestamp, so a captured delivery can be re-sent as it is: replays are
+stopped by the delivery id (``X-GitHub-Delivery``, ``X-Gitlab-Event-UUID``), recorded in
+the store (:mod:`dockyard.ci.controller`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from dockyard.errors import ConfigError, DockyardError, NotFoundError
+
+MAX_SECRET_BYTES = 64 * 1024
+DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,255}$")
+SHA = re.compile(r"^[0-9a-fA-F]{4,64}$")
+ZERO_SHA = re.compile(r"^0+$")
+GITHUB_SIGNATURE = re.compile(r"^sha256=([0-9a-f]{64})$")  # exactly as GitHub sends it
+#: the GitLab headers carrying a delivery id, in order of preference
+GITLAB_DELIVERY_HEADERS = ("x-gitlab-event-uuid", "idempotency-key", "x-gitlab-webhook-uuid")
+
+
+class SignatureError(DockyardError):
+    """The delivery is not signed with the configured secret (401, no side effects)."""
+
+    status = 401
+
+
+class NotConfiguredError(NotFoundError):
+    """The server has no secret for this provider: its webhooks are off (404)."""
+
+
+class PayloadError(DockyardError):
+    """A signed delivery whose body or headers cannot be read (400)."""
+
+
+# -- typed events -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PullRequestEvent:
+    """A pull (merge) request changed. ``action``: ``opened``, ``reopened``, ``synchronize``
+    (new commits), ``closed``, ``merged``, or another provider action (ignored)."""
+
+    provider: str  # github | gitlab
+    number: int
+    action: str
+    head_sha: str | None
+    head_ref: str | None
+    base_ref: str | None
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    provider: str
+    ref: str  # refs/heads/<branch>
+    after: str | None  # the new head sha (None: the branch was deleted)
+
+    @property
+    def branch(self) -> str | None:
+        return self.ref[len("refs/heads/") :] if self.ref.startswith("refs/heads/") else None
+
+
+@dataclass(frozen=True)
+class PingEvent:
+    provider: str
+
+
+@dataclass(frozen=True)
+class OtherEvent:
+    """An event dockyard does not act on (answered 202)."""
+
+    provider: str
+    name: str
+
+
+Event = PullRequestEvent | PushEvent | PingEvent | OtherEvent
+
+
+# -- secrets ------------------------------------------------------------------------------------
+def resolve_secret(ref: str | None, what: str, location=None) -> str | None:
+    """The value behind a secret reference (``env:NAME``, ``file:PATH``); None when unset."""
+    if not ref:
+        return None
+    if ref.startswith("env:"):
+        value = os.environ.get(ref[4:])
+        if not value:
+            raise ConfigError(
+                f"{what} reads ${ref[4:]}, which is not set",
+                location=location,
+                hint=f"export {ref[4:]}=... in the environment of dockyard serve",
+            )
+        return value
+    path = Path(os.path.expanduser(ref[5:]))
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_SECRET_BYTES + 1)
+        if len(data) > MAX_SECRET_BYTES:
+            raise ConfigError(f"{what}: {path} is larger than 64 kiB", location=location, hint="hold only the secret")
+        value = data.decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{what} cannot read {path}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}",
+            location=location,
+            hint="check the file exists, is readable and holds the secret as UTF-8 text",
+        ) from None
+    if not value:
+        raise ConfigError(f"{what}: {path} is empty", location=location, hint="write the secret into it")
+    return value
+
+
+# -- verification -------------------------------------------------------------------------------
+def github_signature(secret: str | bytes, body: bytes) -> str:
+    """``sha256=<hex>``: what GitHub sends in ``X-Hub-Signature-256`` for ``body``."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def verify_github(secret: str | None, body: bytes, signature: str | None) -> None:
+    """Raise unless ``signature`` is the HMAC-SHA256 of the raw ``body`` under ``secret``."""
+    if not secret:
+        raise NotConfiguredError(
+            "GitHub webhooks are not enabled on this server",
+            hint="set server.github_webhook_secret (env:NAME or file:PATH) to the webhook's secret",
+        )
+    match = GITHUB_SIGNATURE.fullmatch(signature or "")
+    if not match:
+        raise SignatureError(
+            "Missing or malformed X-Hub-Signature-256", hint="set a secret on the GitHub webhook (sha256 signature)"
+        )
+    expected = github_signature(secret, body)[len("sha256=") :]
+    if not hmac.compare_digest(expected.encode(), match.group(1).encode()):
+        raise SignatureError("Invalid webhook signature", hint="the webhook's secret must match the server's")
+
+
+def verify_gitlab(token: str | None, sent: str | None) -> None:
+    """Raise unless ``X-Gitlab-Token`` equals the configured token (constant-time)."""
+    if not token:
+        raise NotConfiguredError(
+            "GitLab webhooks are not enabled on this server",
+            hint="set server.gitlab_webhook_token (env:NAME or file:PATH) to the webhook's secret token",
+        )
+    if not sent:
+        raise SignatureError("Missing X-Gitlab-Token", hint="set a secret token on the GitLab webhook")
+    if not hmac.compare_digest(token.encode(), sent.encode("utf-8", "surrogateescape")):
+        raise SignatureError("Invalid X-Gitlab-Token", hint="the webhook's secret token must match the server's")
+
+
+def delivery_id(provider: str, headers, body: bytes, event: str) -> str:
+    """The delivery's id: GitHub's ``X-GitHub-Delivery``; GitLab's ``X-Gitlab-Event-UUID``
+    (or ``Idempotency-Key``, ``X-Gitlab-Webhook-UUID``; without any, a digest of the event
+    and the body, so an identical re-send is still one delivery)."""
+    names = ("x-github-delivery",) if provider == "github" else GITLAB_DELIVERY_HEADERS
+    for name in names:
+        value = (headers.get(name) or "").strip()
+        if value:
+            if not DELIVERY_ID.match(value):
+                raise PayloadError(f"{name} must be 1 to 255 visible ASCII characters")
+            return value
+    if provider == "github":
+        raise PayloadError("Missing X-GitHub-Delivery", hint="GitHub sends it with every delivery")
+    return "sha256:" + hashlib.sha256(event.encode() + b"\0" + body).hexdigest()
+
+
+# -- parsing ------------------------------------------------------------------------------------
+def payload(body: bytes, content_type: str | None = None) -> dict:
+    """The JSON object of a delivery (GitHub's form encoding ``payload=<json>`` too)."""
+    try:
+        if (content_type or "").startswith("application/x-www-form-urlencoded"):
+            text = parse_qs(body.decode("utf-8"), strict_parsing=True).get("payload", [""])[0]
+        else:
+            text = body.decode("utf-8")
+        data = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError(f"The webhook body is not JSON: {str(exc)[:200]}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("The webhook body must be a JSON object")
+    return data
+
+
+def _sha(value) -> str | None:
+    return value if isinstance(value, str) and SHA.match(value) and not ZERO_SHA.match(value) else None
+
+
+def _str(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _number(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+        raise PayloadError("The pull request number is missing or not a positive integer")
+    return value
+
+
+def parse_github(event: str, data: dict) -> Event:
+    if event == "ping":
+        return PingEvent("github")
+    if event == "pull_request":
+        pr = data.get("pull_request") if isinstance(data.get("pull_request"), dict) else {}
+        head = pr.get("head") if isinstance(pr.get("head"), dict) else {}
+        base = pr.get("base") if isinstance(pr.get("base"), dict) else {}
+        action = _str(data.get("action")) or ""
+        if action == "closed" and pr.get("merged") is True:
+            action = "merged"
+        return PullRequestEvent(
+            "github",
+            _number(data.get("number", pr.get("number"))),
+            action,
+            _sha(head.get("sha")),
+            _str(head.get("ref")),
+            _str(base.get("ref")),
+        )
+    if event == "push":
+        ref = _str(data.get("ref"))
+        if ref is None:
+            raise PayloadError("A push event without its ref")
+        return PushEvent("github", ref, None if data.get("deleted") else _sha(data.get("after")))
+    return OtherEvent("github", event[:64])
+
+
+GITLAB_ACTIONS = {"open": "opened", "reopen": "reopened", "close": "closed", "merge": "merged"}
+
+
+def parse_gitlab(event: str, data: dict) -> Event:
+    kind = data.get("object_kind")
+    if event == "Merge Request Hook" or kind == "merge_request":
+        attrs = data.get("object_attributes") if isinstance(data.get("object_attributes"), dict) else {}
+        raw = _str(attrs.get("action")) or ""
+        action = GITLAB_ACTIONS.get(raw, raw)
+        if raw == "update":  # a title or label change too: only new commits make a build
+            action = "synchronize" if attrs.get("oldrev") else "update"
+        last = attrs.get("last_commit") if isinstance(attrs.get("last_commit"), dict) else {}
+        return PullRequestEvent(
+            "gitlab",
+            _number(attrs.get("iid")),
+            action,
+            _sha(last.get("id")),
+            _str(attrs.get("source_branch")),
+            _str(attrs.get("target_branch")),
+        )
+    if event == "Push Hook" or kind == "push":
+        ref = _str(data.get("ref"))
+        if ref is None:
+            raise PayloadError("A push event without its ref")
+        return PushEvent("gitlab", ref, _sha(data.get("after")) or None)
+    return OtherEvent("gitlab", event[:64])
