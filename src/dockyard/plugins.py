@@ -30,6 +30,7 @@ class SinkContext:
 
     base_dir: Path  # the folder of dockyard.yml
     state_dir: Path
+    config_path: Path | None = None  # dockyard.yml itself (a sink that opens the App: pull_request)
 
 
 class Sink:

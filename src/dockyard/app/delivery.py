@@ -52,7 +52,7 @@ class PassResult:
 
 def build_sinks(app) -> list[Sink]:
     """The sinks of ``events.sinks`` (validated when the config was loaded)."""
-    context = SinkContext(app.loaded.base_dir, app.state_dir)
+    context = SinkContext(app.loaded.base_dir, app.state_dir, app.loaded.path)
     return [plugins.build_sink(spec.spec(), context) for spec in app.config.events.sinks]
 
 

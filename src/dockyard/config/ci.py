@@ -97,5 +97,8 @@ class CiConfig(_Strict):
     command: str = "dbt build --select state:modified+"
     # the janitor drops PR schemas whose pull request is closed, or that saw no build for this long
     janitor_after_hours: float = Field(72, gt=0, le=24 * 365)
+    # where a reader of the PR finds the run (the status's link, the summary's "see ..."): a URL
+    # with {run_id}, e.g. https://dockyard.example.com/api/v1/runs/{run_id}
+    run_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\s<>]+$")
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     gitlab: GitLabConfig = Field(default_factory=GitLabConfig)
