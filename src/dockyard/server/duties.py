@@ -335,6 +335,59 @@ class PollRepository(Duty):
             log.info("polled the repository: commit %s %s", answer["sha"][:12], answer["status"])
 
 
+class SweepPrSchemas(Duty):
+    """The CI janitor: every :attr:`EVERY_S` seconds, ``app.ci.janitor()`` drops the PR schemas
+    whose pull request is gone (``ci.janitor_after_hours`` without a build), and delivered
+    webhook records older than :attr:`KEEP_DELIVERIES` are forgotten. The sweep runs in a
+    thread of its own (one at a time), so a slow warehouse never holds up a tick; it waits
+    while a run of the CI environment is starting or running (DuckDB lets one process write)."""
+
+    name = "ci janitor"
+    EVERY_S = 600.0
+    KEEP_DELIVERIES = timedelta(days=30)
+
+    def __init__(self, app):
+        super().__init__(app)
+        self._next = time.monotonic() + self.EVERY_S  # not at start: a restart loop must not sweep each time
+        self._thread: threading.Thread | None = None
+        self.dropped: list[str] = []  # the last sweep's (for tests and status)
+
+    def run(self, tick: Tick) -> None:
+        ci = self.app.config.ci
+        if ci.environment not in self.app.config.environments:
+            return
+        if time.monotonic() < self._next or (self._thread is not None and self._thread.is_alive()):
+            return
+        busy, _ = self.app.runs.search(statuses=["starting", "running"], environments=[ci.environment], limit=1)
+        if busy:
+            return  # again on a later tick
+        self._next = time.monotonic() + self.EVERY_S
+        self._thread = threading.Thread(target=self.sweep, args=(tick.now,), name="ci-janitor", daemon=True)
+        self._thread.start()
+
+    def sweep(self, now: datetime) -> list[str]:
+        started = time.monotonic()
+        try:
+            self.dropped = list(self.app.ci.janitor())
+            forgotten = self.app.store.webhooks.prune(now - self.KEEP_DELIVERIES)
+        except DockyardError as exc:
+            log.warning("ci janitor: %s", exc.render())
+            return []
+        except Exception:  # noqa: BLE001 - the janitor's thread must not die silently
+            log.exception("ci janitor failed")
+            return []
+        if self.dropped:
+            log.info("ci janitor dropped %d PR schema(s): %s", len(self.dropped), ", ".join(self.dropped))
+        if forgotten:
+            log.info("ci janitor forgot %d webhook deliveries older than %s", forgotten, self.KEEP_DELIVERIES)
+        log.debug("ci janitor swept in %.1f s", time.monotonic() - started)
+        return self.dropped
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+
 class DispatchEvents(Duty):
     """Deliver the outbox to the configured sinks (``events.sinks``), off the tick thread.
 

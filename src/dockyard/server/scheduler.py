@@ -26,6 +26,7 @@ from dockyard.server.duties import (
     PollRepository,
     ReapLost,
     RequeueLostRetries,
+    SweepPrSchemas,
     Tick,
     TickReport,
     Upstream,
@@ -66,6 +67,7 @@ class Scheduler:
             RequeueLostRetries(app),
             DispatchEvents(app, holder),
             PollRepository(app),  # code from git: repository.poll_seconds
+            SweepPrSchemas(app),  # the CI janitor: PR schemas of closed pull requests
         ]
 
     @property
