@@ -65,9 +65,9 @@ class Scheduler:
             FireCompletions(app),
             ReapLost(app),
             RequeueLostRetries(app),
-            DispatchEvents(app, holder),
             PollRepository(app),  # code from git: repository.poll_seconds
             SweepPrSchemas(app),  # the CI janitor: PR schemas of closed pull requests
+            DispatchEvents(app, holder),  # last: delivers what the duties before it wrote
         ]
 
     @property
