@@ -7,12 +7,15 @@ writes ``artifacts/ci.json`` (which nodes are selected and why) before its first
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dockyard import clock
 from dockyard.errors import DockyardError, UnknownEnvironmentError
+from dockyard.slim import schema as slim_schema
 
 #: The trigger fields that make a run a CI run (dbt Cloud's names), by provider.
 PR_FIELDS = {
@@ -52,6 +55,9 @@ class Ci:
 
     def __init__(self, app):  # the App (dockyard.app) this service belongs to
         self.app = app
+        # where a foreground build's base state comes from (--base/--state/--server), by
+        # (environment, pr), until its run is planned
+        self._options: dict[tuple[str, int], Any] = {}
 
     @property
     def config(self):
@@ -75,7 +81,7 @@ class Ci:
         if not prefix:
             output = self.app.project.profile(env).get("outputs", {}).get(env.target) or {}
             prefix = str(output.get("schema") or "dbt")
-        return f"{prefix}_pr_{int(pr)}"
+        return slim_schema.pr_schema(prefix, pr)
 
     # -- the CI jobs ----------------------------------------------------------------------------
     def jobs(self, env_name: str | None = None) -> list:
@@ -103,6 +109,45 @@ class Ci:
             body["git_branch"] = branch
         return body
 
+    # -- a run's CI part (called by Execution.plan) ---------------------------------------------
+    def run_for(self, run, env_name: str):
+        """The :class:`~dockyard.app.ci_run.CiRun` of a run whose overrides carry a pull
+        request, else None."""
+        found = pr_number(run.overrides if run is not None else None)
+        if found is None:
+            return None
+        from dockyard.app.ci_run import CiRun
+
+        pr, provider = found
+        return CiRun(self.app, run, env_name, pr, provider, self._options.pop((env_name, pr), None))
+
+    def shadow_dir(self, env_name: str, pr: int) -> Path:
+        """The CI copy of the project for pull request ``pr`` (see :mod:`dockyard.slim.shadow`)."""
+        return self.app.state_dir / "ci" / "projects" / env_name / f"pr-{int(pr)}"
+
+    def base_run(self, base_env: str) -> tuple[int, Path] | None:
+        """The last successful run of ``base_env`` that kept a manifest: ``(run id, path)``."""
+        runs, _ = self.app.runs.search(environments=[base_env], statuses=["success"], order_by="-id", limit=20)
+        for run in runs:
+            if pr_number(run.overrides) is not None:
+                continue  # a pull-request build in the base environment is no base
+            manifests = sorted(
+                (a for a in self.app.runs.artifacts(run.id) if a.name == "manifest.json"), key=lambda a: a.step_index
+            )
+            for ref in reversed(manifests):
+                path = self.app.runs.artifact_root(run.id) / ref.path
+                if path.is_file():
+                    return run.id, path
+        return None
+
+    def timings(self, run_id: int) -> dict[str, float]:
+        """Seconds per node of a run (its last execution of each)."""
+        return {
+            n.unique_id: round(n.execution_time_s, 3)
+            for n in self.app.runs.get(run_id).executed_nodes
+            if n.execution_time_s is not None
+        }
+
     # -- builds ---------------------------------------------------------------------------------
     def build(
         self,
@@ -116,26 +161,105 @@ class Ci:
         server: str | None = None,
         token: str | None = None,
         provider: str = "github",
+        observer=None,
     ) -> CiResult:
-        """Build pull request ``pr`` in the foreground (``dockyard ci --pr N``)."""
-        raise NotImplementedError("app.ci.build: being written (helper B)")
+        """Build pull request ``pr`` in the foreground (``dockyard ci --pr N``): the CI job of
+        the environment (the first with a git webhook trigger; else the environment's first
+        job running ``ci.command``) as a CI run."""
+        from dockyard.app.ci_run import BaseOptions
+
+        env_name = self.environment(env)
+        if base is not None:
+            self.app.triggers.check_environment(base)
+        views = self.jobs(env_name)
+        body = self.trigger_options(pr, sha=sha, branch=branch, provider=provider)
+        if not views:
+            views = [v for v in self.app.jobs.list() if v.config.environment == env_name]
+            if not views:
+                raise DockyardError(
+                    f"environment '{env_name}' has no job to build pull requests with",
+                    hint="add a job to it with triggers: {github_webhook: true} and commands such as "
+                    f"[{self.config.command!r}]",
+                )
+            body["steps_override"] = [self.config.command]
+        view = views[0]
+        options = self.app.triggers.options(body)
+        self._options[(env_name, int(pr))] = BaseOptions(base=base, state=state, server=server, token=token)
+        try:
+            record = self.app.execution.run_foreground(
+                view.record,
+                view.config,
+                env_name,
+                self.app.triggers.commands(view.config, options),
+                trigger="ci",
+                cause=options.cause or f"CI for pull request #{pr}",
+                observer=observer,
+                overrides=overrides_of(options),
+                git_sha=options.git_sha,
+                git_branch=options.git_branch,
+            )
+        finally:
+            self._options.pop((env_name, int(pr)), None)
+        run = self.app.runs.get(record.id)
+        report = self.report(run.id) or {}
+        return CiResult(
+            run=run,
+            schema=report.get("schema") or self.pr_schema(env_name, pr),
+            selected=[{"unique_id": s["unique_id"], "reason": s["reason"]} for s in report.get("selected", [])],
+            deleted=report.get("deleted", []),
+            report=report,
+        )
 
     def cleanup(self, pr: int, env: str | None = None) -> list[str]:
-        """Drop the PR's schema(s) in the warehouse; returns the schemas dropped."""
-        raise NotImplementedError("app.ci.cleanup: being written (helper B)")
+        """Drop the PR's schema(s) in the warehouse (``<pr schema>`` and ``<pr schema>_*``),
+        mark them dropped; returns the schemas dropped."""
+        from dockyard.app.ci_ops import drop_schemas
+
+        env_name = self.environment(env)
+        record = self.app.store.pr_schemas.get(env_name, int(pr))
+        schema = record.schema if record else self.pr_schema(env_name, pr)
+        dropped = drop_schemas(self.app, env_name, [schema])
+        self.app.store.pr_schemas.mark(env_name, int(pr), "dropped")
+        import shutil
+
+        shutil.rmtree(self.shadow_dir(env_name, pr), ignore_errors=True)
+        return dropped
 
     def janitor(self, open_prs: set[int] | None = None, now: datetime | None = None) -> list[str]:
         """Drop PR schemas whose PR is closed (not in ``open_prs``), or, when ``open_prs`` is
-        None, that saw no build for ``ci.janitor_after_hours``; returns what it dropped."""
-        raise NotImplementedError("app.ci.janitor: being written (helper B)")
+        None, that saw no build for ``ci.janitor_after_hours``; also schemas of the warehouse
+        named ``<prefix>_pr_<n>`` that the store does not know (a crash, an API-triggered
+        build), by the same rule. Returns what it dropped."""
+        from dockyard.app.ci_ops import janitor
+
+        return janitor(self.app, self.environment(None), open_prs, now or clock.now())
 
     def report(self, run_id: int) -> dict | None:
-        """The run's ci.json merged with its node results (for the summary); None when the run
-        is not a CI run."""
-        import json
-
+        """The run's ci.json merged with its node results (``results``: status, seconds,
+        rows, message per node, for the summary); None when the run is not a CI run."""
         path = self.app.runs.artifact_root(run_id) / "ci.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        run = self.app.runs.get(run_id)
+        report["run_id"] = run.id
+        report["status"] = run.status.value
+        report["results"] = [
+            {
+                "unique_id": n.unique_id,
+                "resource_type": n.resource_type,
+                "status": n.status,
+                "execution_time_s": n.execution_time_s,
+                "rows_affected": n.rows_affected,
+                "message": n.message,
+            }
+            for n in run.executed_nodes
+        ]
+        return report
+
+
+def overrides_of(options) -> dict | None:
+    from dockyard.overrides import stored
+
+    return stored(options)

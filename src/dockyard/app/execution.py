@@ -73,6 +73,9 @@ class Execution:
         retry_of: int | None = None,
         observer: RunObserver | None = None,
         on_start=None,
+        overrides: dict | None = None,
+        git_sha: str | None = None,
+        git_branch: str | None = None,
     ) -> RunRecord:
         """Record a run owned by this process (``host:pid``) and execute it now: ``dockyard
         run`` and ``dockyard rerun``. Everything that can be checked is checked before the
@@ -81,7 +84,17 @@ class Execution:
         resolve_secrets(self.app.loaded, env_name)  # fail before a run is recorded
         self._refuse_overlap(record, job)
         run_id = self.app.store.runs.create_run(
-            record.id, record.name, env_name, commands, trigger=trigger, cause=cause, attempt=attempt, retry_of=retry_of
+            record.id,
+            record.name,
+            env_name,
+            commands,
+            trigger=trigger,
+            cause=cause,
+            attempt=attempt,
+            retry_of=retry_of,
+            overrides=overrides,
+            git_sha=git_sha,
+            git_branch=git_branch,
         )
         self.app.store.runs.transition_run(
             run_id, RunStatus.STARTING, expected={RunStatus.QUEUED}, worker_id=f"{socket.gethostname()}:{os.getpid()}"
@@ -216,6 +229,9 @@ class Execution:
         env = self.app.config.environments[env_name]
         project = self.app.project
         run_overrides = (run.overrides if run is not None else None) or {}
+        ci_run = self.app.ci.run_for(run, env_name)  # a pull-request build (dockyard.app.ci_run)
+        if ci_run is not None:
+            run_overrides = ci_run.overrides  # the PR schema
         target, profiles_dir = ov.profile_for_run(project, env_name, target, run_overrides, self.app.state_dir)
         target_path = project.target_path(env_name)
         project_dir = self.app.repository.project_dir(run.git_sha if run else None)  # a commit's checkout
@@ -245,7 +261,7 @@ class Execution:
             else None
         )
         warehouse = PostgresWarehouse.from_output(project.output_in(profiles_dir, target), env_vars)
-        return RunPlan(
+        plan = RunPlan(
             run_id=run_id,
             project_dir=project_dir,
             env=env_vars,
@@ -269,6 +285,7 @@ class Execution:
                 hide_files=hidden_files(self.app.loaded, env_name, self.app.store_url),
             ),
         )
+        return ci_run.prepare(plan) if ci_run is not None else plan
 
     def finish(
         self, run_id: int, status: RunStatus, reason: str | None, warnings: bool, epoch: int | None = None

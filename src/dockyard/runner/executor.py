@@ -198,6 +198,9 @@ class Executor:
             def note(text: str) -> None:
                 emit(f"{time.strftime('%H:%M:%S', time.gmtime())}  [dockyard] {text}")
 
+            if plan.notes and index == plan.steps[0].index:
+                for text in plan.notes:
+                    note(text)
             if logf.error is not None:
                 note(f"cannot write the step log {log_file} ({describe(logf.error)}): dbt was not started")
                 rec.step_finished(index, StepStatus.ERROR, None, clock.now(), log_rel)

@@ -47,6 +47,9 @@ class RunPlan:
     # the file locked around steps that write into the project folder (dbt deps, dbt clean);
     # None: project.lock next to the environments' target folders (<state_dir>/targets/)
     project_lock: Path | None = None
+    # lines dockyard writes at the top of the first step's log (a pull-request build without
+    # a base manifest says so there)
+    notes: list[str] = field(default_factory=list)
 
 
 class Recorder(ABC):

@@ -39,8 +39,9 @@ FLAG = "state_modified_compare_more_unrendered_values"
 SKIP = shutil.ignore_patterns("target", "logs", "dbt_packages", "*.duckdb", "*.duckdb.wal", ".git", ".dockyard")
 
 
-def make(source: Path, dest: Path) -> Path:
-    """Write the CI copy of the project ``source`` into ``dest`` (emptied first)."""
+def make(source: Path, dest: Path, extra_macros: dict[str, str] | None = None) -> Path:
+    """Write the CI copy of the project ``source`` into ``dest`` (emptied first), with
+    ``extra_macros`` (file name -> text) in its first macro folder."""
     source, dest = Path(source), Path(dest)
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
@@ -69,10 +70,14 @@ def make(source: Path, dest: Path) -> Path:
     with open(dest / "dbt_project.yml", "w", encoding="utf-8") as fh:
         yaml.dump(data, fh)
     macro_paths = [str(p) for p in (data.get("macro-paths") or PATH_KEYS["macro-paths"])]
+    extra = dict(extra_macros or {})
     if _wrap_schema_macro(dest, macro_paths):
+        extra[pr.MACRO_FILE] = pr.WRAPPER
+    if extra:
         first = dest / macro_paths[0]
         first.mkdir(parents=True, exist_ok=True)
-        (first / pr.MACRO_FILE).write_text(pr.WRAPPER, encoding="utf-8")
+        for name, text in extra.items():
+            (first / name).write_text(text, encoding="utf-8")
     return dest
 
 

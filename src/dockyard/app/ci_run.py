@@ -1,0 +1,211 @@
+"""One pull-request run: what :meth:`dockyard.app.execution.Execution.plan` changes for it.
+
+A run whose overrides carry a pull-request number (:func:`dockyard.app.ci.pr_number`) builds
+into the PR schema (a ``schema_override`` of the trigger wins) and, before its first step:
+
+1. the CI copy of the project is written (:mod:`dockyard.slim.shadow`);
+2. the base manifest (the last successful run of the base environment: the local store, a
+   dockyard server, or a folder) is copied into ``<run folder>/state/``; without one,
+   ``ci.without_base`` says: ``full`` (a log line, the ``state:`` selectors dropped) or
+   ``fail`` (the run fails at once, saying why);
+3. the commands that use ``state:``/``--defer`` get ``--state``, ``--defer --favor-state``;
+4. ``dbt parse`` of the copy (its partial parse is then the environment's, so the build
+   does not parse again), the selection explained (:mod:`dockyard.slim.manifest`), every
+   selected node checked to write into the PR schema, and ``artifacts/ci.json`` written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from dockyard import permissions
+from dockyard.errors import DockyardError, SetupError
+from dockyard.runner.invocation import DbtInvocation
+from dockyard.runner.output import LogLine
+from dockyard.runner.workspace import RunTarget
+from dockyard.slim import manifest as mf
+from dockyard.slim import schema as pr_schema
+from dockyard.slim import shadow, state
+
+log = logging.getLogger("dockyard.app.ci")
+PARSE_TIMEOUT_S = 1800
+
+
+@dataclasses.dataclass
+class BaseOptions:
+    """Where a build's base state comes from (``dockyard ci --base/--state/--server``)."""
+
+    base: str | None = None
+    state: Path | None = None
+    server: str | None = None
+    token: str | None = None
+
+
+class CiRun:
+    def __init__(self, app, run, env_name: str, pr: int, provider: str, options: BaseOptions | None = None):
+        self.app, self.run, self.env_name, self.pr, self.provider = app, run, env_name, pr, provider
+        self.options = options or BaseOptions()
+        given = (run.overrides or {}).get("schema_override")
+        self.schema = given or app.ci.pr_schema(env_name, pr)
+
+    @property
+    def overrides(self) -> dict:
+        """The run's overrides with the PR schema (the trigger's own ``schema_override`` wins)."""
+        return {**(self.run.overrides or {}), "schema_override": self.schema}
+
+    def shadow_dir(self) -> Path:
+        return self.app.ci.shadow_dir(self.env_name, self.pr)
+
+    # -- the plan -------------------------------------------------------------------------------
+    def prepare(self, plan):
+        """The run's plan (:class:`dockyard.runner.plan.RunPlan`) made a pull-request build."""
+        base_env = self.options.base or self.app.config.ci.base
+        copy = shadow.make(Path(plan.project_dir), self.shadow_dir())
+        state_dir = plan.run_dir / "state"
+        base = self._base(base_env, state_dir)
+        steps = []
+        for step in plan.steps:
+            argv = _replace(step.argv, "--project-dir", str(copy))
+            argv = state.with_state(argv, state_dir) if base else state.without_state(argv)
+            steps.append(dataclasses.replace(step, argv=argv))
+        reveal = [str(copy), str(copy.resolve()), str(state_dir)]
+        view = dataclasses.replace(plan.view, reveal=tuple(sorted({*plan.view.reveal, *map(os.path.realpath, reveal)})))
+        plan = dataclasses.replace(plan, steps=steps, view=view)
+        if base is None:
+            text = (
+                f"no base manifest: no successful run of environment '{base_env}' with a manifest; "
+                "building everything (ci.without_base: full)"
+            )
+            log.warning("run %s: %s", self.run.id, text)
+            plan = dataclasses.replace(plan, notes=[*plan.notes, text])
+        new = self._parse(plan, copy)
+        selection = mf.explain(mf.load(base["manifest"]) if base else {}, new)
+        report = {
+            "pr": self.pr,
+            "provider": self.provider,
+            "environment": self.env_name,
+            "base_environment": base_env,
+            "base_run_id": base.get("run_id") if base else None,
+            "base_source": base["source"] if base else "none",
+            "schema": self.schema,
+            "sha": self.run.git_sha,
+            "selected": selection.selected,
+            "deleted": selection.deleted,
+            "exposures": selection.exposures,
+            "base_timings": base.get("timings", {}) if base else {},
+            "comparisons": [],
+        }
+        write_report(plan.run_dir, report)
+        pr_schema.check(new, [s["unique_id"] for s in selection.built()], self.schema)
+        self.app.store.pr_schemas.built(self.env_name, self.pr, self.schema, self.run.git_sha)
+        return plan
+
+    def _base(self, base_env: str, state_dir: Path) -> dict | None:
+        """The base manifest copied into ``state_dir``: ``{manifest, source, run_id, timings}``."""
+        opts = self.options
+        if opts.state is not None:
+            found = state.from_path(opts.state)
+            if found is None:
+                raise SetupError(
+                    f"no manifest.json in {opts.state}", hint="point --state at the folder of the base manifest"
+                )
+            state.copy_into(found, state_dir)
+            return {"manifest": state_dir / state.MANIFEST, "source": "path"}
+        if opts.server:
+            got = state.fetch_from_server(opts.server, opts.token, base_env, state_dir)
+            if got is None:
+                return self._no_base(base_env, f"the server {opts.server} has")
+            return {"manifest": state_dir / state.MANIFEST, "source": "server", **got}
+        found = self.app.ci.base_run(base_env)
+        if found is None:
+            return self._no_base(base_env, "the store has")
+        run_id, path = found
+        state.copy_into(path, state_dir)
+        return {
+            "manifest": state_dir / state.MANIFEST,
+            "source": "store",
+            "run_id": run_id,
+            "timings": self.app.ci.timings(run_id),
+        }
+
+    def _no_base(self, base_env: str, where: str) -> None:
+        if self.app.config.ci.without_base == "fail":
+            raise SetupError(
+                f"no base manifest for pull request #{self.pr}: {where} no successful run of "
+                f"environment '{base_env}' with a manifest",
+                hint=f"run a job of '{base_env}' first, pass --state DIR, or set ci.without_base: full",
+            )
+        return None
+
+    def _parse(self, plan, copy: Path) -> dict:
+        """``dbt parse`` of the CI copy with the run's profile; the parsed manifest."""
+        first = plan.steps[0].argv if plan.steps else []
+        own = plan.run_dir / "ci-parse"
+        argv = ["parse", *_managed(first, copy), "--target-path", str(own), "--log-level-file", "none"]
+        workspace = RunTarget(plan.target_path, own, plan.run_id)
+        workspace.prepare()
+        try:
+            view = dataclasses.replace(plan.view, reveal=tuple(sorted({*plan.view.reveal, os.path.realpath(own)})))
+            code, lines = call_dbt(argv, plan.project_dir, plan.env, view, plan.mode, plan.preload)
+            if code != 0:
+                tail = "\n".join(lines[-15:])
+                raise DockyardError(
+                    f"dbt parse of pull request #{self.pr} failed (exit {code}):\n{tail}",
+                    hint="fix the project in the pull request; the lines above are dbt's",
+                )
+            new = mf.load(own / state.MANIFEST)
+            workspace.publish()  # the build's parse starts from this one
+            return new
+        finally:
+            workspace.remove()
+
+
+def call_dbt(argv, cwd, env, view=None, mode="subprocess", preload=False, timeout=PARSE_TIMEOUT_S):
+    """Run one dbt invocation to its end; ``(exit code, console lines)``."""
+    inv = DbtInvocation(argv, project_dir=cwd, env=env, mode=mode, preload=preload, view=view)
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    inv.start()
+    try:
+        while not inv.done:
+            for item in inv.poll(0.2):
+                if isinstance(item, LogLine):
+                    lines.append(item.text)
+            if time.monotonic() > deadline:
+                inv.terminate()
+                raise DockyardError(f"dbt {argv[0]} took longer than {timeout} s", hint="see the step log")
+        return inv.returncode, lines
+    finally:
+        inv.close()
+
+
+def _replace(argv: list[str], flag: str, value: str) -> list[str]:
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == flag and i + 1 < len(out):
+            out[i + 1] = value
+    return out
+
+
+def _managed(argv: list[str], copy: Path) -> list[str]:
+    """``--target``, ``--profiles-dir``, ``--project-dir`` of a step's argv (for the parse)."""
+    out = []
+    for flag in ("--target", "--profiles-dir", "--project-dir"):
+        if flag in argv:
+            out += [flag, argv[argv.index(flag) + 1]]
+    return _replace(out, "--project-dir", str(copy))
+
+
+def write_report(run_dir: Path, report: dict) -> Path:
+    """``<run folder>/artifacts/ci.json`` (written whole, then renamed into place)."""
+    folder = permissions.private_dir(run_dir / "artifacts")
+    tmp = folder / ".ci.json.tmp"
+    with permissions.open_private(tmp, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=1, sort_keys=True, default=str)
+    tmp.replace(folder / "ci.json")
+    return folder / "ci.json"
