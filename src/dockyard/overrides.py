@@ -154,6 +154,8 @@ def profile_for_run(project, env_name: str, target: str, overrides: dict | None,
     the profile's output of that name instead."""
     ov = overrides or {}
     schema, name = ov.get("schema_override"), ov.get("target_name_override")
+    if not schema and project.loaded.config.environments[env_name].personal_schema:
+        schema = personal_schema()  # dev on a laptop: dbt_<user> (docs/ci.md, "Environments in practice")
     if name and ov.get(TARGET_SWITCH) and name in project.targets(project.loaded.config.environments[env_name]):
         target, name = name, None
     elif name == target:
@@ -181,6 +183,29 @@ def profile_for_run(project, env_name: str, target: str, overrides: dict | None,
         YAML(typ="rt").dump({project.profile_name: profile}, fh)
     tmp.replace(folder / "profiles.yml")
     return target, folder
+
+
+def personal_schema(environ: dict[str, str] | None = None) -> str:
+    """The schema of an environment with ``personal_schema: true``: ``$DOCKYARD_DEV_SCHEMA``, else
+    ``dbt_<OS user>`` lower-cased with every character but ``a-z0-9_`` made ``_``."""
+    import getpass
+    import os
+    import re
+
+    environ = os.environ if environ is None else environ
+    given = environ.get("DOCKYARD_DEV_SCHEMA")
+    if given:
+        if not re.match(IDENT, given) or len(given) > 63:
+            raise DockyardError(
+                f"DOCKYARD_DEV_SCHEMA={given!r} is not a schema name",
+                hint="use letters, digits and _ (starting with a letter or _), at most 63 characters",
+            )
+        return given
+    try:
+        user = environ.get("USER") or environ.get("LOGNAME") or getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    return "dbt_" + (re.sub(r"[^a-z0-9_]", "_", user.lower())[:50] or "dev")
 
 
 def run_env(overrides: dict | None, git_sha: str | None, git_branch: str | None) -> dict[str, str]:

@@ -29,8 +29,32 @@ jobs:
       - dbt test
     generate_docs: true          # adds 'dbt docs generate' as the last step
     timeout_seconds: 7200        # the run is stopped and marked error (timeout) after this
+    triggers: {{schedule: true, on_merge: true}}   # on schedule, and after a merge is deployed (docs/ci.md)
     # notifications:
     #   - {{type: slack, webhook_url: "https://hooks.slack.com/services/...", on_failure: true}}
+{ci_job}"""
+
+CI_JOB = """\
+  - name: "CI"                   # slim CI: what a pull request changed, and what depends on it
+    environment: {ci}
+    commands:
+      - dbt build --select state:modified+   # dockyard supplies the state: {prod}'s last good run
+    triggers: {{github_webhook: true}}   # started by pull-request webhooks and 'dockyard ci --pr N'
+"""
+
+CI_BLOCK = """\
+ci:                              # slim CI of pull requests (docs/ci.md)
+  environment: {ci}
+  base: {prod}                   # compared with, and deferring to, this environment's last good run
+  # github: {{repo: OWNER/NAME, token: "env:GITHUB_TOKEN"}}     # comment and status on the PR
+  # gitlab: {{project: GROUP/NAME, token: "env:GITLAB_TOKEN"}}
+
+"""
+
+NO_CI = """\
+  # ci:                          # a CI environment: pull requests build in schemas <prefix>_pr_<n>
+  #   target: ci                 # add a 'ci' target to profiles.yml that can read {prod}'s relations
+  #   pr_schema_prefix: dbt_ci   # (then a CI job and a ci: block, see docs/ci.md)
 """
 
 ENV_TEMPLATE = """\
@@ -40,7 +64,11 @@ ENV_TEMPLATE = """\
     # threads: 4
     # env: {{MY_VAR: value}}       # plain environment variables for dbt
     # secrets: {{DBT_ENV_SECRET_PASSWORD: "env:{upper}_DB_PASSWORD"}}  # references, never values
-"""
+{extra}"""
+EXTRA = {
+    "dev": "    # personal_schema: true    # build into dbt_<your OS user> (or $DOCKYARD_DEV_SCHEMA)\n",
+    "ci": "    pr_schema_prefix: dbt_ci     # a pull request builds into dbt_ci_pr_<number>\n",
+}
 
 
 def write_config(project_dir: Path, force: bool = False, target: Path | None = None) -> Path:
@@ -66,7 +94,10 @@ def write_config(project_dir: Path, force: bool = False, target: Path | None = N
     profile_name = str(data.get("profile") or data.get("name"))
     targets = _targets(project_dir, profile_name) or ["dev", "prod"]
     prod = next((t for t in targets if t in ("prod", "production")), targets[-1])
-    envs = "".join(ENV_TEMPLATE.format(name=t, upper=t.upper()) for t in targets)
+    envs = "".join(ENV_TEMPLATE.format(name=t, upper=t.upper(), extra=EXTRA.get(t, "")) for t in targets)
+    ci = "ci" if "ci" in targets and prod != "ci" else None
+    if ci is None:
+        envs += NO_CI.format(prod=prod)
     rel = os.path.relpath(project_dir, target.resolve().parent)
     project_line = "" if rel == "." else f"project_dir: {rel}   # the dbt project, relative to this file\n\n"
     created = not target.exists()
@@ -74,7 +105,8 @@ def write_config(project_dir: Path, force: bool = False, target: Path | None = N
         TEMPLATE.format(
             project=data.get("name", project_dir.name),
             environments=envs,
-            project_line=project_line,
+            project_line=project_line + (CI_BLOCK.format(ci=ci, prod=prod) if ci else ""),
+            ci_job=CI_JOB.format(ci=ci, prod=prod) if ci else "",
             prod=prod,
             prod_title=prod.capitalize(),
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from tests.ci.fake_git_host import FakeGitHost
+from tests.e2e.conftest import sqlite_project  # noqa: F401  (the shop, driven through the CLI)
 
 TOKEN = "ghp_s3cretTOKENvalue1234"
 

@@ -19,7 +19,7 @@ def test_init_scaffolds_a_valid_config(sqlite_project: Project):
         assert f"  {target}:\n    target: {target}" in text
     assert "# " in text  # commented
     jobs = json.loads(project.cli("jobs", "--json", check=0).stdout)
-    assert [j["name"] for j in jobs] == ["Daily Prod Run"] and jobs[0]["environment"] == "prod"
+    assert [j["name"] for j in jobs] == ["Daily Prod Run", "CI"] and jobs[0]["environment"] == "prod"
     again = project.cli("init", "--project-dir", str(project.path))
     assert again.returncode == 1 and "already exists" in again.stderr and "--force" in again.stderr
 
