@@ -202,7 +202,7 @@ class RepositoryService:
                 raise
             error = self.repo.scrub(exc.render())
             self.app.store.commits.record(full, branch, "refused", error)
-            log.error("commit %s refused: %s", full[:12], error)
+            log.info("commit %s refused: %s", full[:12], error)
             return {"sha": full, "status": "refused", "error": error}
         self.app.reload(loaded)
         jobs = self.app.sync()

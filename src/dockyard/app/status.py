@@ -72,8 +72,9 @@ class Status:
             "queue": queue,
             "config": config,
         }
-        if self.app.config.repository is not None:  # code from git: deployed and refused commits
-            out["repository"] = self.app.repository.status()
+        if self.app.config.repository is not None:  # code from git (no URL: health needs no token)
+            repo = self.app.repository.status()
+            out["repository"] = {"deployed": repo["deployed"], "refused": repo["refused"]}
         return out
 
 
