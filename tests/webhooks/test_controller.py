@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.webhooks.conftest import ci_runs, merge_request, pull_request
+from fastapi.testclient import TestClient
+from tests.api.conftest import make_app
+from tests.webhooks.conftest import Sender, ci_runs, merge_request, pull_request
 
 from dockyard import clock
+from dockyard.api.app import create_app
 from dockyard.ci.controller import Controller, fire_key
 from dockyard.ci.webhooks import PullRequestEvent
 
@@ -117,3 +120,17 @@ def test_a_failed_handler_releases_the_delivery(app, monkeypatch):
     monkeypatch.undo()
     answer = Controller(app).receive("github", "d-41", "pull_request", event)  # the redelivery acts at once
     assert answer.status == 200 and len(ci_runs(app, 41)) == 1
+
+
+def test_a_delivery_the_server_cannot_act_on_answers_500_and_is_released(hooked):
+    config = hooked / "dockyard.yml"
+    config.write_text(config.read_text() + "ci:\n  environment: nowhere\n")
+    app = make_app(hooked)
+    try:
+        with TestClient(create_app(app), base_url="https://testserver") as client:
+            response = Sender(client).github("pull_request", pull_request(51), delivery="d-51")
+        assert response.status_code == 500 and "nowhere" in response.json()["status"]["user_message"]
+        assert app.store.webhooks.get("github", "d-51")["state"] == "pending"
+        assert app.store.webhooks.claim("github", "d-51", "pull_request").owner  # the next copy acts at once
+    finally:
+        app.close()

@@ -24,6 +24,7 @@ from typing import Any
 from dockyard.app.ci import pr_number
 from dockyard.ci.webhooks import Event, OtherEvent, PingEvent, PullRequestEvent, PushEvent
 from dockyard.domain import RunStatus
+from dockyard.errors import DockyardError
 
 log = logging.getLogger("dockyard.ci.webhooks")
 
@@ -31,6 +32,12 @@ BUILD_ACTIONS = frozenset({"opened", "reopened", "synchronize"})
 CLOSE_ACTIONS = frozenset({"closed", "merged"})
 ACTIVE = [RunStatus.QUEUED.value, RunStatus.STARTING.value, RunStatus.RUNNING.value]
 BRANCH = re.compile(r"^[A-Za-z0-9._/@+-]{1,255}$")  # what a trigger's git_branch may hold
+
+
+class HandlingError(DockyardError):
+    """A verified delivery whose action failed (500; the delivery may be sent again)."""
+
+    status = 500
 
 
 @dataclass
@@ -68,6 +75,14 @@ class Controller:
             log.warning("%s delivery %s: repeating a delivery whose handling did not finish", provider, delivery)
         try:
             result = self.act(provider, delivery, event)
+        except DockyardError as exc:
+            webhooks.release(provider, delivery)
+            log.error("%s delivery %s could not be handled: %s", provider, delivery, exc.render())
+            if exc.status >= 500 or exc.status == 429:
+                raise
+            # the delivery was valid: the server could not act on it (a 5xx, so the provider
+            # shows the failure and its redelivery, which may act at once, is worth it)
+            raise HandlingError(f"The {provider} delivery could not be handled: {exc.what}", hint=exc.hint) from exc
         except BaseException:
             webhooks.release(provider, delivery)
             raise
