@@ -1,0 +1,83 @@
+"""A push to the deploy branch (real git: a bare repository on disk as the remote) deploys the
+pushed commit and runs the ``on_merge`` jobs on it; a commit whose dockyard.yml does not
+validate is refused (200, the located error in the answer) and the last good jobs stay."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.repository.conftest import Remote, server_folder, tiny_project
+from tests.webhooks.conftest import GITHUB_SECRET, GITLAB_TOKEN, Sender
+
+from dockyard.api.app import create_app
+from dockyard.app import App
+
+ON_MERGE = """\
+  - name: Deploy
+    environment: dev
+    commands: ["dbt run"]
+    triggers: {on_merge: true}
+"""
+HOOKS = """\
+server:
+  github_webhook_secret: env:DOCKYARD_TEST_GITHUB_SECRET
+  gitlab_webhook_token: env:DOCKYARD_TEST_GITLAB_TOKEN
+"""
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKYARD_TEST_GITHUB_SECRET", GITHUB_SECRET)
+    monkeypatch.setenv("DOCKYARD_TEST_GITLAB_TOKEN", GITLAB_TOKEN)
+    monkeypatch.setenv("TINY_DB", str(tmp_path))
+    monkeypatch.delenv("DOCKYARD_STORE_URL", raising=False)
+    remote = Remote(tmp_path)
+    first = remote.commit(tiny_project(1, ON_MERGE), "first")
+    folder = server_folder(tmp_path, str(remote.bare), HOOKS)
+    app = App.open(folder / "dockyard.yml")
+    assert app.deploy()["status"] == "ok" and app.repository.deployed() == first
+    with TestClient(create_app(app), base_url="https://testserver") as client:
+        yield remote, app, Sender(client)
+    app.close()
+
+
+def _runs(app, job: str) -> list:
+    found, _ = app.runs.search(limit=100, order_by="id")
+    return [r for r in found if r.job == job]
+
+
+def test_a_push_deploys_then_runs_the_on_merge_jobs_and_a_bad_commit_is_refused(served):
+    remote, app, send = served
+    second = remote.commit(tiny_project(2, ON_MERGE), "second")
+    response = send.github("push", {"ref": "refs/heads/main", "after": second}, delivery="push-2")
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert data["deploy"] == "ok" and data["sha"] == second
+    assert app.repository.deployed() == second
+    [run] = _runs(app, "Deploy")
+    assert data["runs"] == [run.id] and run.git_sha == second and run.git_branch == "main"
+    assert _runs(app, "Build") == []  # only the on_merge jobs run
+    again = send.github("push", {"ref": "refs/heads/main", "after": second}, delivery="push-2")
+    assert again.json()["data"]["duplicate"] is True and len(_runs(app, "Deploy")) == 1
+
+    broken = tiny_project(3, ON_MERGE.replace("environment: dev", "environment: nowhere"))
+    third = remote.commit(broken, "an invalid dockyard.yml")
+    response = send.github("push", {"ref": "refs/heads/main", "after": third}, delivery="push-3")
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert data["deploy"] == "refused" and data["sha"] == third
+    assert "nowhere" in data["error"] and "dockyard.yml" in data["error"]  # located
+    assert app.repository.deployed() == second  # the last good commit stays in force
+    assert {v.name for v in app.jobs.list()} == {"Build", "Deploy"}
+    assert len(_runs(app, "Deploy")) == 1  # nothing ran on the refused commit
+
+    other = remote.commit(tiny_project(4, ON_MERGE), "elsewhere", branch="feature")
+    ignored = send.github("push", {"ref": "refs/heads/feature", "after": other})
+    assert ignored.status_code == 202 and app.repository.deployed() == second
+    deleted = send.github("push", {"ref": "refs/heads/main", "after": "0" * 40, "deleted": True})
+    assert deleted.status_code == 202
+
+    fourth = remote.commit(tiny_project(5, ON_MERGE), "fixed")  # GitLab's push hook does the same
+    response = send.gitlab("Push Hook", {"object_kind": "push", "ref": "refs/heads/main", "after": fourth})
+    assert response.status_code == 200 and response.json()["data"]["deploy"] == "ok"
+    assert app.repository.deployed() == fourth and len(_runs(app, "Deploy")) == 2
