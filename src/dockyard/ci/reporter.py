@@ -46,7 +46,7 @@ def merged(report: dict, run) -> dict:
     if run is not None:
         out.setdefault("status", _status(run))
         out.setdefault("run_id", run.id)
-        if out.get("nodes") is None:
+        if out.get("nodes") is None and out.get("results") is None:
             out["nodes"] = [node_dict(n) for n in run.executed_nodes]
         out["sha"] = out.get("sha") or getattr(run, "git_sha", None)
         out["environment"] = out.get("environment") or run.environment
@@ -104,7 +104,8 @@ def describe(report: dict) -> tuple[str, str]:
     what = f"{len(selected) - down} changed, {down} downstream"
     if status in ACTIVE:
         return "pending", f"building {what} in {report.get('schema') or 'the PR schema'}"
-    failed = [n for n in report.get("nodes") or [] if str(n.get("status")) in summary.FAILED]
+    nodes = report.get("results") if report.get("nodes") is None else report.get("nodes")
+    failed = [n for n in nodes or [] if str(n.get("status")) in summary.FAILED]
     if status == "success":
         return "success", f"passed: {what}"
     if status == "cancelled":

@@ -4,9 +4,9 @@
 (contracts: ``pr``, ``environment``, ``base_environment``, ``base_run_id``, ``base_source``,
 ``schema``, ``sha``, ``selected``, ``deleted``, ``exposures``, ``base_timings``,
 ``comparisons``) merged with the run's outcome: ``status`` (or ``run.status``), ``run_id``
-(or ``run.id``) and ``nodes`` (or ``run.nodes``: the run's node results as ``dockyard show
---json`` gives them: ``unique_id``, ``name``, ``resource_type``, ``status``,
-``execution_time_s``, ``message``).
+(or ``run.id``) and ``results`` (or ``nodes``, ``run.nodes``: the run's node results:
+``unique_id``, ``resource_type``, ``status``, ``execution_time_s``, ``message``, and
+``name`` when known).
 
 Every string that comes from the project or the warehouse (node names, messages, schema
 names) is escaped (:func:`md`): no HTML, no ``@mention``, no code span or link can be made by
@@ -52,8 +52,10 @@ def _status(report: dict) -> str:
 
 def _nodes(report: dict) -> list[dict]:
     run = report.get("run") or {}
-    nodes = report.get("nodes")
-    return list(nodes if nodes is not None else run.get("nodes") or [])
+    for nodes in (report.get("nodes"), report.get("results"), run.get("nodes")):
+        if nodes is not None:
+            return list(nodes)
+    return []
 
 
 def _short(unique_id: str) -> str:

@@ -13,7 +13,8 @@ from rich.text import Text
 
 from dockyard.cli.app import EXIT, ConfigOpt, JsonOpt, _app, _emit, cli, out
 from dockyard.cli.errors import err_console, handle_errors
-from dockyard.cli.render import cell, styled
+from dockyard.cli.progress import Progress
+from dockyard.cli.render import TerminalConsole, cell, styled
 
 ci = typer.Typer(
     add_completion=False,
@@ -61,6 +62,7 @@ def build(
         str | None, typer.Option("--gitlab-token", help="GitLab token (default: ci.gitlab.token, $GITLAB_TOKEN).")
     ] = None,
     as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo dbt's log lines.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Build pull request --pr N: state:modified+ in its PR schema, deferring to the base
@@ -86,11 +88,21 @@ def build(
     if posting:
         pending = {"pr": pr, "provider": provider, "sha": sha, "environment": env or app.config.ci.environment}
         _try_post(lambda: reporter.post(app, pending, None, **post_to, token=post_token, pending=True))
-    console = err_console if as_json else out
+    console = TerminalConsole(stderr=True, highlight=False) if as_json else out
     console.print(Text(f"CI of pull request #{pr}", style="bold"))
-    result = app.ci.build(
-        pr, env=env, base=base, sha=sha, branch=branch, state=state, server=server, token=token, provider=provider
-    )
+    with Progress(console, [], echo_logs=not (as_json or quiet)) as progress:
+        result = app.ci.build(
+            pr,
+            env=env,
+            base=base,
+            sha=sha,
+            branch=branch,
+            state=state,
+            server=server,
+            token=token,
+            provider=provider,
+            observer=progress,
+        )
     report = reporter.merged({"pr": pr, "provider": provider, **(result.report or {})}, result.run)
     report.setdefault("schema", result.schema)
     report.setdefault("selected", result.selected)
@@ -142,7 +154,11 @@ def _show(result, report: dict) -> None:
         for node in result.selected:
             table.add_row(cell(node.get("unique_id")), cell(node.get("reason")))
         out.print(table)
-    failed = [n for n in report.get("nodes") or [] if n.get("status") in ("error", "fail", "runtime error")]
+    failed = [
+        n
+        for n in report.get("results") or report.get("nodes") or []
+        if n.get("status") in ("error", "fail", "runtime error")
+    ]
     for node in failed:
         out.print(Text.assemble(("✗ ", "red"), cell(node.get("unique_id")), ": ", cell(node.get("message") or "")))
 
