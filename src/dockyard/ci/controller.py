@@ -194,21 +194,22 @@ class Controller:
                     "git_sha": out["sha"],
                     "git_branch": _branch(event.branch),
                 }
-                runs.append(self._queue(view, {k: v for k, v in body.items() if v}, key))
+                runs.append(self._queue(view, {k: v for k, v in body.items() if v}, key, trigger="api"))
         out["runs"] = runs
         log.info("push of %s to %s: deployed, queued runs %s", out["sha"], event.ref, runs)
         return out
 
     # -- queueing -----------------------------------------------------------------------------
-    def _queue(self, view, body: dict, key: str) -> int:
+    def _queue(self, view, body: dict, key: str, trigger: str = "ci") -> int:
         """One run of ``view`` (a new run, never folded into another), at most once per
-        delivery and job (``key``)."""
+        delivery and job (``key``). ``trigger``: ``ci`` for a pull request's build (dbt
+        Cloud's cause_category ``github_pull_request``), ``api`` for a deploy's jobs."""
         triggers = self.app.triggers
         view, options, overrides, commands = triggers.prepare(view, body, scope="admin")
         triggers.check_queue(view.id)
         result = triggers.enqueue(
             view.id,
-            trigger="ci",
+            trigger=trigger,
             cause=(options.cause or "Git webhook")[:255],
             commands=commands,
             overrides=overrides,
