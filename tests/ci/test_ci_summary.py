@@ -81,6 +81,9 @@ def test_summary_says_what_happened():
     assert "| orders | 1,200 | 1,000 | +discount, −legacy\\_id |" in text
     assert "old\\_orders (model): not built" in text
     assert "passed" in render(report(status="success")).splitlines()[1]
+    broken = [{"unique_id": "model.shop.orders", "resource_type": "model", "status": "error", "message": "syntax"}]
+    text = render(report(nodes=None, results=broken))  # app.ci.report's key
+    assert "#### Errors (1)" in text and "| orders | error | syntax |" in text
 
 
 def test_user_strings_cannot_inject_markup_or_mentions():

@@ -103,7 +103,19 @@ def _sections(report: dict) -> list[_Section]:
     nodes = _nodes(report)
     changed = [s for s in selected if not str(s.get("reason", "")).startswith("downstream of")]
     downstream = [s for s in selected if str(s.get("reason", "")).startswith("downstream of")]
+    broken = [
+        n for n in nodes if n.get("resource_type") not in ("test", "unit_test") and str(n.get("status")) in FAILED
+    ]
     out = [
+        _Section(
+            f"Errors ({len(broken)})",
+            ["| node | status | message |", "|---|---|---|"],
+            [
+                f"| {md(n.get('name') or _short(n.get('unique_id', '')))} | {md(n.get('status', ''))} | "
+                f"{md(n.get('message') or '', limit=MESSAGE_CHARS)} |"
+                for n in broken
+            ],
+        ),
         _Section(
             f"Changed ({len(changed)})",
             ["| node | type | why |", "|---|---|---|"],
