@@ -17,8 +17,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from dockyard import clock
 from dockyard.app import App
 from dockyard.config.reload import Reloader
+from dockyard.errors import SetupError
+from dockyard.server.duties import PollRepository, Tick, TickReport
 from repository.conftest import Remote, server_folder, tiny_project
 
 pytestmark = pytest.mark.slow
@@ -70,6 +73,8 @@ def scenario(tmp_path_factory):
     try:
         out["c1"] = remote.commit(tiny_project(1), "one")
         folder = server_folder(root, str(remote.bare))
+        config = folder / "dockyard.yml"
+        config.write_text(config.read_text().replace("branch: main}", "branch: main, poll_seconds: 3600}"))
         out["folder"] = folder
         app = App.open(folder / "dockyard.yml")
         out["before_deploy_jobs"] = sorted(app.job_ids())
@@ -91,11 +96,22 @@ def scenario(tmp_path_factory):
         app.repository._followed = 0.0
         app.repository.follow()
         out["jobs3"] = sorted(app.job_ids())
+        out["deployed3"] = app.repository.deployed()
         job_id = app.job_ids()["Build"]
         run_id = app.triggers.trigger(job_id, {"git_sha": out["c1"][:8], "cause": "old code"})
         out["run_old"] = run_claimed(app, run_id)
         out["answer_old"] = answer(db)
-        out["logs"] = {r.id: app.runs.logs(r.id) for r in (out["run1"], out["run2"], out["run_old"])}
+        run_id = app.triggers.trigger(job_id, {"git_sha": "deadbeef"})
+        with pytest.raises(SetupError):
+            run_claimed(app, run_id)
+        out["run_unknown"] = app.runs.get(run_id)
+        out["poll_refused"] = app.repository.poll()  # the head is commit 3, already refused
+        out["c4"] = remote.commit(tiny_project(4, SECOND_JOB), "four: fixed")
+        PollRepository(app).run(Tick(clock.now(), TickReport(), {}))
+        out["polled"] = app.repository.deployed()
+        out["logs"] = {
+            r.id: app.runs.logs(r.id) for r in (out["run1"], out["run2"], out["run_old"], out["run_unknown"])
+        }
         out["app"] = app
         yield out
     finally:
@@ -137,7 +153,7 @@ def test_an_invalid_commit_is_refused_with_the_located_error_and_the_old_jobs_st
     status = json.loads(scenario["status3"].stdout)["repository"]
     assert status["deployed"]["sha"] == scenario["c2"]
     assert status["refused"]["sha"] == c3 and f"dockyard.yml@{c3[:12]}:12" in status["refused"]["error"]
-    assert scenario["app"].repository.deployed() == scenario["c2"]
+    assert scenario["deployed3"] == scenario["c2"]
 
 
 def test_a_trigger_with_git_sha_runs_that_older_commit(scenario):
@@ -153,3 +169,14 @@ def test_partial_parse_survives_the_change_of_commit(scenario):
     assert "Unable to do partial parsing" in first  # nothing saved yet: a full parse
     for text in (second, old):
         assert "Unable to do partial parsing" not in text, text[-3000:]
+
+
+def test_a_trigger_with_an_unknown_sha_fails_at_once_naming_it(scenario):
+    run = scenario["run_unknown"]
+    assert (run.status.value, run.reason) == ("error", "setup_failed")
+    assert "commit deadbeef is not in" in scenario["logs"][run.id]
+
+
+def test_polling_deploys_a_new_head_and_never_retries_a_refused_one(scenario):
+    assert scenario["poll_refused"] is None
+    assert scenario["polled"] == scenario["c4"]
