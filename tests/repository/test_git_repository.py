@@ -81,3 +81,19 @@ def test_prune_keeps_the_newest_and_those_asked_for(remote: Remote, tmp_path: Pa
     dropped = repo.prune(keep={shas[0]}, max_kept=2)
     assert sorted(dropped) == sorted(shas[1:3])
     assert sorted(p.name for p in repo.checkouts.iterdir()) == sorted([shas[0], shas[3], shas[4]])
+
+
+def test_before_the_first_deploy_the_project_says_to_deploy(remote: Remote, tmp_path: Path):
+    from dockyard.app import App
+    from dockyard.errors import ProjectError
+    from repository.conftest import server_folder, tiny_project
+
+    remote.commit(tiny_project(1))
+    app = App.open(server_folder(tmp_path, str(remote.bare)) / "dockyard.yml")
+    assert app.repository.enabled and app.repository.deployed() is None
+    with pytest.raises(ProjectError) as err:
+        app.project  # noqa: B018
+    assert "no commit is deployed yet" in err.value.what and "dockyard deploy" in err.value.hint
+    with pytest.raises(RepositoryError) as err:
+        app.repository.project_dir()
+    assert "dockyard deploy" in err.value.hint

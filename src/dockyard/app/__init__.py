@@ -44,6 +44,7 @@ from dockyard.app.validate import Check, Validate, ValidationReport
 from dockyard.config.loader import LoadedConfig, load_config
 from dockyard.config.model import Job
 from dockyard.domain import JobRecord, RunRecord
+from dockyard.errors import ProjectError
 from dockyard.policy import trusted_job
 from dockyard.project import DbtProject
 from dockyard.schedule import safe_next_fires
@@ -128,7 +129,15 @@ class App:
     # -- wiring -----------------------------------------------------------------------------
     @cached_property
     def project(self) -> DbtProject:
-        return DbtProject(self.loaded)
+        try:
+            return DbtProject(self.loaded)
+        except ProjectError as exc:
+            if self.config.repository is not None and not getattr(self.loaded, "sha", None):
+                raise ProjectError(
+                    "the dbt project comes from git (repository:) and no commit is deployed yet",
+                    hint="run 'dockyard deploy'",
+                ) from exc
+            raise
 
     @property
     def state_dir(self) -> Path:
