@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard import clock
-from dockyard.errors import DockyardError, UnknownEnvironmentError
+from dockyard.errors import DockyardError, SetupError, UnknownEnvironmentError
 from dockyard.slim import schema as slim_schema
 
 #: The trigger fields that make a run a CI run (dbt Cloud's names), by provider.
@@ -185,8 +185,9 @@ class Ci:
         view = views[0]
         options = self.app.triggers.options(body)
         self._options[(env_name, int(pr))] = BaseOptions(base=base, state=state, server=server, token=token)
+        before, _ = self.app.runs.search(job_ids=[view.id], order_by="-id", limit=1)
         try:
-            record = self.app.execution.run_foreground(
+            run_id = self.app.execution.run_foreground(
                 view.record,
                 view.config,
                 env_name,
@@ -197,10 +198,15 @@ class Ci:
                 overrides=overrides_of(options),
                 git_sha=options.git_sha,
                 git_branch=options.git_branch,
-            )
+            ).id
+        except SetupError:  # the run failed before dbt started (no base, a parse error): it is final
+            after, _ = self.app.runs.search(job_ids=[view.id], order_by="-id", limit=1)
+            if not after or (before and after[0].id == before[0].id):
+                raise
+            run_id = after[0].id
         finally:
             self._options.pop((env_name, int(pr)), None)
-        run = self.app.runs.get(record.id)
+        run = self.app.runs.get(run_id)
         report = self.report(run.id) or {}
         return CiResult(
             run=run,

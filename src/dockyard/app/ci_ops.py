@@ -1,9 +1,9 @@
 """Dropping pull-request schemas: ``app.ci.cleanup`` and ``app.ci.janitor``.
 
 The warehouse is asked through dbt itself, so that every adapter works the same way: two
-dockyard macros (``dockyard__list_schemas``, ``dockyard__drop_schemas``, over
-``adapter.list_schemas`` and ``adapter.drop_schema``) run with ``dbt run-operation`` in a copy
-of the project (``<state_dir>/ci/ops/<env>``, its partial parse kept in
+dockyard macros (``dockyard__list_schemas``, ``dockyard__drop_schemas``, over dbt's
+``list_schemas`` and ``drop_schema``, which each adapter implements) run with ``dbt
+run-operation`` in a copy of the project (``<state_dir>/ci/ops/<env>``, its partial parse kept in
 ``<state_dir>/ci/ops-target/<env>``), with the CI environment's profile and secrets.
 """
 
@@ -25,21 +25,22 @@ from dockyard.slim import shadow
 log = logging.getLogger("dockyard.app.ci")
 MACROS = """{# written by dockyard: listing and dropping pull-request schemas #}
 {% macro dockyard__list_schemas() %}
-  {% set names = adapter.list_schemas(target.database) | list %}
+  {% set names = list_schemas(target.database).columns[0].values() | list %}
   {{ log('dockyard-schemas: ' ~ tojson(names), info=True) }}
 {% endmacro %}
 
 {% macro dockyard__drop_schemas(schemas) %}
   {% set dropped = [] %}
-  {% for name in adapter.list_schemas(target.database) | sort %}
+  {% for name in list_schemas(target.database).columns[0].values() | sort %}
     {% for wanted in schemas %}
       {% set n, w = name | lower, wanted | lower %}
       {% if (n == w or n.startswith(w ~ '_')) and name not in dropped %}
-        {% do adapter.drop_schema(api.Relation.create(database=target.database, schema=name)) %}
+        {% do drop_schema(api.Relation.create(database=target.database, schema=name)) %}
         {% do dropped.append(name) %}
       {% endif %}
     {% endfor %}
   {% endfor %}
+  {% if dropped %}{% do adapter.commit() %}{% endif %}
   {{ log('dockyard-dropped: ' ~ tojson(dropped), info=True) }}
 {% endmacro %}
 """
