@@ -130,8 +130,14 @@ def schemas(root) -> set[str]:
 
 def test_ci_cleanup_drops_the_pr_schema(project):
     root, cli = project
-    if "dbt_ci_pr_1" not in schemas(root):  # run alone: build the PR first
-        assert cli("ci", "--pr", "1").returncode == 0
+    if "dbt_ci_pr_1" not in schemas(root):  # run alone: build a change of the PR first
+        fct = root / "models/marts/fct_orders.sql"
+        original = fct.read_text()
+        fct.write_text(original.replace("as amount", "as amount, 2 as two"))
+        try:
+            assert cli("ci", "--pr", "1").returncode == 0
+        finally:
+            fct.write_text(original)
     assert "dbt_ci_pr_1" in schemas(root)
     dropped = cli("ci", "cleanup", "--pr", "1", "--json")
     assert dropped.returncode == 0, dropped.stderr
