@@ -143,6 +143,7 @@ class RepositoryService:
         ``repository:``."""
         if not self.enabled:
             return run
+        self.follow(force=True)  # a run starts on the config deployed now (its job may be new)
         if run.git_sha:
             full, branch = self.repo.resolve(run.git_sha) or self.fetch(run.git_sha), run.git_branch
         else:
@@ -222,13 +223,13 @@ class RepositoryService:
             return None
         return self.deploy(head, branch=self.branch)
 
-    def follow(self) -> bool:
+    def follow(self, *, force: bool = False) -> bool:
         """Switch to the deployed commit when another process deployed one (at most once a
-        second); True when the config in force changed."""
+        second unless ``force``); True when the config in force changed."""
         if not self.enabled:
             return False
         now = time.monotonic()
-        if now - self._followed < FOLLOW_EVERY_S:
+        if not force and now - self._followed < FOLLOW_EVERY_S:
             return False
         self._followed = now
         try:
