@@ -5,6 +5,7 @@ queueing twice; a failed handler lets the next copy act at once."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
@@ -134,3 +135,13 @@ def test_a_delivery_the_server_cannot_act_on_answers_500_and_is_released(hooked)
         assert app.store.webhooks.claim("github", "d-51", "pull_request").owner  # the next copy acts at once
     finally:
         app.close()
+
+
+def test_github_form_encoded_deliveries_are_read(app, send):
+    from urllib.parse import urlencode
+
+    body = urlencode({"payload": json.dumps(pull_request(71, sha="7" * 40))}).encode()
+    response = send.github("pull_request", body, **{"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200, response.text
+    [run] = ci_runs(app, 71)
+    assert run.git_sha == "7" * 40
