@@ -67,7 +67,9 @@ class FakeGitHost:
         self.url = f"http://127.0.0.1:{self.port}"
         self.github_url = self.url
         self.gitlab_url = f"{self.url}/api/v4"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-git-host", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-git-host", daemon=True
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> FakeGitHost:

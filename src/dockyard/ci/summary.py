@@ -26,7 +26,7 @@ GITHUB_LIMIT = 65536  # characters of an issue comment
 MESSAGE_CHARS = 300  # of one test message in the table
 FAILED = {"error", "fail", "runtime error"}
 SHOWN = FAILED | {"warn"}  # statuses whose message the table shows
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~-])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#|~])")  # what can start markup mid-line
 
 
 def marker(env: str) -> str:
@@ -59,8 +59,11 @@ def _nodes(report: dict) -> list[dict]:
 
 
 def _short(unique_id: str) -> str:
-    """``model.shop.orders`` -> ``orders`` (the name the author knows)."""
+    """``model.shop.orders`` -> ``orders``, ``test.shop.unique_orders_id.1a2b3c`` ->
+    ``unique_orders_id`` (the name the author knows)."""
     parts = str(unique_id).split(".")
+    if len(parts) > 3 and parts[0] in ("test", "unit_test"):
+        return parts[2]
     return ".".join(parts[2:]) if len(parts) > 2 else str(unique_id)
 
 
@@ -140,15 +143,19 @@ def _sections(report: dict) -> list[_Section]:
         key=lambda n: (str(n.get("status")) not in FAILED, str(n.get("status")) != "warn", n.get("unique_id", ""))
     )
     failed = sum(1 for n in tests if str(n.get("status")) in FAILED)
+    warned = sum(1 for n in tests if str(n.get("status")) == "warn")
+    passed = len(tests) - failed - warned
+    listed = [n for n in tests if str(n.get("status")) in SHOWN]  # passing tests are counted, not listed
     out.append(
         _Section(
-            f"Tests ({failed} failed, {len(tests) - failed} passed or warned)" if tests else "Tests",
+            f"Tests ({failed} failed, {warned} warned, {passed} passed)",
             ["| test | status | message |", "|---|---|---|"],
             [
                 f"| {md(n.get('name') or _short(n.get('unique_id', '')))} | {md(n.get('status', ''))} | "
-                f"{md(n.get('message') or '', limit=MESSAGE_CHARS) if str(n.get('status')) in SHOWN else ''} |"
-                for n in tests
+                f"{md(n.get('message') or '', limit=MESSAGE_CHARS)} |"
+                for n in listed
             ],
+            intro="" if listed or not tests else f"All {passed} passed.",
         )
     )
     base_timings = report.get("base_timings") or {}
