@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.repository.conftest import Remote, server_folder, tiny_project
-from tests.webhooks.conftest import GITHUB_SECRET, GITLAB_TOKEN, Sender
+from tests.repository.conftest import Remote, git, server_folder, tiny_project
+from tests.webhooks.conftest import GITHUB_SECRET, GITLAB_TOKEN, Sender, pull_request
 
 from dockyard.api.app import create_app
 from dockyard.app import App
@@ -17,6 +17,11 @@ ON_MERGE = """\
     environment: dev
     commands: ["dbt run"]
     triggers: {on_merge: true}
+  - name: PR
+    environment: dev
+    commands: ["dbt build"]
+    triggers: {github_webhook: true}
+ci: {environment: dev}
 """
 HOOKS = """\
 server:
@@ -60,7 +65,12 @@ def test_a_push_deploys_then_runs_the_on_merge_jobs_and_a_bad_commit_is_refused(
     again = send.github("push", {"ref": "refs/heads/main", "after": second}, delivery="push-2")
     assert again.json()["data"]["duplicate"] is True and len(_runs(app, "Deploy")) == 1
 
-    broken = tiny_project(3, ON_MERGE.replace("environment: dev", "environment: nowhere"))
+    broken = tiny_project(
+        3,
+        ON_MERGE.replace(
+            'environment: dev\n    commands: ["dbt run"]', 'environment: nowhere\n    commands: ["dbt run"]'
+        ),
+    )
     third = remote.commit(broken, "an invalid dockyard.yml")
     response = send.github("push", {"ref": "refs/heads/main", "after": third}, delivery="push-3")
     assert response.status_code == 200, response.text
@@ -68,7 +78,7 @@ def test_a_push_deploys_then_runs_the_on_merge_jobs_and_a_bad_commit_is_refused(
     assert data["deploy"] == "refused" and data["sha"] == third
     assert "nowhere" in data["error"] and "dockyard.yml" in data["error"]  # located
     assert app.repository.deployed() == second  # the last good commit stays in force
-    assert {v.name for v in app.jobs.list()} == {"Build", "Deploy"}
+    assert {v.name for v in app.jobs.list()} == {"Build", "Deploy", "PR"}
     assert len(_runs(app, "Deploy")) == 1  # nothing ran on the refused commit
 
     other = remote.commit(tiny_project(4, ON_MERGE), "elsewhere", branch="feature")
@@ -81,3 +91,17 @@ def test_a_push_deploys_then_runs_the_on_merge_jobs_and_a_bad_commit_is_refused(
     response = send.gitlab("Push Hook", {"object_kind": "push", "ref": "refs/heads/main", "after": fourth})
     assert response.status_code == 200 and response.json()["data"]["deploy"] == "ok"
     assert app.repository.deployed() == fourth and len(_runs(app, "Deploy")) == 2
+
+
+def test_a_pr_from_a_fork_is_fetched_by_its_pull_ref(served):
+    remote, app, send = served
+    # a commit reachable only through refs/pull/9/head (as GitHub keeps a fork's PR head)
+    sha = remote.commit(tiny_project(9, ON_MERGE), "from a fork", branch="fork-tmp")
+    remote.push_ref("refs/pull/9/head")
+    git("push", "--quiet", str(remote.bare), ":refs/heads/fork-tmp", cwd=remote.work)
+    assert app.repository.repo.resolve(sha) is None
+    response = send.github("pull_request", pull_request(9, sha=sha, ref="fork-tmp"))
+    assert response.status_code == 200, response.text
+    assert app.repository.repo.resolve(sha) == sha  # in the cached clone before the run starts
+    [run_id] = response.json()["data"]["runs"]
+    assert app.runs.get(run_id).git_sha == sha

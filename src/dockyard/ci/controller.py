@@ -82,7 +82,9 @@ class Controller:
                 raise
             # the delivery was valid: the server could not act on it (a 5xx, so the provider
             # shows the failure and its redelivery, which may act at once, is worth it)
-            raise HandlingError(f"The {provider} delivery could not be handled: {exc.what}", hint=exc.hint) from exc
+            # the answer carries the first line only (the full error is in the server log)
+            first = exc.what.splitlines()[0][:300] if exc.what else type(exc).__name__
+            raise HandlingError(f"The {provider} delivery could not be handled: {first}", hint=exc.hint) from exc
         except BaseException:
             webhooks.release(provider, delivery)
             raise
@@ -122,6 +124,7 @@ class Controller:
     def build(self, event: PullRequestEvent, key: str) -> dict[str, Any]:
         """Queue the CI jobs for the PR's head sha, then cancel the PR's older CI runs."""
         ci = self.app.ci
+        self.fetch_head(event)
         runs = []
         for view in ci.jobs():
             body = ci.trigger_options(
@@ -141,6 +144,23 @@ class Controller:
             cancelled,
         )
         return {"pull_request": event.number, "action": event.action, "runs": runs, "cancelled": cancelled}
+
+    def fetch_head(self, event: PullRequestEvent) -> None:
+        """With ``repository:``, fetch the PR's head ref (``refs/pull/N/head``,
+        ``refs/merge-requests/N/head``) into the cached clone, so its sha is there when the run
+        checks it out, also for a pull request from a fork; best effort (the run fetches the
+        sha itself otherwise)."""
+        if not self.app.repository.enabled:
+            return
+        ref = (
+            f"refs/pull/{event.number}/head"
+            if event.provider == "github"
+            else f"refs/merge-requests/{event.number}/head"
+        )
+        try:
+            self.app.repository.fetch(ref)
+        except DockyardError as exc:
+            log.warning("%s pull request #%s: fetching %s failed: %s", event.provider, event.number, ref, exc.what)
 
     def close(self, event: PullRequestEvent) -> dict[str, Any]:
         cancelled = self.cancel_runs(event.provider, event.number)
