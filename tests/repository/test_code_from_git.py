@@ -16,8 +16,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from fastapi.testclient import TestClient
 
 from dockyard import clock
+from dockyard.api.app import create_app
 from dockyard.app import App
 from dockyard.config.reload import Reloader
 from dockyard.errors import SetupError
@@ -97,6 +99,9 @@ def scenario(tmp_path_factory):
         app.repository.follow()
         out["jobs3"] = sorted(app.job_ids())
         out["deployed3"] = app.repository.deployed()
+        with TestClient(create_app(app)) as client:
+            out["health3"] = client.get("/api/v1/health").json()
+            out["cloud_run1"] = client.get(f"/api/v2/accounts/1/runs/{out['run1'].id}/").json()
         job_id = app.job_ids()["Build"]
         run_id = app.triggers.trigger(job_id, {"git_sha": out["c1"][:8], "cause": "old code"})
         out["run_old"] = run_claimed(app, run_id)
@@ -134,6 +139,8 @@ def test_a_run_records_and_runs_the_deployed_commit(scenario):
     assert (run1.git_sha, run1.git_branch) == (scenario["c1"], "main")
     assert scenario["answer1"] == 1  # commit 1's model, checked in DuckDB
     assert (run2.git_sha, scenario["answer2"]) == (scenario["c2"], 2)
+    cloud = scenario["cloud_run1"]["data"]  # the dbt Cloud shape
+    assert (cloud["git_sha"], cloud["git_branch"]) == (scenario["c1"], "main")
     # the server's profiles.yml, never the commit's
     assert not (scenario["db"] / "from_the_commit.duckdb").exists()
 
@@ -154,6 +161,9 @@ def test_an_invalid_commit_is_refused_with_the_located_error_and_the_old_jobs_st
     assert status["deployed"]["sha"] == scenario["c2"]
     assert status["refused"]["sha"] == c3 and f"dockyard.yml@{c3[:12]}:12" in status["refused"]["error"]
     assert scenario["deployed3"] == scenario["c2"]
+    health = scenario["health3"]["repository"]  # no token needed: no URL there
+    assert health["deployed"]["sha"] == scenario["c2"] and health["refused"]["sha"] == c3
+    assert "url" not in health and str(scenario["remote"].bare) not in json.dumps(scenario["health3"])
 
 
 def test_a_trigger_with_git_sha_runs_that_older_commit(scenario):
