@@ -145,3 +145,17 @@ def test_github_form_encoded_deliveries_are_read(app, send):
     assert response.status_code == 200, response.text
     [run] = ci_runs(app, 71)
     assert run.git_sha == "7" * 40
+
+
+def test_without_a_ci_job_nothing_is_queued_nor_cancelled(hooked):
+    config = hooked / "dockyard.yml"
+    config.write_text(config.read_text().replace("triggers: {github_webhook: true}", "triggers: {}"))
+    app = make_app(hooked)
+    try:
+        api_run = app.triggers.trigger("CI", {"github_pull_request_id": 81})  # e.g. from the dbt Cloud API
+        with TestClient(create_app(app), base_url="https://testserver") as client:
+            data = Sender(client).github("pull_request", pull_request(81, action="synchronize")).json()["data"]
+        assert data["runs"] == [] and data["cancelled"] == [] and "triggers.github_webhook" in data["note"]
+        assert app.runs.get(api_run).status.value == "queued"
+    finally:
+        app.close()

@@ -132,8 +132,17 @@ class Controller:
             )
             body["cause"] = f"Pull request #{event.number}"
             runs.append(self._queue(view, body, key))
-        newest = min(runs) if runs else None
-        cancelled = self.cancel_runs(event.provider, event.number, before=newest)
+        if not runs:  # nothing replaces the PR's runs: leave them alone
+            log.warning("%s pull request #%s: no CI job to run", event.provider, event.number)
+            return {
+                "pull_request": event.number,
+                "action": event.action,
+                "runs": [],
+                "cancelled": [],
+                "note": f"no job of environment {ci.environment()!r} has triggers.github_webhook or "
+                "triggers.git_provider_webhook",
+            }
+        cancelled = self.cancel_runs(event.provider, event.number, before=min(runs))
         log.info(
             "%s pull request #%s (%s, %s): queued runs %s, cancelled %s",
             event.provider,
