@@ -167,3 +167,13 @@ class QueueFullError(DockyardError):
     def __init__(self, what: str, *, hint: str | None = None, retry_after: int = 60):
         super().__init__(what, hint=hint or f"retry in {retry_after} s, once some of them have run")
         self.retry_after = retry_after
+
+
+class RepositoryError(DockyardError):
+    """Code from git: the remote, a ref or a commit cannot be used (dockyard.repository)."""
+
+
+class UnknownCommitError(RepositoryError):
+    """A sha that is neither in the cached clone nor fetchable from the remote: 404."""
+
+    status = 404

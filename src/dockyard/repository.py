@@ -1,11 +1,10 @@
 """Code from git: the cached clone, checkouts of exact commits (docs/ci.md, "Code from git").
 
-:class:`Repository` drives the ``git`` CLI (argv lists, never a shell, ``GIT_TERMINAL_PROMPT=0``,
-a time limit on every call). It keeps one bare clone, ``<cache_dir>/cache``, fetched from the
-remote by URL (no remote is configured in it, so no URL, and no credential, is ever written to
-its ``config``), and checkouts of exact commits, ``<cache_dir>/checkouts/<sha>``: extracted
-with ``git archive`` into a temporary folder, then renamed into place (two runs of one commit
-share it; the loser of the race drops its copy), their files read-only afterwards.
+:class:`Repository` drives the ``git`` CLI (argv lists, no shell, ``GIT_TERMINAL_PROMPT=0``, a
+time limit). One bare clone, ``<cache_dir>/cache``, fetched by URL (no remote configured in it:
+no URL or credential in its ``config``); checkouts of exact commits,
+``<cache_dir>/checkouts/<sha>``: ``git archive`` into a temporary folder renamed into place
+(concurrent runs of one commit share it), files read-only afterwards.
 
 Credentials for ``https://`` remotes (a token, optionally a user name) reach git through its
 environment only (``GIT_CONFIG_COUNT``: an ``http.extraHeader`` with basic authentication),
@@ -27,23 +26,15 @@ import tarfile
 import time
 from pathlib import Path
 
-from dockyard.errors import DockyardError
+from dockyard.errors import RepositoryError, UnknownCommitError
+
+__all__ = ["Repository", "RepositoryError", "UnknownCommitError"]
 
 SHA = re.compile(r"^[0-9a-fA-F]{4,64}$")
 REF = re.compile(r"^refs/[A-Za-z0-9._/+-]{1,240}$")
 USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 TIMEOUT_S = 300.0  # a fetch of a large repository over a slow link
 KEEP_CHECKOUTS = 8  # checkouts kept beyond the deployed one and those in use
-
-
-class RepositoryError(DockyardError):
-    """The git remote, a ref or a commit cannot be used."""
-
-
-class UnknownCommitError(RepositoryError):
-    """A sha that is neither in the cached clone nor fetchable from the remote."""
-
-    status = 404
 
 
 class Repository:
@@ -99,23 +90,14 @@ class Repository:
             return self._resolve(f"refs/heads/{ref}") or self._no_branch(ref)
 
     def _fetch_heads(self) -> None:
-        self._git(
-            "fetch",
-            "--no-tags",
-            "--prune",
-            "--quiet",
-            self.url,
-            "+refs/heads/*:refs/heads/*",
-            what="fetch the branches",
-        )
+        heads = ("--prune", self.url, "+refs/heads/*:refs/heads/*")
+        self._git("fetch", "--no-tags", "--quiet", *heads, what="fetch the branches")
 
     def _fetch_sha(self, sha: str) -> str:
-        found = self._resolve(sha)
-        if found:
+        if found := self._resolve(sha):
             return found
         self._fetch_heads()
-        found = self._resolve(sha)
-        if found:
+        if found := self._resolve(sha):
             return found
         if len(sha) == 40:  # servers that allow fetching any reachable commit (GitHub, protocol v2)
             with contextlib.suppress(RepositoryError):
@@ -193,6 +175,12 @@ class Repository:
             try:
                 with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
                     tar.extractall(into, filter="tar")
+            except tarfile.TarError as exc:  # e.g. a symlink pointing out of the tree
+                proc.kill()
+                raise RepositoryError(
+                    f"cannot extract commit {sha}: {exc}",
+                    hint="dockyard extracts no absolute symlinks nor links out of the repository",
+                ) from None
             finally:
                 proc.stdout.close()
                 err = proc.stderr.read() if proc.stderr else b""
@@ -208,7 +196,7 @@ class Repository:
         if not self.checkouts.is_dir():
             return []
         found = [p for p in self.checkouts.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        found.sort(key=_mtime, reverse=True)
         dropped = []
         for path in found[max_kept:]:
             if path.name not in keep:
@@ -295,12 +283,12 @@ def _read_only(root: Path) -> None:
                 os.chmod(path, stat.S_IMODE(mode) & ~0o222)
 
 
-def _remove(path: Path) -> None:
-    def onerror(func, name, _exc):
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(name), 0o700)
-            os.chmod(name, 0o600)
-            func(name)
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed meanwhile by another process's prune
+        return 0.0
 
-    if path.exists():
-        shutil.rmtree(path, onerror=onerror)
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)  # read-only files go: their folders are writable

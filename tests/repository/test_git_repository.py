@@ -56,6 +56,8 @@ def test_pull_request_refs_and_unknown_commits(remote: Remote, tmp_path: Path):
     assert repo.resolve(pr_sha) is None  # not in any fetched branch
     assert repo.fetch("refs/pull/7/head") == pr_sha
     assert (repo.checkout(pr_sha) / "a.txt").read_text() == "pr\n"
+    # a full sha the remote only has under a pull-request ref: fetched by its sha
+    assert Repository(str(remote.bare), tmp_path / "git2").fetch(pr_sha) == pr_sha
     with pytest.raises(UnknownCommitError) as err:
         repo.fetch("0" * 40)
     assert "is not in" in err.value.what and err.value.hint

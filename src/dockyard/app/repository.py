@@ -66,14 +66,8 @@ class CommitConfig(LoadedConfig):
         return (local.base_dir / (local.config.project_dir or ".")).resolve()
 
     def location(self, *keys: str | int) -> Location:
-        return Location(f"{self.config_path}@{self.sha[:12]}", self.line_of(*keys), _dotted(keys))
-
-
-def _dotted(keys: tuple) -> str | None:
-    out = ""
-    for key in keys:
-        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
-    return out or None
+        where = super().location(*keys)
+        return Location(f"{self.config_path}@{self.sha[:12]}", where.line, where.key)
 
 
 class RepositoryService:
@@ -285,10 +279,7 @@ class RepositoryService:
 
 def _relabel(exc: ConfigError, path: Path, config_path: str, sha: str) -> ConfigError:
     """The error located in the commit's file (``dockyard.yml@<sha>:<line>``), not the checkout."""
-    loc = exc.location
-    label = f"{config_path}@{sha[:12]}"
-    if loc is None or loc.file is None:
-        return ConfigError(exc.what.replace(str(path), label), hint=exc.hint, location=Location(label))
+    loc, label = exc.location or Location(), f"{config_path}@{sha[:12]}"
     return ConfigError(exc.what.replace(str(path), label), hint=exc.hint, location=Location(label, loc.line, loc.key))
 
 
