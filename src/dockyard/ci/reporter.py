@@ -59,8 +59,8 @@ def run_link(app, run_id: int | None) -> str | None:
 
 
 def provider_of(app, github_repo: str | None = None, gitlab_project: str | None = None) -> str | None:
-    """Where ``dockyard ci`` posts: ``github``/``gitlab`` from the options, else from ``ci.github.repo``
-    / ``ci.gitlab.project``; None when neither is given."""
+    """The provider posted to: ``github``/``gitlab`` from the options, else the one
+    ``ci.github.repo`` / ``ci.gitlab.project`` configures; None when neither is given."""
     if github_repo:
         return "github"
     if gitlab_project:

@@ -80,8 +80,9 @@ def build(
 
     token = token or os.environ.get("DOCKYARD_TOKEN")
     app = _app(config)
-    posting = reporter.provider_of(app, github_repo, gitlab_project)
-    provider = posting or "github"
+    # posts when asked (--github-repo / --gitlab-project); ci.github.repo alone is the server's (the sink)
+    posting = "github" if github_repo else "gitlab" if gitlab_project else None
+    provider = posting or reporter.provider_of(app) or "github"
     post_to = {"github_repo": github_repo, "gitlab_project": gitlab_project}
     post_token = github_token if provider == "github" else gitlab_token
     seal_process()  # dbt steps must not read this process's environment (/proc/<pid>/environ)
