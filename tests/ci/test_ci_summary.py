@@ -81,6 +81,10 @@ def test_summary_says_what_happened():
     assert "| orders | 1,200 | 1,000 | +discount, −legacy\\_id |" in text
     assert "old\\_orders (model): not built" in text
     assert "passed" in render(report(status="success")).splitlines()[1]
+    assert "cancelled" in render(report(status="cancelled")).splitlines()[1]
+    assert "given by path" in render(report(base_run_id=None, base_source="path"))
+    assert "no base state of prod" in render(report(base_run_id=None, base_source="none"))
+    assert "run 41 of prod on the server" in render(report(base_source="server"))
     broken = [{"unique_id": "model.shop.orders", "resource_type": "model", "status": "error", "message": "syntax"}]
     text = render(report(nodes=None, results=broken))  # app.ci.report's key
     assert "#### Errors (1)" in text and "| orders | error | syntax |" in text

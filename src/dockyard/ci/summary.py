@@ -210,12 +210,13 @@ def _comparison_row(c: dict) -> str:
 
 def _header(report: dict, link: str | None) -> str:
     status = _status(report)
-    ok = status == "success"
-    icon, word = (
-        ("✅", "passed")
-        if ok
-        else (("⏳", status) if status in ("queued", "starting", "running") else ("❌", "failed"))
-    )
+    icon, word = {
+        "success": ("✅", "passed"),
+        "cancelled": ("⚪", "cancelled"),
+        "queued": ("⏳", "queued"),
+        "starting": ("⏳", "starting"),
+        "running": ("⏳", "running"),
+    }.get(status, ("❌", "failed"))
     run = report.get("run") or {}
     run_id = report.get("run_id") or run.get("id")
     title = f"### {icon} dockyard CI {word}"
@@ -224,10 +225,15 @@ def _header(report: dict, link: str | None) -> str:
     facts = []
     if report.get("schema"):
         facts.append(f"schema **{md(report['schema'])}**")
+    base_env = md(report.get("base_environment") or "base")
+    source = report.get("base_source")
     if report.get("base_run_id"):
-        facts.append(f"base: run {md(report['base_run_id'])} of {md(report.get('base_environment') or 'base')}")
-    elif report.get("base_source") == "none" or "base_run_id" in report:
-        facts.append("no base state: everything was built")
+        where = " on the server" if source == "server" else ""
+        facts.append(f"base: run {md(report['base_run_id'])} of {base_env}{where}")
+    elif source == "path":
+        facts.append(f"base: a manifest of {base_env} given by path")
+    elif source == "none":
+        facts.append(f"no base state of {base_env}: everything was built")
     if report.get("sha"):
         facts.append(f"commit {md(str(report['sha'])[:12])}")
     if run_id:
