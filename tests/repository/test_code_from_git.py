@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from dockyard import clock
 from dockyard.api.app import create_app
 from dockyard.app import App
+from dockyard.config.loader import load_config
 from dockyard.config.reload import Reloader
 from dockyard.errors import SetupError
 from dockyard.server.duties import PollRepository, Tick, TickReport
@@ -90,6 +91,8 @@ def scenario(tmp_path_factory):
         reloader = Reloader(other)
         other.repository._followed = 0.0
         out["other_followed"] = (reloader.check(), other.loaded.sha, sorted(other.job_ids()))
+        plain = App(load_config(config))  # started on the server's file alone (e.g. the fallback)
+        out["plain_sync"] = (sorted(plain.sync()), plain.loaded.sha)
         out["run2"] = app.run_job("Build")
         out["answer2"] = answer(db)
         out["c3"] = remote.commit(tiny_project(3, SECOND_JOB + BAD_JOB), "three: a bad cron")
@@ -148,6 +151,8 @@ def test_a_run_records_and_runs_the_deployed_commit(scenario):
 def test_other_processes_follow_the_deployed_commit(scenario):
     assert scenario["other_at_open"] == (scenario["c1"], ["Build"])
     assert scenario["other_followed"] == (True, scenario["c2"], ["Build", "Second"])
+    # a process on the server's own file never syncs it over the deployed commit's jobs
+    assert scenario["plain_sync"] == (["Build", "Second"], scenario["c2"])
 
 
 def test_an_invalid_commit_is_refused_with_the_located_error_and_the_old_jobs_stay(scenario):

@@ -174,6 +174,8 @@ class App:
     # -- config -------------------------------------------------------------------------------
     def sync(self) -> dict[str, int]:
         """Write environments and jobs from the config into the store; returns name -> id."""
+        if self.config.repository is not None:  # code from git: the deployed commit's jobs
+            self.repository.ensure_current()
         self.store.jobs.sync_environments(
             [
                 {"name": name, "target": env.target, "schema": env.schema_, "threads": env.threads}

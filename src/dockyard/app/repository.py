@@ -8,12 +8,10 @@ loads, makes it the config in force (its jobs synced, the commit recorded in the
 the last good commit stays in force. Every process follows the deployed commit
 (:meth:`RepositoryService.follow`, called by the config :class:`~dockyard.config.reload.Reloader`).
 
-The config in force is the commit's file with the server's own keys laid over it:
-:data:`LOCAL_KEYS` always come from the server's dockyard.yml (a commit cannot repoint the
-store, the state folder, the server, the runner, the sinks, the profiles or the remote itself);
-``project_dir``, ``environments``, ``jobs`` and ``ci`` come from the commit. Relative paths
-(state folder, profiles, ``file:`` secrets) stay relative to the server's dockyard.yml, and
-profiles.yml is never taken from a commit (see :class:`CommitConfig`).
+The config in force is the commit's file with :data:`LOCAL_KEYS` taken from the server's own
+dockyard.yml (a commit cannot repoint the store, the state folder, the server, the sinks or the
+remote); relative paths stay relative to the server's file and profiles.yml never comes from a
+commit (see :class:`CommitConfig`).
 """
 
 from __future__ import annotations
@@ -22,12 +20,11 @@ import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.config.loader import LoadedConfig, load_config
 from dockyard.errors import ConfigError, ConfigErrors, DockyardError, Location
-from dockyard.project import DbtProject
+from dockyard.project import MAX_SECRET_BYTES, DbtProject
 from dockyard.repository import Repository, RepositoryError
 from dockyard.views import iso
 
@@ -35,10 +32,9 @@ log = logging.getLogger("dockyard.app.repository")
 #: Keys of dockyard.yml that come from the server's own file, never from a commit.
 LOCAL_KEYS = ("version", "profiles_dir", "state_dir", "store", "runner", "server", "events", "repository")
 FOLLOW_EVERY_S = 1.0
-MAX_SECRET_BYTES = 64 * 1024
 
 
-@dataclass
+@dataclasses.dataclass
 class CommitConfig(LoadedConfig):
     """The config in force of a commit: ``config`` merged (see :data:`LOCAL_KEYS`), ``raw`` the
     commit's file (errors are located as ``dockyard.yml@<sha>``), ``text`` the server's file
@@ -98,10 +94,8 @@ class RepositoryService:
 
     @property
     def branch(self) -> str | None:
-        cfg = self.local.config.repository
-        return cfg.branch if cfg else None
+        return self.local.config.repository.branch if self.enabled else None
 
-    # -- commits -----------------------------------------------------------------------------
     def fetch(self, ref: str | None = None) -> str:
         """Fetch the branch (``ref`` None), a ref or a sha from the remote; the full sha."""
         return self.repo.fetch(ref)
@@ -238,6 +232,13 @@ class RepositoryService:
         log.info("following deployed commit %s", sha[:12])
         return True
 
+    def ensure_current(self) -> None:
+        """Before jobs are synced: a commit is deployed but the server's own file is in force
+        (it could not be loaded at start): load the commit, or raise, never sync the server's
+        file over the commit's jobs."""
+        if self.enabled and not getattr(self.app.loaded, "sha", None) and (sha := self.deployed()):
+            self.app.reload(self.load_at(sha))
+
     def adopt(self, loaded: LoadedConfig) -> LoadedConfig:
         """What ``app.reload`` puts in force for ``loaded``: a commit's config as it is; the
         server's own file (reloaded) merged again with the deployed commit."""
@@ -268,7 +269,7 @@ class RepositoryService:
             ),
         }
 
-    def _prune(self) -> None:
+    def _prune(self) -> None:  # keep the deployed checkout and those of queued or active runs
         try:
             active = self.app.store.reader.runs.list_runs(status=["queued", "starting", "running"], limit=500)
             keep = {r.git_sha for r in active if r.git_sha} | {getattr(self.app.loaded, "sha", "")}
