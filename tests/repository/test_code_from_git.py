@@ -117,6 +117,7 @@ def scenario(tmp_path_factory):
         out["c4"] = remote.commit(tiny_project(4, SECOND_JOB), "four: fixed")
         PollRepository(app).run(Tick(clock.now(), TickReport(), {}))
         out["polled"] = app.repository.deployed()
+        out["rollback"] = cli(folder, "deploy", "--sha", out["c1"][:10], "--json")
         out["logs"] = {
             r.id: app.runs.logs(r.id) for r in (out["run1"], out["run2"], out["run_old"], out["run_unknown"])
         }
@@ -195,3 +196,9 @@ def test_a_trigger_with_an_unknown_sha_fails_at_once_naming_it(scenario):
 def test_polling_deploys_a_new_head_and_never_retries_a_refused_one(scenario):
     assert scenario["poll_refused"] is None
     assert scenario["polled"] == scenario["c4"]
+
+
+def test_deploy_sha_rolls_back_to_an_older_commit(scenario):
+    proc = scenario["rollback"]
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"sha": scenario["c1"], "status": "ok", "jobs": {"Build": 1}}
