@@ -175,7 +175,7 @@ def module_monkeypatch():
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory, module_monkeypatch):
+def slimshop(tmp_path_factory, module_monkeypatch):
     """The project built once in prod (the base of every CI build of the module)."""
     tmp = tmp_path_factory.mktemp("slim")
     shop = make_shop(tmp, module_monkeypatch)

@@ -19,6 +19,12 @@ FCT_CHANGED = "select o.id, o.customer_id, {{ cents('o.amount') }} as amount, 1 
 FCT_TESTS = {"test.slimshop.not_null_fct_orders_id.600c7b2b67", "test.slimshop.unique_fct_orders_id.2a20231a0b"}
 
 
+@pytest.fixture
+def shop(slimshop):
+    """The module's project (tests/slim/conftest.py), built once in prod."""
+    return slimshop
+
+
 def reasons(result) -> dict[str, str]:
     return {s["unique_id"]: s["reason"] for s in result.selected}
 
@@ -156,7 +162,8 @@ def test_janitor_drops_orphans_closed_and_stale_prs(shop):
         con.execute("create schema dbt_ci_pr_98; create schema dbt_ci_pr_97; create schema dbt_ci_pr_97_marts")
     shop.app.store.pr_schemas.built("ci", 98, "dbt_ci_pr_98")
     shop.app.store.pr_schemas.built("ci", 97, "dbt_ci_pr_97")
-    dropped = shop.app.ci.janitor(open_prs={97})  # 98 was closed
+    open_prs = {r.pr_number for r in shop.app.store.pr_schemas.list(environment="ci", states=("open",))} - {98}
+    dropped = shop.app.ci.janitor(open_prs=open_prs)  # 98 was closed
     assert sorted(dropped) == ["dbt_ci_pr_98", "dbt_ci_pr_99"]
     assert not {"dbt_ci_pr_98", "dbt_ci_pr_99"} & shop.schemas()
     assert shop.app.store.pr_schemas.get("ci", 98).state == "dropped"

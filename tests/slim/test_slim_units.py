@@ -126,6 +126,27 @@ def test_sources_compare_unrendered_relations():
     assert moved.selected[0]["reason"] == "relation changed"
 
 
+def test_the_base_sources_are_rendered_as_the_ci_target_renders_them():
+    def source(schema, unrendered="{{ target.schema }}"):
+        return {
+            "unique_id": "source.p.raw.t",
+            "resource_type": "source",
+            "database": "db",
+            "schema": schema,
+            "unrendered_schema": unrendered,
+            "identifier": "t",
+            "relation_name": f'"db"."{schema}"."t"',
+        }
+
+    base = manifest(sources={"source.p.raw.t": source("prod")})
+    assert mf.align_sources(base, manifest(sources={"source.p.raw.t": source("dbt_ci_pr_1")})) == ["source.p.raw.t"]
+    assert base["sources"]["source.p.raw.t"]["schema"] == "dbt_ci_pr_1"
+    assert base["sources"]["source.p.raw.t"]["relation_name"] == '"db"."dbt_ci_pr_1"."t"'
+    moved = manifest(sources={"source.p.raw.t": source("elsewhere", unrendered="elsewhere")})
+    base = manifest(sources={"source.p.raw.t": source("prod")})
+    assert mf.align_sources(base, moved) == [] and base["sources"]["source.p.raw.t"]["schema"] == "prod"
+
+
 def test_state_flags_are_added_only_where_state_is_used(tmp_path):
     argv = ["build", "--select", "state:modified+", "--target", "ci"]
     assert state.with_state(argv, tmp_path) == [*argv, "--state", str(tmp_path), "--defer", "--favor-state"]
@@ -183,8 +204,7 @@ def test_the_ci_copy_wraps_the_projects_macro_and_sets_the_flag(tmp_path):
     assert (copy / "models" / "m.sql").read_text() == "select 1"
     assert not (copy / "target").exists() and not (copy / "prod.duckdb").exists()
     assert (copy / "dbt_packages").is_symlink()
-    text = (copy / "dbt_project.yml").read_text()
-    assert "state_modified_compare_more_unrendered_values: true" in text and "send_anonymous_usage_stats" in text
+    assert (copy / "dbt_project.yml").read_text() == (src / "dbt_project.yml").read_text()
     assert "macro  dockyard__project_generate_schema_name(c, n)" in (copy / "macros" / "s.sql").read_text()
     assert "generate_schema_name(custom_schema_name=none" in (copy / "macros" / schema.MACRO_FILE).read_text()
     assert "dockyard" not in (src / "macros" / "s.sql").read_text()

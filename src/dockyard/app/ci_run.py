@@ -10,8 +10,10 @@ into the PR schema (a ``schema_override`` of the trigger wins) and, before its f
    ``fail`` (the run fails at once, saying why);
 3. the commands that use ``state:``/``--defer`` get ``--state``, ``--defer --favor-state``;
 4. ``dbt parse`` of the copy (its partial parse is then the environment's, so the build
-   does not parse again), the selection explained (:mod:`dockyard.slim.manifest`), every
-   selected node checked to write into the PR schema, and ``artifacts/ci.json`` written.
+   does not parse again), the selection explained (:mod:`dockyard.slim.manifest`), the
+   base's sources rendered as the CI target renders them where they are the same source
+   (:func:`dockyard.slim.manifest.align_sources`), every selected node checked to write
+   into the PR schema, and ``artifacts/ci.json`` written.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 from dockyard import permissions
-from dockyard.errors import DockyardError, SetupError
+from dockyard.errors import CancelledError, DockyardError, SetupError
 from dockyard.runner.invocation import DbtInvocation
 from dockyard.runner.output import LogLine
 from dockyard.runner.workspace import RunTarget
@@ -34,6 +36,7 @@ from dockyard.slim import shadow, state
 
 log = logging.getLogger("dockyard.app.ci")
 PARSE_TIMEOUT_S = 1800
+TICK_S = 5.0
 
 
 @dataclasses.dataclass
@@ -84,7 +87,10 @@ class CiRun:
             log.warning("run %s: %s", self.run.id, text)
             plan = dataclasses.replace(plan, notes=[*plan.notes, text])
         new = self._parse(plan, copy)
-        selection = mf.explain(mf.load(base["manifest"]) if base else {}, new)
+        base_manifest = mf.load(base["manifest"]) if base else {}
+        selection = mf.explain(base_manifest, new)
+        if base and mf.align_sources(base_manifest, new):  # sources that follow the target
+            state.write_manifest(base_manifest, state_dir)
         report = {
             "pr": self.pr,
             "provider": self.provider,
@@ -151,7 +157,7 @@ class CiRun:
         workspace.prepare()
         try:
             view = dataclasses.replace(plan.view, reveal=tuple(sorted({*plan.view.reveal, os.path.realpath(own)})))
-            code, lines = call_dbt(argv, plan.project_dir, plan.env, view, plan.mode, plan.preload)
+            code, lines = call_dbt(argv, plan.project_dir, plan.env, view, plan.mode, plan.preload, tick=self._beat)
             if code != 0:
                 tail = "\n".join(lines[-15:])
                 raise DockyardError(
@@ -164,18 +170,34 @@ class CiRun:
         finally:
             workspace.remove()
 
+    def _beat(self) -> bool:
+        """Renew the run's lease while it parses; False when it was cancelled or lost."""
+        run = self.run
+        if not run.worker_id:
+            return True
+        beat = self.app.store.leases.heartbeat_runs(run.worker_id, [(run.id, run.lease_epoch)])
+        return run.id not in beat.lost and run.id not in beat.cancel_requested
 
-def call_dbt(argv, cwd, env, view=None, mode="subprocess", preload=False, timeout=PARSE_TIMEOUT_S):
-    """Run one dbt invocation to its end; ``(exit code, console lines)``."""
+
+def call_dbt(argv, cwd, env, view=None, mode="subprocess", preload=False, timeout=PARSE_TIMEOUT_S, tick=None):
+    """Run one dbt invocation to its end; ``(exit code, console lines)``. ``tick()`` is
+    called every few seconds (a run's heartbeat: a long parse must not look like a lost
+    worker); when it answers False, dbt is stopped."""
     inv = DbtInvocation(argv, project_dir=cwd, env=env, mode=mode, preload=preload, view=view)
     lines: list[str] = []
     deadline = time.monotonic() + timeout
+    beat = time.monotonic()
     inv.start()
     try:
         while not inv.done:
             for item in inv.poll(0.2):
                 if isinstance(item, LogLine):
                     lines.append(item.text)
+            if tick is not None and time.monotonic() - beat >= TICK_S:
+                beat = time.monotonic()
+                if tick() is False:
+                    inv.terminate()
+                    raise CancelledError(f"dbt {argv[0]} stopped: the run was cancelled or lost")
             if time.monotonic() > deadline:
                 inv.terminate()
                 raise DockyardError(f"dbt {argv[0]} took longer than {timeout} s", hint="see the step log")

@@ -96,8 +96,8 @@ def _config(node: dict) -> dict:
 
 def _relation(node: dict) -> tuple:
     if node.get("resource_type") == "source":
-        # unrendered, as with state_modified_compare_more_unrendered_values: a source whose
-        # schema is "{{ target.schema }}" is the same source under the CI target
+        # unrendered (dbt >= 1.9 keeps both): a source whose schema is "{{ target.schema }}"
+        # is the same source under the CI target (see align_sources)
         return (
             node.get("unrendered_database", node.get("database")),
             node.get("unrendered_schema", node.get("schema")),
@@ -201,3 +201,28 @@ def explain(base: dict, new: dict) -> Selection:
         if ids & set((exp.get("depends_on") or {}).get("nodes") or [])
     )
     return Selection(selected, deleted, exposures)
+
+
+def align_sources(base: dict, new: dict) -> list[str]:
+    """Render the base manifest's sources the way the pull request's target renders them,
+    where they are the same source: same unrendered ``database`` and ``schema`` (dbt >= 1.9
+    keeps these in every manifest) and the same identifier. dbt compares sources on their
+    *rendered* database and schema, so under a CI target every source whose location follows
+    the target (``schema: "{{ target.schema }}"``) would look modified and select the whole
+    project. A source whose unrendered location did change keeps its old values (it is
+    modified). Sources are never deferred to, so this changes nothing else. Returns the
+    sources changed in ``base`` (in place)."""
+    changed = []
+    new_sources = new.get("sources") or {}
+    for uid, old in sorted((base.get("sources") or {}).items()):
+        now = new_sources.get(uid)
+        if now is None or _relation(old) != _relation(now):
+            continue
+        if "unrendered_schema" not in old and "unrendered_database" not in old:
+            continue  # a manifest of dbt < 1.9: nothing to tell by
+        if (old.get("database"), old.get("schema")) != (now.get("database"), now.get("schema")):
+            for key in ("database", "schema", "relation_name"):
+                if key in now:
+                    old[key] = now[key]
+            changed.append(uid)
+    return changed

@@ -2,13 +2,8 @@
 
 A copy of the project's own files (``dbt_project.yml``, the yml files beside it and the
 folders it names: models, seeds, macros...; never ``target/``, logs or the warehouse files),
-with the installed packages linked rather than copied, and two changes made by dockyard:
-
-- ``flags: state_modified_compare_more_unrendered_values: true`` in ``dbt_project.yml``, so
-  that ``state:modified`` compares sources on their unrendered database and schema: a source
-  whose schema is ``"{{ target.schema }}"`` is not modified just because the CI target's
-  schema differs (dbt >= 1.9 keeps the unrendered values in every manifest);
-- the project's ``generate_schema_name`` renamed and wrapped (see :mod:`dockyard.slim.schema`).
+with the installed packages linked rather than copied, and the project's
+``generate_schema_name`` renamed and wrapped (see :mod:`dockyard.slim.schema`) when it has one.
 
 The copy is rewritten before every build of the pull request and removed by cleanup.
 """
@@ -35,7 +30,6 @@ PATH_KEYS = {
     "function-paths": ["functions"],
 }
 TOP_FILES = ("packages.yml", "dependencies.yml", "package-lock.yml", "selectors.yml")
-FLAG = "state_modified_compare_more_unrendered_values"
 SKIP = shutil.ignore_patterns("target", "logs", "dbt_packages", "*.duckdb", "*.duckdb.wal", ".git", ".dockyard")
 
 
@@ -43,9 +37,7 @@ def make(source: Path, dest: Path, extra_macros: dict[str, str] | None = None) -
     """Write the CI copy of the project ``source`` into ``dest`` (emptied first), with
     ``extra_macros`` (file name -> text) in its first macro folder."""
     source, dest = Path(source), Path(dest)
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    data = yaml.load((source / "dbt_project.yml").read_text(encoding="utf-8")) or {}
+    data = YAML(typ="safe").load((source / "dbt_project.yml").read_text(encoding="utf-8")) or {}
     if dest.exists():
         shutil.rmtree(dest)
     private_dir(dest)
@@ -63,12 +55,7 @@ def make(source: Path, dest: Path, extra_macros: dict[str, str] | None = None) -
     packages = str(data.get("packages-install-path") or "dbt_packages")
     if (source / packages).is_dir() and not Path(packages).is_absolute():
         (dest / packages).symlink_to((source / packages).resolve(), target_is_directory=True)
-    flags = data.get("flags")
-    if not isinstance(flags, dict):
-        data["flags"] = flags = {}
-    flags[FLAG] = True
-    with open(dest / "dbt_project.yml", "w", encoding="utf-8") as fh:
-        yaml.dump(data, fh)
+    shutil.copy2(source / "dbt_project.yml", dest / "dbt_project.yml")
     macro_paths = [str(p) for p in (data.get("macro-paths") or PATH_KEYS["macro-paths"])]
     extra = dict(extra_macros or {})
     if _wrap_schema_macro(dest, macro_paths):

@@ -78,6 +78,17 @@ def copy_into(manifest: Path, state_dir: Path) -> Path:
     return state_dir
 
 
+def write_manifest(manifest: dict, state_dir: Path) -> Path:
+    """Write ``manifest`` as the state's manifest.json (whole, then renamed into place)."""
+    import json
+
+    tmp = state_dir / f".{MANIFEST}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh)
+    tmp.replace(state_dir / MANIFEST)
+    return state_dir / MANIFEST
+
+
 def fetch_from_server(server: str, token: str | None, environment: str, dest: Path, client=None) -> dict | None:
     """The manifest of the last successful run of ``environment`` on a dockyard server,
     written to ``dest/manifest.json``; returns ``{"run_id": ..., "timings": {...}}`` or None
