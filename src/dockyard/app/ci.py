@@ -8,6 +8,7 @@ writes ``artifacts/ci.json`` (which nodes are selected and why) before its first
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from dockyard import clock
 from dockyard.errors import DockyardError, SetupError, UnknownEnvironmentError
 from dockyard.slim import schema as slim_schema
+from dockyard.slim.state import uses_state
 
 #: The trigger fields that make a run a CI run (dbt Cloud's names), by provider.
 PR_FIELDS = {
@@ -162,6 +164,7 @@ class Ci:
         token: str | None = None,
         provider: str = "github",
         observer=None,
+        on_start=None,
     ) -> CiResult:
         """Build pull request ``pr`` in the foreground (``dockyard ci --pr N``): the CI job of
         the environment (the first with a git webhook trigger; else the environment's first
@@ -195,6 +198,7 @@ class Ci:
                 trigger="ci",
                 cause=options.cause or f"CI for pull request #{pr}",
                 observer=observer,
+                on_start=on_start,  # (run_id, executor): the CLI's Ctrl-C cancels through it
                 overrides=overrides_of(options),
                 git_sha=options.git_sha,
                 git_branch=options.git_branch,
@@ -206,6 +210,8 @@ class Ci:
             run_id = after[0].id
         finally:
             self._options.pop((env_name, int(pr)), None)
+        if self.app.runs.get(run_id).status.value == "success":
+            self.compare(run_id)
         run = self.app.runs.get(run_id)
         report = self.report(run.id) or {}
         return CiResult(
@@ -240,6 +246,14 @@ class Ci:
 
         return janitor(self.app, self.environment(None), open_prs, now or clock.now())
 
+    def compare(self, run_id: int) -> list[dict]:
+        """Rows and columns of the changed table/incremental models in the PR schema against
+        production, added to the run's ci.json (``comparisons``); ``build`` calls it after a
+        successful build, a server-side reporter before it posts."""
+        from dockyard.app.ci_ops import compare
+
+        return compare(self.app, run_id)
+
     def report(self, run_id: int) -> dict | None:
         """The run's ci.json merged with its node results (``results``: status, seconds,
         rows, message per node, for the summary); None when the run is not a CI run."""
@@ -262,6 +276,16 @@ class Ci:
             }
             for n in run.executed_nodes
         ]
+        # what dbt built for a reason dockyard does not model (only from the steps that select
+        # by state: a plain `dbt seed` before the build is not part of the selection)
+        slim_steps = {s.index for s in run.steps if uses_state(shlex.split(s.command)[1:])}
+        known = {s["unique_id"] for s in report.get("selected", [])}
+        for n in run.executed_nodes:
+            if n.step_index in slim_steps and n.unique_id not in known and n.resource_type != "exposure":
+                report.setdefault("selected", []).append(
+                    {"unique_id": n.unique_id, "resource_type": n.resource_type, "reason": "selected by dbt"}
+                )
+                known.add(n.unique_id)
         return report
 
 

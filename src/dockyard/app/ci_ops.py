@@ -29,6 +29,27 @@ MACROS = """{# written by dockyard: listing and dropping pull-request schemas #}
   {{ log('dockyard-schemas: ' ~ tojson(names), info=True) }}
 {% endmacro %}
 
+{% macro dockyard__compare(pairs) %}
+  {% set out = {} %}
+  {% for pair in pairs %}
+    {% set sides = {} %}
+    {% for side in ['pr', 'base'] %}
+      {% set r = pair[side] %}
+      {% set rel = adapter.get_relation(database=r[0], schema=r[1], identifier=r[2]) %}
+      {% if rel is not none %}
+        {% set rows = run_query('select count(*) from ' ~ rel).columns[0].values()[0] %}
+        {% set cols = [] %}
+        {% for c in adapter.get_columns_in_relation(rel) %}
+          {% do cols.append([c.name, c.data_type]) %}
+        {% endfor %}
+        {% do sides.update({side: {'rows': rows | int, 'columns': cols}}) %}
+      {% endif %}
+    {% endfor %}
+    {% do out.update({pair['unique_id']: sides}) %}
+  {% endfor %}
+  {{ log('dockyard-compared: ' ~ tojson(out), info=True) }}
+{% endmacro %}
+
 {% macro dockyard__drop_schemas(schemas) %}
   {% set dropped = [] %}
   {% for name in list_schemas(target.database).columns[0].values() | sort %}
@@ -44,11 +65,11 @@ MACROS = """{# written by dockyard: listing and dropping pull-request schemas #}
   {{ log('dockyard-dropped: ' ~ tojson(dropped), info=True) }}
 {% endmacro %}
 """
-OUTPUT = re.compile(r"dockyard-(schemas|dropped): (\[.*\])\s*$")
+OUTPUT = re.compile(r"dockyard-(schemas|dropped|compared): ([\[{].*[\]}])\s*$")
 
 
-def _operation(app, env_name: str, macro: str, args: dict | None = None) -> list[str]:
-    """Run one dockyard macro; the list it logs."""
+def _operation(app, env_name: str, macro: str, args: dict | None = None):
+    """Run one dockyard macro; the list (or mapping) it logs."""
     from dockyard.app.ci_run import call_dbt
 
     project = app.project
@@ -76,7 +97,7 @@ def _operation(app, env_name: str, macro: str, args: dict | None = None) -> list
     for line in reversed(lines):
         m = OUTPUT.search(line)
         if m:
-            return list(json.loads(m.group(2)))
+            return json.loads(m.group(2))
     raise DockyardError(
         f"dbt run-operation {macro} in environment '{env_name}' (target {env.target}) failed (exit {code}):\n"
         + "\n".join(lines[-10:]),
@@ -116,3 +137,63 @@ def janitor(app, env_name: str, open_prs: set[int] | None, now: datetime) -> lis
     for pr in sorted(set(doomed.values())):
         store.mark(env_name, pr, "dropped")
     return dropped
+
+
+COMPARED = ("table", "incremental")
+
+
+def compare(app, run_id: int) -> list[dict]:
+    """Rows and columns of the pull request's changed table and incremental models against
+    the base's (one ``dbt run-operation``); written into the run's ci.json as
+    ``comparisons``. Nothing to compare (or a warehouse that cannot be asked): ``[]``."""
+    from dockyard.app.ci_run import write_report
+    from dockyard.slim import manifest as mf
+
+    root = app.runs.artifact_root(run_id)
+    try:
+        report = json.loads((root / "ci.json").read_text(encoding="utf-8"))
+        base = mf.load(app.runs.folder(run_id) / "state" / "manifest.json")
+    except (OSError, ValueError):
+        return []
+    manifests = sorted(root.glob("step-*/manifest.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    if not manifests:
+        return []
+    new = mf.load(manifests[-1])
+    pairs = []
+    for s in report.get("selected", []):
+        uid = s["unique_id"]
+        node, old = (new.get("nodes") or {}).get(uid), (base.get("nodes") or {}).get(uid)
+        if s["reason"].startswith("downstream of ") or not node or not old or node.get("resource_type") != "model":
+            continue
+        if (node.get("config") or {}).get("materialized") not in COMPARED:
+            continue
+        pairs.append({"unique_id": uid, "pr": _rel(node), "base": _rel(old)})
+    if not pairs:
+        return []
+    try:
+        found = _operation(app, report["environment"], "dockyard__compare", {"pairs": pairs})
+    except DockyardError as exc:
+        log.warning("run %s: no row and column comparison: %s", run_id, exc.what)
+        return []
+    out = []
+    for pair in pairs:
+        sides = found.get(pair["unique_id"]) or {}
+        pr, old = sides.get("pr") or {}, sides.get("base") or {}
+        pr_cols, old_cols = dict(pr.get("columns") or []), dict(old.get("columns") or [])
+        out.append(
+            {
+                "unique_id": pair["unique_id"],
+                "rows_pr": pr.get("rows"),
+                "rows_base": old.get("rows"),
+                "columns_added": [c for c in pr_cols if c not in old_cols],
+                "columns_removed": [c for c in old_cols if c not in pr_cols],
+                "columns_changed": [c for c in pr_cols if c in old_cols and pr_cols[c] != old_cols[c]],
+            }
+        )
+    report["comparisons"] = out
+    write_report(app.runs.folder(run_id), report)
+    return out
+
+
+def _rel(node: dict) -> list:
+    return [node.get("database"), node.get("schema"), node.get("alias") or node.get("name")]
