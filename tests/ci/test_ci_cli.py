@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import duckdb
 import pytest
 from tests.ci.conftest import TOKEN
 from tests.ci.fake_git_host import FakeGitHost
+from tests.e2e.conftest import SLOW_MODEL
 from tests.slim.conftest import PROJECT, write_project
 
 from dockyard.app import App
@@ -55,6 +58,7 @@ def project(tmp_path_factory, host):
             timeout=300,
         )
 
+    cli.env = env
     base = cli("run", "Prod", "--json")
     assert base.returncode == 0, base.stdout[-2000:] + base.stderr[-2000:]
     return root, cli
@@ -150,3 +154,31 @@ def test_ci_needs_a_pr(project):
     root, cli = project
     proc = cli("ci")
     assert proc.returncode == 1 and "--pr" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sigterm_cancels_the_build(project):
+    """The CI system cancelling the job (SIGTERM, or Ctrl-C) stops dbt: the run ends cancelled, exit 130."""
+    root, cli = project
+    slow = root / "models/marts/slow_pr_model.sql"
+    slow.write_text(SLOW_MODEL)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dockyard", "ci", "--pr", "3", "--config", str(root / "dockyard.yml")],
+            cwd=root,
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            if "slow_pr_model" in line and "START" in line or time.monotonic() > deadline:
+                break
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        slow.unlink()
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    [last] = json.loads(cli("runs", "--json", "--limit", "1").stdout)
+    assert last["status"] == "cancelled" and last["environment"] == "ci"

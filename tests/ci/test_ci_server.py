@@ -23,7 +23,7 @@ SHA1, SHA2 = "a1" * 20, "b2" * 20
 MARK = "<!-- dockyard-ci:ci -->"
 
 
-def wait_for(check, timeout=30.0):
+def wait_for(check, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -63,7 +63,8 @@ def test_webhook_run_is_reported_on_the_pull_request(tmp_path, monkeypatch):
                 assert Worker(app, worker_id="w1").run_once() == run_id
                 assert app.runs.get(run_id).status.value == "success", app.runs.logs(run_id, tail=40)
                 scheduler.tick()
-                assert wait_for(lambda: (host.statuses.get(SHA1) or [{}])[-1].get("state") == "success")
+                ok = wait_for(lambda: (host.statuses.get(SHA1) or [{}])[-1].get("state") == "success")
+                assert ok, (host.statuses, app.store.reader.outbox.cursor("pull_request"))
                 [comment] = host.comments[("acme/shop", 7)]
                 assert comment["body"].startswith(MARK) and "fct\\_orders" in comment["body"]
 
@@ -72,7 +73,8 @@ def test_webhook_run_is_reported_on_the_pull_request(tmp_path, monkeypatch):
                 [second] = answer.json()["data"]["runs"]
                 assert Worker(app, worker_id="w1").run_once() == second
                 scheduler.tick()
-                assert wait_for(lambda: (host.statuses.get(SHA2) or [{}])[-1].get("state") == "success")
+                ok = wait_for(lambda: (host.statuses.get(SHA2) or [{}])[-1].get("state") == "success")
+                assert ok, (host.statuses, app.store.reader.outbox.cursor("pull_request"))
                 assert wait_for(lambda: f"run {second}" in host.comments[("acme/shop", 7)][0]["body"])
             comments = host.comments[("acme/shop", 7)]
             assert len(comments) == 1 and comments[0]["id"] == comment["id"]

@@ -4,6 +4,7 @@ its schema): thin over ``app.ci`` and :mod:`dockyard.ci.reporter` (docs/ci.md)."
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -91,19 +92,36 @@ def build(
         _try_post(lambda: reporter.post(app, pending, None, **post_to, token=post_token, pending=True))
     console = TerminalConsole(stderr=True, highlight=False) if as_json else out
     console.print(Text(f"CI of pull request #{pr}", style="bold"))
-    with Progress(console, [], echo_logs=not (as_json or quiet)) as progress:
-        result = app.ci.build(
-            pr,
-            env=env,
-            base=base,
-            sha=sha,
-            branch=branch,
-            state=state,
-            server=server,
-            token=token,
-            provider=provider,
-            observer=progress,
-        )
+    progress = Progress(console, [], echo_logs=not (as_json or quiet))
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_start(run_id, executor):
+        def cancel(signum, frame):  # Ctrl-C, or the CI system cancelling the job (SIGTERM)
+            console.print(Text("Cancelling: stopping dbt", style="yellow"))
+            executor.cancel()
+
+        signal.signal(signal.SIGINT, cancel)
+        signal.signal(signal.SIGTERM, cancel)
+        progress.commands = [s.command for s in executor.plan.steps]
+
+    try:
+        with progress:
+            result = app.ci.build(
+                pr,
+                env=env,
+                base=base,
+                sha=sha,
+                branch=branch,
+                state=state,
+                server=server,
+                token=token,
+                provider=provider,
+                observer=progress,
+                on_start=on_start,
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     report = reporter.merged({"pr": pr, "provider": provider, **(result.report or {})}, result.run)
     report.setdefault("schema", result.schema)
     report.setdefault("selected", result.selected)
