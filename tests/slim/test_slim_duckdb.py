@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
+import time
 from datetime import timedelta
 
 import duckdb
 import pytest
+import uvicorn
 
 from dockyard import clock
+from dockyard.api.app import create_app
+from dockyard.app import App
 
 pytestmark = pytest.mark.slow
 
@@ -186,3 +192,34 @@ def test_janitor_drops_orphans_closed_and_stale_prs(shop):
     assert {"dbt_ci_pr_97", "dbt_ci_pr_97_marts"} <= set(dropped)
     assert shop.app.store.pr_schemas.get("ci", 97).state == "dropped"
     assert "prod" in shop.schemas() and shop.tables("prod") >= {"fct_orders"}
+
+
+def test_state_from_a_dockyard_server(shop, tmp_path):
+    """A CI machine with a store of its own reads the base from the server's API."""
+    _, token = shop.app.tokens.create("ci-reader", "read")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(shop.app), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    client_root = tmp_path / "checkout"
+    shutil.copytree(shop.root, client_root, ignore=shutil.ignore_patterns(".dockyard", "store.db", "target"))
+    client = App.open(client_root / "dockyard.yml", f"sqlite:///{tmp_path / 'client.db'}")
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        (client_root / FCT).write_text(FCT_CHANGED)
+        result = client.ci.build(20, server=f"http://127.0.0.1:{port}", token=token)
+        assert result.ok, client.runs.logs(result.run.id)
+        assert result.report["base_source"] == "server" and result.report["base_run_id"] == 1
+        assert result.report["base_timings"]["model.slimshop.fct_orders"] > 0
+        assert reasons(result)["model.slimshop.fct_orders"] == "body changed"
+        assert "model.slimshop.stg_orders" not in reasons(result)
+        assert token not in json.dumps(result.report) and token not in client.runs.logs(result.run.id)
+        bad = client.ci.build(21, server=f"http://127.0.0.1:{port}", token="dy_wrong")
+        assert not bad.ok and "answered 401" in client.runs.logs(bad.run.id)
+    finally:
+        client.close()
+        server.should_exit = True
+        thread.join(10)
