@@ -82,6 +82,11 @@ def test_summary_says_what_happened():
     assert "old\\_orders (model): not built" in text
     assert "passed" in render(report(status="success")).splitlines()[1]
     assert "cancelled" in render(report(status="cancelled")).splitlines()[1]
+    extra = report()["selected"] + [
+        {"unique_id": "seed.shop.raw", "resource_type": "seed", "reason": "selected by dbt"}
+    ]
+    text = render(report(selected=extra))
+    assert "**1 changed**, 3 downstream" in text and "| raw | seed | selected by dbt |" in text
     assert "given by path" in render(report(base_run_id=None, base_source="path"))
     assert "no base state of prod" in render(report(base_run_id=None, base_source="none"))
     assert "run 41 of prod on the server" in render(report(base_source="server"))

@@ -100,7 +100,7 @@ def describe(report: dict) -> tuple[str, str]:
     description for the status."""
     status = str(report.get("status") or "unknown")
     selected = report.get("selected") or []
-    down = sum(1 for s in selected if str(s.get("reason", "")).startswith("downstream of"))
+    down = sum(1 for s in selected if summary.kind(s) != "changed")
     what = f"{len(selected) - down} changed, {down} downstream"
     if status in ACTIVE:
         return "pending", f"building {what} in {report.get('schema') or 'the PR schema'}"

@@ -58,6 +58,15 @@ def _nodes(report: dict) -> list[dict]:
     return []
 
 
+def kind(selected: dict) -> str:
+    """``changed`` (a reason of its own), ``downstream`` (``downstream of X``), or ``dbt`` (dbt
+    selected it beyond dockyard's reasons: ``selected by dbt``), listed with the downstream."""
+    reason = str(selected.get("reason", ""))
+    if reason.startswith("downstream of"):
+        return "downstream"
+    return "dbt" if reason == "selected by dbt" else "changed"
+
+
 def _short(unique_id: str) -> str:
     """``model.shop.orders`` -> ``orders``, ``test.shop.unique_orders_id.1a2b3c`` ->
     ``unique_orders_id`` (the name the author knows)."""
@@ -104,8 +113,10 @@ class _Section:
 def _sections(report: dict) -> list[_Section]:
     selected = list(report.get("selected") or [])
     nodes = _nodes(report)
-    changed = [s for s in selected if not str(s.get("reason", "")).startswith("downstream of")]
-    downstream = [s for s in selected if str(s.get("reason", "")).startswith("downstream of")]
+    groups = {"changed": [], "downstream": [], "dbt": []}
+    for item in selected:
+        groups[kind(item)].append(item)
+    changed, downstream = groups["changed"], groups["downstream"] + groups["dbt"]
     broken = [
         n for n in nodes if n.get("resource_type") not in ("test", "unit_test") and str(n.get("status")) in FAILED
     ]
@@ -239,7 +250,7 @@ def _header(report: dict, link: str | None) -> str:
     if run_id:
         facts.append(f"run [{md(run_id)}]({link})" if link else f"run {md(run_id)}")
     selected = list(report.get("selected") or [])
-    down = sum(1 for s in selected if str(s.get("reason", "")).startswith("downstream of"))
+    down = sum(1 for s in selected if kind(s) != "changed")
     counts = (
         f"**{len(selected) - down} changed**, {down} downstream, "
         f"{len(report.get('exposures') or [])} exposures affected, {len(report.get('deleted') or [])} deleted"
