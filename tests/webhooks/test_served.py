@@ -42,7 +42,7 @@ def test_a_signed_delivery_through_a_real_server(tmp_path, monkeypatch):
         runs = requests.get(
             f"{served.url}/api/v1/runs", headers=served.headers(), verify=str(served.ca), timeout=30
         ).json()["data"]
-        ci = [r for r in runs if r["job_name" if "job_name" in r else "job"] == "CI"]
+        ci = [r for r in runs if r["job"] == "CI"]
         assert [r["id"] for r in ci] == [run_id]
     finally:
         stop_server(served)
