@@ -200,3 +200,10 @@ def test_not_configured_answers_404_and_a_file_secret_works(shop, monkeypatch, t
             assert response.status_code == 503 and str(secret_file) not in response.text
     finally:
         app.close()
+
+
+def test_an_oversized_delivery_is_refused_before_anything(app, send):
+    big = json.dumps({**pull_request(9), "padding": "x" * (1024 * 1024)}).encode()
+    response = send.github("pull_request", big)  # validly signed, but over the 1 MiB bound
+    assert response.status_code == 413 and response.json()["data"] is None
+    assert ci_runs(app) == []
