@@ -215,18 +215,19 @@ class Controller:
             out["error"] = answer.get("error")
             log.warning("push of %s to %s: the commit was refused: %s", event.after, event.ref, answer.get("error"))
             return out
+        out["runs"] = self.on_merge(out["sha"], event.branch, key)
+        log.info("push of %s to %s: deployed, queued runs %s", out["sha"], event.ref, out["runs"])
+        return out
+
+    def on_merge(self, sha: str, branch: str | None, key: str) -> list[int]:
+        """Queue the jobs with ``triggers.on_merge`` on a deployed ``sha``, once per ``key``
+        (a delivery's fire key; ``fire_key("poll", sha)`` for a deploy found by polling)."""
         runs = []
         for view in self.app.jobs.list():
             if view.config.triggers.on_merge:
-                body = {
-                    "cause": f"Merge to {event.branch} ({out['sha'][:12]})",
-                    "git_sha": out["sha"],
-                    "git_branch": _branch(event.branch),
-                }
+                body = {"cause": f"Merge to {branch} ({sha[:12]})", "git_sha": sha, "git_branch": _branch(branch)}
                 runs.append(self._queue(view, {k: v for k, v in body.items() if v}, key, trigger="api"))
-        out["runs"] = runs
-        log.info("push of %s to %s: deployed, queued runs %s", out["sha"], event.ref, runs)
-        return out
+        return runs
 
     # -- queueing -----------------------------------------------------------------------------
     def _queue(self, view, body: dict, key: str, trigger: str = "ci") -> int:
