@@ -163,14 +163,18 @@ def test_no_base_manifest_fails_when_configured(shop):
 
 
 def test_cleanup_drops_the_pr_schema(shop):
-    result = shop.app.ci.build(19, base="empty")
-    assert result.ok and "dbt_ci_pr_19" in shop.schemas()
-    with duckdb.connect(str(shop.db)) as con:  # a custom-schema variant of the PR schema
+    with duckdb.connect(str(shop.db)) as con:  # as a build leaves them, with a custom-schema variant
+        con.execute("create schema dbt_ci_pr_19; create table dbt_ci_pr_19.fct_orders as select 1 as a")
         con.execute("create schema dbt_ci_pr_19_marts; create table dbt_ci_pr_19_marts.t as select 1 as a")
+        con.execute("create schema dbt_ci_pr_190")  # another pull request's
+    shop.app.store.pr_schemas.built("ci", 19, "dbt_ci_pr_19")
     dropped = shop.app.ci.cleanup(19)
     assert sorted(dropped) == ["dbt_ci_pr_19", "dbt_ci_pr_19_marts"]
     assert not {"dbt_ci_pr_19", "dbt_ci_pr_19_marts"} & shop.schemas()
     assert shop.app.store.pr_schemas.get("ci", 19).state == "dropped"
+    assert "dbt_ci_pr_190" in shop.schemas()
+    with duckdb.connect(str(shop.db)) as con:
+        con.execute("drop schema dbt_ci_pr_190")
     assert "prod" in shop.schemas() and shop.tables("prod") >= {"fct_orders"}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -127,6 +128,10 @@ class Ci:
         """The CI copy of the project for pull request ``pr`` (see :mod:`dockyard.slim.shadow`)."""
         return self.app.state_dir / "ci" / "projects" / env_name / f"pr-{int(pr)}"
 
+    def target_dir(self, env_name: str, pr: int) -> Path:
+        """Where the builds of pull request ``pr`` keep dbt's partial parse."""
+        return self.app.state_dir / "ci" / "targets" / env_name / f"pr-{int(pr)}"
+
     def base_run(self, base_env: str) -> tuple[int, Path] | None:
         """The last successful run of ``base_env`` that kept a manifest: ``(run id, path)``."""
         runs, _ = self.app.runs.search(environments=[base_env], statuses=["success"], order_by="-id", limit=20)
@@ -232,9 +237,8 @@ class Ci:
         schema = record.schema if record else self.pr_schema(env_name, pr)
         dropped = drop_schemas(self.app, env_name, [schema])
         self.app.store.pr_schemas.mark(env_name, int(pr), "dropped")
-        import shutil
-
         shutil.rmtree(self.shadow_dir(env_name, pr), ignore_errors=True)
+        shutil.rmtree(self.target_dir(env_name, pr), ignore_errors=True)
         return dropped
 
     def janitor(self, open_prs: set[int] | None = None, now: datetime | None = None) -> list[str]:

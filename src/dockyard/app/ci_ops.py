@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -136,6 +137,8 @@ def janitor(app, env_name: str, open_prs: set[int] | None, now: datetime) -> lis
     dropped = drop_schemas(app, env_name, sorted(doomed))
     for pr in sorted(set(doomed.values())):
         store.mark(env_name, pr, "dropped")
+        shutil.rmtree(app.ci.shadow_dir(env_name, pr), ignore_errors=True)
+        shutil.rmtree(app.ci.target_dir(env_name, pr), ignore_errors=True)
     return dropped
 
 

@@ -76,9 +76,12 @@ class CiRun:
             argv = _replace(step.argv, "--project-dir", str(copy))
             argv = state.with_state(argv, state_dir) if base else state.without_state(argv)
             steps.append(dataclasses.replace(step, argv=argv))
-        reveal = [str(copy), str(copy.resolve()), str(state_dir)]
+        # the PR's own partial parse: the PR schema is in the profile, and dbt parses in full
+        # when the profile changes, so one file for all pull requests would thrash
+        target_path = permissions.private_dir(self.app.ci.target_dir(self.env_name, self.pr))
+        reveal = [str(copy), str(copy.resolve()), str(state_dir), str(target_path)]
         view = dataclasses.replace(plan.view, reveal=tuple(sorted({*plan.view.reveal, *map(os.path.realpath, reveal)})))
-        plan = dataclasses.replace(plan, steps=steps, view=view)
+        plan = dataclasses.replace(plan, steps=steps, view=view, target_path=target_path)
         if base is None:
             text = (
                 f"no base manifest: no successful run of environment '{base_env}' with a manifest; "
