@@ -60,7 +60,8 @@ def test_webhook_run_is_reported_on_the_pull_request(tmp_path, monkeypatch):
                 answer = send.github("pull_request", pull_request(7, sha=SHA1, ref="feature/one"))
                 assert answer.status_code == 200, answer.text
                 [run_id] = answer.json()["data"]["runs"]
-                assert Worker(app, worker_id="w1").run_once() == run_id
+                claimed = Worker(app, worker_id="w1").run_once()
+                assert claimed == run_id, (claimed, [(r.id, r.status, r.reason) for r in app.runs.list(limit=5)])
                 assert app.runs.get(run_id).status.value == "success", app.runs.logs(run_id, tail=40)
                 scheduler.tick()
                 ok = wait_for(lambda: (host.statuses.get(SHA1) or [{}])[-1].get("state") == "success")
@@ -71,7 +72,9 @@ def test_webhook_run_is_reported_on_the_pull_request(tmp_path, monkeypatch):
                 # the next push: a new CI run of the new head; the same comment is edited
                 answer = send.github("pull_request", pull_request(7, "synchronize", sha=SHA2, ref="feature/one"))
                 [second] = answer.json()["data"]["runs"]
-                assert Worker(app, worker_id="w1").run_once() == second
+                claimed = Worker(app, worker_id="w1").run_once()
+                assert claimed == second, (claimed, [(r.id, r.status, r.reason) for r in app.runs.list(limit=5)])
+                assert app.runs.get(second).status.value == "success", app.runs.logs(second, tail=40)
                 scheduler.tick()
                 ok = wait_for(lambda: (host.statuses.get(SHA2) or [{}])[-1].get("state") == "success")
                 assert ok, (host.statuses, app.store.reader.outbox.cursor("pull_request"))
