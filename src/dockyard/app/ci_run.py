@@ -82,6 +82,9 @@ class CiRun:
         reveal = [str(copy), str(copy.resolve()), str(state_dir), str(target_path)]
         view = dataclasses.replace(plan.view, reveal=tuple(sorted({*plan.view.reveal, *map(os.path.realpath, reveal)})))
         plan = dataclasses.replace(plan, steps=steps, view=view, target_path=target_path)
+        if plan.mode == "fork" and self.app.config.runner.preload is None:
+            # two dbt invocations (the parse, the build): import dbt once here and fork both warm
+            plan = dataclasses.replace(plan, preload=True)
         if base is None:
             text = (
                 f"no base manifest: no successful run of environment '{base_env}' with a manifest; "
