@@ -162,10 +162,12 @@ def test_without_state_drops_state_selectors():
         "--target",
         "ci",
     ]
-    assert state.without_state(["build", "-s", "state:new", "tag:x", "--defer", "--state", "/s"]) == [
+    # a union with a state: selector is everything (every node is new without a base)
+    assert state.without_state(["build", "-s", "state:new", "tag:x", "--defer", "--state", "/s"]) == ["build"]
+    assert state.without_state(["build", "-s", "state:modified+", "--exclude", "tag:slow", "state:new"]) == [
         "build",
-        "--select",
-        "tag:x",
+        "--exclude",
+        "tag:slow",
     ]
     assert state.without_state(["run", "--select", "tag:x"]) == ["run", "--select", "tag:x"]
 

@@ -56,11 +56,14 @@ def without_state(argv: list[str]) -> list[str]:
     if not argv or not uses_state(argv):
         return list(argv)
     rest, values, found = take_option(list(argv), SELECT_FLAGS, multi=True)
-    kept = [v for v in values if "state:" not in v]
+    rest, excluded, _ = take_option(rest, frozenset({"--exclude"}), multi=True)
     rest, _, _ = take_option(rest, STATE_FLAGS, multi=False)
     rest = [a for a in rest if a not in ("--defer", "--favor-state", "--no-defer", "--no-favor-state")]
-    if found and kept:
-        rest[1:1] = ["--select", *kept]
+    if found and not any("state:" in v for v in values):
+        rest[1:1] = ["--select", *values]  # without a base every node is new: state: selects all
+    kept = [v for v in excluded if "state:" not in v]
+    if kept:
+        rest[1:1] = ["--exclude", *kept]
     return rest
 
 
