@@ -129,6 +129,15 @@ def test_deleted_model_is_reported_not_built(shop):
     assert "dbt_ci_pr_15" not in shop.schemas()
 
 
+def test_a_pull_request_that_does_not_parse_fails_before_building(shop):
+    with shop.changed({FCT: "select {{ ref('stg_orders' }}\n"}):
+        result = shop.app.ci.build(22)
+    assert not result.ok and result.run.reason == "setup_failed"
+    text = shop.app.runs.logs(result.run.id)
+    assert "dbt parse of pull request #22 failed" in text and "fct_orders" in text
+    assert "dbt_ci_pr_22" not in shop.schemas()
+
+
 def test_state_from_a_folder(shop, tmp_path):
     base = shop.app.ci.base_run("prod")
     assert base is not None
