@@ -105,3 +105,22 @@ def test_a_pr_from_a_fork_is_fetched_by_its_pull_ref(served):
     assert app.repository.repo.resolve(sha) == sha  # in the cached clone before the run starts
     [run_id] = response.json()["data"]["runs"]
     assert app.runs.get(run_id).git_sha == sha
+
+
+def test_a_polled_new_head_is_deployed_and_its_on_merge_jobs_run_once(served):
+    """repository.poll_seconds: the scheduler's PollRepository duty deploys a new head of the
+    branch and queues the on_merge jobs on it, as a push webhook does, once per commit."""
+    from dockyard.clock import now
+    from dockyard.server.duties import PollRepository, Tick, TickReport
+
+    remote, app, _ = served
+    app.config.repository.poll_seconds = 1  # the served config polls never
+    duty = PollRepository(app)
+    second = remote.commit(tiny_project(2, ON_MERGE), "second")
+    duty.run(Tick(now(), TickReport(), {}))
+    assert app.repository.deployed() == second
+    [run] = _runs(app, "Deploy")
+    assert run.git_sha == second and run.git_branch == "main"
+    duty._next = 0.0
+    duty.run(Tick(now(), TickReport(), {}))  # nothing new on the branch: nothing queued again
+    assert len(_runs(app, "Deploy")) == 1

@@ -313,7 +313,10 @@ class RequeueLostRetries(Duty):
 
 class PollRepository(Duty):
     """Code from git with ``repository.poll_seconds > 0``: fetch the deploy branch that often
-    and deploy a new head (``app.repository.poll``; a refused commit is not retried)."""
+    and deploy a new head (``app.repository.poll``; a refused commit is not retried), then
+    queue the jobs with ``triggers.on_merge`` on it, as a push webhook does (once per commit:
+    the fire key ``poll:<sha>``, so a push webhook and a poll of one commit queue them once each
+    per key, and a restarted scheduler never twice)."""
 
     name = "poll repository"
 
@@ -331,8 +334,19 @@ class PollRepository(Duty):
         except DockyardError as exc:
             log.warning("poll of the repository failed: %s", exc.render())
             return
-        if answer is not None:
-            log.info("polled the repository: commit %s %s", answer["sha"][:12], answer["status"])
+        if answer is None:
+            return
+        log.info("polled the repository: commit %s %s", answer["sha"][:12], answer["status"])
+        if answer["status"] == "ok":
+            from dockyard.ci.controller import Controller, fire_key
+
+            try:
+                runs = Controller(self.app).on_merge(answer["sha"], repo.branch, fire_key("poll", answer["sha"]))
+            except DockyardError as exc:
+                log.warning("on_merge jobs of commit %s not queued: %s", answer["sha"][:12], exc.render())
+                return
+            if runs:
+                log.info("queued %d on_merge run(s) of commit %s", len(runs), answer["sha"][:12])
 
 
 class SweepPrSchemas(Duty):
