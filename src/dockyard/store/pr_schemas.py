@@ -31,20 +31,17 @@ def _record(row) -> PrSchema:
     return PrSchema(**{k: row[k] for k in PrSchema.__dataclass_fields__})
 
 
+def _of(environment: str, pr_number: int) -> tuple:
+    """The WHERE clauses of one pull request's record."""
+    return (pr_schemas.c.environment == environment, pr_schemas.c.pr_number == pr_number)
+
+
 class PrSchemas(Repository):
     def built(self, environment: str, pr_number: int, schema: str, head_sha: str | None = None) -> PrSchema:
         """Record a build of the PR into ``schema`` (a dropped or closed record opens again)."""
         now = clock.now()
         with self.db.write() as conn:
-            row = (
-                conn.execute(
-                    select(pr_schemas).where(
-                        pr_schemas.c.environment == environment, pr_schemas.c.pr_number == pr_number
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = conn.execute(select(pr_schemas).where(*_of(environment, pr_number))).mappings().first()
             values = dict(schema=schema, state="open", updated_at=now, dropped_at=None)
             if head_sha:
                 values["head_sha"] = head_sha
@@ -54,15 +51,7 @@ class PrSchemas(Repository):
                 )
             else:
                 conn.execute(update(pr_schemas).where(pr_schemas.c.id == row["id"]).values(**values))
-            row = (
-                conn.execute(
-                    select(pr_schemas).where(
-                        pr_schemas.c.environment == environment, pr_schemas.c.pr_number == pr_number
-                    )
-                )
-                .mappings()
-                .one()
-            )
+            row = conn.execute(select(pr_schemas).where(*_of(environment, pr_number))).mappings().one()
         return _record(row)
 
     def mark(self, environment: str, pr_number: int, state: str) -> PrSchema | None:
@@ -70,7 +59,7 @@ class PrSchemas(Repository):
         if state not in STATES:
             raise ValueError(f"state must be one of {STATES}")
         now = clock.now()
-        where = (pr_schemas.c.environment == environment, pr_schemas.c.pr_number == pr_number)
+        where = _of(environment, pr_number)
         with self.db.write() as conn:
             values = dict(state=state, updated_at=now)
             if state == "dropped":
@@ -81,15 +70,7 @@ class PrSchemas(Repository):
 
     def get(self, environment: str, pr_number: int) -> PrSchema | None:
         with self.db.read() as conn:
-            row = (
-                conn.execute(
-                    select(pr_schemas).where(
-                        pr_schemas.c.environment == environment, pr_schemas.c.pr_number == pr_number
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = conn.execute(select(pr_schemas).where(*_of(environment, pr_number))).mappings().first()
         return _record(row) if row else None
 
     def list(self, *, environment: str | None = None, states: tuple[str, ...] | None = None) -> list[PrSchema]:
