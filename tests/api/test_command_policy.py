@@ -267,11 +267,9 @@ def test_api_jobs_stored_before_the_policy_are_checked_at_trigger_time(client, a
 
 
 def test_dockyard_yml_jobs_run_their_own_commands(client, app, tokens, shop):
-    text = (
-        (shop / "dockyard.yml")
-        .read_text()
-        .replace('commands: ["dbt build"]', 'commands: ["dbt run-operation refresh_grants", "dbt build"]')
-    )
+    old = (shop / "dockyard.yml").read_text()
+    text = old.replace('commands: ["dbt seed", "dbt build', 'commands: ["dbt run-operation refresh_grants", "dbt build')
+    assert text != old  # the CI job's commands line of the shop
     (shop / "dockyard.yml").write_text(text)
     app.reload(load_config(shop / "dockyard.yml"))
     ci = job_id(app, "CI")

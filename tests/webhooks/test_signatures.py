@@ -207,3 +207,14 @@ def test_an_oversized_delivery_is_refused_before_anything(app, send):
     response = send.github("pull_request", big)  # validly signed, but over the 1 MiB bound
     assert response.status_code == 413 and response.json()["data"] is None
     assert ci_runs(app) == []
+
+
+def test_a_signed_body_nested_too_deeply_is_a_400_with_no_side_effect(app, send):
+    """Signed, so it is read: the bounded JSON reader (dockyard.payload) refuses it (400) where
+    json.loads would raise RecursionError (a 500)."""
+    for depth in (40, 5000):
+        body = ('{"action": "opened", "x": ' + "[" * depth + "]" * depth + "}").encode()
+        response = send.github("pull_request", body)
+        assert response.status_code == 400, response.text
+        assert "nested too deeply" in response.json()["status"]["user_message"]
+    assert ci_runs(app) == []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from dockyard.errors import ConfigError, DockyardError, NotFoundError
+from dockyard.payload import PayloadError, loads  # a signed delivery that cannot be read: 400
 
 MAX_SECRET_BYTES = 64 * 1024
 DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -38,10 +38,6 @@ class SignatureError(DockyardError):
 
 class NotConfiguredError(NotFoundError):
     """The server has no secret for this provider: its webhooks are off (404)."""
-
-
-class PayloadError(DockyardError):
-    """A signed delivery whose body or headers cannot be read (400)."""
 
 
 # -- typed events -------------------------------------------------------------------------------
@@ -178,7 +174,9 @@ def payload(body: bytes, content_type: str | None = None) -> dict:
             text = parse_qs(body.decode("utf-8"), strict_parsing=True).get("payload", [""])[0]
         else:
             text = body.decode("utf-8")
-        data = json.loads(text)
+        data = loads(text, "the webhook body")  # bounded: nesting, NaN, NUL (dockyard.payload)
+    except PayloadError:
+        raise
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError(f"The webhook body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
