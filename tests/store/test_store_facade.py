@@ -19,6 +19,7 @@ WRITES = {
 def test_the_store_keeps_only_its_repositories_and_lifecycle(store: Store) -> None:
     public = {name for name in dir(store) if not name.startswith("_")}
     repositories = {"runs", "queue", "leases", "jobs", "tokens", "stats", "outbox", "reader"}
+    repositories |= {"commits", "webhooks", "pr_schemas"}  # code from git, webhook deliveries, PR schemas
     assert public == repositories | {"db", "engine", "migrate", "close", "url", "dialect"}
     assert store.queue.runs is store.runs  # the queue is given the runs repository
 
