@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from dockyard import clock
 from dockyard.store.base import Repository
@@ -48,10 +48,12 @@ class Commits(Repository):
         values = {"branch": branch, "status": status, "error": error, "fetched_at": now}
         if status == "ok":
             values["deployed_at"] = now
+        # one statement: two processes deploying one new sha at once both succeed (an UPDATE
+        # then INSERT would let the second INSERT hit the unique sha)
+        stmt = self.db.insert(commits).values(sha=sha, **{"deployed_at": None, **values})
+        stmt = stmt.on_conflict_do_update(index_elements=["sha"], set_=values)
         with self.db.write() as conn:
-            done = conn.execute(update(commits).where(commits.c.sha == sha).values(**values)).rowcount
-            if not done:
-                conn.execute(commits.insert().values(sha=sha, **{"deployed_at": None, **values}))
+            conn.execute(stmt)
             row = conn.execute(select(commits).where(commits.c.sha == sha)).mappings().one()
         return _record(row)
 
