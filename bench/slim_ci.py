@@ -118,23 +118,14 @@ def clear_ci(project: Path) -> None:
         f.unlink()
 
 
+def slim(state: Path) -> list[str]:
+    """The selection, state and target of both raw dbt invocations (in its own target folder)."""
+    return ["--select", "state:modified+", "--state", str(state), "--target", "ci", "--target-path", "target-ci"]
+
+
 def raw_slim(project: Path, state: Path, log: Path) -> float:
     clear_ci(project)
-    return dbt(
-        project,
-        log,
-        "build",
-        "--select",
-        "state:modified+",
-        "--defer",
-        "--favor-state",
-        "--state",
-        str(state),
-        "--target",
-        "ci",
-        "--target-path",
-        "target-ci",
-    )
+    return dbt(project, log, "build", *slim(state), "--defer", "--favor-state")
 
 
 def dockyard_ci(project: Path, state: Path, log: Path) -> tuple[float, dict]:
@@ -198,24 +189,7 @@ def main() -> None:
                         raw_slim(project, state, log) if name == "raw" else dockyard_ci(project, state, log)[0]
                     )
             parse = [dbt(project, log, "parse", "--target", "ci", "--target-path", "target-ci") for _ in range(2)]
-            ls = [
-                dbt(
-                    project,
-                    log,
-                    "ls",
-                    "--select",
-                    "state:modified+",
-                    "--state",
-                    str(state),
-                    "--target",
-                    "ci",
-                    "--target-path",
-                    "target-ci",
-                    "--output",
-                    "name",
-                )
-                for _ in range(2)
-            ]
+            ls = [dbt(project, log, "ls", *slim(state), "--output", "name") for _ in range(2)]
         finally:
             mid = Path(info["mid_path"])
             mid.write_text(mid.read_text().replace(EDITED, ORIGINAL))
