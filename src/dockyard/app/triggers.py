@@ -141,11 +141,15 @@ class Triggers:
         scope: str = "admin",
         trigger: str = "api",
         default_cause: str = DEFAULT_CAUSE,
+        fire_key: str | None = None,
     ) -> int:
         """Queue a run of ``job`` with the trigger options in ``body`` (a new run every time,
-        never folded into a queued one); returns its id."""
+        never folded into a queued one; with ``fire_key``, at most one run per key: a second
+        trigger with it answers the first run); returns its id."""
         view, options, overrides, commands = self.prepare(job, body, environment=environment, scope=scope)
-        return self.enqueue_checked(view, options, overrides, commands, environment, trigger, default_cause)
+        return self.enqueue_checked(
+            view, options, overrides, commands, environment, trigger, default_cause, fire_key=fire_key
+        )
 
     def enqueue_checked(
         self,
@@ -156,6 +160,7 @@ class Triggers:
         environment: str | None = None,
         trigger: str = "api",
         default_cause: str = DEFAULT_CAUSE,
+        fire_key: str | None = None,
     ) -> int:
         """The queueing half of :meth:`trigger` (after :meth:`prepare`): the queue limit, then
         the run."""
@@ -169,6 +174,7 @@ class Triggers:
             overrides=overrides,
             git_sha=options.git_sha,
             git_branch=options.git_branch,
+            fire_key=fire_key,
             coalesce=False,
         )
         return int(result.run_id)

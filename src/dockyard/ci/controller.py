@@ -234,21 +234,9 @@ class Controller:
         """One run of ``view`` (a new run, never folded into another), at most once per
         delivery and job (``key``). ``trigger``: ``ci`` for a pull request's build (dbt
         Cloud's cause_category ``github_pull_request``), ``api`` for a deploy's jobs."""
-        triggers = self.app.triggers
-        view, options, overrides, commands = triggers.prepare(view, body, scope="admin")
-        triggers.check_queue(view.id)
-        result = triggers.enqueue(
-            view.id,
-            trigger=trigger,
-            cause=(options.cause or "Git webhook")[:255],
-            commands=commands,
-            overrides=overrides,
-            git_sha=options.git_sha,
-            git_branch=options.git_branch,
-            fire_key=key,
-            coalesce=False,
+        return self.app.triggers.trigger(
+            view, body, scope="admin", trigger=trigger, default_cause="Git webhook", fire_key=key
         )
-        return int(result.run_id)
 
 
 def _branch(ref: str | None) -> str | None:
