@@ -175,9 +175,7 @@ def payload(body: bytes, content_type: str | None = None) -> dict:
         else:
             text = body.decode("utf-8")
         data = loads(text, "the webhook body")  # bounded: nesting, NaN, NUL (dockyard.payload)
-    except PayloadError:
-        raise
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # a PayloadError (bounds) passes through
         raise PayloadError(f"The webhook body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise PayloadError("The webhook body must be a JSON object")

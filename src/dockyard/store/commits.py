@@ -29,14 +29,7 @@ class CommitRecord:
 
 
 def _record(row) -> CommitRecord:
-    return CommitRecord(
-        sha=row["sha"],
-        branch=row["branch"],
-        status=row["status"],
-        error=row["error"],
-        fetched_at=row["fetched_at"],
-        deployed_at=row["deployed_at"],
-    )
+    return CommitRecord(**{k: row[k] for k in CommitRecord.__dataclass_fields__})
 
 
 class Commits(Repository):
