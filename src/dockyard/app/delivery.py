@@ -51,9 +51,12 @@ class PassResult:
 
 
 def build_sinks(app) -> list[Sink]:
-    """The sinks of ``events.sinks`` (validated when the config was loaded)."""
+    """The sinks of ``events.sinks`` (validated when the config was loaded), then the
+    built-in consumers that are configured (:mod:`dockyard.app.consumers`)."""
+    from dockyard.app.consumers import builtin_sinks
+
     context = SinkContext(app.loaded.base_dir, app.state_dir, app.loaded.path)
-    return [plugins.build_sink(spec.spec(), context) for spec in app.config.events.sinks]
+    return [plugins.build_sink(spec.spec(), context) for spec in app.config.events.sinks] + builtin_sinks(app)
 
 
 def backoff_seconds(failures: int, cap: float) -> float:
@@ -193,14 +196,14 @@ def deliver_run_events(app, run_id: int, *, wait_s: float | None = None) -> bool
     not depend on its notifications). Events delivered here and by a scheduler carry the
     same keys."""
     try:
-        if not app.config.events.sinks:
-            return True
         wait_s = app.config.events.foreground_wait_seconds if wait_s is None else wait_s
         deadline = time.monotonic() + wait_s
         upto = app.store.reader.outbox.last_event_id(run_id)
         if not upto:
             return True
         every = deliveries(app, holder_id("run"))
+        if not every:
+            return True
     except (DockyardError, ValueError, LookupError) as exc:
         log.warning("run %s: its events were not delivered: %s", run_id, exc)
         return False

@@ -423,9 +423,12 @@ class DispatchEvents(Duty):
         self._pruned: datetime | None = None
 
     def run(self, tick: Tick) -> None:
+        from dockyard.app.consumers import signature
+
         events = self.app.config.events
-        if events != self._config:
-            self._restart(events)
+        wanted = signature(self.app)
+        if wanted != self._config:
+            self._restart(wanted)
         for thread in self._threads:
             thread.nudge()
         if self._pruned is None or tick.now - self._pruned >= self.PRUNE_EVERY:
@@ -439,11 +442,11 @@ class DispatchEvents(Duty):
             except StoreError as exc:
                 log.warning("pruning the outbox: %s", exc.what)
 
-    def _restart(self, events) -> None:
+    def _restart(self, wanted) -> None:
         from dockyard.app.delivery import deliveries
 
         self.close()
-        self._config = events
+        self._config = wanted
         try:
             made = deliveries(self.app, self.holder)
         except (DockyardError, ValueError, LookupError, TypeError) as exc:

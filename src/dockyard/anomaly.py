@@ -1,0 +1,1 @@
+"""Anomaly scoring of monitor series (docs/monitors.md)."""

@@ -1,0 +1,1 @@
+"""Notification channels: Slack, Microsoft Teams, email, PagerDuty, signed webhooks (docs/alerts.md)."""
