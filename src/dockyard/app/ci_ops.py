@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from dockyard import overrides as ov
+from dockyard.app.warehouse import run_macro
 from dockyard.errors import DockyardError
-from dockyard.project import dbt_environment, hidden_files, resolve_secrets
-from dockyard.runner.isolation import file_view
 from dockyard.slim import schema as pr_schema
-from dockyard.slim import shadow
 
 log = logging.getLogger("dockyard.app.ci")
 MACROS = """{# written by dockyard: listing and dropping pull-request schemas #}
@@ -66,44 +61,11 @@ MACROS = """{# written by dockyard: listing and dropping pull-request schemas #}
   {{ log('dockyard-dropped: ' ~ tojson(dropped), info=True) }}
 {% endmacro %}
 """
-OUTPUT = re.compile(r"dockyard-(schemas|dropped|compared): ([\[{].*[\]}])\s*$")
 
 
 def _operation(app, env_name: str, macro: str, args: dict | None = None):
     """Run one dockyard macro; the list (or mapping) it logs."""
-    from dockyard.app.ci_run import call_dbt
-
-    project = app.project
-    env = app.config.environments[env_name]
-    target = project.target_for(env_name)
-    target, profiles_dir = ov.profile_for_run(project, env_name, target, {}, app.state_dir)
-    source = app.repository.project_dir(None)
-    copy = shadow.make(Path(source), app.state_dir / "ci" / "ops" / env_name, {"dockyard__ops.sql": MACROS})
-    target_path = app.state_dir / "ci" / "ops-target" / env_name
-    target_path.mkdir(parents=True, exist_ok=True)
-    argv = ["run-operation", macro]
-    if args:
-        argv += ["--args", json.dumps(args)]
-    argv += ["--target", target, "--profiles-dir", str(profiles_dir), "--project-dir", str(copy)]
-    argv += ["--target-path", str(target_path), "--log-level-file", "none"]
-    env_vars = dbt_environment(app.loaded, env_name, resolve_secrets(app.loaded, env_name))
-    view = file_view(
-        app.state_dir,
-        base=source,
-        argv=argv,
-        reveal=[copy, target_path, profiles_dir],
-        hide_files=hidden_files(app.loaded, env_name, app.store_url),
-    )
-    code, lines = call_dbt(argv, source, env_vars, view, mode="subprocess", timeout=600)
-    for line in reversed(lines):
-        m = OUTPUT.search(line)
-        if m:
-            return json.loads(m.group(2))
-    raise DockyardError(
-        f"dbt run-operation {macro} in environment '{env_name}' (target {env.target}) failed (exit {code}):\n"
-        + "\n".join(lines[-10:]),
-        hint="check the CI environment's connection (dockyard validate --connection)",
-    )
+    return run_macro(app, env_name, macro, args, macros={"dockyard__ops.sql": MACROS}, folder="ci/ops")
 
 
 def drop_schemas(app, env_name: str, schemas: list[str]) -> list[str]:
