@@ -31,6 +31,7 @@ from functools import cached_property
 from pathlib import Path
 
 from dockyard import clock, permissions
+from dockyard.app.alerts import Alerts
 from dockyard.app.ci import Ci
 from dockyard.app.execution import Execution
 from dockyard.app.jobs import Jobs, JobView
@@ -106,6 +107,11 @@ class App:
     def ci(self) -> Ci:
         """Slim CI: PR schemas, CI jobs, foreground builds, cleanup, the janitor."""
         return Ci(self)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        """Alerts: notify (route and queue), the delivery log, sending (docs/alerts.md)."""
+        return Alerts(self)
 
     @cached_property
     def execution(self) -> Execution:

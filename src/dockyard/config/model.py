@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dockyard import plugins
+from dockyard.config.alerts import AlertsConfig, Notification, check_names
 from dockyard.config.ci import CiConfig, RepositoryConfig, check_secret_ref
 from dockyard.dbt.command import CommandError, parse_command
 from dockyard.schedule import check_cron, check_timezone
@@ -63,6 +64,8 @@ class ServerConfig(Strict):
     # push and pull-request webhooks (docs/ci.md): secret references (env:NAME, file:PATH)
     github_webhook_secret: str | None = None
     gitlab_webhook_token: str | None = None
+    # where the server's pages are reached (alerts link to <public_url>/runs/<id>)
+    public_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s?#]*$")
 
     @field_validator("github_webhook_secret", "gitlab_webhook_token")
     @classmethod
@@ -196,31 +199,6 @@ class Retries(Strict):
     on: Literal["transient", "any"] = "transient"
 
 
-class Notification(Strict):
-    type: Literal["slack", "email", "pagerduty", "msteams", "webhook"]
-    on_success: bool = False
-    on_failure: bool = True
-    on_warning: bool = False
-    on_cancel: bool = False
-    webhook_url: str | None = None
-    email_addresses: list[str] | None = None
-    integration_key: str | None = None
-    url: str | None = None
-
-    @model_validator(mode="after")
-    def _destination(self) -> Notification:
-        needed = {
-            "slack": "webhook_url",
-            "msteams": "webhook_url",
-            "email": "email_addresses",
-            "pagerduty": "integration_key",
-            "webhook": "url",
-        }[self.type]
-        if not getattr(self, needed):
-            raise ValueError(f"a {self.type} notification needs '{needed}'")
-        return self
-
-
 class Job(Strict):
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
     identifier: str | None = None
@@ -295,6 +273,14 @@ class Config(Strict):
     ci: CiConfig = Field(default_factory=CiConfig)
     environments: Annotated[dict[str, Environment], Field(min_length=1)]
     jobs: list[Job] = Field(default_factory=list)
+    # alerts (docs/alerts.md): channels for every job (filtered), and how deliveries are made
+    notifications: list[Notification] = Field(default_factory=list)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+
+    @field_validator("notifications")
+    @classmethod
+    def _notification_names(cls, value: list[Notification]) -> list[Notification]:
+        return check_names(value)
 
     @field_validator("environments")
     @classmethod

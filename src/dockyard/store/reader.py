@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dockyard.store.base import Database
 from dockyard.store.jobs import JobReader
+from dockyard.store.notifications import NotificationReader
 from dockyard.store.outbox import OutboxReader
 from dockyard.store.runs import RunReader
 from dockyard.store.stats import Stats
@@ -21,6 +22,7 @@ class StoreReader:
         self.jobs = JobReader(db)
         self.stats = Stats(db)
         self.outbox = OutboxReader(db)
+        self.notifications = NotificationReader(db)  # the alert delivery log
         self._db = db
 
     @property

@@ -31,6 +31,7 @@ from __future__ import annotations
 from dockyard.store.base import Database
 from dockyard.store.commits import Commits
 from dockyard.store.jobs import Jobs
+from dockyard.store.notifications import Notifications
 from dockyard.store.outbox import Outbox
 from dockyard.store.ownership import HeartbeatResult, Leases, Reaped
 from dockyard.store.pr_schemas import PrSchemas
@@ -74,6 +75,7 @@ class Store:
         self.pr_schemas = PrSchemas(self.db)  # the warehouse schemas of pull-request builds
         self.webhooks = Webhooks(self.db)  # inbound webhook deliveries (de-duplication)
         self.commits = Commits(self.db)  # code from git: deployed and refused commits
+        self.notifications = Notifications(self.db)  # alert deliveries and the no-storm state
         self.reader = StoreReader(self.db)
 
     @property

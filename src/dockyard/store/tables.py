@@ -382,3 +382,48 @@ pr_schemas = Table(  # the warehouse schemas pull-request builds wrote, until dr
     sqlite_autoincrement=True,
 )
 Index("ix_pr_schemas_state", pr_schemas.c.state)
+
+# -- ALERTS: 0007 notifications (deliveries) and alert state ---------------------------------
+
+notifications = Table(  # one delivery of one alert to one channel (and deferred run alerts)
+    "notifications",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("alert_key", String(255), nullable=False),  # Alert.key: one delivery per (alert, channel)
+    Column("channel", String(255), nullable=False),  # the notification's name, e.g. job:<job>:0
+    Column("channel_type", String(16), nullable=False),  # slack | msteams | email | pagerduty | webhook
+    Column("kind", String(16), nullable=False),  # an AlertKind
+    Column("event", String(32), nullable=False),
+    Column("subject", String(500), nullable=False),
+    Column("run_id", Integer, nullable=True),  # no foreign key: the log outlives a deleted run
+    Column("job", String(200), nullable=True),
+    Column("environment", String(200), nullable=True),
+    Column("status", String(16), nullable=False),  # pending | sent | failed | suppressed | deferred
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("holder", String(200), nullable=True),  # the sender working on it (a lease)
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),  # scrubbed: no URL path, key or password
+    Column("result", String(500), nullable=True),  # the channel's answer ("200", "250 OK")
+    Column("alert", JSONDoc, nullable=False),  # Alert.to_dict(): no secrets
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("id", name="pk_notifications"),
+    UniqueConstraint("alert_key", "channel", name="uq_notifications_alert_key_channel"),
+    sqlite_autoincrement=True,
+)
+Index("ix_notifications_run_id", notifications.c.run_id)
+Index("ix_notifications_status_next_attempt_at", notifications.c.status, notifications.c.next_attempt_at)
+
+alert_state = Table(  # per (subject, channel): the no-storm and resolve state
+    "alert_state",
+    metadata,
+    Column("subject", String(500), nullable=False),
+    Column("channel", String(255), nullable=False),
+    Column("last_event", String(32), nullable=False),
+    Column("open", Boolean, nullable=False, server_default=false()),  # an unresolved alert was sent
+    Column("last_final", Boolean, nullable=False, server_default=true()),  # the open alert was final
+    Column("last_sent_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("subject", "channel", name="pk_alert_state"),
+)
