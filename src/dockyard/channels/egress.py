@@ -12,6 +12,7 @@ So, before every request (the rule of ``reliability-security.md`` S7):
   local (``fc00::/7``, so also ``fd00:ec2::254``), multicast, reserved or documentation
   ranges. IPv6 addresses that carry an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, NAT64
   ``64:ff9b::/96``, 6to4, Teredo) are judged by that IPv4 address too;
+* ``localhost`` and ``*.localhost`` are refused without asking DNS (RFC 6761: loopback);
 * unless the host name, or the address, matches ``alerts.allow_hosts``: host names (exact,
   case-insensitive, or ``*.example.com`` for its subdomains), IP addresses or CIDR networks
   (``127.0.0.0/8`` lets tests and a relay on loopback through).
@@ -40,6 +41,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_HINT = "add the host or its network to alerts.allow_hosts to allow it"
 
 
 def _getaddrinfo(host: str, port: int) -> list[str]:
@@ -83,7 +85,9 @@ def _embedded_v4(addr: Address) -> list[ipaddress.IPv4Address]:
 
 def is_public(addr: Address) -> bool:
     """True for an address a notification may reach without an allow-list entry."""
-    for candidate in (addr, *_embedded_v4(addr)):
+    # NAT64 (DNS64 on an IPv6-only host) is as public as the IPv4 address it carries
+    nat64 = isinstance(addr, ipaddress.IPv6Address) and addr in _NAT64
+    for candidate in _embedded_v4(addr) if nat64 else (addr, *_embedded_v4(addr)):
         if not candidate.is_global or candidate.is_multicast or candidate.is_unspecified:
             return False
         if candidate.is_loopback or candidate.is_link_local or candidate.is_private or candidate.is_reserved:
@@ -110,6 +114,11 @@ def _name_allowed(host: str, names: set[str]) -> bool:
     if host in names:
         return True
     return any(n.startswith("*.") and host.endswith(n[1:]) for n in names)
+
+
+def _is_local_name(host: str) -> bool:
+    name = host.lower().rstrip(".")
+    return name == "localhost" or name.endswith(".localhost")  # RFC 6761: always loopback
 
 
 def _parse(url: str) -> tuple[str, str, int]:
@@ -142,6 +151,8 @@ def resolve(url: str, allow_hosts: Sequence[str] = ()) -> Target:
         literal = None
     if literal is not None:
         found = [str(literal)]
+    elif not name_ok and _is_local_name(host):
+        raise ChannelError(f"{host} is a loopback name: refused (SSRF rule); {_HINT}", retryable=False)
     else:
         try:
             found = list(resolver(host, port))
@@ -156,11 +167,7 @@ def resolve(url: str, allow_hosts: Sequence[str] = ()) -> Target:
             raise ChannelError(f"{host} resolved to something that is no IP address", retryable=False) from None
         if name_ok or is_public(addr) or any(addr in net for net in networks if net.version == addr.version):
             continue
-        raise ChannelError(
-            f"{host} resolves to {addr}, a non-public address: refused (SSRF rule); "
-            "add the host or its network to alerts.allow_hosts to allow it",
-            retryable=False,
-        )
+        raise ChannelError(f"{host} resolves to {addr}, a non-public address: refused (SSRF rule); {_HINT}", False)
     return Target(scheme=scheme, host=host, port=port, addresses=tuple(found))
 
 

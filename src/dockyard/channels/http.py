@@ -5,9 +5,10 @@ Every HTTP channel (Slack, Teams, PagerDuty, the generic webhook) posts through 
 * the URL is checked and resolved by :mod:`dockyard.channels.egress`, and the request goes to
   the checked address (``Host`` and the TLS server name stay the URL's host, so certificates
   are verified against it);
-* ``follow_redirects=False`` (a 3xx is a failed delivery, not retried), ``trust_env=False``
-  (no proxy from the environment: the SSRF rule must judge the real destination), a
-  ``User-Agent: dockyard/<version>``;
+* through httpx's transport, not a client: no redirect is followed (a 3xx is a failed
+  delivery, not retried), no proxy is taken from the environment (the SSRF rule must judge
+  the real destination), and httpx's client log line holding the full URL is never written;
+  a ``User-Agent: dockyard/<version>``;
 * connect, write and each read wait at most ``timeout`` seconds, and at most
   :data:`MAX_RESPONSE_BYTES` of the answer are read (within ``timeout`` in all);
 * 2xx is a success; 408, 425, 429 and 5xx, timeouts and connection errors raise a retryable
@@ -95,7 +96,13 @@ def _read(response: httpx.Response, deadline: float) -> bytes:
 
 
 def _request(
-    client: httpx.Client, target: egress.Target, address: str, url: str, body: bytes, headers: Mapping[str, str]
+    transport: httpx.HTTPTransport,
+    target: egress.Target,
+    address: str,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: httpx.Timeout,
 ) -> httpx.Response:
     pinned = httpx.URL(url).copy_with(host=address)
     default = 443 if target.scheme == "https" else 80
@@ -103,11 +110,14 @@ def _request(
     all_headers = {
         "User-Agent": USER_AGENT,
         "Host": host if target.port == default else f"{host}:{target.port}",
+        "Content-Length": str(len(body)),
         **headers,
     }
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    request = client.build_request("POST", pinned, content=body, headers=all_headers, extensions=extensions)
-    return client.send(request, stream=True)
+    extensions: dict[str, object] = {"timeout": timeout.as_dict()}
+    if target.scheme == "https":
+        extensions["sni_hostname"] = target.host
+    request = httpx.Request("POST", pinned, content=body, headers=all_headers, extensions=extensions)
+    return transport.handle_request(request)
 
 
 def post(
@@ -129,12 +139,13 @@ def post(
     except ChannelError as exc:
         raise ChannelError(f"{shown}: {clean.scrub(exc.message)}", exc.retryable) from None
     deadline = time.monotonic() + timeout
-    config = httpx.Timeout(timeout)
-    with httpx.Client(timeout=config, follow_redirects=False, trust_env=False, verify=verify) as client:
+    # the transport itself, not a Client: no redirects, no proxies from the environment, and
+    # no "HTTP Request: POST <url>" log line (httpx's client logs the full URL at INFO)
+    with httpx.HTTPTransport(verify=verify, trust_env=False) as transport:
         response = None
         for i, address in enumerate(target.addresses):
             try:
-                response = _request(client, target, address, url, body, headers)
+                response = _request(transport, target, address, url, body, headers, httpx.Timeout(timeout))
                 break
             except httpx.ConnectError as exc:
                 if i + 1 < len(target.addresses):
