@@ -10,6 +10,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from dockyard import plugins
 from dockyard.config.alerts import AlertsConfig, Notification, check_names
 from dockyard.config.ci import CiConfig, RepositoryConfig, check_secret_ref
+from dockyard.config.metrics import MetricsConfig
+from dockyard.config.monitors import Monitors
 from dockyard.dbt.command import CommandError, parse_command
 from dockyard.schedule import check_cron, check_timezone
 from dockyard.text import control_problem
@@ -66,6 +68,8 @@ class ServerConfig(Strict):
     gitlab_webhook_token: str | None = None
     # where the server's pages are reached (alerts link to <public_url>/runs/<id>)
     public_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s?#]*$")
+    # GET /metrics (Prometheus) without a token (default: a read token, like the API)
+    metrics_public: bool = False
 
     @field_validator("github_webhook_secret", "gitlab_webhook_token")
     @classmethod
@@ -271,11 +275,13 @@ class Config(Strict):
     events: EventsConfig = Field(default_factory=EventsConfig)
     repository: RepositoryConfig | None = None
     ci: CiConfig = Field(default_factory=CiConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # docs/metrics.md
     environments: Annotated[dict[str, Environment], Field(min_length=1)]
     jobs: list[Job] = Field(default_factory=list)
     # alerts (docs/alerts.md): channels for every job (filtered), and how deliveries are made
     notifications: list[Notification] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    monitors: Monitors = Field(default_factory=list)  # data monitors (docs/monitors.md)
 
     @field_validator("notifications")
     @classmethod

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dockyard.store.base import Database
+from dockyard.store.freshness import FreshnessReader
 from dockyard.store.jobs import JobReader
+from dockyard.store.metrics import Metrics
+from dockyard.store.monitors import MonitorReader
 from dockyard.store.notifications import NotificationReader
 from dockyard.store.outbox import OutboxReader
 from dockyard.store.runs import RunReader
@@ -22,6 +25,9 @@ class StoreReader:
         self.jobs = JobReader(db)
         self.stats = Stats(db)
         self.outbox = OutboxReader(db)
+        self.metrics = Metrics(db)
+        self.freshness = FreshnessReader(db)  # source freshness history
+        self.monitors = MonitorReader(db)  # data monitors: measurements and state
         self.notifications = NotificationReader(db)  # the alert delivery log
         self._db = db
 

@@ -30,7 +30,11 @@ from __future__ import annotations
 
 from dockyard.store.base import Database
 from dockyard.store.commits import Commits
+from dockyard.store.freshness import Freshness
 from dockyard.store.jobs import Jobs
+from dockyard.store.metric_state import MetricState
+from dockyard.store.metrics import Metrics
+from dockyard.store.monitors import Monitors
 from dockyard.store.notifications import Notifications
 from dockyard.store.outbox import Outbox
 from dockyard.store.ownership import HeartbeatResult, Leases, Reaped
@@ -75,7 +79,11 @@ class Store:
         self.pr_schemas = PrSchemas(self.db)  # the warehouse schemas of pull-request builds
         self.webhooks = Webhooks(self.db)  # inbound webhook deliveries (de-duplication)
         self.commits = Commits(self.db)  # code from git: deployed and refused commits
+        self.freshness = Freshness(self.db)  # source freshness history
         self.notifications = Notifications(self.db)  # alert deliveries and the no-storm state
+        self.metrics = Metrics(self.db)  # run metrics, costs, Prometheus (reads)
+        self.metric_state = MetricState(self.db)  # slowdowns, warehouse history queue, digests
+        self.monitors = Monitors(self.db)  # data monitors: measurements, state, checks
         self.reader = StoreReader(self.db)
 
     @property

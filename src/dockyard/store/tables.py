@@ -427,3 +427,147 @@ alert_state = Table(  # per (subject, channel): the no-storm and resolve state
     Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("subject", "channel", name="pk_alert_state"),
 )
+
+# -- FRESHNESS: source freshness history (0008) ---------------------------------------------
+
+source_freshness = Table(  # one row per source and `dbt source freshness` step; kept (rows are small)
+    "source_freshness",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("run_id", Integer, nullable=False),  # no foreign key: the history outlives a deleted run
+    Column("step_index", Integer, nullable=False),
+    Column("environment", String(200), nullable=False),
+    Column("job", String(255), nullable=True),
+    Column("unique_id", String(512), nullable=False),  # source.<project>.<source>.<table>
+    Column("source_name", String(255), nullable=False),
+    Column("table_name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),  # pass | warn | error | runtime error
+    Column("previous_status", String(16), nullable=True),  # the source's status before, in this environment
+    Column("max_loaded_at", UTCDateTime(), nullable=True),
+    Column("snapshotted_at", UTCDateTime(), nullable=True),
+    Column("age_seconds", Float, nullable=True),  # max_loaded_at_time_ago_in_s at the check
+    Column("warn_after", JSONDoc, nullable=True),  # dbt's criteria: {"count": 1, "period": "hour"}
+    Column("error_after", JSONDoc, nullable=True),
+    Column("error", Text, nullable=True),  # a runtime error's message (scrubbed, bounded)
+    Column("checked_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_source_freshness"),
+    UniqueConstraint("run_id", "step_index", "unique_id", name="uq_source_freshness_run_id_step_index_unique_id"),
+    sqlite_autoincrement=True,
+)
+Index(
+    "ix_source_freshness_environment_unique_id_checked_at",
+    source_freshness.c.environment,
+    source_freshness.c.unique_id,
+    source_freshness.c.checked_at,
+)
+
+# -- METRICS: 0010 slowdown state, warehouse history queue, daily digests ------------------
+
+# a model's history across runs (slowdowns, /metrics, costs) is read by unique id
+Index("ix_node_results_unique_id_run_id", node_results.c.unique_id, node_results.c.run_id)
+
+model_slowdowns = Table(  # per (environment, model): is it slow now, and under which alert
+    "model_slowdowns",
+    metadata,
+    Column("environment", String(200), nullable=False),
+    Column("unique_id", String(512), nullable=False),
+    Column("slow", Boolean, nullable=False, server_default=false()),
+    Column("subject", String(500), nullable=True),  # the alert that reported it slow
+    Column("run_id", Integer, nullable=True),  # the run that changed the state
+    Column("ratio", Float, nullable=True),  # execution time / median then
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("environment", "unique_id", name="pk_model_slowdowns"),
+)
+
+history_writes = Table(  # runs whose results are to be written to the warehouse (a queue)
+    "history_writes",
+    metadata,
+    Column("run_id", Integer, nullable=False),  # no foreign key: a queued write outlives nothing
+    Column("environment", String(200), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | done | failed (gave up)
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("holder", String(200), nullable=True),  # the writer working on it (a lease)
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),  # scrubbed, bounded
+    Column("rows", Integer, nullable=True),  # node rows written
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("written_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("run_id", name="pk_history_writes"),
+)
+Index("ix_history_writes_state_next_attempt_at", history_writes.c.state, history_writes.c.next_attempt_at)
+
+digests = Table(  # one row per local day of the daily digest: exactly once across schedulers
+    "digests",
+    metadata,
+    Column("day", String(10), nullable=False),  # the local date, YYYY-MM-DD
+    Column("holder", String(200), nullable=False),
+    Column("lease_until", UTCDateTime(), nullable=False),  # a holder that died is taken over after it
+    Column("sent_at", UTCDateTime(), nullable=True),  # notify() returned
+    Column("queued", Integer, nullable=True),  # deliveries queued
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("day", name="pk_digests"),
+)
+
+# -- MONITORS: data monitors' measurements, state and pending checks (0009) ---------------
+
+monitor_measurements = Table(  # every measurement of a monitor in an environment (kept; rows are small)
+    "monitor_measurements",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("monitor", String(200), nullable=False),
+    Column("environment", String(200), nullable=False),
+    Column("run_id", Integer, nullable=True),  # the job run it followed; no foreign key (outlives the run)
+    Column("measured_at", UTCDateTime(), nullable=False),
+    Column("value", Float, nullable=True),  # rows, age in seconds, columns, failing rows (None on error)
+    Column("status", String(16), nullable=False),  # ok | alert | warming_up | error
+    Column("score", Float, nullable=True),  # the anomaly z
+    Column("expected", Float, nullable=True),
+    Column("lower", Float, nullable=True),
+    Column("upper", Float, nullable=True),
+    Column("detail", JSONDoc, nullable=True),  # columns, a bounded failing-rows sample, the scrubbed error
+    Column("trigger", String(16), nullable=False),  # schedule | after_job | manual
+    PrimaryKeyConstraint("id", name="pk_monitor_measurements"),
+    sqlite_autoincrement=True,
+)
+Index(
+    "ix_monitor_measurements_monitor_environment_measured_at",
+    monitor_measurements.c.monitor,
+    monitor_measurements.c.environment,
+    monitor_measurements.c.measured_at,
+)
+
+monitor_state = Table(  # per (monitor, environment): the state alerts are sent on changes of
+    "monitor_state",
+    metadata,
+    Column("monitor", String(200), nullable=False),
+    Column("environment", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # ok | alert | warming_up | error
+    Column("since", UTCDateTime(), nullable=False),
+    Column("last_alert_at", UTCDateTime(), nullable=True),
+    Column("measurement_id", Integer, nullable=True),  # the latest measurement
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("monitor", "environment", name="pk_monitor_state"),
+)
+
+monitor_checks = Table(  # checks to run (after a job, a cron fire, the API): the RunMonitors duty's queue
+    "monitor_checks",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("key", String(255), nullable=False),  # idempotency: after_job:<run>, schedule:<monitor>:<fire>...
+    Column("monitors", JSONDoc, nullable=False),  # the monitor names
+    Column("environment", String(200), nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule | after_job | manual
+    Column("run_id", Integer, nullable=True),
+    Column("job", String(200), nullable=True),  # the job the check followed (alert routing)
+    Column("state", String(16), nullable=False),  # pending | running | done
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("holder", String(200), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("error", Text, nullable=True),  # scrubbed, bounded
+    PrimaryKeyConstraint("id", name="pk_monitor_checks"),
+    UniqueConstraint("key", name="uq_monitor_checks_key"),
+    sqlite_autoincrement=True,
+)
+Index("ix_monitor_checks_state_requested_at", monitor_checks.c.state, monitor_checks.c.requested_at)
