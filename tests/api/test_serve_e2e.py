@@ -97,3 +97,16 @@ def test_tls_and_auth_are_enforced(served):
     log = served.shop.parent / "serve.log"
     if log.exists():
         assert served.token not in log.read_text()
+
+
+def test_an_idle_tls_client_connection_does_not_hold_up_the_shutdown(tmp_path):
+    """A client that keeps its TLS connection open (a response object still referenced)
+    once held `dockyard serve`'s stop for asyncio's 30 s SSL shutdown timeout."""
+    server = start_server(copy_shop(tmp_path), tmp_path, workers=0)
+    try:
+        held = requests.get(f"{server.url}/api/v1/runs", verify=str(server.ca), timeout=10)
+        assert held.status_code == 401
+        started = time.monotonic()
+    finally:
+        stop_server(server)
+    assert time.monotonic() - started < 15

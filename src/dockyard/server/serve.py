@@ -23,6 +23,9 @@ from dockyard.server.watchdog import Backoff, Watchdog, started_now
 log = logging.getLogger("dockyard.server.serve")
 
 
+API_SHUTDOWN_S = 5  # seconds the API gives requests in flight when the server stops
+
+
 def serve(
     config_path: str | None,
     store_url: str | None,
@@ -62,7 +65,16 @@ def serve(
     api = create_app(app)
     server = Server(
         uvicorn.Config(
-            api, host=host, port=port, log_level="warning", ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile
+            api,
+            host=host,
+            port=port,
+            log_level="warning",
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            # requests in flight get this long to finish on SIGTERM; without a bound, a client that
+            # keeps an idle TLS connection open held the shutdown for asyncio's 30 s SSL
+            # shutdown timeout before the children were even told to stop
+            timeout_graceful_shutdown=API_SHUTDOWN_S,
         )
     )
 
