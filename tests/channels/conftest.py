@@ -93,7 +93,7 @@ class Mailbox:
         ok = isinstance(auth_data, LoginPassword) and auth_data.password.decode() == SMTP_PASSWORD
         if ok:
             self.logins.append(auth_data.login.decode())
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # not handled: the server answers 535
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _serve(mailbox: Mailbox, **kwargs) -> Iterator[SmtpServer]:
 
 @pytest.fixture(scope="session")
 def smtp_starttls(cert: Cert) -> Iterator[SmtpServer]:
-    """STARTTLS required, AUTH (LOGIN/PLAIN) required after TLS."""
+    """STARTTLS required, AUTH (PLAIN, LOGIN) required after TLS."""
     mailbox = Mailbox()
     yield from _serve(
         mailbox,
