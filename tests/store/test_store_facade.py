@@ -14,6 +14,7 @@ WRITES = {
     "jobs": {"sync_environments", "sync_jobs", "create_api_job", "update_api_job", "delete_api_job"},
     "outbox": {"claim_cursor", "advance_cursor", "cursor_failed", "release_cursor", "prune_outbox"},
     "monitors": {"record", "transition", "alerted", "queue", "claim", "finish", "prune_checks"},
+    "freshness": {"record"},
 }  # fmt: skip
 
 
@@ -22,6 +23,7 @@ def test_the_store_keeps_only_its_repositories_and_lifecycle(store: Store) -> No
     repositories = {"runs", "queue", "leases", "jobs", "tokens", "stats", "outbox", "reader"}
     repositories |= {"commits", "webhooks", "pr_schemas"}  # code from git, webhook deliveries, PR schemas
     repositories |= {"monitors"}  # data monitors (issue 10)
+    repositories |= {"freshness"}  # source freshness history (issue 10)
     assert public == repositories | {"db", "engine", "migrate", "close", "url", "dialect"}
     assert store.queue.runs is store.runs  # the queue is given the runs repository
 

@@ -49,6 +49,7 @@ def create_app(
         cloud_account,
         cloud_jobs,
         cloud_runs,
+        freshness,
         native_jobs,
         native_runs,
         native_stats,
@@ -118,7 +119,7 @@ def create_app(
     def openapi():
         return api.openapi()
 
-    for module in (native_jobs, native_runs, native_stats, cloud_jobs, cloud_runs, cloud_account, webhooks):
+    for module in (native_jobs, native_runs, native_stats, freshness, cloud_jobs, cloud_runs, cloud_account, webhooks):
         api.include_router(module.router)
 
     api.add_middleware(CatchAll)

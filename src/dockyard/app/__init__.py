@@ -114,6 +114,13 @@ class App:
         return Alerts(self)
 
     @cached_property
+    def freshness(self):
+        """Source freshness history: latest per source, history, stale (docs/monitors.md)."""
+        from dockyard.app.freshness import FreshnessService
+
+        return FreshnessService(self)
+
+    @cached_property
     def execution(self) -> Execution:
         return Execution(self)
 

@@ -40,6 +40,9 @@ def _factories() -> list[Factory]:
     """The built-in consumers' factories, in delivery order (imported here, late: they are
     app services that import this module's base class)."""
     factories: list[Factory] = []
+    from dockyard.app.freshness import factory as freshness_factory
+
+    factories.append(freshness_factory)
     return factories
 
 

@@ -260,5 +260,6 @@ __all__ = ["cli", "main", "styled", "err_console", "state", "_app", "_emit", "ou
 
 
 from dockyard.cli import ci as _ci  # noqa: E402,F401  (registers dockyard ci ...)
+from dockyard.cli import freshness as _freshness  # noqa: E402,F401  (registers dockyard freshness)
 from dockyard.cli import service as _service  # noqa: E402,F401  (registers the server commands)
 from dockyard.cli import tokens as _tokens  # noqa: E402,F401  (registers dockyard tokens ...)

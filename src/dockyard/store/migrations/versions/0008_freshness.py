@@ -9,8 +9,8 @@ Written by hand; must match ``dockyard.store.tables`` (a test compares them).
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0008"
@@ -23,8 +23,38 @@ JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=Tru
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "source_freshness",
+        sa.Column("id", sa.Integer, nullable=False),
+        sa.Column("run_id", sa.Integer, nullable=False),
+        sa.Column("step_index", sa.Integer, nullable=False),
+        sa.Column("environment", sa.String(200), nullable=False),
+        sa.Column("job", sa.String(255), nullable=True),
+        sa.Column("unique_id", sa.String(512), nullable=False),
+        sa.Column("source_name", sa.String(255), nullable=False),
+        sa.Column("table_name", sa.String(255), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("previous_status", sa.String(16), nullable=True),
+        sa.Column("max_loaded_at", TS, nullable=True),
+        sa.Column("snapshotted_at", TS, nullable=True),
+        sa.Column("age_seconds", sa.Float, nullable=True),
+        sa.Column("warn_after", JSON, nullable=True),
+        sa.Column("error_after", JSON, nullable=True),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Column("checked_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_source_freshness"),
+        sa.UniqueConstraint(
+            "run_id", "step_index", "unique_id", name="uq_source_freshness_run_id_step_index_unique_id"
+        ),
+        sqlite_autoincrement=True,
+    )
+    op.create_index(
+        "ix_source_freshness_environment_unique_id_checked_at",
+        "source_freshness",
+        ["environment", "unique_id", "checked_at"],
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_source_freshness_environment_unique_id_checked_at", table_name="source_freshness")
+    op.drop_table("source_freshness")
