@@ -173,3 +173,21 @@ def test_resolve_alerts_are_completed_runs() -> None:
         event="resolved", severity=Severity.OK, resolves=True, run={**run_alert().run, "status": "success"}
     )
     assert json.loads(webhook.body(alert, account_id=1, webhook_id="w"))["eventType"] == "job.run.completed"
+
+
+def test_the_documented_receiver_snippet_verifies_a_delivery(receiver) -> None:
+    """docs/alerts.md's verification code, run against a real delivery."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text()
+    code = next(block for block in doc.split("```python\n")[1:] if "def valid_standard_webhooks" in block)
+    namespace: dict = {}
+    exec(code.split("```", 1)[0], namespace)
+    for secret in (SECRET, WHSEC):
+        receiver.requests.clear()
+        webhook.send(receiver.url("/hook"), secret, run_alert(), account_id=1, timeout=5, allow_hosts=LOOPBACK)
+        request = receiver.requests[0]
+        assert namespace["valid_dbt_cloud"](request.headers, request.body, secret)
+        assert namespace["valid_standard_webhooks"](request.headers, request.body, secret)
+        assert not namespace["valid_standard_webhooks"](request.headers, request.body + b" ", secret)
+        assert not namespace["valid_dbt_cloud"](request.headers, request.body + b" ", secret)

@@ -33,7 +33,8 @@ def _secret(resolve: Callable[[str], str], value: str | None, field: str, kind: 
     try:
         resolved = resolve(value)
     except DockyardError as exc:
-        raise ChannelError(f"the {kind} notification's '{field}' cannot be read: {exc.what}", False) from None
+        hint = f": {exc.hint}" if exc.hint else ""
+        raise ChannelError(f"the {kind} notification's '{field}' cannot be read: {exc.what}{hint}", False) from None
     except Exception as exc:  # a resolver's own failure: its text may hold the value
         raise ChannelError(
             f"the {kind} notification's '{field}' cannot be read ({type(exc).__name__})", False
