@@ -10,10 +10,13 @@ the store (:mod:`dockyard.ci.controller`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -27,7 +30,8 @@ SHA = re.compile(r"^[0-9a-fA-F]{4,64}$")
 ZERO_SHA = re.compile(r"^0+$")
 GITHUB_SIGNATURE = re.compile(r"^sha256=([0-9a-f]{64})$")  # exactly as GitHub sends it
 #: the GitLab headers carrying a delivery id, in order of preference
-GITLAB_DELIVERY_HEADERS = ("x-gitlab-event-uuid", "idempotency-key", "x-gitlab-webhook-uuid")
+SIGNATURE_TOLERANCE_S = 300  # Standard Webhooks: a signed delivery older or newer than this is refused
+GITLAB_DELIVERY_HEADERS = ("x-gitlab-event-uuid", "idempotency-key", "webhook-id", "x-gitlab-webhook-uuid")
 
 
 class SignatureError(DockyardError):
@@ -137,12 +141,54 @@ def verify_github(secret: str | None, body: bytes, signature: str | None) -> Non
         raise SignatureError("Invalid webhook signature", hint="the webhook's secret must match the server's")
 
 
-def verify_gitlab(token: str | None, sent: str | None) -> None:
-    """Raise unless ``X-Gitlab-Token`` equals the configured token (constant-time)."""
+def standard_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    """``v1,<base64>``: the Standard Webhooks signature of ``body`` (HMAC-SHA256 of
+    ``<id>.<timestamp>.<body>``). A ``whsec_`` secret is base64 (the key is its decoded bytes),
+    any other is used as it is (GitLab's signing token)."""
+    if secret.startswith("whsec_"):
+        try:
+            key = base64.b64decode(secret[len("whsec_") :], validate=True)
+        except (binascii.Error, ValueError):
+            key = secret.encode()
+    else:
+        key = secret.encode()
+    signed = msg_id.encode() + b"." + timestamp.encode() + b"." + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def verify_standard(secret: str, headers, body: bytes, *, now: float | None = None) -> None:
+    """Raise unless the Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``,
+    ``webhook-signature``: space-separated ``v1,<base64>``) sign ``body`` under ``secret``, with
+    a timestamp within :data:`SIGNATURE_TOLERANCE_S` of now (a replay window)."""
+    msg_id = headers.get("webhook-id") or ""
+    stamp = headers.get("webhook-timestamp") or ""
+    sent = headers.get("webhook-signature") or ""
+    if not msg_id or not stamp or not sent:
+        raise SignatureError(
+            "Missing webhook-id, webhook-timestamp or webhook-signature",
+            hint="set a signing token on the GitLab webhook",
+        )
+    if not stamp.isdigit() or abs((time.time() if now is None else now) - int(stamp)) > SIGNATURE_TOLERANCE_S:
+        raise SignatureError(
+            "Stale or malformed webhook-timestamp",
+            hint=f"a signed delivery is accepted within {SIGNATURE_TOLERANCE_S} s of its timestamp (check the clocks)",
+        )
+    expected = standard_signature(secret, msg_id, stamp, body).encode()
+    if not any(hmac.compare_digest(expected, part.encode("utf-8", "surrogateescape")) for part in sent.split()[:10]):
+        raise SignatureError("Invalid webhook signature", hint="the webhook's signing token must match the server's")
+
+
+def verify_gitlab(token: str | None, sent: str | None, *, signing: str | None = None, headers=None, body=b"") -> None:
+    """Raise unless the delivery is GitLab's: with ``server.gitlab_webhook_signing_token``
+    set, a valid Standard Webhooks signature (:func:`verify_standard`) is required; otherwise
+    ``X-Gitlab-Token`` must equal the configured token (constant-time)."""
+    if signing:
+        verify_standard(signing, headers or {}, body)
+        return
     if not token:
         raise NotConfiguredError(
             "GitLab webhooks are not enabled on this server",
-            hint="set server.gitlab_webhook_token (env:NAME or file:PATH) to the webhook's secret token",
+            hint="set server.gitlab_webhook_token or server.gitlab_webhook_signing_token (env:NAME or file:PATH)",
         )
     if not sent:
         raise SignatureError("Missing X-Gitlab-Token", hint="set a secret token on the GitLab webhook")

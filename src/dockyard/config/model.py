@@ -66,12 +66,13 @@ class ServerConfig(Strict):
     # push and pull-request webhooks (docs/ci.md): secret references (env:NAME, file:PATH)
     github_webhook_secret: str | None = None
     gitlab_webhook_token: str | None = None
+    gitlab_webhook_signing_token: str | None = None  # GitLab's signing token (Standard Webhooks)
     # where the server's pages are reached (alerts link to <public_url>/runs/<id>)
     public_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s?#]*$")
     # GET /metrics (Prometheus) without a token (default: a read token, like the API)
     metrics_public: bool = False
 
-    @field_validator("github_webhook_secret", "gitlab_webhook_token")
+    @field_validator("github_webhook_secret", "gitlab_webhook_token", "gitlab_webhook_signing_token")
     @classmethod
     def _webhook_secrets(cls, value: str | None, info) -> str | None:
         return check_secret_ref(value, f"server.{info.field_name}")

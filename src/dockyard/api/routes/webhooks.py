@@ -84,11 +84,18 @@ async def github(request: Request, app: AppDep):
 
 @router.post("/gitlab", responses=ANSWERS, openapi_extra=BODY)
 async def gitlab(request: Request, app: AppDep):
-    """A GitLab delivery (``Merge Request Hook``, ``Push Hook``), authenticated by
-    ``X-Gitlab-Token`` equal to ``server.gitlab_webhook_token``."""
+    """A GitLab delivery (``Merge Request Hook``, ``Push Hook``), signed under
+    ``server.gitlab_webhook_signing_token`` (Standard Webhooks headers) or, without one,
+    authenticated by ``X-Gitlab-Token`` equal to ``server.gitlab_webhook_token``."""
     event = (request.headers.get("x-gitlab-event") or "").strip()[:64]
 
     def verify(body: bytes) -> None:
-        wh.verify_gitlab(_secret(app, "gitlab_webhook_token"), request.headers.get("x-gitlab-token"))
+        wh.verify_gitlab(
+            _secret(app, "gitlab_webhook_token"),
+            request.headers.get("x-gitlab-token"),
+            signing=_secret(app, "gitlab_webhook_signing_token"),
+            headers=request.headers,
+            body=body,
+        )
 
     return await _receive(request, app, "gitlab", verify, event)
