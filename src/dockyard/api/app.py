@@ -50,9 +50,12 @@ def create_app(
         cloud_jobs,
         cloud_runs,
         freshness,
+        metrics,
+        monitors,
         native_jobs,
         native_runs,
         native_stats,
+        notifications,
         webhooks,
     )
 
@@ -119,7 +122,19 @@ def create_app(
     def openapi():
         return api.openapi()
 
-    for module in (native_jobs, native_runs, native_stats, freshness, cloud_jobs, cloud_runs, cloud_account, webhooks):
+    for module in (
+        native_jobs,
+        native_runs,
+        native_stats,
+        metrics,
+        freshness,
+        notifications,  # ALERTS: a run's alert deliveries
+        monitors,  # MONITORS: data monitors
+        cloud_jobs,
+        cloud_runs,
+        cloud_account,
+        webhooks,
+    ):
         api.include_router(module.router)
 
     api.add_middleware(CatchAll)

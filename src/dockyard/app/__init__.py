@@ -114,6 +114,20 @@ class App:
         return Alerts(self)
 
     @cached_property
+    def metrics(self):
+        """Run metrics: model histories, test rates, jobs and queue times (docs/metrics.md)."""
+        from dockyard.app.metrics import Metrics
+
+        return Metrics(self)
+
+    @cached_property
+    def costs(self):
+        """The cost report: models by warehouse time and bytes, trends, incremental candidates."""
+        from dockyard.app.costs import Costs
+
+        return Costs(self)
+
+    @cached_property
     def freshness(self):
         """Source freshness history: latest per source, history, stale (docs/monitors.md)."""
         from dockyard.app.freshness import FreshnessService
@@ -138,6 +152,13 @@ class App:
     def validate(self) -> Validate:
         """Called (``app.validate(connection=False)``): the :class:`ValidationReport`."""
         return Validate(self)
+
+    @cached_property
+    def monitors(self):
+        """Data monitors: list, history, check (docs/monitors.md)."""
+        from dockyard.app.monitors import Monitors
+
+        return Monitors(self)
 
     # -- wiring -----------------------------------------------------------------------------
     @cached_property

@@ -40,9 +40,21 @@ def _factories() -> list[Factory]:
     """The built-in consumers' factories, in delivery order (imported here, late: they are
     app services that import this module's base class)."""
     factories: list[Factory] = []
+    from dockyard.app.run_alerts import factory as run_alerts_factory
+
+    factories.append(run_alerts_factory)  # ALERTS: run events to alerts (docs/alerts.md)
     from dockyard.app.freshness import factory as freshness_factory
 
     factories.append(freshness_factory)
+    from dockyard.app.slowdown import factory as slowdown_factory  # METRICS
+
+    factories.append(slowdown_factory)
+    from dockyard.app.history import factory as history_factory  # METRICS
+
+    factories.append(history_factory)
+    from dockyard.app.monitors import factory as monitors_factory  # MONITORS: checks after jobs
+
+    factories.append(monitors_factory)
     return factories
 
 

@@ -207,10 +207,15 @@ def show(
     config: ConfigOpt = None,
 ) -> None:
     """Show one run: steps, the nodes it executed with status and timing, the slowest models."""
-    run = _app(config).runs.get(run_id)
+    app = _app(config)
+    run = app.runs.get(run_id)
+    notifications = app.alerts.deliveries(run_id)  # the run's alert deliveries (docs/alerts.md)
     if as_json:
-        return _emit(run_dict(run, all_nodes=all_nodes))
+        return _emit({**run_dict(run, all_nodes=all_nodes), "notifications": notifications})
     show_run(out, run, compiled=all_nodes)
+    from dockyard.cli.notify import show_notifications
+
+    show_notifications(out, notifications)
 
 
 @cli.command()
@@ -260,6 +265,9 @@ __all__ = ["cli", "main", "styled", "err_console", "state", "_app", "_emit", "ou
 
 
 from dockyard.cli import ci as _ci  # noqa: E402,F401  (registers dockyard ci ...)
+from dockyard.cli import costs as _costs  # noqa: E402,F401  (registers dockyard costs)
 from dockyard.cli import freshness as _freshness  # noqa: E402,F401  (registers dockyard freshness)
+from dockyard.cli import monitors as _monitors  # noqa: E402,F401  (registers dockyard monitors ...)
+from dockyard.cli import notify as _notify  # noqa: E402,F401  (registers dockyard notify test)
 from dockyard.cli import service as _service  # noqa: E402,F401  (registers the server commands)
 from dockyard.cli import tokens as _tokens  # noqa: E402,F401  (registers dockyard tokens ...)

@@ -28,6 +28,9 @@ DURATION = re.compile(
 )
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+#: ``{{ relation('model') }}`` in a sql monitor: the model's relation (ref() and source() are not
+#: available to dbt run-operation)
+RELATION_CALL = re.compile(r"\{\{\s*relation\(\s*['\"]([^'\"]+)['\"]\s*\)\s*\}\}")
 
 
 class _Strict(BaseModel):
@@ -116,6 +119,11 @@ class Monitor(_Strict):
             raise ValueError(f"monitor {self.name!r}: a {self.type} monitor needs a table or a model")
         if self.type == "sql" and not self.sql:
             raise ValueError(f"monitor {self.name!r}: a sql monitor needs sql (a query whose rows are failures)")
+        if self.sql and ("{{" in RELATION_CALL.sub("", self.sql) or "{%" in self.sql):
+            raise ValueError(
+                f"monitor {self.name!r}: sql may use {{{{ relation('model') }}}} and table names only"
+                " (ref(), source() and other Jinja are not available)"
+            )
         if self.type != "sql" and self.sql:
             raise ValueError(f"monitor {self.name!r}: sql is for type sql")
         if self.timestamp_column and self.type != "freshness":

@@ -508,3 +508,204 @@ def _since(after, last_fired: datetime) -> datetime:
     'any' fires per upstream run (keys are run ids), so it looks back a little further and
     catches a run committed just after a tick read."""
     return last_fired - timedelta(seconds=30) if after.when == "any" else last_fired
+
+
+# -- ALERTS: sending the queued alert deliveries -------------------------------------------
+
+
+class SendNotifications(Duty):
+    """Send the queued alert deliveries (``app.alerts.send_pending``): each tick settles the
+    deferred run failures and starts the due deliveries in the sender's threads, one per
+    delivery (bounded by ``alerts.timeout_seconds``, retried with backoff up to
+    ``alerts.max_attempts``). The tick never waits for a channel (docs/alerts.md)."""
+
+    name = "send notifications"
+
+    def run(self, tick: Tick) -> None:
+        alerts = self.app.alerts
+        if not alerts.configured():
+            return
+        try:
+            started = alerts.send_pending(time.monotonic())
+        except StoreError as exc:
+            log.warning("alerts: store unreachable: %s", exc.what)
+            return
+        except Exception:  # noqa: BLE001 - sending alerts must never stop the scheduler
+            log.exception("alerts: sending failed")
+            return
+        if started:
+            log.debug("alerts: %d deliveries started", started)
+
+
+# -- METRICS: the run history in the warehouse, the daily digest ---------------------------
+
+
+def _holder() -> str:
+    import os
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class WriteWarehouseHistory(Duty):
+    """``metrics.warehouse_history``: write the queued runs' results to their environment's
+    warehouse (:func:`dockyard.app.history.write_pending`: one ``dbt run-operation`` per run,
+    retried with backoff), in a thread of its own, one pass at a time, at most every
+    :attr:`EVERY_S` seconds: a slow warehouse never holds up a tick, and never a run."""
+
+    name = "warehouse history"
+    EVERY_S = 5.0
+
+    def __init__(self, app):
+        super().__init__(app)
+        self.holder = _holder()
+        self._next = 0.0
+        self._thread: threading.Thread | None = None
+        self.last: list[tuple[int, str]] = []  # the last pass's (for tests and status)
+
+    def run(self, tick: Tick) -> None:
+        if not self.app.config.metrics.warehouse_history.enabled:
+            return
+        if time.monotonic() < self._next or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._next = time.monotonic() + self.EVERY_S
+        self._thread = threading.Thread(target=self.write, name="warehouse-history", daemon=True)
+        self._thread.start()
+
+    def write(self) -> list[tuple[int, str]]:
+        from dockyard.app.history import write_pending
+
+        try:
+            self.last = write_pending(self.app, self.holder)
+        except StoreError as exc:
+            log.warning("warehouse history: store unreachable: %s", exc.what)
+            return []
+        except Exception:  # noqa: BLE001 - the writer's thread must not die silently
+            log.exception("warehouse history failed")
+            return []
+        return self.last
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+
+class SendDigest(Duty):
+    """``metrics.digest``: at ``at`` in ``timezone``, once per local day across every scheduler
+    (the store's ``digests`` row for the day is claimed first), the digest alert goes to the
+    notifications of ``notify`` (``app.alerts.notify(alert, channels=...)``: queued only; the
+    ``SendNotifications`` duty sends). :func:`dockyard.app.digest.due_day` decides."""
+
+    name = "daily digest"
+    CLAIM_TTL_S = 600.0
+
+    def __init__(self, app):
+        super().__init__(app)
+        self.holder = _holder()
+        self._done: set[str] = set()  # days this scheduler saw sent (no claim every tick)
+
+    def run(self, tick: Tick) -> None:
+        from dockyard.app import digest
+
+        config = self.app.config.metrics.digest
+        if config is None:
+            return
+        day = digest.due_day(tick.now, config.at, config.timezone)
+        if day is None or day in self._done:
+            return
+        try:
+            if not self.app.store.metric_state.claim_digest(day, self.holder, self.CLAIM_TTL_S, now=tick.now):
+                if (self.app.store.metric_state.digest(day) or {}).get("sent_at") is not None:
+                    self._done.add(day)
+                return
+            alert = digest.build(self.app, day, tick.now)
+            queued = self.app.alerts.notify(alert, channels=list(config.notify))
+            self.app.store.metric_state.digest_sent(day, self.holder, queued, now=tick.now)
+        except StoreError as exc:
+            log.warning("daily digest: store unreachable: %s", exc.what)
+            return
+        except Exception:  # noqa: BLE001 - the digest must never stop the scheduler
+            log.exception("daily digest of %s failed (again once the claim expires)", day)
+            return
+        self._done.add(day)
+        log.info("daily digest of %s: %d deliveries queued", day, queued)
+
+
+# -- MONITORS: data monitors after jobs, on their cron, on request -------------------------
+
+
+class RunMonitors(Duty):
+    """Data monitors (docs/monitors.md): each tick queues the monitors whose cron fired (once
+    per fire: the check's key holds the fire time; a fire missed by more than
+    :attr:`FIRE_WINDOW` is skipped), and when checks are queued starts one thread that runs
+    them (``app.monitors.run_pending``: one ``dbt run-operation`` per check), so a slow
+    warehouse never holds up a tick or a run. A check of an environment with a run starting or
+    running waits (DuckDB lets one process write its file)."""
+
+    name = "run monitors"
+    FIRE_WINDOW = timedelta(minutes=10)
+    EVERY_S = 2.0
+
+    def __init__(self, app):
+        super().__init__(app)
+        import os
+        import socket
+
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:monitors"
+        self._next = 0.0
+        self._thread: threading.Thread | None = None
+        self.ran = 0  # checks run by the last thread (for tests)
+
+    def run(self, tick: Tick) -> None:
+        if not self.app.config.monitors or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.EVERY_S
+        try:
+            self.fire(tick.now)
+            if self._thread is not None and self._thread.is_alive():
+                return
+            if not self.app.store.monitors.pending():
+                return
+        except StoreError as exc:
+            log.warning("monitors: store unreachable: %s", exc.what)
+            return
+        self._thread = threading.Thread(target=self.work, name="monitors", daemon=True)
+        self._thread.start()
+
+    def fire(self, now: datetime) -> int:
+        """Queue the monitors whose cron fired within :attr:`FIRE_WINDOW`; how many were queued."""
+        from dockyard.app.monitor_targets import environment_of
+
+        queued = 0
+        for monitor in self.app.config.monitors:
+            if monitor.schedule is None:
+                continue
+            fires = fire_times_between(monitor.schedule.cron, monitor.schedule.timezone, now - self.FIRE_WINDOW, now)
+            if not fires:
+                continue
+            try:
+                env = environment_of(self.app, monitor)
+            except DockyardError as exc:
+                log.warning("monitor %s not checked: %s", monitor.name, exc.what)
+                continue
+            key = f"schedule:{monitor.name}@{env}:{fires[-1].isoformat()}"
+            queued += self.app.store.monitors.queue(key, [monitor.name], env, "schedule")
+        return queued
+
+    def busy(self, env: str) -> bool:
+        runs, _ = self.app.runs.search(statuses=["starting", "running"], environments=[env], limit=1)
+        return bool(runs)
+
+    def work(self) -> int:
+        try:
+            self.ran = self.app.monitors.run_pending(self.holder, busy=self.busy)
+        except StoreError as exc:
+            log.warning("monitors: store unreachable: %s", exc.what)
+        except Exception:  # noqa: BLE001 - the monitors' thread must not die silently
+            log.exception("monitors: checks failed")
+        return self.ran
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)

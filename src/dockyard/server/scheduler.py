@@ -26,10 +26,14 @@ from dockyard.server.duties import (
     PollRepository,
     ReapLost,
     RequeueLostRetries,
+    RunMonitors,
+    SendDigest,
+    SendNotifications,
     SweepPrSchemas,
     Tick,
     TickReport,
     Upstream,
+    WriteWarehouseHistory,
     completion_fires,
     due_fires,
 )
@@ -67,6 +71,10 @@ class Scheduler:
             RequeueLostRetries(app),
             PollRepository(app),  # code from git: repository.poll_seconds
             SweepPrSchemas(app),  # the CI janitor: PR schemas of closed pull requests
+            SendNotifications(app),  # ALERTS: the queued alert deliveries (docs/alerts.md)
+            WriteWarehouseHistory(app),  # METRICS: run results to the warehouse (docs/metrics.md)
+            SendDigest(app),  # METRICS: the daily digest
+            RunMonitors(app),  # MONITORS: checks after jobs, on cron, on request (docs/monitors.md)
             DispatchEvents(app, holder),  # last: delivers what the duties before it wrote
         ]
 

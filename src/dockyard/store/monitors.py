@@ -257,6 +257,15 @@ class Monitors(MonitorReader):
             row = conn.execute(select(monitor_checks).where(c.id == row["id"])).mappings().one()
         return _make(Check, row) if row["holder"] == holder else None
 
+    def release(self, check_id: int) -> None:
+        """Put a claimed check back in the queue (its environment is busy)."""
+        with self.db.write() as conn:
+            conn.execute(
+                update(monitor_checks)
+                .where(monitor_checks.c.id == check_id)
+                .values(state="pending", holder=None, started_at=None)
+            )
+
     def finish(self, check_id: int, error: str | None = None) -> None:
         with self.db.write() as conn:
             conn.execute(
