@@ -160,3 +160,19 @@ def test_teams_send_posts_to_the_workflow(receiver) -> None:
         == "202"
     )
     assert receiver.requests[0].json["attachments"][0]["content"]["type"] == "AdaptiveCard"
+
+
+def test_terminal_escapes_and_bidi_overrides_never_reach_a_message() -> None:
+    from dockyard.channels import email, pagerduty
+
+    dirty = "\x1b[31mDatabase Error\x1b[0m in \u202emodel\x07 orders"
+    alert = run_alert(title=dirty, items=(AlertItem(dirty, "error", dirty + "\r\nline 2"),))
+    rendered = [
+        json.dumps(slack.payload(alert), ensure_ascii=False),
+        json.dumps(msteams.payload(alert), ensure_ascii=False),
+        json.dumps(pagerduty.payload(alert, "k" * 32), ensure_ascii=False),
+        email.message(alert, sender="a@example.org", to=["b@example.org"]).as_string(),
+    ]
+    for text in rendered:
+        assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text and "\\u001b" not in text
+    assert "Database Error in model orders" in rendered[0]

@@ -113,6 +113,7 @@ def _html(alert: Alert) -> str:
 
 def message(alert: Alert, *, sender: str, to: Sequence[str]) -> EmailMessage:
     """The email of ``alert`` from ``sender`` to ``to`` (see the module doc)."""
+    alert = style.cleaned(alert)
     msg = EmailMessage()
     msg["Subject"] = subject(alert)
     msg["From"] = _oneline(sender)

@@ -99,6 +99,7 @@ def size(message: dict[str, Any]) -> int:
 
 def payload(alert: Alert) -> dict[str, Any]:
     """The webhook's JSON body for ``alert`` (see the module doc), under :data:`MAX_BODY_BYTES`."""
+    alert = style.cleaned(alert)
     items = list(alert.items)
     message = _message(card(alert, items))
     while items and size(message) > MAX_BODY_BYTES:

@@ -55,6 +55,7 @@ def payload(alert: Alert, routing_key: str) -> dict[str, Any]:
     """The event for ``alert``: a trigger, or a resolve when ``alert.resolves``."""
     if alert.resolves:
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": alert.dedup_key}
+    alert = style.cleaned(alert)
     details: dict[str, Any] = {"event": alert.event}
     if alert.text:
         details["text"] = alert.text

@@ -77,6 +77,7 @@ def fallback(alert: Alert) -> str:
 
 def payload(alert: Alert) -> dict[str, Any]:
     """The webhook's JSON body for ``alert`` (see the module doc)."""
+    alert = style.cleaned(alert)
     title = style.clip(f"{style.mark(alert)} {alert.title}", MAX_HEADER_CHARS)
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}}]
     if alert.text:

@@ -1,10 +1,12 @@
-"""What every channel renders the same way: the severity's mark, "and N more", the link."""
+"""What every channel renders the same way: clean text, the severity's mark, "and N more", the link."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from urllib.parse import urlsplit
 
-from dockyard.alert import Alert, AlertKind, Severity
+from dockyard.alert import Alert, AlertItem, AlertKind, Severity
 from dockyard.text import CONTROL
 
 EMOJI = {
@@ -21,6 +23,28 @@ COLOUR = {
     Severity.OK: "#1a7f37",
 }
 MAX_URL_CHARS = 2000
+#: terminal escape sequences (dbt's coloured log lines) and control characters but newline and tab
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(value: object) -> str:
+    """``value`` as text without terminal escapes, control characters or bidi overrides
+    (what a dbt error message may carry), newlines and tabs kept."""
+    return _ESCAPES.sub("", str(value)).replace("\r\n", "\n")
+
+
+def cleaned(alert: Alert) -> Alert:
+    """``alert`` with :func:`plain` texts: what the chat and mail channels render."""
+    return replace(
+        alert,
+        title=plain(alert.title),
+        text=plain(alert.text),
+        facts=tuple((plain(k), plain(v)) for k, v in alert.facts),
+        items=tuple(
+            AlertItem(plain(i.name), plain(i.status), None if i.message is None else plain(i.message), i.unique_id)
+            for i in alert.items
+        ),
+    )
 
 
 def mark(alert: Alert) -> str:
