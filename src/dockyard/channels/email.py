@@ -20,13 +20,14 @@ recipient, a refused login) is final. Nothing raised holds the password.
 from __future__ import annotations
 
 import html
+import re
 import smtplib
 import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 
 from dockyard.alert import Alert, Severity
 from dockyard.channels import style
@@ -119,8 +120,8 @@ def message(alert: Alert, *, sender: str, to: Sequence[str]) -> EmailMessage:
     msg["From"] = _oneline(sender)
     msg["To"] = ", ".join(_oneline(a) for a in to)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
-    domain = sender.rpartition("@")[2] or "dockyard.invalid"
-    msg["Message-ID"] = make_msgid("dockyard", domain=_oneline(domain).replace(" ", "") or "dockyard.invalid")
+    domain = parseaddr(_oneline(sender))[1].rpartition("@")[2]
+    msg["Message-ID"] = make_msgid("dockyard", domain=re.sub(r"[^A-Za-z0-9.-]", "", domain) or "dockyard.invalid")
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(_text(alert))
     msg.add_alternative(_html(alert), subtype="html")
