@@ -191,3 +191,14 @@ def test_the_documented_receiver_snippet_verifies_a_delivery(receiver) -> None:
         assert namespace["valid_standard_webhooks"](request.headers, request.body, secret)
         assert not namespace["valid_standard_webhooks"](request.headers, request.body + b" ", secret)
         assert not namespace["valid_dbt_cloud"](request.headers, request.body + b" ", secret)
+
+
+def test_a_rotation_signs_with_both_secrets(receiver) -> None:
+    old, new = "old-signing-secret-1111", "new-signing-secret-2222"
+    webhook.send(receiver.url("/hook"), f"{new}\n{old}", run_alert(), account_id=1, timeout=5, allow_hosts=LOOPBACK)
+    request = receiver.requests[0]
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    assert standard_webhooks_valid(request.headers, request.body, new)
+    assert standard_webhooks_valid(request.headers, request.body, old)
+    assert dbt_cloud_valid(request.headers, request.body, new)
+    assert not dbt_cloud_valid(request.headers, request.body, old)

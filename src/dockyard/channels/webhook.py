@@ -20,7 +20,10 @@ With a ``secret``, every request carries:
   v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` (Standard Webhooks 1.0; a secret
   ``whsec_<base64>`` is decoded to its key bytes, any other secret is used as UTF-8 bytes).
 
-Without a secret the body is posted unsigned (receivers cannot tell it from a forgery).
+To rotate a secret without a gap, give both, separated by a space or a newline, the new one
+first: ``webhook-signature`` then holds a signature per secret (receivers accept either),
+``Authorization`` the new one's. Without a secret the body is posted unsigned (receivers
+cannot tell it from a forgery).
 A 2xx answer is a success; 429 and 5xx are retried, any other status is final.
 """
 
@@ -182,13 +185,24 @@ def signature(msg_id: str, timestamp: int, raw: bytes, secret: str) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
+def secrets_of(secret: str | None) -> list[str]:
+    """The signing secrets in ``secret``: one, or several separated by spaces or newlines
+    (a rotation: the new one first)."""
+    return (secret or "").split()
+
+
 def headers(raw: bytes, secret: str | None, msg_id: str, *, timestamp: int | None = None) -> dict[str, str]:
-    """The signature headers of one attempt (none but ``webhook-id`` without a secret)."""
+    """The signature headers of one attempt (none but ``webhook-id`` without a secret).
+
+    During a rotation (``secret`` holds several, the new one first) ``webhook-signature``
+    carries one ``v1,`` signature per secret, space-separated, as Standard Webhooks
+    specifies, and ``Authorization`` (one value only) the new secret's."""
     ts = int(time.time()) if timestamp is None else timestamp
     out = {"webhook-id": msg_id, "webhook-timestamp": str(ts)}
-    if secret:
-        out["Authorization"] = authorization(raw, secret)
-        out["webhook-signature"] = signature(msg_id, ts, raw, secret)
+    keys = secrets_of(secret)
+    if keys:
+        out["Authorization"] = authorization(raw, keys[0])
+        out["webhook-signature"] = " ".join(signature(msg_id, ts, raw, key) for key in keys)
     return out
 
 
@@ -213,6 +227,6 @@ def send(
         headers={"Content-Type": "application/json", **headers(raw, secret, msg_id)},
         timeout=timeout,
         allow_hosts=allow_hosts,
-        secrets=[secret],
+        secrets=[secret, *secrets_of(secret)],
     )
     return str(answer.status)
