@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
 
 from dockyard import clock
-from dockyard.alert import Alert
+from dockyard.alert import Alert, AlertKind, Severity
 from dockyard.app.alert_rules import decide
-from dockyard.config.alerts import Notification
+from dockyard.config.alerts import Notification, literal_secrets
 from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store.notifications import Decision, Delivery, Target
 
@@ -78,6 +81,18 @@ class Alerts:
                 return job_channels(job_name, job)[int(index)]
         known = ", ".join(c.name for c in self.channels()) or "none is configured"
         raise NotFoundError(f"no notification named {name!r}", hint=f"known: {known}")
+
+    def warnings(self) -> list[str]:
+        """``dockyard validate``'s warnings: the literal webhook URLs, keys and secrets."""
+        what = {"webhook_url": "a webhook URL", "url": "a webhook URL", "integration_key": "an integration key"}
+        out = []
+        for channel in self.channels():
+            for key in literal_secrets(channel.notification):
+                out.append(
+                    f"{channel.name} ({channel.notification.type}): {what.get(key, 'a signing secret')} in "
+                    f"dockyard.yml is a secret in git: use env:NAME (or file:PATH) for '{key}'"
+                )
+        return out
 
     def _job_config(self, name: str):
         for job in self.app.config.jobs:
@@ -152,6 +167,77 @@ class Alerts:
                 ", ".join(f"{name} {status}" for name, status in written),
             )
         return queued
+
+    # -- sending -----------------------------------------------------------------------------
+    @cached_property
+    def sender(self):
+        from dockyard.app.sender import Sender
+
+        return Sender(self.app)
+
+    def send_pending(self, deadline: float, *, run_id: int | None = None, wait: bool = False) -> int:
+        """Settle the deferred run failures and start sending the due deliveries (of
+        ``run_id``) in the sender's threads; with ``wait``, go on (retries after their
+        backoff included) until nothing of ``run_id`` is left to send or ``deadline``
+        (``time.monotonic()``). Returns how many deliveries were started. Never raises for a
+        channel; the duty and the foreground flush call it."""
+        from dockyard.app.run_alerts import settle_deferred
+
+        started = 0
+        while True:
+            settle_deferred(self.app, run_id=run_id)
+            started += self.sender.start_due(run_id=run_id)
+            if not wait or time.monotonic() >= deadline:
+                return started
+            if not self.sender.in_flight() and not self._due_before(deadline, run_id):
+                return started
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def _due_before(self, deadline: float, run_id: int | None) -> bool:
+        """Whether a delivery of ``run_id`` is deferred or will be due before ``deadline``."""
+        until = clock.now() + timedelta(seconds=max(0.0, deadline - time.monotonic()))
+        rows = self.app.store.reader.notifications.deliveries(run_id=run_id, statuses=["pending", "deferred"])
+        return any(r.status == "deferred" or r.next_attempt_at is None or r.next_attempt_at <= until for r in rows)
+
+    def flush_run(self, run_id: int, wait_s: float | None = None) -> bool:
+        """A foreground run's alerts: send its deliveries within ``wait_s``
+        (``events.foreground_wait_seconds``); True when none is left. Never raises."""
+        try:
+            if not self.configured():
+                return True
+            wait_s = self.app.config.events.foreground_wait_seconds if wait_s is None else wait_s
+            deadline = time.monotonic() + wait_s
+            self.send_pending(deadline, run_id=run_id, wait=True)
+            self.sender.wait(deadline)
+            left = self.app.store.reader.notifications.pending_count(run_id=run_id)
+            if left:
+                log.warning(
+                    "run %s: %s alert deliveries not sent within %.0f s (a scheduler sends them)", run_id, left, wait_s
+                )
+            return not left
+        except Exception:  # noqa: BLE001 - a run's outcome never depends on its alerts
+            log.exception("run %s: alerts not sent", run_id)
+            return False
+
+    def test(self, name: str) -> str:
+        """Send a sample alert through the channel ``name`` now (``dockyard notify test``);
+        returns the channel's answer, raises its :class:`~dockyard.errors.DockyardError`.
+        The attempt is in the delivery log."""
+        channel = self.channel(name)
+        now = clock.now()
+        alert = Alert(
+            kind=AlertKind.TEST,
+            event="test",
+            subject=f"test:{channel.name}",
+            key=f"test:{channel.name}:{now.isoformat()}",
+            title="dockyard test message",
+            severity=Severity.INFO,
+            text=f"A test of the notification {channel.name!r} ({channel.notification.type}): it works.",
+            facts=(("Channel", channel.name), ("Type", channel.notification.type)),
+            job=channel.job,
+            url=self.app.config.server.public_url,
+        )
+        return self.sender.send_now(channel, alert)
 
     # -- the log -----------------------------------------------------------------------------
     def deliveries(self, run_id: int | None = None, limit: int = 100) -> list[dict]:

@@ -250,4 +250,8 @@ def deliver_after(app, run_id: int, execute):
     try:
         return execute()
     finally:
+        started = time.monotonic()
         deliver_run_events(app, run_id)
+        # its alerts (queued by the alerts consumer above), in what is left of the wait
+        wait_s = app.config.events.foreground_wait_seconds - (time.monotonic() - started)
+        app.alerts.flush_run(run_id, wait_s=max(wait_s, min(2.0, app.config.events.foreground_wait_seconds)))

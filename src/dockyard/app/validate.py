@@ -62,6 +62,7 @@ class Validate:
         for record in app.jobs():
             report.jobs.append((record, app.next_fires(record, 3)))
         report.checks.extend(Check("permissions", True, line, warning=True) for line in app.permission_warnings())
+        report.checks.extend(Check("notifications", True, line, warning=True) for line in app.alerts.warnings())
         return report
 
     def connection(self, env_name: str) -> Check:

@@ -26,7 +26,7 @@ from sqlalchemy import delete, or_, select, update
 
 from dockyard import clock
 from dockyard.store.base import Repository
-from dockyard.store.tables import alert_state, notifications
+from dockyard.store.tables import alert_state, notifications, runs
 
 STATUSES = ("pending", "sent", "failed", "suppressed", "deferred")
 DEFERRED_CHANNEL = "*"
@@ -149,6 +149,11 @@ class NotificationReader(Repository):
             stmt = stmt.where(notifications.c.run_id == run_id)
         with self.db.read() as conn:
             return len(conn.execute(stmt.limit(10000)).all())
+
+    def retry_run(self, run_id: int) -> int | None:
+        """The id of the run that retries ``run_id`` (its ``retry_of``), if one was queued."""
+        with self.db.read() as conn:
+            return conn.execute(select(runs.c.id).where(runs.c.retry_of == run_id).limit(1)).scalar()
 
 
 class Notifications(NotificationReader):
