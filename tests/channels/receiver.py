@@ -3,7 +3,8 @@ webhook endpoints all are "POST a body, answer a status").
 
 Every request is recorded (method, path, headers, raw body). ``answer(status, body, headers)``
 queues the answers of the next requests (default: 200 ``ok``); ``hang`` makes the handler
-wait that many seconds before answering (released by ``stop``). With ``tls`` (an
+wait that many seconds before answering, ``trickle`` that many between the bytes of the
+answer's body (both released by leaving the ``with``). With ``tls`` (an
 ``ssl.SSLContext``) it speaks HTTPS.
 
     with Receiver() as r:
@@ -38,6 +39,7 @@ class Receiver:
     def __init__(self, *, tls: ssl.SSLContext | None = None):
         self.requests: list[Recorded] = []
         self.hang = 0.0
+        self.trickle = 0.0  # seconds between the bytes of the answer's body
         self._answers: list[tuple[int, bytes, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -83,7 +85,14 @@ class Receiver:
             h.send_header(name, value)
         h.send_header("Content-Length", str(len(raw)))
         h.end_headers()
-        h.wfile.write(raw)
+        if not self.trickle:
+            h.wfile.write(raw)
+            return
+        for i in range(len(raw)):
+            if self._release.wait(self.trickle):
+                return
+            h.wfile.write(raw[i : i + 1])
+            h.wfile.flush()
 
     def __enter__(self) -> Receiver:
         self._thread.start()

@@ -120,3 +120,13 @@ def test_https_goes_to_the_checked_address_with_the_host_s_certificate(monkeypat
                 allow_hosts=LOOPBACK,
                 verify=client_ctx,
             )
+
+
+def test_a_trickling_answer_is_cut_at_the_timeout(receiver: Receiver) -> None:
+    """A receiver that sends its body a byte at a time cannot hold a delivery past its timeout."""
+    receiver.answer(200, "x" * 100)
+    receiver.trickle = 0.1
+    started = time.monotonic()
+    answer = _post(receiver, timeout=0.5)
+    assert answer.status == 200 and len(answer.text) < 100
+    assert time.monotonic() - started < 1.5
