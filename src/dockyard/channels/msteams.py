@@ -30,6 +30,7 @@ SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.4"
 MAX_BODY_BYTES = 24_000
 MAX_TEXT_CHARS = 2000
+MAX_FACTS = 20
 COLOUR = {
     Severity.CRITICAL: "Attention",
     Severity.WARNING: "Warning",
@@ -67,7 +68,8 @@ def card(alert: Alert, items: Sequence[AlertItem] | None = None) -> dict[str, An
         body.append(_text(alert.text))
     if alert.facts:
         facts = [
-            {"title": escape(style.clip(str(k), 100)), "value": escape(style.clip(str(v), 500))} for k, v in alert.facts
+            {"title": escape(style.clip(str(k), 100)), "value": escape(style.clip(str(v), 500))}
+            for k, v in alert.facts[:MAX_FACTS]
         ]
         body.append({"type": "FactSet", "facts": facts})
     for item in items:
