@@ -68,6 +68,9 @@ def test_a_freshness_job_runs_on_its_own_schedule(history):
     assert statuses[1] == ("warn", "success", None, True)
     assert statuses[3][1:3] == ("error", "step_failed")
     assert statuses[0][1:] == ("success", None, False)
+    # the built-in consumer has its own outbox cursor, delivered up to the last run's events
+    cursor = app.store.reader.outbox.cursor("dockyard.freshness")
+    assert cursor is not None and cursor.last_id >= app.store.reader.outbox.last_event_id(steps[-1][1].id)
 
 
 def test_one_alert_per_status_change(history, slack):
@@ -144,6 +147,8 @@ def test_cli_table_history_and_json(history, project):
     assert [r["status"] for r in rows] == ["pass", "error", "warn", "warn", "pass"] and rows[0]["unique_id"] == ORDERS
     result = runner.invoke(cli, ["freshness", "--config", config, "--env", ENV, "--json"])
     assert {r["source"] for r in json.loads(result.output)} == {"raw.orders", "raw.customers"}
+    result = runner.invoke(cli, ["freshness", "--config", config, "--source", "raw.nothing"])
+    assert result.exit_code == 0 and "No freshness check of source 'raw.nothing' is recorded yet" in result.output
     result = runner.invoke(cli, ["freshness", "--config", config, "--env", "nowhere"])
     assert result.exit_code == 1 and "unknown environment 'nowhere'" in result.output
 
@@ -166,3 +171,24 @@ def test_api_latest_and_history(history):
         missing = client.get("/api/v1/freshness/source.fresh.raw.nothing", headers=headers)
         assert missing.status_code == 404 and missing.json()["data"] is None
         assert "nothing" in missing.json()["status"]["user_message"]
+
+
+def test_a_scheduled_run_is_recorded_by_the_dispatcher(history, project):
+    """The server's path (last: it adds to the history): the run is queued, claimed and
+    executed by a worker, and the scheduler's dispatcher delivers its events to the consumer."""
+    from dockyard.app.delivery import SinkDelivery, build_sinks
+
+    app, steps = history
+    project.load(orders=2)
+    run_id = app.triggers.enqueue(JOB, trigger="schedule").run_id
+    claim = app.store.queue.claim("test-worker", "test-host")
+    assert claim is not None and claim.run_id == run_id
+    assert app.execute(run_id, epoch=claim.epoch).status.value == "success"
+    assert app.freshness.history(ORDERS, limit=1)[0]["run_id"] != run_id  # nothing delivered yet
+    (consumer,) = [s for s in build_sinks(app) if s.name == "dockyard.freshness"]
+    delivery = SinkDelivery(app.store, consumer, "test-dispatcher")
+    while delivery.run_pass().more:
+        pass
+    latest = app.freshness.history(ORDERS, limit=1)[0]
+    assert (latest["run_id"], latest["status"], latest["previous_status"]) == (run_id, "warn", "pass")
+    assert freshness_deliveries(app)[-1]["alert_key"] == f"freshness:{run_id}:1:warn"
