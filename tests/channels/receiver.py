@@ -16,6 +16,7 @@ answer's body (both released by leaving the ``with``). With ``tls`` (an
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ class Recorded:
 
 
 class Receiver:
-    def __init__(self, *, tls: ssl.SSLContext | None = None):
+    def __init__(self, *, tls: ssl.SSLContext | None = None, ipv6: bool = False):
         self.requests: list[Recorded] = []
         self.hang = 0.0
         self.trickle = 0.0  # seconds between the bytes of the answer's body
@@ -56,7 +57,8 @@ class Receiver:
 
             do_GET = do_PUT = do_POST
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = type("Server6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+        self._server = (server_class if ipv6 else ThreadingHTTPServer)(("::1" if ipv6 else "127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
@@ -64,7 +66,8 @@ class Receiver:
         self.scheme = "https" if tls else "http"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
-    def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
+    def url(self, path: str = "/", host: str | None = None) -> str:
+        host = host or ("[::1]" if self._server.address_family == socket.AF_INET6 else "127.0.0.1")
         return f"{self.scheme}://{host}:{self.port}{path}"
 
     def answer(self, status: int, body: bytes | str = b"", headers: dict[str, str] | None = None) -> None:

@@ -130,3 +130,12 @@ def test_a_trickling_answer_is_cut_at_the_timeout(receiver: Receiver) -> None:
     answer = _post(receiver, timeout=0.5)
     assert answer.status == 200 and len(answer.text) < 100
     assert time.monotonic() - started < 1.5
+
+
+def test_ipv6_loopback_is_reached_only_when_allowed() -> None:
+    with Receiver(ipv6=True) as r:
+        with pytest.raises(ChannelError, match="SSRF"):
+            http.post(r.url("/x"), b"{}", what="webhook", headers={}, timeout=5, allow_hosts=LOOPBACK)
+        answer = http.post(r.url("/x"), b"{}", what="webhook", headers={}, timeout=5, allow_hosts=["::1/128"])
+        assert answer.status == 200
+        assert r.requests[0].headers["host"] == f"[::1]:{r.port}"
