@@ -54,10 +54,13 @@ def build(app, day: str, now: datetime) -> Alert:
     for r in rows:
         by_status[r.status] = by_status.get(r.status, 0) + 1
     failed = [r for r in rows if r.status == RunStatus.ERROR.value]
-    models = []
-    for env in sorted(envs) if envs else [None]:
-        models += app.metrics.models(environment=env, days=1, limit=1000)
-    slowest = sorted((m for m in models if m["max_s"] is not None), key=lambda m: -m["max_s"])[:SLOWEST]
+    longest: dict[str, dict] = {}  # per model, its longest execution in the window
+    for n in app.store.reader.metrics.node_rows(since=since, resource_types=("model",)):
+        if n.execution_time_s is None or (envs is not None and n.environment not in envs):
+            continue
+        if n.unique_id not in longest or n.execution_time_s > longest[n.unique_id]["max_s"]:
+            longest[n.unique_id] = {"unique_id": n.unique_id, "name": n.name, "max_s": float(n.execution_time_s)}
+    slowest = sorted(longest.values(), key=lambda m: (-m["max_s"], m["unique_id"]))[:SLOWEST]
     stale = []
     service = getattr(app, "freshness", None)
     if service is not None and hasattr(service, "stale"):

@@ -56,6 +56,7 @@ class Metrics(Repository):
                 nr.c.rows_affected,
                 nr.c.adapter_response,
                 nr.c.finished_at,
+                runs.c.finished_at.label("run_finished_at"),
             )
             .select_from(nr.join(runs, runs.c.id == nr.c.run_id))
             .where(nr.c.unique_id == unique_id, nr.c.status != COMPILED, nr.c.status != "started")
@@ -79,7 +80,7 @@ class Metrics(Repository):
                     "execution_time_s": r.execution_time_s,
                     "rows_affected": r.rows_affected,
                     "adapter_response": r.adapter_response,
-                    "finished_at": r.finished_at,
+                    "finished_at": r.finished_at or r.run_finished_at,  # the node's, else its run's
                 }
             )
         return out[:limit]
