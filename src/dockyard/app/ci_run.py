@@ -9,11 +9,18 @@ into the PR schema (a ``schema_override`` of the trigger wins) and, before its f
    ``ci.without_base`` says: ``full`` (a log line, the ``state:`` selectors dropped) or
    ``fail`` (the run fails at once, saying why);
 3. the commands that use ``state:``/``--defer`` get ``--state``, ``--defer --favor-state``;
-4. ``dbt parse`` of the copy (its partial parse is then the environment's, so the build
-   does not parse again), the selection explained (:mod:`dockyard.slim.manifest`), the
+4. the project parsed, the selection explained (:mod:`dockyard.slim.manifest`), the
    base's sources rendered as the CI target renders them where they are the same source
-   (:func:`dockyard.slim.manifest.align_sources`), every selected node checked to write
-   into the PR schema, and ``artifacts/ci.json`` written.
+   (:func:`dockyard.slim.manifest.align_sources`), ``artifacts/ci.json`` written and every
+   selected node checked to write into the PR schema (:meth:`CiRun.select`).
+
+Step 4 parses once in fork mode (``runner.mode: fork``): it is the *prelude* of the first
+step that parses (:attr:`dockyard.runner.plan.StepPlan.prelude`), run in that step's forked
+dbt child between its ``dbt parse`` and the step itself, which reuses the parsed manifest
+(:mod:`dockyard.runner.fork`); a failed check fails the step before anything is built. In
+subprocess mode (or a job with no step that parses) it is a ``dbt parse`` of its own here,
+before the first step (its partial parse is then the environment's, so the build only
+checks it), and a failure fails the run at set-up.
 """
 
 from __future__ import annotations
@@ -82,9 +89,6 @@ class CiRun:
         reveal = [str(copy), str(copy.resolve()), str(state_dir), str(target_path)]
         view = dataclasses.replace(plan.view, reveal=tuple(sorted({*plan.view.reveal, *map(os.path.realpath, reveal)})))
         plan = dataclasses.replace(plan, steps=steps, view=view, target_path=target_path)
-        if plan.mode == "fork" and self.app.config.runner.preload is None:
-            # two dbt invocations (the parse, the build): import dbt once here and fork both warm
-            plan = dataclasses.replace(plan, preload=True)
         if base is None:
             text = (
                 f"no base manifest: no successful run of environment '{base_env}' with a manifest; "
@@ -92,11 +96,6 @@ class CiRun:
             )
             log.warning("run %s: %s", self.run.id, text)
             plan = dataclasses.replace(plan, notes=[*plan.notes, text])
-        new = self._parse(plan, copy)
-        base_manifest = mf.load(base["manifest"]) if base else {}
-        selection = mf.explain(base_manifest, new)
-        if base and mf.align_sources(base_manifest, new):  # sources that follow the target
-            state.write_manifest(base_manifest, state_dir)
         report = {
             "pr": self.pr,
             "provider": self.provider,
@@ -106,16 +105,42 @@ class CiRun:
             "base_source": base["source"] if base else "none",
             "schema": self.schema,
             "sha": self.run.git_sha,
-            "selected": selection.selected,
-            "deleted": selection.deleted,
-            "exposures": selection.exposures,
             "base_timings": base.get("timings", {}) if base else {},
             "comparisons": [],
         }
-        write_report(plan.run_dir, report)
-        pr_schema.check(new, [s["unique_id"] for s in selection.built()], self.schema)
+        base_path = base["manifest"] if base else None
+        first = _parsing_step(plan.steps) if plan.mode == "fork" else None
+        if first is not None:
+            # one parse: the step's dbt child parses, runs the prelude, then builds with the
+            # parsed manifest; ci.json is written from there (its folder shown to that child)
+            def prelude(target: Path) -> None:
+                self.select(mf.load(target / state.MANIFEST), base_path, state_dir, plan.run_dir, report)
+
+            steps = [dataclasses.replace(s, prelude=prelude) if s is first else s for s in plan.steps]
+            artifacts = permissions.private_dir(plan.run_dir / "artifacts")
+            reveal = (*plan.view.reveal, os.path.realpath(artifacts))
+            plan = dataclasses.replace(plan, steps=steps, view=dataclasses.replace(plan.view, reveal=reveal))
+        else:
+            if plan.mode == "fork" and self.app.config.runner.preload is None:
+                # two dbt invocations (the parse, the build): import dbt once here and fork both warm
+                plan = dataclasses.replace(plan, preload=True)
+            self.select(self._parse(plan, copy), base_path, state_dir, plan.run_dir, report)
         self.app.store.pr_schemas.built(self.env_name, self.pr, self.schema, self.run.git_sha)
         return plan
+
+    def select(self, new: dict, base_path: Path | None, state_dir: Path, run_dir: Path, report: dict) -> None:
+        """The selection of the parsed manifest ``new`` explained against the base manifest
+        at ``base_path`` (None: no base), the base's sources aligned in ``state_dir``,
+        ``ci.json`` written, and every selected node checked to write into the PR schema
+        (a :class:`DockyardError` otherwise). Touches files only: in fork mode it runs in the
+        step's dbt child."""
+        base_manifest = mf.load(base_path) if base_path else {}
+        selection = mf.explain(base_manifest, new)
+        if base_path and mf.align_sources(base_manifest, new):  # sources that follow the target
+            state.write_manifest(base_manifest, state_dir)
+        chosen = {"selected": selection.selected, "deleted": selection.deleted, "exposures": selection.exposures}
+        write_report(run_dir, {**report, **chosen})
+        pr_schema.check(new, [s["unique_id"] for s in selection.built()], self.schema)
 
     def _base(self, base_env: str, state_dir: Path) -> dict | None:
         """The base manifest copied into ``state_dir``: ``{manifest, source, run_id, timings}``."""
@@ -210,6 +235,12 @@ def call_dbt(argv, cwd, env, view=None, mode="subprocess", preload=False, timeou
         return inv.returncode, lines
     finally:
         inv.close()
+
+
+def _parsing_step(steps):
+    """The first step whose dbt parses the project (the one that parses once, for the
+    selection and for itself), or None (a job of ``dbt deps`` only, say)."""
+    return next((s for s in steps if s.argv and s.argv[0] in state.DEFER_COMMANDS), None)
 
 
 def _replace(argv: list[str], flag: str, value: str) -> list[str]:

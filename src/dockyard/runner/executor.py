@@ -213,6 +213,7 @@ class Executor:
                 mode=plan.mode,
                 preload=plan.preload,
                 view=self._view,
+                prelude=step.prelude,
             )
             lock = self._project_lock() if writes_project(argv) else None
             if lock is not None:

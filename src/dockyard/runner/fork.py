@@ -1,6 +1,15 @@
 """Fork mode: dbt imported once into a long-lived parent (:func:`preload_dbt`,
 :func:`warm_dbt`), and the body of the child forked per invocation (:func:`fork_child`).
-See :mod:`dockyard.runner.invocation` for the constraint fork mode puts on its caller."""
+See :mod:`dockyard.runner.invocation` for the constraint fork mode puts on its caller.
+
+A step with a *prelude* (:attr:`dockyard.runner.plan.StepPlan.prelude`: a pull-request
+build's selection and schema check) parses once: the child runs ``dbt parse`` with the
+step's own parse flags (:func:`parse_argv`), calls the prelude with its target folder (where
+``manifest.json`` was just written), then ``dbtRunner(manifest=<the parsed manifest>)``
+runs the step, which skips parsing (dbt/cli/requires.py ``setup_manifest`` uses the given
+manifest). The prelude is a closure of the parent: it must not use the parent's database
+connections (they are not this process's).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +21,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from dockyard import environ
 from dockyard.permissions import dbt_umask
@@ -24,6 +34,39 @@ VIEW_WARNING = (
     "dockyard: this step can see the files of dockyard and of the other environments (no mount namespace: %s)"
 )
 _dbt_loaded = False
+# the flags of a step that change what dbt parses (or where it keeps the parse): given to
+# the ``dbt parse`` of a step with a prelude; the value-taking ones, then the switches
+PARSE_OPTIONS = frozenset(
+    {
+        "--project-dir",
+        "--profiles-dir",
+        "--profile",
+        "--target",
+        "-t",
+        "--target-path",
+        "--vars",
+        "--log-path",
+        "--log-level",
+        "--log-level-file",
+        "--warn-error-options",
+    }
+)
+PARSE_SWITCHES = frozenset(
+    {
+        "--partial-parse",
+        "--no-partial-parse",
+        "--partial-parse-file-diff",
+        "--no-partial-parse-file-diff",
+        "--static-parser",
+        "--no-static-parser",
+        "--use-experimental-parser",
+        "--no-use-experimental-parser",
+        "--warn-error",
+        "--no-warn-error",
+        "--debug",
+        "-d",
+    }
+)
 
 
 def _tracker_fds() -> list[int]:
@@ -92,6 +135,7 @@ def fork_child(
     ev_r: int,
     ev_w: int,
     parent_pid: int,
+    prelude: Callable[[Path], None] | None = None,
 ) -> None:
     """Body of a fork-mode child. Never returns."""
     code = 2
@@ -159,7 +203,22 @@ def fork_child(
             if msg.info.name in forward:
                 forward_raw(msg_to_dict(msg))
 
-        result = dbtRunner(callbacks=[forward_event]).invoke(list(args))
+        manifest = None
+        if prelude is not None:  # parse once: the prelude reads this parse, the step reuses it
+            parsed = dbtRunner(callbacks=[forward_event]).invoke(parse_argv(args))
+            if not parsed.success:
+                code = _exit_code(parsed)
+                print("dockyard: dbt parse failed: nothing was built", file=sys.stderr)
+                return
+            try:
+                prelude(Path(_option(args, "--target-path") or "target"))
+            except Exception as exc:  # a DockyardError says what and how to fix it
+                print(f"Error: {exc}", file=sys.stderr)
+                print("dockyard: the step was stopped before building anything", file=sys.stderr)
+                code = 2
+                return
+            manifest = parsed.result
+        result = dbtRunner(manifest=manifest, callbacks=[forward_event]).invoke(list(args))
         with contextlib.suppress(Exception):  # compiled paths are known here, not in the events
             paths = {
                 r.node.unique_id: r.node.compiled_path
@@ -168,16 +227,7 @@ def fork_child(
             }
             if paths:
                 forward_raw({"info": {"name": COMPILED_PATHS_EVENT}, "data": {"paths": paths}})
-        if result.success:
-            code = 0
-        elif result.exception is None:
-            code = 1
-        else:
-            code = 2
-            exc = result.exception
-            # usage errors are not reported by dbt itself when invoked programmatically
-            if type(exc).__name__ in ("DbtUsageException", "DbtInternalException"):
-                print(f"Error: {exc}", file=sys.stderr)
+        code = _exit_code(result)
     except BaseException:
         code = 2
         with contextlib.suppress(BaseException):
@@ -196,3 +246,49 @@ def fork_child(
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _exit_code(result) -> int:
+    """dbt's CLI exit code of a ``dbtRunnerResult`` (0 success, 1 failed result, 2 error);
+    a usage error, which dbt does not print when invoked programmatically, is printed."""
+    if result.success:
+        return 0
+    if result.exception is None:
+        return 1
+    exc = result.exception
+    if type(exc).__name__ in ("DbtUsageException", "DbtInternalException"):
+        print(f"Error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _option(args: Sequence[str], flag: str) -> str | None:
+    """The value of ``flag`` in ``args`` (``--flag value`` or ``--flag=value``; the last one)."""
+    found = None
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith(flag + "="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def parse_argv(args: Sequence[str]) -> list[str]:
+    """``parse`` with the flags of the step ``args`` that change what dbt parses or where
+    it keeps the parse (project, profile, target, vars, target folder, log settings): the
+    manifest the step then reuses is the one its own parse would have made, and the partial
+    parse dbt writes is valid for the next run of the step."""
+    out = ["parse"]
+    i = 1
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if name in PARSE_OPTIONS:
+            if "=" in arg:
+                out.append(arg)
+            elif i + 1 < len(args):
+                out += [arg, args[i + 1]]
+                i += 1
+        elif arg in PARSE_SWITCHES:
+            out.append(arg)
+        i += 1
+    return out

@@ -47,7 +47,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from dockyard.dbt.events import NODE_EVENTS
@@ -124,9 +124,12 @@ class DbtInvocation:
         python: str | None = None,
         preload: bool = True,
         view: FileView | None = None,
+        prelude: Callable[[Path], None] | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if prelude is not None and mode != "fork":
+            raise ValueError("a prelude runs in a forked dbt child: fork mode only")
         self.args = [str(a) for a in args]
         self.project_dir = str(Path(project_dir))
         self.env = {str(k): str(v) for k, v in env.items()}
@@ -138,6 +141,7 @@ class DbtInvocation:
         # a lean child that imports dbt itself (as small as raw dbt, as slow to start)
         self.preload = preload
         self.view = view or FileView()  # what of dockyard's files dbt must not see
+        self.prelude = prelude  # fork mode: parse, prelude(target folder), then args (dockyard.runner.fork)
         self.pid: int | None = None
         self.returncode: int | None = None
         self.started_at: float | None = None
@@ -242,6 +246,7 @@ class DbtInvocation:
                 ev_r=ev_r,
                 ev_w=ev_w,
                 parent_pid=parent_pid,
+                prelude=self.prelude,
             )
         # parent
         with contextlib.suppress(OSError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,11 @@ class StepPlan:
     index: int  # 1-based position in the job; names logs/step-<index>.log
     command: str  # as written in the job, e.g. "dbt run --select tag:daily"
     argv: list[str]  # the args after "dbt" (already includes --target, --target-path...)
+    # fork mode only: the step's dbt child first runs `dbt parse` (the step's project, profile,
+    # target, vars and target folder), then calls prelude(<its target folder>) (raising fails
+    # the step before anything is built), then runs argv with the parsed manifest, without
+    # parsing again (see dockyard.runner.fork)
+    prelude: Callable[[Path], None] | None = None
 
 
 @dataclass
