@@ -81,3 +81,21 @@ def test_no_manifest_no_candidates(app, now):
     report = app.costs.report("prod")
     assert report["incremental_candidates"] == [] and report["materializations_from"] is None
     assert report["models"][0]["materialized"] is None
+
+
+def test_dockyard_costs(app, now):
+    from typer.testing import CliRunner
+
+    from dockyard.cli.main import cli
+
+    for day in range(5):
+        record_run(app.store, "nightly", "prod", {GROWS: 5.0 + day, STEADY: 2.0}, at=T0 + timedelta(days=day))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["costs", "--env", "prod", "--config", str(app.loaded.path)])
+    assert result.exit_code == 0, result.output
+    assert "Warehouse time in prod, last 30 days" in result.output and "grows" in result.output
+    assert "+1.00 s/day" in result.output and "Incremental candidates: unknown" in result.output
+    result = runner.invoke(cli, ["costs", "--json", "--days", "7", "--config", str(app.loaded.path)])
+    assert result.exit_code == 0 and json.loads(result.output)["models"][0]["unique_id"] == GROWS
+    result = runner.invoke(cli, ["costs", "--env", "nope", "--config", str(app.loaded.path)])
+    assert result.exit_code == 1 and "unknown environment 'nope'" in result.output

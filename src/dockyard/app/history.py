@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dockyard import clock
-from dockyard.app.consumers import Consumer
 from dockyard.errors import DockyardError
 from dockyard.events import Event, RunEvent
+from dockyard.plugins import Sink, SinkContext
 
 log = logging.getLogger("dockyard.app.history")
 
@@ -234,11 +234,16 @@ def write_pending(app, holder: str, *, limit: int = 5, now: datetime | None = No
     return out
 
 
-class WarehouseHistoryConsumer(Consumer):
+class WarehouseHistoryConsumer(Sink):
     """The ``dockyard.warehouse_history`` consumer: queues the write of each ended run."""
 
     def __init__(self, app):
-        super().__init__(app, "warehouse_history")
+        # a dockyard.app.consumers.Consumer, built as one (not imported: consumers imports
+        # this module's factory, and the import graph stays without a cycle)
+        super().__init__(
+            "dockyard.warehouse_history", {}, SinkContext(app.loaded.base_dir, app.state_dir, app.loaded.path)
+        )
+        self.app = app
 
     def deliver(self, event: Event) -> None:
         if not RunEvent(event.type).is_final or event.run_id is None:
