@@ -150,6 +150,9 @@ def test_history_repository(store) -> None:  # noqa: F811 - the fixture
         ("staging", a, 3),
     ]
     assert [r.unique_id for r in store.reader.freshness.latest("staging")] == [a]
+    # a check recorded late (an older run's event delivered after a newer one) is history, not latest
+    assert repo.record(5, 1, "prod", "J", [check(a, "error", NOW - timedelta(hours=1))]) == 1
+    assert repo.history(a, "prod", limit=100)[-1].run_id == 5 and repo.latest("prod")[0].run_id == 4
     assert [r.unique_id for r in repo.step(1, 1)] == [a, b]
     assert repo.previous_status("prod", a, NOW + timedelta(hours=3), exclude=(4, 2)) == "warn"
     assert repo.previous_status("prod", b, NOW - timedelta(hours=1), exclude=(0, 0)) is None

@@ -4,7 +4,9 @@ Every ``dbt source freshness`` step's results are kept, each row with the status
 had at its previous check in the same environment (``previous_status``, set when the row is
 recorded): a status change is a row whose ``previous_status`` differs. Recording is
 idempotent (unique run, step and source), so an event delivered twice records nothing twice.
-Everything is kept (rows are small); every read is bounded.
+Everything is kept (rows are small); every read is bounded, and the last check of each source
+is also marked in ``source_freshness_latest`` so that :meth:`FreshnessReader.latest` (the API,
+``/metrics`` scrapes, the digest) reads one row per source, not the history.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from dockyard.store.base import Repository
 from dockyard.store.tables import source_freshness as sf
+from dockyard.store.tables import source_freshness_latest as latest_table
 
 MAX_LIMIT = 1000
 #: the columns a caller gives :meth:`Freshness.record` for each source
@@ -73,17 +76,12 @@ class FreshnessReader(Repository):
     """Reading the freshness history."""
 
     def latest(self, environment: str | None = None, *, limit: int = MAX_LIMIT) -> list[FreshnessRecord]:
-        """The last check of every source (per environment), by environment and unique id."""
-        rank = (
-            func.row_number()
-            .over(partition_by=(sf.c.environment, sf.c.unique_id), order_by=(sf.c.checked_at.desc(), sf.c.id.desc()))
-            .label("rank")
-        )
-        inner = select(sf, rank)
+        """The last check of every source (per environment), by environment and unique id
+        (read through ``source_freshness_latest``: one row per source, however long the history)."""
+        query = select(sf).join(latest_table, latest_table.c.freshness_id == sf.c.id)
         if environment is not None:
-            inner = inner.where(sf.c.environment == environment)
-        sub = inner.subquery()
-        query = select(sub).where(sub.c.rank == 1).order_by(sub.c.environment, sub.c.unique_id).limit(_bounded(limit))
+            query = query.where(latest_table.c.environment == environment)
+        query = query.order_by(latest_table.c.environment, latest_table.c.unique_id).limit(_bounded(limit))
         with self.db.read() as conn:
             return [_record(r) for r in conn.execute(query).mappings()]
 
@@ -165,5 +163,21 @@ class Freshness(FreshnessReader):
                     .on_conflict_do_nothing(index_elements=["run_id", "step_index", "unique_id"])
                     .returning(sf.c.id)
                 )
-                added += conn.execute(stmt).first() is not None
+                row = conn.execute(stmt).first()
+                if row is None:
+                    continue  # recorded before
+                added += 1
+                mark = self.db.insert(latest_table).values(
+                    environment=environment,
+                    unique_id=values["unique_id"],
+                    freshness_id=row.id,
+                    checked_at=values["checked_at"],
+                )
+                conn.execute(
+                    mark.on_conflict_do_update(
+                        index_elements=["environment", "unique_id"],
+                        set_={"freshness_id": mark.excluded.freshness_id, "checked_at": mark.excluded.checked_at},
+                        where=latest_table.c.checked_at <= mark.excluded.checked_at,
+                    )
+                )
         return added

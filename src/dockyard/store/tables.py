@@ -461,6 +461,16 @@ Index(
     source_freshness.c.checked_at,
 )
 
+source_freshness_latest = Table(  # per environment and source: its last check (latest() reads only these)
+    "source_freshness_latest",
+    metadata,
+    Column("environment", String(200), nullable=False),
+    Column("unique_id", String(512), nullable=False),
+    Column("freshness_id", Integer, nullable=False),  # the source_freshness row
+    Column("checked_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("environment", "unique_id", name="pk_source_freshness_latest"),
+)
+
 # -- METRICS: 0010 slowdown state, warehouse history queue, daily digests ------------------
 
 # a model's history across runs (slowdowns, /metrics, costs) is read by unique id

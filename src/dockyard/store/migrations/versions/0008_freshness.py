@@ -53,8 +53,17 @@ def upgrade() -> None:
         "source_freshness",
         ["environment", "unique_id", "checked_at"],
     )
+    op.create_table(
+        "source_freshness_latest",
+        sa.Column("environment", sa.String(200), nullable=False),
+        sa.Column("unique_id", sa.String(512), nullable=False),
+        sa.Column("freshness_id", sa.Integer, nullable=False),
+        sa.Column("checked_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("environment", "unique_id", name="pk_source_freshness_latest"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("source_freshness_latest")
     op.drop_index("ix_source_freshness_environment_unique_id_checked_at", table_name="source_freshness")
     op.drop_table("source_freshness")
