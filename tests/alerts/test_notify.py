@@ -11,18 +11,18 @@ import json
 import logging
 import time
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from tests.alerts.conftest import PD_KEY, SLACK_SECRET, foreground, record_run
 from typer.testing import CliRunner
 
 from dockyard.alert import Alert, AlertKind, Severity
 from dockyard.api.app import create_app
+from dockyard.app.delivery import deliver_run_events
 from dockyard.app.run_alerts import RunAlerts
 from dockyard.domain import RunStatus
 from dockyard.server.scheduler import Scheduler
 from dockyard.store.tables import alert_state, notifications
-from tests.alerts.conftest import PD_KEY, SLACK_SECRET, foreground, record_run
 
 BASE = """
 environments: {prod: {target: prod}, dev: {target: dev}}
@@ -319,8 +319,7 @@ def test_notify_test_sends_a_sample(make_app, slack, monkeypatch):
     assert failing.exit_code != 0 and SLACK_SECRET not in failing.output
 
 
-@pytest.mark.parametrize("attempt", [1])
-def test_a_failure_whose_retry_is_coming_is_deferred_then_retrying(make_app, slack, monkeypatch, attempt):
+def test_a_failure_whose_retry_is_coming_is_deferred_then_retrying(make_app, slack, monkeypatch):
     slack_env(monkeypatch, slack)
     monkeypatch.setenv("ALERTS_PD_KEY", PD_KEY)
     app = make_app(
@@ -329,11 +328,11 @@ def test_a_failure_whose_retry_is_coming_is_deferred_then_retrying(make_app, sla
             'commands: ["dbt run"]\n    retries: {max_attempts: 3, backoff_seconds: 30, on: any}\n    notifications:',
             1,
         )
-        + f'\nnotifications:\n  - {{name: pd, type: pagerduty, integration_key: "env:ALERTS_PD_KEY", events_url: "{slack.url("/v2/enqueue")}"}}\n'
+        + "\nnotifications:\n  - {name: pd, type: pagerduty, integration_key: env:ALERTS_PD_KEY, "
+        + f'events_url: "{slack.url("/v2/enqueue")}"}}\n'
     )
     run_id = record_run(app, "nightly", worker=True)
-    deliver = __import__("dockyard.app.delivery", fromlist=["deliver_run_events"]).deliver_run_events
-    deliver(app, run_id)  # the consumer sees the failure before the worker queued the retry
+    deliver_run_events(app, run_id)  # the consumer sees the failure before the worker queued the retry
     assert app.store.notifications.deferred(run_id=run_id)
     assert not app.alerts.deliveries(run_id)
     retry = app.runs.maybe_retry(run_id)

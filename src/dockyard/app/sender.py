@@ -115,12 +115,10 @@ class Sender:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _send(self, delivery: Delivery, holder: str) -> None:
-        from dockyard.app.alerts import Channel
-
         alerts = self.app.config.alerts
         seen: list[str] = []
         try:
-            channel: Channel = self.app.alerts.channel(delivery.channel)
+            channel = self.app.alerts.channel(delivery.channel)
             result = self.send_now(channel, Alert.from_dict(delivery.alert), seen)
         except Exception as exc:  # noqa: BLE001 - a channel's failure is recorded, never raised
             retryable = bool(getattr(exc, "retryable", not isinstance(exc, DockyardError)))
