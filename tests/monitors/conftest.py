@@ -92,7 +92,8 @@ class Shop:
     def load(self, rows: int, *, start: int = 1, amount: int = 10, at: datetime | None = None) -> None:
         at = at or datetime.now(UTC).replace(tzinfo=None)
         self.sql(
-            f"insert into raw.orders select range + {start}, {amount}, timestamp '{at.isoformat(sep=' ')}'"
+            f"insert into raw.orders (id, amount, loaded_at) select range + {start}, {amount},"
+            f" timestamp '{at.isoformat(sep=' ')}'"
             f" from range({rows})"
         )
 
