@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from dockyard.store.base import Repository
 from dockyard.store.tables import source_freshness as sf
 from dockyard.store.tables import source_freshness_latest as latest_table
 
 MAX_LIMIT = 1000
+CHUNK = 500  # unique ids per IN (...)
 #: the columns a caller gives :meth:`Freshness.record` for each source
 CHECK_FIELDS = (
     "unique_id",
@@ -95,13 +96,21 @@ class FreshnessReader(Repository):
     ) -> list[FreshnessRecord]:
         """The checks of one source (unique id, ``<source>.<table>`` or table name), newest
         first; ``before_id``: the page after the row with that id."""
-        query = select(sf).where(_source(source))
+        # the sources meant (few): their marked last checks, then their rows through the index
+        which = select(latest_table.c.environment, latest_table.c.unique_id).join(
+            sf, sf.c.id == latest_table.c.freshness_id
+        )
+        which = which.where(_source(source))
         if environment is not None:
-            query = query.where(sf.c.environment == environment)
-        if before_id is not None:
-            query = query.where(sf.c.id < before_id)
-        query = query.order_by(sf.c.checked_at.desc(), sf.c.id.desc()).limit(_bounded(limit))
+            which = which.where(latest_table.c.environment == environment)
         with self.db.read() as conn:
+            pairs = conn.execute(which.limit(MAX_LIMIT)).all()
+            if not pairs:
+                return []
+            query = select(sf).where(or_(*(and_(sf.c.environment == e, sf.c.unique_id == u) for e, u in pairs)))
+            if before_id is not None:
+                query = query.where(sf.c.id < before_id)
+            query = query.order_by(sf.c.checked_at.desc(), sf.c.id.desc()).limit(_bounded(limit))
             return [_record(r) for r in conn.execute(query).mappings()]
 
     def step(self, run_id: int, step_index: int) -> list[FreshnessRecord]:
@@ -143,41 +152,63 @@ class Freshness(FreshnessReader):
         self, run_id: int, step_index: int, environment: str, job: str | None, checks: list[dict[str, Any]]
     ) -> int:
         """Record one step's checks (dicts of :data:`CHECK_FIELDS`) in one transaction, each
-        with its source's previous status; rows already recorded (a redelivered event) are
-        left as they are. Returns how many rows were new."""
-        added = 0
+        with its source's previous status, and mark them the sources' last checks; rows already
+        recorded (a redelivered event) are left as they are. Returns how many rows were new.
+        A few statements per step, whatever its number of sources."""
         with self.db.write() as conn:
+            step = (sf.c.run_id == run_id, sf.c.step_index == step_index)
+            seen = set(conn.execute(select(sf.c.unique_id).where(*step)).scalars())
+            new: dict[str, dict[str, Any]] = {}
             for check in checks:
-                values = {k: check.get(k) for k in CHECK_FIELDS}
-                previous = _previous(conn, environment, values["unique_id"], values["checked_at"], (run_id, step_index))
-                stmt = (
-                    self.db.insert(sf)
-                    .values(
-                        run_id=run_id,
-                        step_index=step_index,
-                        environment=environment,
-                        job=job,
-                        previous_status=previous,
-                        **values,
-                    )
-                    .on_conflict_do_nothing(index_elements=["run_id", "step_index", "unique_id"])
-                    .returning(sf.c.id)
+                if check["unique_id"] not in seen:
+                    new.setdefault(check["unique_id"], {k: check.get(k) for k in CHECK_FIELDS})
+            if not new:
+                return 0
+            marked = _marked(conn, environment, list(new))
+            rows = []
+            for uid, values in new.items():
+                status, at = marked.get(uid, (None, None))
+                if at is not None and at > values["checked_at"]:  # a late, older check
+                    status = _previous(conn, environment, uid, values["checked_at"], (run_id, step_index))
+                rows.append(
+                    {**values, "run_id": run_id, "step_index": step_index, "environment": environment, "job": job}
+                    | {"previous_status": status}
                 )
-                row = conn.execute(stmt).first()
-                if row is None:
-                    continue  # recorded before
-                added += 1
-                mark = self.db.insert(latest_table).values(
-                    environment=environment,
-                    unique_id=values["unique_id"],
-                    freshness_id=row.id,
-                    checked_at=values["checked_at"],
-                )
-                conn.execute(
-                    mark.on_conflict_do_update(
-                        index_elements=["environment", "unique_id"],
-                        set_={"freshness_id": mark.excluded.freshness_id, "checked_at": mark.excluded.checked_at},
-                        where=latest_table.c.checked_at <= mark.excluded.checked_at,
-                    )
-                )
-        return added
+            insert = self.db.insert(sf).on_conflict_do_nothing(index_elements=["run_id", "step_index", "unique_id"])
+            conn.execute(insert, rows)
+            ids = conn.execute(select(sf.c.id, sf.c.unique_id).where(*step)).all()
+            mark = self.db.insert(latest_table)
+            conn.execute(
+                mark.on_conflict_do_update(
+                    index_elements=["environment", "unique_id"],
+                    set_={"freshness_id": mark.excluded.freshness_id, "checked_at": mark.excluded.checked_at},
+                    where=latest_table.c.checked_at <= mark.excluded.checked_at,
+                ),
+                [
+                    {
+                        "environment": environment,
+                        "unique_id": uid,
+                        "freshness_id": row_id,
+                        "checked_at": new[uid]["checked_at"],
+                    }
+                    for row_id, uid in ids
+                    if uid in new
+                ],
+            )
+        return len(new)
+
+
+def _marked(conn, environment: str, unique_ids: list[str]) -> dict[str, tuple[str, datetime]]:
+    """unique id -> (status, checked_at) of the sources' marked last checks in ``environment``."""
+    out: dict[str, tuple[str, datetime]] = {}
+    for start in range(0, len(unique_ids), CHUNK):
+        query = (
+            select(latest_table.c.unique_id, sf.c.status, latest_table.c.checked_at)
+            .join(sf, sf.c.id == latest_table.c.freshness_id)
+            .where(
+                latest_table.c.environment == environment,
+                latest_table.c.unique_id.in_(unique_ids[start : start + CHUNK]),
+            )
+        )
+        out.update({uid: (status, at) for uid, status, at in conn.execute(query)})
+    return out
