@@ -6,10 +6,12 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from dockyard.cli.app import ConfigOpt, JsonOpt, _app, _emit, cli, out
 from dockyard.cli.errors import handle_errors
 from dockyard.cli.render import cell
+from dockyard.text import escape
 
 monitors = typer.Typer(
     add_completion=False,
@@ -22,10 +24,10 @@ cli.add_typer(monitors, name="monitors")
 STYLE = {"ok": "green", "alert": "red", "error": "red", "warming_up": "yellow"}
 
 
-def _status(status: str | None) -> str:
+def _status(status: str | None) -> Text:
     if not status:
-        return "-"
-    return f"[{STYLE.get(status, 'white')}]{cell(status)}[/]"
+        return Text("-")
+    return Text(escape(status), style=STYLE.get(status, ""))
 
 
 def _value(value) -> str:

@@ -177,12 +177,13 @@ class Monitors(MonitorReader):
         self, monitor: str, environment: str, status: str, measurement_id: int | None, *, now: datetime | None = None
     ) -> MonitorState | None:
         """Set the monitor's status; the state before (None for a first measurement). The
-        ``since`` moves only when the status changes."""
+        ``since`` moves only when the status changes. The row is locked (PostgreSQL; SQLite
+        serialises writers): of two checkers at once, one sees the other's status."""
         now = now or clock.now()
         s = monitor_state.c
         where = (s.monitor == monitor, s.environment == environment)
         with self.db.write() as conn:
-            row = conn.execute(select(monitor_state).where(*where)).mappings().first()
+            row = conn.execute(select(monitor_state).where(*where).with_for_update()).mappings().first()
             if row is None:
                 stmt = self.db.insert(monitor_state).values(
                     monitor=monitor,
@@ -192,8 +193,10 @@ class Monitors(MonitorReader):
                     measurement_id=measurement_id,
                     updated_at=now,
                 )
-                conn.execute(stmt.on_conflict_do_nothing(index_elements=["monitor", "environment"]))
-                return None
+                stmt = stmt.on_conflict_do_nothing(index_elements=["monitor", "environment"])
+                if conn.execute(stmt.returning(monitor_state.c.monitor)).first() is not None:
+                    return None
+                row = conn.execute(select(monitor_state).where(*where).with_for_update()).mappings().one()
             values: dict[str, Any] = dict(status=status, measurement_id=measurement_id, updated_at=now)
             if row["status"] != status:
                 values["since"] = now
@@ -233,9 +236,9 @@ class Monitors(MonitorReader):
             state="pending",
             requested_at=clock.now(),
         )
+        stmt = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(monitor_checks.c.id)
         with self.db.write() as conn:
-            result = conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
-        return bool(result.rowcount)
+            return conn.execute(stmt).first() is not None
 
     def claim(self, holder: str, *, stale_s: float = 900) -> Check | None:
         """The oldest pending check (or one whose checker has held it ``stale_s``), now
