@@ -171,6 +171,8 @@ def test_api_latest_and_history(history):
         missing = client.get("/api/v1/freshness/source.fresh.raw.nothing", headers=headers)
         assert missing.status_code == 404 and missing.json()["data"] is None
         assert "nothing" in missing.json()["status"]["user_message"]
+        nul = client.get("/api/v1/freshness/source.fresh.raw%00orders", headers=headers)
+        assert nul.status_code == 400 and "NUL" in nul.json()["status"]["user_message"]
 
 
 def test_a_scheduled_run_is_recorded_by_the_dispatcher(history, project):

@@ -30,13 +30,17 @@ from dockyard.app.consumers import Consumer
 from dockyard.app.freshness_alerts import age_text, build_alerts, changes
 from dockyard.dbt import sources as dbt_sources
 from dockyard.dbt.command import CommandError, parse_command
+from dockyard.errors import DockyardError
 from dockyard.events import Event, RunEvent
 from dockyard.store.freshness import FreshnessRecord
+from dockyard.text import storable, unstorable_problem
 
 log = logging.getLogger("dockyard.app.freshness")
 FRESHNESS_COMMAND = "source freshness"
 RUNTIME_ERROR_STATUSES = ("error", "runtime error")
 MAX_SOURCES_JSON_BYTES = 64 * 1024 * 1024
+MAX_UNIQUE_ID_CHARS = 512  # the store's columns
+MAX_NAME_CHARS = 255
 
 
 def is_freshness_command(command: str | None) -> bool:
@@ -95,6 +99,8 @@ class FreshnessService:
         self, source: str, environment: str | None = None, limit: int = 100, before_id: int | None = None
     ) -> list[dict[str, Any]]:
         """The checks of one source (unique id, ``<source>.<table>`` or table name), newest first."""
+        if problem := unstorable_problem(source, "a source name"):
+            raise DockyardError(problem, hint="name a source by its unique id, <source>.<table> or table name")
         now = clock.now()
         rows = self.app.store.reader.freshness.history(source, environment, limit=limit, before_id=before_id)
         return [view(r, now) for r in rows]
@@ -127,19 +133,23 @@ class FreshnessService:
         rows = [
             {
                 "unique_id": c.unique_id,
-                "source_name": c.source_name,
-                "table_name": c.table_name,
+                "source_name": storable(c.source_name)[:MAX_NAME_CHARS],
+                "table_name": storable(c.table_name)[:MAX_NAME_CHARS],
                 "status": c.status,
                 "max_loaded_at": c.max_loaded_at,
                 "snapshotted_at": c.snapshotted_at,
                 "age_seconds": c.age_seconds,
-                "warn_after": c.warn_after,
-                "error_after": c.error_after,
-                "error": c.error,
+                "warn_after": storable(c.warn_after),
+                "error_after": storable(c.error_after),
+                "error": storable(c.error),
                 "checked_at": c.snapshotted_at or fallback,
             }
             for c in checks
+            if len(c.unique_id) <= MAX_UNIQUE_ID_CHARS and storable(c.unique_id) == c.unique_id
         ]
+        if len(rows) < len(checks):  # never a write that fails on every redelivery
+            log.warning("run %s step %s: %d sources with unstorable ids not recorded", run_id, step_index,
+                        len(checks) - len(rows))  # fmt: skip
         if rows:
             self.app.store.freshness.record(run_id, step_index, environment, job, rows)
         return self.app.store.reader.freshness.step(run_id, step_index)
