@@ -112,6 +112,10 @@ class Monitors:
 
     def _groups(self, names: list[str] | None, environment: str | None) -> dict[str, list]:
         chosen = [self.get(n) for n in names] if names else list(self.app.config.monitors)
+        if environment is not None and environment not in self.app.config.environments:
+            raise DockyardError(
+                f"unknown environment {environment!r}", hint=f"one of: {', '.join(self.app.config.environments)}"
+            )
         groups: dict[str, list] = {}
         for monitor in chosen:
             env = environment or resolve(self.app, monitor).environment

@@ -646,6 +646,8 @@ class RunMonitors(Duty):
     name = "run monitors"
     FIRE_WINDOW = timedelta(minutes=10)
     EVERY_S = 2.0
+    PRUNE_EVERY = timedelta(hours=1)
+    KEEP_CHECKS = timedelta(days=7)  # finished checks are forgotten after this (measurements stay)
 
     def __init__(self, app):
         super().__init__(app)
@@ -654,6 +656,7 @@ class RunMonitors(Duty):
 
         self.holder = f"{socket.gethostname()}:{os.getpid()}:monitors"
         self._next = 0.0
+        self._pruned: datetime | None = None
         self._thread: threading.Thread | None = None
         self.ran = 0  # checks run by the last thread (for tests)
 
@@ -663,6 +666,9 @@ class RunMonitors(Duty):
         self._next = time.monotonic() + self.EVERY_S
         try:
             self.fire(tick.now)
+            if self._pruned is None or tick.now - self._pruned >= self.PRUNE_EVERY:
+                self._pruned = tick.now
+                self.app.store.monitors.prune_checks(tick.now - self.KEEP_CHECKS)
             if self._thread is not None and self._thread.is_alive():
                 return
             if not self.app.store.monitors.pending():
