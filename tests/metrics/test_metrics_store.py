@@ -32,7 +32,8 @@ def test_compiled_nodes_are_not_executions(store: Store) -> None:
     store.runs.upsert_nodes(
         run_id, 2, [NodeResult("model.p.b", name="b", resource_type="model", status="compiled", execution_time_s=0.2)]
     )
-    models = store.metrics.model_duration_buckets(BOUNDS, 10)
+    assert store.metric_state.count_run(run_id) == 1
+    models = store.metrics.model_duration_buckets(10)
     assert [m["labels"] for m in models] == [("model.p.a", "prod")]
     assert store.metrics.model_history("model.p.b") == []
     assert store.metrics.test_failure_totals() == [("prod", 1)]
@@ -82,3 +83,16 @@ def test_a_digest_day_is_claimed_once(store: Store) -> None:
     store.metric_state.digest_sent("2026-11-01", "b", 1, now=T0)
     assert store.metric_state.claim_digest("2026-11-01", "c", 60, now=T0 + timedelta(hours=1)) is False
     assert store.metric_state.digest("2026-11-01")["queued"] == 1
+
+
+def test_the_model_histogram_counts_each_run_once(store: Store) -> None:
+    a = record_run(store, "nightly", "prod", {"model.p.a": 0.3, "model.p.b": 45.0}, at=T0)
+    b = record_run(store, "nightly", "prod", {"model.p.a": 7.0}, at=T0 + timedelta(hours=1))
+    c = record_run(store, "hourly", "dev", {"model.p.c": 2000.0}, at=T0 + timedelta(hours=2))
+    assert [store.metric_state.count_run(r) for r in (a, b, c, a, b)] == [2, 1, 1, 0, 0]  # again: nothing
+    rows = {m["labels"]: m for m in store.metrics.model_duration_buckets(10)}
+    a_prod = rows[("model.p.a", "prod")]
+    assert a_prod["count"] == 2 and a_prod["sum"] == 7.3
+    assert a_prod["le"] == [0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]  # 0.3 s and 7 s
+    assert rows[("model.p.c", "dev")]["le"][-1] == 0 and rows[("model.p.c", "dev")]["count"] == 1  # over 1800 s
+    assert [m["labels"][0] for m in store.metrics.model_duration_buckets(2)] == ["model.p.a", "model.p.c"]

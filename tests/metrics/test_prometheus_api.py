@@ -41,6 +41,8 @@ def seeded(make_app):
         )
     record_run(app.store, "hourly", "dev", {"model.p.m3": 0.3, "model.p.m4": 700.0}, at=now - timedelta(hours=1))
     record_run(app.store, "hourly", "dev", {"model.p.m3": 0.4}, at=now, status=RunStatus.ERROR)
+    for run_id in range(1, 6):  # what the dockyard.metrics consumer does when each run ends
+        app.store.metric_state.count_run(run_id)
     app.store.runs.create_run(None, "nightly", "prod", ["dbt build"])  # queued
     app.store.leases.register_process("host:1:abcd", "worker", "host", 1, now=now - timedelta(seconds=7))
     app.store.leases.register_process("host:2:gone", "worker", "host", 2, now=now - timedelta(hours=3))

@@ -46,6 +46,9 @@ def _factories() -> list[Factory]:
     from dockyard.app.freshness import factory as freshness_factory
 
     factories.append(freshness_factory)
+    from dockyard.app.metrics import factory as metrics_factory  # METRICS: the model duration histogram
+
+    factories.append(metrics_factory)
     from dockyard.app.slowdown import factory as slowdown_factory  # METRICS
 
     factories.append(slowdown_factory)

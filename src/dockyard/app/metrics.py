@@ -16,6 +16,8 @@ from typing import Any
 
 from dockyard import clock
 from dockyard.domain import FAILED_STATUSES
+from dockyard.events import Event, RunEvent
+from dockyard.plugins import Sink, SinkContext
 
 MAX_DAYS = 365
 MAX_LIMIT = 1000
@@ -169,3 +171,23 @@ class Metrics:
                 }
             )
         return out
+
+
+class DurationCounter(Sink):
+    """The built-in consumer ``dockyard.metrics``: when a run ends, its models' execution
+    times are added to the store's model duration histogram (``store.metric_state.count_run``,
+    once per run), which ``/metrics`` reads without scanning the history. Always on."""
+
+    def __init__(self, app):
+        # a dockyard.app.consumers.Consumer, built as one (not imported: consumers imports
+        # this module's factory, and the import graph stays without a cycle)
+        super().__init__("dockyard.metrics", {}, SinkContext(app.loaded.base_dir, app.state_dir, app.loaded.path))
+        self.app = app
+
+    def deliver(self, event: Event) -> None:
+        if RunEvent(event.type).is_final and event.run_id is not None:
+            self.app.store.metric_state.count_run(event.run_id)
+
+
+def factory(app) -> DurationCounter:
+    return DurationCounter(app)

@@ -16,12 +16,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from dockyard import clock
+from dockyard.store.metrics import MODEL_BUCKETS
 
 log = logging.getLogger("dockyard.app.prometheus")
 
 RUN_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0)
 WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-MODEL_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
 def _histogram(name: str, doc: str, labels: list[str], rows: list[dict], bounds) -> HistogramMetricFamily:
@@ -83,9 +83,10 @@ class StoreCollector:
         yield age
         yield _histogram(
             "dockyard_model_duration_seconds",
-            f"Execution time of the models (the {config.metrics.histogram_models} run most recently), by environment",
+            f"Execution time of the models (the {config.metrics.histogram_models} run most recently), by environment, "
+            "counted when their runs ended",
             ["model", "environment"],
-            reader.model_duration_buckets(MODEL_BUCKETS, config.metrics.histogram_models),
+            reader.model_duration_buckets(config.metrics.histogram_models),
             MODEL_BUCKETS,
         )
         failures = CounterMetricFamily(

@@ -11,12 +11,22 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, or_, select, update
 
 from dockyard import clock
+from dockyard.domain import COMPILED
 from dockyard.store.base import Repository
 from dockyard.store.metrics import CHUNK
-from dockyard.store.tables import digests, history_writes, model_slowdowns, node_results, runs
+from dockyard.store.tables import (
+    MODEL_BUCKETS,
+    counted_runs,
+    digests,
+    history_writes,
+    model_durations,
+    model_slowdowns,
+    node_results,
+    runs,
+)
 
 nr = node_results
 
@@ -27,36 +37,28 @@ class MetricState(Repository):
         self, environment: str, unique_ids: Sequence[str], before_run_id: int, last: int
     ) -> dict[str, list[float]]:
         """Per model: the execution times of its last ``last`` successful executions in
-        ``environment`` in runs before ``before_run_id`` (newest first)."""
+        ``environment`` in runs before ``before_run_id`` (newest first). One query per model
+        walking the ``(unique_id, run_id)`` index backwards, stopping after ``last`` rows:
+        the cost does not grow with the history."""
         out: dict[str, list[float]] = {}
-        ids = sorted(set(unique_ids))
         with self.db.read() as conn:
-            for i in range(0, len(ids), CHUNK):
-                ranked = (
-                    select(
-                        nr.c.unique_id,
-                        nr.c.execution_time_s,
-                        func.row_number()
-                        .over(partition_by=nr.c.unique_id, order_by=(nr.c.run_id.desc(), nr.c.step_index.desc()))
-                        .label("rank"),
-                    )
+            for uid in sorted(set(unique_ids)):
+                query = (
+                    select(nr.c.execution_time_s)
                     .select_from(nr.join(runs, runs.c.id == nr.c.run_id))
                     .where(
-                        nr.c.unique_id.in_(ids[i : i + CHUNK]),
+                        nr.c.unique_id == uid,
                         nr.c.run_id < before_run_id,
                         nr.c.status == "success",
                         nr.c.execution_time_s.is_not(None),
                         runs.c.environment == environment,
                     )
-                    .subquery()
+                    .order_by(nr.c.unique_id.desc(), nr.c.run_id.desc())
+                    .limit(last)
                 )
-                query = (
-                    select(ranked.c.unique_id, ranked.c.execution_time_s)
-                    .where(ranked.c.rank <= last)
-                    .order_by(ranked.c.unique_id, ranked.c.rank)
-                )
-                for uid, seconds in conn.execute(query).all():
-                    out.setdefault(uid, []).append(float(seconds))
+                times = [float(t) for t in conn.execute(query).scalars()]
+                if times:
+                    out[uid] = times
         return out
 
     def slow_states(self, environment: str, unique_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -111,6 +113,65 @@ class MetricState(Repository):
                 set_={k: stmt.excluded[k] for k in ("slow", "subject", "run_id", "ratio", "updated_at")},
             )
             conn.execute(stmt, rows)
+
+    # -- the model duration histogram ----------------------------------------------------------
+    def count_run(self, run_id: int, now: datetime | None = None) -> int:
+        """Add a final run's model executions to the ``model_durations`` histogram, once per
+        run (``counted_runs``): increments in SQL (``count = count + ...``), so two writers
+        never lose one. Returns the models counted (0 when the run was counted already)."""
+        now = now or clock.now()
+        with self.db.write() as conn:
+            first = conn.execute(
+                self.db.insert(counted_runs)
+                .values(run_id=run_id, counted_at=now)
+                .on_conflict_do_nothing(index_elements=["run_id"])
+                .returning(counted_runs.c.run_id)
+            ).first()
+            if first is None:
+                return 0
+            env = conn.execute(select(runs.c.environment).where(runs.c.id == run_id)).scalar()
+            times: dict[str, float] = {}
+            for uid, seconds in conn.execute(
+                select(nr.c.unique_id, nr.c.execution_time_s)
+                .where(
+                    nr.c.run_id == run_id,
+                    nr.c.resource_type == "model",
+                    nr.c.status != COMPILED,
+                    nr.c.status != "started",
+                    nr.c.execution_time_s.is_not(None),
+                )
+                .order_by(nr.c.step_index)
+            ):
+                times[uid] = float(seconds)  # a node run in several steps: its last step
+            if env is None or not times:
+                return 0
+            rows = [
+                {
+                    "environment": env,
+                    "unique_id": uid,
+                    "count": 1,
+                    "sum": t,
+                    **{f"b{i:02d}": int(t <= bound) for i, bound in enumerate(MODEL_BUCKETS)},
+                    "last_run_id": run_id,
+                    "updated_at": now,
+                }
+                for uid, t in times.items()
+            ]
+            stmt = self.db.insert(model_durations)
+            t = model_durations.c
+            add = ["count", "sum", *(f"b{i:02d}" for i in range(len(MODEL_BUCKETS)))]
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["environment", "unique_id"],
+                set_={
+                    **{k: t[k] + stmt.excluded[k] for k in add},
+                    "last_run_id": case(
+                        (stmt.excluded.last_run_id > t.last_run_id, stmt.excluded.last_run_id), else_=t.last_run_id
+                    ),
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+            conn.execute(stmt, rows)
+            return len(rows)
 
     # -- the warehouse history queue -----------------------------------------------------------
     def queue_history(self, run_id: int, environment: str, now: datetime | None = None) -> bool:

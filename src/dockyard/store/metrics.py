@@ -24,7 +24,7 @@ from dockyard.store.tables import node_results, processes, runs
 nr = node_results
 BUILT = ("model", "seed", "snapshot")
 CHUNK = 500  # ids per IN list
-RECENT_RUNS = 1000  # the models of /metrics are those of the last runs
+MODEL_BUCKETS = tables.MODEL_BUCKETS  # of the model duration histogram (count_run writes it)
 
 
 def seconds(dialect: str, start, end):
@@ -215,48 +215,29 @@ class Metrics(Repository):
             rows = conn.execute(query).all()
         return [{"labels": (r[0],), "count": r[1], "sum": float(r[2] or 0), "le": list(r[3:])} for r in rows]
 
-    def model_duration_buckets(self, bounds: Sequence[float], models: int) -> list[dict]:
+    def model_duration_buckets(self, models: int) -> list[dict]:
         """Per (model, environment), for the ``models`` models run most recently: count, sum
-        and cumulative buckets of their execution times."""
+        and cumulative bucket counts (bounds :data:`tables.MODEL_BUCKETS`) of their execution
+        times, as counted when their runs ended (``model_durations``: one row per pair, so a
+        scrape reads at most ``models`` x environments rows, whatever the history)."""
         if models <= 0:
             return []
+        t = tables.model_durations
+        buckets = [t.c[f"b{i:02d}"] for i in range(len(tables.MODEL_BUCKETS))]
         with self.db.read() as conn:
             recent = (
-                conn.execute(
-                    select(nr.c.unique_id)
-                    .where(
-                        nr.c.run_id.in_(
-                            select(runs.c.id).order_by(runs.c.id.desc()).limit(RECENT_RUNS).scalar_subquery()
-                        ),
-                        nr.c.resource_type == "model",
-                        nr.c.status != COMPILED,
-                    )
-                    .group_by(nr.c.unique_id)
-                    .order_by(func.max(nr.c.run_id).desc())
-                    .limit(models)
-                )
-                .scalars()
-                .all()
+                select(t.c.unique_id)
+                .group_by(t.c.unique_id)
+                .order_by(func.max(t.c.last_run_id).desc(), t.c.unique_id)
+                .limit(models)
+                .subquery()
             )
-            out = []
-            for i in range(0, len(recent), CHUNK):
-                t = nr.c.execution_time_s
-                query = (
-                    select(nr.c.unique_id, runs.c.environment, func.count(), func.sum(t), *_buckets(t, bounds))
-                    .select_from(nr.join(runs, runs.c.id == nr.c.run_id))
-                    .where(
-                        nr.c.unique_id.in_(recent[i : i + CHUNK]),
-                        t.is_not(None),
-                        nr.c.status != COMPILED,
-                        nr.c.status != "started",
-                    )
-                    .group_by(nr.c.unique_id, runs.c.environment)
-                )
-                out += [
-                    {"labels": (r[0], r[1]), "count": r[2], "sum": float(r[3] or 0), "le": list(r[4:])}
-                    for r in conn.execute(query).all()
-                ]
-        return out
+            rows = conn.execute(
+                select(t.c.unique_id, t.c.environment, t.c["count"], t.c["sum"], *buckets)
+                .where(t.c.unique_id.in_(select(recent.c.unique_id)))
+                .order_by(t.c.unique_id, t.c.environment)
+            ).all()
+        return [{"labels": (r[0], r[1]), "count": r[2], "sum": float(r[3] or 0), "le": list(r[4:])} for r in rows]
 
     def test_failure_totals(self) -> list[tuple[str, int]]:
         """``(environment, count)`` of failed or erroring test executions."""

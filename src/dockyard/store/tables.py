@@ -519,6 +519,31 @@ digests = Table(  # one row per local day of the daily digest: exactly once acro
     PrimaryKeyConstraint("day", name="pk_digests"),
 )
 
+#: upper bounds (seconds) of the model duration histogram's buckets (b00..b11, cumulative)
+MODEL_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+model_durations = Table(  # per (environment, model): the histogram of its execution times
+    "model_durations",
+    metadata,
+    Column("environment", String(200), nullable=False),
+    Column("unique_id", String(512), nullable=False),
+    Column("count", BigInteger, nullable=False, server_default=text("0")),
+    Column("sum", Float, nullable=False, server_default=text("0")),
+    *[Column(f"b{i:02d}", BigInteger, nullable=False, server_default=text("0")) for i in range(len(MODEL_BUCKETS))],
+    Column("last_run_id", Integer, nullable=False),  # the newest run counted (the most recent models)
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("environment", "unique_id", name="pk_model_durations"),
+)
+Index("ix_model_durations_last_run_id", model_durations.c.last_run_id)
+
+counted_runs = Table(  # the runs already counted in model_durations (each counts once)
+    "counted_runs",
+    metadata,
+    Column("run_id", Integer, nullable=False),
+    Column("counted_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("run_id", name="pk_counted_runs"),
+)
+
 # -- MONITORS: data monitors' measurements, state and pending checks (0009) ---------------
 
 monitor_measurements = Table(  # every measurement of a monitor in an environment (kept; rows are small)

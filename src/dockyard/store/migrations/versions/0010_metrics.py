@@ -19,6 +19,7 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
+MODEL_BUCKETS = 12  # buckets of the model duration histogram (tables.MODEL_BUCKETS)
 JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 
@@ -61,9 +62,33 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("day", name="pk_digests"),
     )
+    op.create_table(
+        "model_durations",
+        sa.Column("environment", sa.String(200), nullable=False),
+        sa.Column("unique_id", sa.String(512), nullable=False),
+        sa.Column("count", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+        sa.Column("sum", sa.Float, nullable=False, server_default=sa.text("0")),
+        *[
+            sa.Column(f"b{i:02d}", sa.BigInteger, nullable=False, server_default=sa.text("0"))
+            for i in range(MODEL_BUCKETS)
+        ],
+        sa.Column("last_run_id", sa.Integer, nullable=False),
+        sa.Column("updated_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("environment", "unique_id", name="pk_model_durations"),
+    )
+    op.create_index("ix_model_durations_last_run_id", "model_durations", ["last_run_id"])
+    op.create_table(
+        "counted_runs",
+        sa.Column("run_id", sa.Integer, nullable=False),
+        sa.Column("counted_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("run_id", name="pk_counted_runs"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("counted_runs")
+    op.drop_index("ix_model_durations_last_run_id", table_name="model_durations")
+    op.drop_table("model_durations")
     op.drop_table("digests")
     op.drop_index("ix_history_writes_state_next_attempt_at", table_name="history_writes")
     op.drop_table("history_writes")
