@@ -24,6 +24,7 @@ def test_the_store_keeps_only_its_repositories_and_lifecycle(store: Store) -> No
     repositories |= {"commits", "webhooks", "pr_schemas"}  # code from git, webhook deliveries, PR schemas
     repositories |= {"monitors"}  # data monitors (issue 10)
     repositories |= {"freshness"}  # source freshness history (issue 10)
+    repositories |= {"notifications"}  # alert deliveries and state (issue 10)
     repositories |= {"metrics", "metric_state"}  # run metrics; slowdowns, history queue, digests (issue 10)
     assert public == repositories | {"db", "engine", "migrate", "close", "url", "dialect"}
     assert store.queue.runs is store.runs  # the queue is given the runs repository

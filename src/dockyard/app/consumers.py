@@ -19,19 +19,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from dockyard.plugins import Sink, SinkContext
+from dockyard.app.consumer import PREFIX, Consumer  # noqa: F401  (the base, in a module of its own)
+from dockyard.plugins import Sink
 
 log = logging.getLogger("dockyard.app.consumers")
-PREFIX = "dockyard."
-
-
-class Consumer(Sink):
-    """A built-in event consumer (see the module doc)."""
-
-    def __init__(self, app, name: str):
-        super().__init__(PREFIX + name, {}, SinkContext(app.loaded.base_dir, app.state_dir, app.loaded.path))
-        self.app = app
-
 
 Factory = Callable[[Any], "Consumer | None"]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard import clock
-from dockyard.app.consumers import Consumer
+from dockyard.app.consumer import Consumer
 from dockyard.app.freshness_alerts import age_text, build_alerts, changes
 from dockyard.dbt import sources as dbt_sources
 from dockyard.dbt.command import CommandError, parse_command

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from dockyard import clock
 from dockyard.alert import Alert, AlertItem, AlertKind, Severity, first_lines
 from dockyard.app import measurements as ms
-from dockyard.app.consumers import Consumer
+from dockyard.app.consumer import Consumer
 from dockyard.app.monitor_targets import Target, resolve, targets_for_run
 from dockyard.app.warehouse import run_macro
 from dockyard.errors import DockyardError, NotFoundError

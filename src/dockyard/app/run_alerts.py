@@ -23,7 +23,7 @@ from typing import Any
 
 from dockyard import clock
 from dockyard.alert import MAX_ITEMS, Alert, AlertItem, AlertKind, Severity, first_lines
-from dockyard.app.consumers import Consumer
+from dockyard.app.consumer import Consumer
 from dockyard.errors import DockyardError
 from dockyard.events import Event, RunEvent
 
