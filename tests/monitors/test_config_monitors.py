@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from tests.alerts.conftest import make_app, record_run  # noqa: F401  (fixtures and helpers)
 
 from dockyard.app import measurements as ms
-from dockyard.app.monitors import MonitorConsumer
+from dockyard.app.monitor_checks import MonitorConsumer
 from dockyard.config.model import Config
 from dockyard.config.monitors import Monitor, parse_duration
 from dockyard.domain import NodeResult, RunStatus

@@ -46,7 +46,7 @@ def _factories() -> list[Factory]:
     from dockyard.app.history import factory as history_factory  # METRICS
 
     factories.append(history_factory)
-    from dockyard.app.monitors import factory as monitors_factory  # MONITORS: checks after jobs
+    from dockyard.app.monitor_checks import factory as monitors_factory  # MONITORS: checks after jobs
 
     factories.append(monitors_factory)
     return factories

@@ -168,6 +168,23 @@ class Verdict:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Outcome:
+    """One monitor's measurement and whether it changed the monitor's state."""
+
+    monitor: str
+    environment: str
+    status: str
+    message: str
+    measurement_id: int
+    value: float | None
+    previous: str | None  # the status before
+    alerted: int | None = None  # deliveries queued (None: no alert this time)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
 def settings_of(monitor) -> anomaly.Settings:
     return anomaly.Settings(
         sensitivity=monitor.sensitivity,

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from dockyard import clock
 from dockyard.alert import Alert, AlertItem, AlertKind, Severity, first_lines
 from dockyard.app import measurements as ms
-from dockyard.app.consumer import Consumer
-from dockyard.app.monitor_targets import Target, resolve, targets_for_run
+from dockyard.app.monitor_targets import Target, resolve
 from dockyard.app.warehouse import run_macro
 from dockyard.errors import DockyardError, NotFoundError
 from dockyard.project import resolve_secrets
@@ -29,23 +27,6 @@ from dockyard.secrets import Scrubber
 
 log = logging.getLogger("dockyard.app.monitors")
 ALERTING = ("alert", "error")
-
-
-@dataclass
-class Outcome:
-    """One monitor's measurement and whether it changed the monitor's state."""
-
-    monitor: str
-    environment: str
-    status: str
-    message: str
-    measurement_id: int
-    value: float | None
-    previous: str | None  # the status before
-    alerted: int | None = None  # deliveries queued (None: no alert this time)
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 class Monitors:
@@ -131,9 +112,9 @@ class Monitors:
         trigger: str = "manual",
         run_id: int | None = None,
         job: str | None = None,
-    ) -> list[Outcome]:
+    ) -> list[ms.Outcome]:
         """Measure the monitors (one dbt process per environment), store, judge, alert."""
-        out: list[Outcome] = []
+        out: list[ms.Outcome] = []
         for env, monitors in self._groups(names, environment).items():
             out += self._check_env(env, monitors, trigger, run_id, job)
         return out
@@ -221,7 +202,7 @@ class Monitors:
         except (KeyError, TypeError, ValueError) as exc:
             return ms.Verdict("error", message=f"unexpected answer from the warehouse: {exc}")
 
-    def _record(self, monitor, env, verdict: ms.Verdict, now, trigger, run_id, job) -> Outcome:
+    def _record(self, monitor, env, verdict: ms.Verdict, now, trigger, run_id, job) -> ms.Outcome:
         store = self.app.store.monitors
         detail = {**verdict.detail, "message": verdict.message}
         m = store.record(
@@ -231,7 +212,7 @@ class Monitors:
         )  # fmt: skip
         before = store.transition(monitor.name, env, verdict.status, m.id, now=now)
         previous = before.status if before else None
-        outcome = Outcome(monitor.name, env, verdict.status, verdict.message, m.id, verdict.value, previous)
+        outcome = ms.Outcome(monitor.name, env, verdict.status, verdict.message, m.id, verdict.value, previous)
         was, now_alerting = previous in ALERTING, verdict.status in ALERTING
         if now_alerting and not was:
             outcome.alerted = self._notify(monitor, env, verdict, m.id, run_id, job, resolved=False)
@@ -304,27 +285,3 @@ class Monitors:
             store.finish(check.id, error)
             done += 1
         return done
-
-
-class MonitorConsumer(Consumer):
-    """On ``run.succeeded``: queue a check of the monitors built by (or listed after) the job.
-    Failed, cancelled and timed-out runs queue nothing: their tables are whatever the last
-    good run left (a run alert says they failed)."""
-
-    def __init__(self, app):
-        super().__init__(app, "monitors")
-
-    def deliver(self, event) -> None:
-        if event.type != "run.succeeded":
-            return
-        payload = event.payload or {}
-        env, job, run_id = payload.get("environment"), payload.get("job"), payload.get("run_id")
-        if not env or run_id is None:
-            return
-        names = targets_for_run(self.app, env, job, run_id)
-        if names:
-            self.app.store.monitors.queue(f"after_job:{run_id}", names, env, "after_job", run_id=run_id, job=job)
-
-
-def factory(app) -> MonitorConsumer | None:
-    return MonitorConsumer(app) if app.config.monitors else None
