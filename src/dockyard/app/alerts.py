@@ -32,6 +32,7 @@ from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store.notifications import Decision, Delivery, Target
 
 log = logging.getLogger("dockyard.app.alerts")
+API_JOBS_TTL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,23 @@ class Alerts:
 
     def __init__(self, app):
         self.app = app
+        self._api_checked: tuple[float, bool] | None = None
 
     # -- channels ----------------------------------------------------------------------------
     def configured(self) -> bool:
-        """Whether any notification is configured (top level or in a job of dockyard.yml)."""
-        return bool(self.app.config.notifications) or any(j.notifications for j in self.app.config.jobs)
+        """Whether any notification is configured: top level, in a job of dockyard.yml or in a
+        job created through the API (those are looked up at most every :data:`API_JOBS_TTL_S`)."""
+        config = self.app.config
+        if config.notifications or any(j.notifications for j in config.jobs):
+            return True
+        now = time.monotonic()
+        if self._api_checked is None or now - self._api_checked[0] >= API_JOBS_TTL_S:
+            try:
+                found = any(v.source == "api" and v.config.notifications for v in self.app.jobs.list())
+            except (DockyardError, LookupError, ValueError):
+                found = False
+            self._api_checked = (now, found)
+        return self._api_checked[1]
 
     def channels(self) -> list[Channel]:
         """Every configured channel: the top level, then each job of dockyard.yml."""
@@ -203,8 +216,8 @@ class Alerts:
         """A foreground run's alerts: send its deliveries within ``wait_s``
         (``events.foreground_wait_seconds``); True when none is left. Never raises."""
         try:
-            if not self.configured():
-                return True
+            if not self.app.store.reader.notifications.pending_count(run_id=run_id):
+                return True  # nothing queued or deferred for it (no channel, or all sent)
             wait_s = self.app.config.events.foreground_wait_seconds if wait_s is None else wait_s
             deadline = time.monotonic() + wait_s
             self.send_pending(deadline, run_id=run_id, wait=True)

@@ -199,8 +199,9 @@ class Notifications(NotificationReader):
                         created_at=now,
                     )
                     .on_conflict_do_nothing(index_elements=["alert_key", "channel"])
-                ).rowcount
-                if not inserted:
+                    .returning(notifications.c.id)
+                ).first()  # rowcount is -1 on PostgreSQL here: RETURNING says whether it was written
+                if inserted is None:
                     continue
                 written.append((target.channel, decision.status))
                 if decision.open is None:
@@ -322,8 +323,9 @@ class Notifications(NotificationReader):
                         created_at=now,
                     )
                     .on_conflict_do_nothing(index_elements=["alert_key", "channel"])
-                ).rowcount
-                == 1
+                    .returning(notifications.c.id)
+                ).first()
+                is not None
             )
 
     def deferred(self, *, run_id: int | None = None, limit: int = 50) -> list[Delivery]:
