@@ -23,6 +23,7 @@ POINTS = {
     "run_finished",
     # event dispatch (scheduler, foreground run): a sink got an event, its cursor not yet moved
     "event_delivered",
+    "sink_event_delivered",  # the same, for a sink of events.sinks only (not a built-in consumer)
 }
 
 

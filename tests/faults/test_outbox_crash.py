@@ -103,7 +103,7 @@ def test_sigkill_during_dispatch(cluster_factory, pg_database_factory, backend):
     ids = [app.triggers.enqueue("quick", trigger="manual", coalesce=False).run_id for _ in range(3)]
     wait_for(lambda: all(c.store.runs.get_run(i).status.is_final for i in ids), 90, "the runs to end")
     c.stop(worker)
-    crashing = c.start("scheduler", env={"DOCKYARD_CRASH_AT": "event_delivered"}, name="scheduler-crashing")
+    crashing = c.start("scheduler", env={"DOCKYARD_CRASH_AT": "sink_event_delivered"}, name="scheduler-crashing")
     assert crashing.popen.wait(30) == -signal.SIGKILL, crashing.text()[-3000:]
     delivered = _lines(log)
     assert len(delivered) == 1  # the sink got the first event; the cursor did not move

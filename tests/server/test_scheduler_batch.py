@@ -67,7 +67,9 @@ def test_a_tick_of_many_due_jobs_takes_a_bounded_number_of_statements(shop, cloc
     batches = math.ceil(JOBS / BATCH)
     # O(jobs / BATCH): a few statements per batch, plus the tick's own reads (lease, jobs,
     # schedule states, reaper, lost retries). One fire at a time took 8 statements per job.
-    assert len(statements) <= 10 + 8 * batches, f"{len(statements)} statements for {JOBS} jobs"
+    # (+12: the observability duties read their queues once a tick: notifications, monitors,
+    # the digest, the warehouse history; independent of the number of jobs)
+    assert len(statements) <= 22 + 8 * batches, f"{len(statements)} statements for {JOBS} jobs"
     assert len(transactions) <= 8 + batches, f"{len(transactions)} transactions for {JOBS} jobs"
     runs = cron_runs(app)
     assert len(runs) == JOBS and {r.job for r in runs} == {f"every-{i:04d}" for i in range(JOBS)}
@@ -205,7 +207,7 @@ def test_completion_triggers_of_many_jobs_read_the_store_a_bounded_number_of_tim
     clock.advance(seconds=5)
     assert scheduler.tick().enqueued == []
     # nothing finished: a few reads for all the jobs, not a few per job
-    assert len(statements) <= 20, f"{len(statements)} statements for {JOBS} triggered jobs"
+    assert len(statements) <= 32, f"{len(statements)} statements for {JOBS} triggered jobs"  # +12: see above
     run_id = app.triggers.enqueue("upstream", trigger="manual").run_id
     claim = app.store.queue.claim("w", "host")
     clock.advance(seconds=5)

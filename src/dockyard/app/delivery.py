@@ -131,6 +131,8 @@ class SinkDelivery:
                 result.failed = True
                 return result
             crash_point("event_delivered")
+            if not self.sink.name.startswith("dockyard."):
+                crash_point("sink_event_delivered")
             if not self.store.outbox.advance_cursor(self.sink.name, self.holder, event.id):
                 result.held = True  # the lease was taken over (we were too slow): stop here
                 return result
