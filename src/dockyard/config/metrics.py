@@ -7,7 +7,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dockyard.schedule import check_timezone
+from dockyard.config.cron import TimeZone
 
 CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -34,7 +34,7 @@ class DigestConfig(_Strict):
     in ``notify``."""
 
     at: str = "08:00"
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     notify: list[str] = Field(min_length=1)
     environments: list[str] | None = None  # default: every environment
 
@@ -43,13 +43,6 @@ class DigestConfig(_Strict):
     def _at(cls, value: str) -> str:
         if not CLOCK.match(value):
             raise ValueError(f"{value!r} is not a time of day such as '08:00' (HH:MM, 24 h)")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        if problem := check_timezone(value):
-            raise ValueError(problem)
         return value
 
 

@@ -10,10 +10,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from dockyard import plugins
 from dockyard.config.alerts import AlertsConfig, Notification, check_names
 from dockyard.config.ci import CiConfig, RepositoryConfig, check_secret_ref
+from dockyard.config.cron import Schedule
 from dockyard.config.metrics import MetricsConfig
 from dockyard.config.monitors import Monitors
 from dockyard.dbt.command import CommandError, parse_command
-from dockyard.schedule import check_cron, check_timezone
 from dockyard.text import control_problem
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_. -]*$"
@@ -155,25 +155,6 @@ class Environment(Strict):
                     f"secret {name} must be a reference such as 'env:{name}' or 'file:/run/secrets/x', "
                     "never a literal value"
                 )
-        return value
-
-
-class Schedule(Strict):
-    cron: str
-    timezone: str = "UTC"
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        if problem := check_cron(value):
-            raise ValueError(problem)
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        if problem := check_timezone(value):
-            raise ValueError(problem)
         return value
 
 

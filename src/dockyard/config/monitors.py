@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dockyard.schedule import check_cron, check_timezone
+from dockyard.config.cron import Schedule
 
 NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 IDENT = r"[A-Za-z_][A-Za-z0-9_$]*"
@@ -53,25 +53,6 @@ class Threshold:
     value: float | None = None
 
 
-class MonitorSchedule(_Strict):
-    cron: str
-    timezone: str = "UTC"
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        if problem := check_cron(value):
-            raise ValueError(problem)
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        if problem := check_timezone(value):
-            raise ValueError(problem)
-        return value
-
-
 class Monitor(_Strict):
     name: str = Field(min_length=1, max_length=200, pattern=NAME)
     type: Literal["freshness", "volume", "schema", "sql"]
@@ -83,7 +64,7 @@ class Monitor(_Strict):
     threshold: str | int | float | None = None
     timestamp_column: str | None = Field(None, min_length=1, max_length=200)  # freshness
     sql: str | None = Field(None, min_length=1, max_length=20000)  # type sql: the rows returned are failures
-    schedule: MonitorSchedule | None = None  # also on a cron of its own
+    schedule: Schedule | None = None  # also on a cron of its own
     after_jobs: list[str] | None = None  # default: the jobs whose runs build the model or table
     alert_on_change: bool = True  # schema: alert on added, removed and type-changed columns
     severity: Literal["warning", "critical"] = "critical"
