@@ -9,6 +9,7 @@ from dockyard.store.metrics import Metrics
 from dockyard.store.monitors import MonitorReader
 from dockyard.store.notifications import NotificationReader
 from dockyard.store.outbox import OutboxReader
+from dockyard.store.run_pages import RunPageReader
 from dockyard.store.runs import RunReader
 from dockyard.store.stats import Stats
 
@@ -29,6 +30,7 @@ class StoreReader:
         self.freshness = FreshnessReader(db)  # source freshness history
         self.monitors = MonitorReader(db)  # data monitors: measurements and state
         self.notifications = NotificationReader(db)  # the alert delivery log
+        self.run_pages = RunPageReader(db)  # the web UI's runs list, run and model pages
         self._db = db
 
     @property
