@@ -266,6 +266,7 @@ __all__ = ["cli", "main", "styled", "err_console", "state", "_app", "_emit", "ou
 
 from dockyard.cli import ci as _ci  # noqa: E402,F401  (registers dockyard ci ...)
 from dockyard.cli import costs as _costs  # noqa: E402,F401  (registers dockyard costs)
+from dockyard.cli import export as _export  # noqa: E402,F401  (registers dockyard export ...)
 from dockyard.cli import freshness as _freshness  # noqa: E402,F401  (registers dockyard freshness)
 from dockyard.cli import monitors as _monitors  # noqa: E402,F401  (registers dockyard monitors ...)
 from dockyard.cli import notify as _notify  # noqa: E402,F401  (registers dockyard notify test)
