@@ -39,8 +39,8 @@ def serve(
     """Scheduler + workers as child processes, and the HTTP API in this process."""
     import uvicorn
 
-    from dockyard.api.app import create_app
     from dockyard.app import App
+    from dockyard.ui.site import create_site
 
     seal_process()  # before any thread; children get the environment explicitly
     app = App.open(config_path, store_url)
@@ -62,7 +62,7 @@ def serve(
         def capture_signals(self):
             yield
 
-    api = create_app(app)
+    api = create_site(app)  # the API and the web UI's pages (docs/ui.md)
     server = Server(
         uvicorn.Config(
             api,
