@@ -26,6 +26,7 @@ def test_the_store_keeps_only_its_repositories_and_lifecycle(store: Store) -> No
     repositories |= {"freshness"}  # source freshness history (issue 10)
     repositories |= {"notifications"}  # alert deliveries and state (issue 10)
     repositories |= {"metrics", "metric_state"}  # run metrics; slowdowns, history queue, digests (issue 10)
+    repositories |= {"users"}  # the web UI's users and sessions (issue 11)
     assert public == repositories | {"db", "engine", "migrate", "close", "url", "dialect"}
     assert store.queue.runs is store.runs  # the queue is given the runs repository
 

@@ -18,7 +18,7 @@ def test_migrate_is_idempotent(empty_url: str) -> None:
         assert store.migrate() is True
         assert store.migrate() is False
         with store.engine.connect() as conn:
-            assert current_revision(conn) == head_revision() == "0010"
+            assert current_revision(conn) == head_revision() == "0011"
         job_ids = store.jobs.sync_jobs([{"name": "a", "environment": "prod"}])
     with Store(empty_url) as again:  # a second process start
         assert again.migrate() is False

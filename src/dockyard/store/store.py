@@ -45,6 +45,7 @@ from dockyard.store.runs import Runs
 from dockyard.store.search import RunSearch
 from dockyard.store.stats import Stats
 from dockyard.store.tokens import Tokens
+from dockyard.store.users import Users
 from dockyard.store.webhooks import Webhooks
 from dockyard.store.writes import BATCH, RUN_FIELDS, TRANSITION_FIELDS, TRIGGERS
 
@@ -84,6 +85,7 @@ class Store:
         self.metrics = Metrics(self.db)  # run metrics, costs, Prometheus (reads)
         self.metric_state = MetricState(self.db)  # slowdowns, warehouse history queue, digests
         self.monitors = Monitors(self.db)  # data monitors: measurements, state, checks
+        self.users = Users(self.db)  # the web UI's users and login sessions
         self.reader = StoreReader(self.db)
 
     @property

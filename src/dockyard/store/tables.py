@@ -606,3 +606,39 @@ monitor_checks = Table(  # checks to run (after a job, a cron fire, the API): th
     sqlite_autoincrement=True,
 )
 Index("ix_monitor_checks_state_requested_at", monitor_checks.c.state, monitor_checks.c.requested_at)
+
+# -- 0011: the web UI's users and sessions ------------------------------------------------
+
+users = Table(  # dockyard users create: an argon2id hash, never the password
+    "users",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("scope", String(16), nullable=False),  # read | trigger | admin
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    PrimaryKeyConstraint("id", name="pk_users"),
+    UniqueConstraint("name", name="uq_users_name"),
+    sqlite_autoincrement=True,
+)
+
+ui_sessions = Table(  # a login: the SHA-256 of its cookie, for a user or an API token
+    "ui_sessions",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("user_id", Integer, nullable=True),
+    Column("token_id", Integer, nullable=True),
+    Column("scope", String(16), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_ui_sessions"),
+    UniqueConstraint("digest", name="uq_ui_sessions_digest"),
+    ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_ui_sessions_user_id_users", ondelete="CASCADE"),
+)
+Index("ix_ui_sessions_user_id", ui_sessions.c.user_id)
+Index("ix_ui_sessions_token_id", ui_sessions.c.token_id)
+Index("ix_ui_sessions_expires_at", ui_sessions.c.expires_at)
