@@ -104,6 +104,13 @@ class App:
         return Tokens(self)
 
     @cached_property
+    def users(self):
+        """The web UI's users and login sessions (docs/ui.md, "Auth")."""
+        from dockyard.app.users import Users
+
+        return Users(self)
+
+    @cached_property
     def ci(self) -> Ci:
         """Slim CI: PR schemas, CI jobs, foreground builds, cleanup, the janitor."""
         return Ci(self)

@@ -71,6 +71,8 @@ class ServerConfig(Strict):
     public_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s?#]*$")
     # GET /metrics (Prometheus) without a token (default: a read token, like the API)
     metrics_public: bool = False
+    # a web UI login lasts this long (docs/ui.md, "Auth")
+    ui_session_hours: float = Field(12.0, gt=0, le=24 * 90)
 
     @field_validator("github_webhook_secret", "gitlab_webhook_token", "gitlab_webhook_signing_token")
     @classmethod
