@@ -29,7 +29,11 @@ class AsyncClient:
         self.url, token = common.settings(url, token)
         self.retries = retries
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=common.headers(token), timeout=timeout, verify=verify, transport=transport
+            base_url=self.url,
+            headers=common.headers(token),
+            timeout=timeout,
+            verify=common.tls(verify),
+            transport=transport,
         )
 
     async def __aenter__(self) -> AsyncClient:

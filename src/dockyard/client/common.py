@@ -5,6 +5,7 @@ connection errors, both bounded)."""
 from __future__ import annotations
 
 import os
+import ssl
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +124,11 @@ def settings(url: str | None, token: str | None) -> tuple[str, str | None]:
     if not url:
         raise DockyardError("no dockyard server URL", hint="pass url= or set DOCKYARD_URL")
     return url.rstrip("/"), token if token is not None else os.environ.get("DOCKYARD_TOKEN") or None
+
+
+def tls(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """``verify``: True, False, a CA bundle's path or an SSL context."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
 def headers(token: str | None) -> dict[str, str]:

@@ -31,7 +31,11 @@ class Client:
         self.url, token = common.settings(url, token)
         self.retries = retries
         self._http = httpx.Client(
-            base_url=self.url, headers=common.headers(token), timeout=timeout, verify=verify, transport=transport
+            base_url=self.url,
+            headers=common.headers(token),
+            timeout=timeout,
+            verify=common.tls(verify),
+            transport=transport,
         )
 
     def __enter__(self) -> Client:
