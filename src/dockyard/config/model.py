@@ -13,6 +13,7 @@ from dockyard.config.ci import CiConfig, RepositoryConfig, check_secret_ref
 from dockyard.config.cron import Schedule
 from dockyard.config.metrics import MetricsConfig
 from dockyard.config.monitors import Monitors
+from dockyard.config.openlineage import OpenLineageConfig
 from dockyard.dbt.command import CommandError, parse_command
 from dockyard.text import control_problem
 
@@ -266,6 +267,7 @@ class Config(Strict):
     notifications: list[Notification] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     monitors: Monitors = Field(default_factory=list)  # data monitors (docs/monitors.md)
+    openlineage: OpenLineageConfig = Field(default_factory=OpenLineageConfig)  # docs/integrations.md
 
     @field_validator("notifications")
     @classmethod
