@@ -14,7 +14,7 @@ from dockyard.errors import DockyardError
 from dockyard.integrations.render import Graph, Task
 
 GROUPS = ("model", "folder", "layer")
-TASK_TYPES = frozenset({"model", "snapshot", "seed"})
+TASK_TYPES = frozenset({"model"})  # a seed or snapshot the job may not run would hold up its models
 
 
 def local_graph(app, job: str, group_by: str = "model", server: str | None = None) -> Graph:
@@ -49,8 +49,8 @@ def remote_graph(client, job: str, group_by: str = "model") -> Graph:
 
 
 def model_edges(manifest: dict) -> dict[str, set[str]]:
-    """Each model's (seed's, snapshot's) nearest upstream models, through the other nodes
-    (tests, ephemeral hops are models too; sources end the walk)."""
+    """Each model's nearest upstream models, through the other nodes (a snapshot or seed
+    between two models); sources and seeds end the walk."""
     nodes = {k: v for k, v in (manifest.get("nodes") or {}).items() if v.get("resource_type") in TASK_TYPES}
     every = manifest.get("nodes") or {}
 

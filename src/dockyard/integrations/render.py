@@ -63,6 +63,19 @@ class Graph:
                 return found
         return []
 
+    def ordered(self) -> list[Task]:
+        """The tasks upstream first (by name among those ready at once): deterministic."""
+        by_name = {t.name: t for t in self.tasks}
+        done: set[str] = set()
+        out: list[Task] = []
+        while len(out) < len(self.tasks):
+            ready = sorted(n for n, t in by_name.items() if n not in done and set(t.upstream) <= done)
+            if not ready:
+                raise ValueError(f"the tasks depend on each other in a cycle: {self.cycle()}")
+            done |= set(ready)
+            out += [by_name[n] for n in ready]
+        return out
+
     @property
     def slug(self) -> str:
         """The job's name as an identifier (the DAG id, the flow's function)."""
@@ -99,7 +112,7 @@ def airflow(graph: Graph, *, retries: int = 1) -> str:
         ") as dag:",
         "    trigger = DockyardTriggerOperator(task_id='trigger', job=JOB, server=SERVER, retries=0)",
     ]
-    for t in graph.tasks:
+    for t in graph.ordered():
         lines.append(
             f"    {t.name} = DockyardModelSensor("
             f"task_id={t.name!r}, nodes={t.nodes!r}, select={t.select!r}, server=SERVER)"
@@ -122,13 +135,13 @@ def prefect(graph: Graph, *, retries: int = 1) -> str:
         f"def {graph.slug}(server: str | None = SERVER, poll: float = 5.0):",
         "    run_id = trigger_task(JOB, server=server)",
     ]
-    for t in graph.tasks:
+    for t in graph.ordered():
         waits = ", ".join(t.upstream)
         lines.append(
             f"    {t.name} = model_task.with_options(name={t.label!r}, retries=RETRIES).submit("
             f"run_id, {t.nodes!r}, {t.select!r}, server=server, poll=poll, wait_for=[{waits}])"
         )
-    lines.append(f"    return [{', '.join(t.name + '.result()' for t in graph.tasks)}]")
+    lines.append(f"    return [{', '.join(t.name + '.result()' for t in graph.ordered())}]")
     lines += ["\n", 'if __name__ == "__main__":', f"    {graph.slug}()"]
     return "\n".join(lines) + "\n"
 
@@ -141,7 +154,7 @@ def dagster(graph: Graph) -> str:
         _settings(graph),
         "SPECS = [",
     ]
-    for t in graph.tasks:
+    for t in graph.ordered():
         lines.append(
             f"    AssetSpec({t.name!r}, deps={t.upstream!r}, group_name={(t.folder or 'models').replace('/', '_')!r}, "
             f"metadata={{'dockyard/nodes': {t.nodes!r}, 'dockyard/select': {t.select!r}}}),"
