@@ -49,6 +49,9 @@ def _factories() -> list[Factory]:
     from dockyard.app.monitor_checks import factory as monitors_factory  # MONITORS: checks after jobs
 
     factories.append(monitors_factory)
+    from dockyard.app.openlineage import factory as openlineage_factory  # INTEGRATIONS: lineage events
+
+    factories.append(openlineage_factory)
     return factories
 
 
@@ -72,6 +75,9 @@ def signature(app) -> tuple:
     config = app.config
     return (
         config.events,
-        tuple(repr(getattr(config, key, None)) for key in ("notifications", "alerts", "monitors", "metrics")),
+        tuple(
+            repr(getattr(config, key, None))
+            for key in ("notifications", "alerts", "monitors", "metrics", "openlineage")
+        ),
         tuple(repr(job.notifications) for job in config.jobs),
     )
