@@ -21,10 +21,10 @@ class OpenLineageConfig(BaseModel):
     endpoint: str = Field("api/v1/lineage", max_length=500)
     namespace: str = Field("dockyard", min_length=1, max_length=200)  # of the jobs (datasets: the adapter's)
     api_key: str | None = None  # a secret reference: env:NAME or file:PATH
-    timeout_seconds: float = Field(5.0, gt=0, le=60)  # one HTTP request
-    retries: int = Field(2, ge=0, le=10)  # per event, on connection errors and 5xx
-    # all of one run's events within this many seconds (then the rest is skipped, with a warning)
-    max_seconds_per_run: float = Field(30.0, gt=0, le=3600)
+    # one HTTP request; with ``retries`` (connection errors, 5xx) this bounds one event's time.
+    # One run's events are sent within 80 % of events.delivery_timeout_seconds (docs).
+    timeout_seconds: float = Field(2.0, gt=0, le=60)
+    retries: int = Field(1, ge=0, le=10)
 
     @field_validator("api_key")
     @classmethod
