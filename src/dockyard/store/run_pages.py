@@ -50,6 +50,8 @@ class RunFilter:
         if self.branch:
             conds.append(runs.c.git_branch == self.branch)
         if self.pr is not None and self.pr_keys:
+            # the document's text first (cheap), then the fields that carry a pull request
+            conds.append(cast(runs.c.overrides, String).like(f"%{int(self.pr)}%"))
             conds.append(or_(*(cast(runs.c.overrides[k].as_string(), String) == str(self.pr) for k in self.pr_keys)))
         if self.since is not None:
             conds.append(runs.c.created_at >= self.since)

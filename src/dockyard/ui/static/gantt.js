@@ -1,0 +1,122 @@
+// The run page's model timing chart: an SVG drawn from <script id="gantt-data"> (see
+// dockyard.timing). Bars are coloured by status class (text and icons elsewhere carry the
+// status too); the critical path is outlined and linked; peak concurrency is a marked line.
+// Keyboard: focus the chart (Tab), then Left/Right step through the nodes by start time,
+// Up/Down move along the critical path, Home/End jump to the first/last node.
+"use strict";
+(function () {
+  const NS = "http://www.w3.org/2000/svg";
+  const ROW = 16, GAP = 3, LEFT = 8, TOP = 22, BOTTOM = 8;
+
+  function el(name, attrs, parent) {
+    const node = document.createElementNS(NS, name);
+    for (const k in attrs) node.setAttribute(k, attrs[k]);
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  function fmt(s) {
+    if (s < 1) return Math.round(s * 1000) + " ms";
+    if (s < 60) return (s < 10 ? s.toFixed(1) : Math.round(s)) + "s";
+    const m = Math.floor(s / 60), r = Math.round(s % 60);
+    return m + "m " + String(r).padStart(2, "0") + "s";
+  }
+
+  function draw(box, data) {
+    const width = Math.max(box.clientWidth || 0, 600);
+    const span = data.span > 0 ? data.span : 1;
+    const lanes = Math.max(data.lanes, 1);
+    const height = TOP + lanes * (ROW + GAP) + BOTTOM;
+    const x = function (t) { return LEFT + (t / span) * (width - 2 * LEFT); };
+    const y = function (lane) { return TOP + lane * (ROW + GAP); };
+    const svg = el("svg", { class: "gantt-chart", width: width, height: height, viewBox: "0 0 " + width + " " + height,
+      tabindex: "0", role: "img", "aria-label": data.bars.length + " nodes over " + fmt(span) + "; use the arrow keys" });
+    // time axis
+    const ticks = 6;
+    for (let i = 0; i <= ticks; i++) {
+      const t = (span * i) / ticks;
+      el("line", { class: "axis", x1: x(t), x2: x(t), y1: TOP - 4, y2: height - BOTTOM }, svg);
+      const label = el("text", { class: "tick", x: x(t), y: 12, "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle" }, svg);
+      label.textContent = "+" + fmt(t);
+    }
+    for (const g of data.gaps || []) {
+      const r = el("rect", { class: "idle", x: x(g.s), y: TOP - 4, width: Math.max(x(g.e) - x(g.s), 1), height: height - TOP - BOTTOM + 4 }, svg);
+      el("title", {}, r).textContent = "idle " + fmt(g.e - g.s) + " (dbt starting or parsing)";
+    }
+    const byKey = new Map();
+    const rects = [];
+    for (const b of data.bars) {
+      const r = el("rect", {
+        class: "bar st-" + String(b.status || "unknown").replace(/[^a-z0-9]/gi, "-") + (b.crit ? " crit" : ""),
+        x: x(b.s), y: y(b.lane), width: Math.max(x(b.e) - x(b.s), 1.5), height: ROW, fill: "currentColor",
+        "data-k": b.k,
+      }, svg);
+      el("title", {}, r).textContent = b.name + " (" + b.status + ") " + fmt(b.e - b.s);
+      byKey.set(b.k, { bar: b, rect: r });
+      rects.push(r);
+    }
+    for (const link of data.links || []) {
+      const p = byKey.get(link.p), c = byKey.get(link.c);
+      if (!p || !c) continue;
+      el("line", { class: "crit-link " + link.kind, x1: x(p.bar.e), y1: y(p.bar.lane) + ROW / 2,
+        x2: x(c.bar.s), y2: y(c.bar.lane) + ROW / 2 }, svg);
+    }
+    if (data.peak_at !== null && data.peak_at !== undefined) {
+      el("line", { class: "peak", x1: x(data.peak_at), x2: x(data.peak_at), y1: TOP - 6, y2: height - BOTTOM }, svg);
+      const label = el("text", { class: "peak-label", x: x(data.peak_at) + 3, y: TOP - 8 }, svg);
+      label.textContent = "peak " + data.peak;
+    }
+    box.textContent = "";
+    box.appendChild(svg);
+    const info = document.createElement("p");
+    info.className = "gantt-info";
+    info.setAttribute("aria-live", "polite");
+    info.textContent = "Hover or focus the chart and use the arrow keys to read each node.";
+    box.appendChild(info);
+
+    const order = data.bars.slice().sort(function (a, b) { return a.s - b.s || a.k - b.k; }).map(function (b) { return b.k; });
+    const crit = data.critical || [];
+    let current = null;
+    function show(k) {
+      const item = byKey.get(k);
+      if (!item) return;
+      if (current !== null && byKey.get(current)) byKey.get(current).rect.classList.remove("current");
+      current = k;
+      item.rect.classList.add("current");
+      const b = item.bar;
+      const t0 = data.t0 ? new Date(data.t0).getTime() : null;
+      const at = function (s) { return t0 === null ? "+" + fmt(s) : new Date(t0 + s * 1000).toLocaleTimeString(); };
+      info.textContent = b.id + " · " + b.status + " · step " + b.step + " · " + at(b.s) + " → " + at(b.e) +
+        " (" + fmt(b.e - b.s) + ")" + (b.crit ? " · on the critical path" : "");
+    }
+    svg.addEventListener("mouseover", function (ev) {
+      const k = ev.target && ev.target.getAttribute && ev.target.getAttribute("data-k");
+      if (k !== null && k !== undefined) show(Number(k));
+    });
+    svg.addEventListener("focus", function () { if (current === null && order.length) show(crit.length ? crit[0] : order[0]); });
+    svg.addEventListener("keydown", function (ev) {
+      if (!order.length) return;
+      let next = null;
+      const i = order.indexOf(current), j = crit.indexOf(current);
+      if (ev.key === "ArrowRight") next = order[Math.min(order.length - 1, i + 1)];
+      else if (ev.key === "ArrowLeft") next = order[Math.max(0, i - 1)];
+      else if (ev.key === "ArrowDown" && crit.length) next = crit[Math.min(crit.length - 1, j + 1)];
+      else if (ev.key === "ArrowUp" && crit.length) next = crit[Math.max(0, j - 1)];
+      else if (ev.key === "Home") next = order[0];
+      else if (ev.key === "End") next = order[order.length - 1];
+      if (next !== null) { ev.preventDefault(); show(next); }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const box = document.getElementById("gantt");
+    const data = window.dockyard && window.dockyard.data("gantt-data");
+    if (!box || !data) return;
+    draw(box, data);
+    let timer = null;
+    window.addEventListener("resize", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () { draw(box, data); }, 150);
+    });
+  });
+})();
