@@ -46,6 +46,7 @@ def create_app(
     """``require_auth``: demand a token even before any token exists (``dockyard serve`` on
     a non-loopback address); otherwise authentication starts with the first token."""
     from dockyard.api.routes import (
+        catalog,
         cloud_account,
         cloud_jobs,
         cloud_runs,
@@ -130,6 +131,7 @@ def create_app(
         freshness,
         notifications,  # ALERTS: a run's alert deliveries
         monitors,  # MONITORS: data monitors
+        catalog,  # INTEGRATIONS: the newest successful artifacts per environment
         cloud_jobs,
         cloud_runs,
         cloud_account,
