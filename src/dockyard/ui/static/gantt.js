@@ -35,22 +35,32 @@
     const ticks = 6;
     for (let i = 0; i <= ticks; i++) {
       const t = (span * i) / ticks;
-      el("line", { class: "axis", x1: x(t), x2: x(t), y1: TOP - 4, y2: height - BOTTOM }, svg);
-      const label = el("text", { class: "tick", x: x(t), y: 12, "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle" }, svg);
+      el("line", { class: "axis", x1: x(t), x2: x(t), y1: TOP - 4, y2: height - BOTTOM,
+        stroke: "currentColor", "stroke-opacity": "0.15" }, svg);
+      const label = el("text", { class: "tick", x: x(t), y: 12, fill: "currentColor", "font-size": "11",
+        "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle" }, svg);
       label.textContent = "+" + fmt(t);
     }
     for (const g of data.gaps || []) {
-      const r = el("rect", { class: "idle", x: x(g.s), y: TOP - 4, width: Math.max(x(g.e) - x(g.s), 1), height: height - TOP - BOTTOM + 4 }, svg);
+      const r = el("rect", { class: "idle", x: x(g.s), y: TOP - 4, width: Math.max(x(g.e) - x(g.s), 1),
+        height: height - TOP - BOTTOM + 4, fill: "currentColor", "fill-opacity": "0.06" }, svg);
       el("title", {}, r).textContent = "idle " + fmt(g.e - g.s) + " (dbt starting or parsing)";
     }
+    const cursor = el("rect", { class: "cursor", x: 0, y: 0, width: 0, height: 0, fill: "none", stroke: "currentColor",
+      "stroke-width": "3", "pointer-events": "none", visibility: "hidden" });
     const byKey = new Map();
     const rects = [];
     for (const b of data.bars) {
       const r = el("rect", {
         class: "bar st-" + String(b.status || "unknown").replace(/[^a-z0-9]/gi, "-") + (b.crit ? " crit" : ""),
         x: x(b.s), y: y(b.lane), width: Math.max(x(b.e) - x(b.s), 1.5), height: ROW, fill: "currentColor",
-        "data-k": b.k,
+        "fill-opacity": b.crit ? "0.95" : "0.6", "data-k": b.k,
       }, svg);
+      if (b.crit) {
+        // an outline in the page's text colour (the bar's own colour is its status)
+        el("rect", { class: "crit-outline", x: x(b.s), y: y(b.lane), width: Math.max(x(b.e) - x(b.s), 1.5), height: ROW,
+          fill: "none", stroke: "currentColor", "stroke-width": "2", "pointer-events": "none" }, svg);
+      }
       el("title", {}, r).textContent = b.name + " (" + b.status + ") " + fmt(b.e - b.s);
       byKey.set(b.k, { bar: b, rect: r });
       rects.push(r);
@@ -59,13 +69,16 @@
       const p = byKey.get(link.p), c = byKey.get(link.c);
       if (!p || !c) continue;
       el("line", { class: "crit-link " + link.kind, x1: x(p.bar.e), y1: y(p.bar.lane) + ROW / 2,
-        x2: x(c.bar.s), y2: y(c.bar.lane) + ROW / 2 }, svg);
+        x2: x(c.bar.s), y2: y(c.bar.lane) + ROW / 2, stroke: "currentColor", "stroke-width": "1.5",
+        "stroke-dasharray": link.kind === "step" ? "4 3" : "none", "pointer-events": "none" }, svg);
     }
     if (data.peak_at !== null && data.peak_at !== undefined) {
-      el("line", { class: "peak", x1: x(data.peak_at), x2: x(data.peak_at), y1: TOP - 6, y2: height - BOTTOM }, svg);
-      const label = el("text", { class: "peak-label", x: x(data.peak_at) + 3, y: TOP - 8 }, svg);
+      el("line", { class: "peak", x1: x(data.peak_at), x2: x(data.peak_at), y1: TOP - 6, y2: height - BOTTOM,
+        stroke: "currentColor", "stroke-dasharray": "2 2", "pointer-events": "none" }, svg);
+      const label = el("text", { class: "peak-label", x: x(data.peak_at) + 3, y: TOP - 8, fill: "currentColor", "font-size": "11" }, svg);
       label.textContent = "peak " + data.peak;
     }
+    svg.appendChild(cursor);
     box.textContent = "";
     box.appendChild(svg);
     const info = document.createElement("p");
@@ -83,6 +96,8 @@
       if (current !== null && byKey.get(current)) byKey.get(current).rect.classList.remove("current");
       current = k;
       item.rect.classList.add("current");
+      for (const a of ["x", "y", "width", "height"]) cursor.setAttribute(a, item.rect.getAttribute(a));
+      cursor.setAttribute("visibility", "visible");
       const b = item.bar;
       const t0 = data.t0 ? new Date(data.t0).getTime() : null;
       const at = function (s) { return t0 === null ? "+" + fmt(s) : new Date(t0 + s * 1000).toLocaleTimeString(); };
