@@ -59,8 +59,7 @@ def login_needed(request: Request) -> bool:
     """Whether the API needs a token (or any UI user exists)."""
     if request.app.state.auth.auth_on():
         return True
-    users = getattr(request.app.state.dockyard, "users", None)  # app.users lands with the sessions
-    return bool(users and users.any())
+    return request.app.state.dockyard.users.any()
 
 
 def is_https(request: Request) -> bool:
@@ -91,8 +90,7 @@ def resolve(request: Request) -> Viewer | None:
         viewer, state.header_auth = Viewer(principal.name, principal.scope, "token"), True
     else:
         cookie = request.cookies.get(SESSION_COOKIE)
-        users = getattr(app, "users", None)
-        session = users.resolve_session(cookie) if cookie and users else None
+        session = app.users.resolve_session(cookie) if cookie else None
         if session is not None:
             viewer, state.csrf = Viewer(session.name, session.scope, session.kind), session.csrf
         elif not login_needed(request):

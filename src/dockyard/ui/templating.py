@@ -8,6 +8,7 @@ nothing else is ever marked safe.
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from fastapi import Request
@@ -76,12 +77,15 @@ def duration(seconds) -> str:
     return f"{days}d {hours:02d}h"
 
 
-def status(value) -> Markup:
-    """A status badge: icon and text (never colour alone), class ``st-<status>``."""
+def status(value, label: str | None = None) -> Markup:
+    """A status badge: icon and text (``label``, else the status; never colour alone), class
+    ``st-<status>``."""
     text = str(getattr(value, "value", value) or "unknown").lower()
     css = "".join(c if c.isalnum() else "-" for c in text)
     icon = STATUS_ICONS.get(text, "•")
-    return Markup('<span class="badge st-{}"><span aria-hidden="true">{}</span> {}</span>').format(css, icon, text)
+    return Markup('<span class="badge st-{}"><span aria-hidden="true">{}</span> {}</span>').format(
+        css, icon, label or text
+    )
 
 
 def number(value, digits: int = 0) -> str:
@@ -100,6 +104,14 @@ def tojson_block(value) -> Markup:
     return Markup(text)
 
 
+_CSRF: ContextVar[str] = ContextVar("csrf_token", default="")
+
+
+def current_csrf() -> str:
+    """The CSRF token of the page being rendered (macros imported without context see it)."""
+    return _CSRF.get()
+
+
 ENV = Environment(
     loader=PackageLoader("dockyard.ui", "templates"),
     autoescape=True,
@@ -107,6 +119,7 @@ ENV = Environment(
     lstrip_blocks=True,
 )
 ENV.filters.update(when=when, duration=duration, status=status, number=number, json_block=tojson_block)
+ENV.globals["current_csrf"] = current_csrf
 
 
 def render(request: Request, name: str, *, status_code: int = 200, **context) -> HTMLResponse:
@@ -121,7 +134,11 @@ def render(request: Request, name: str, *, status_code: int = 200, **context) ->
         "path": request.url.path,
         **context,
     }
-    html = ENV.get_template(name).render(values)
+    reset = _CSRF.set(values["csrf_token"])
+    try:
+        html = ENV.get_template(name).render(values)
+    finally:
+        _CSRF.reset(reset)
     response = HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
     fresh = getattr(state, "set_csrf_cookie", None)
     if fresh:
