@@ -4,6 +4,9 @@ by :func:`dockyard.ui.site.create_site` in this order (add yours with a one-line
 PAGES: tuple[str, ...] = (
     "login",
     "dashboard",
+    "jobs",
+    "environments",
+    "workers",
     "runs",
     "models",
 )
