@@ -54,7 +54,8 @@
       const r = el("rect", {
         class: "bar st-" + String(b.status || "unknown").replace(/[^a-z0-9]/gi, "-") + (b.crit ? " crit" : ""),
         x: x(b.s), y: y(b.lane), width: Math.max(x(b.e) - x(b.s), 1.5), height: ROW, fill: "currentColor",
-        "fill-opacity": b.crit ? "0.95" : "0.6", "data-k": b.k,
+        opacity: b.crit ? "1" : "0.55", stroke: b.crit ? "currentColor" : "none", "stroke-width": b.crit ? "1" : "0",
+        "data-k": b.k,
       }, svg);
       if (b.crit) {
         // an outline in the page's text colour (the bar's own colour is its status)
