@@ -272,3 +272,4 @@ from dockyard.cli import monitors as _monitors  # noqa: E402,F401  (registers do
 from dockyard.cli import notify as _notify  # noqa: E402,F401  (registers dockyard notify test)
 from dockyard.cli import service as _service  # noqa: E402,F401  (registers the server commands)
 from dockyard.cli import tokens as _tokens  # noqa: E402,F401  (registers dockyard tokens ...)
+from dockyard.cli import users as _users  # noqa: E402,F401  (registers dockyard users ...)
