@@ -264,6 +264,7 @@ def main() -> None:
 __all__ = ["cli", "main", "styled", "err_console", "state", "_app", "_emit", "out"]
 
 
+from dockyard.cli import bi as _bi  # noqa: E402,F401  (dockyard export lookml|catalog, sync metabase)
 from dockyard.cli import ci as _ci  # noqa: E402,F401  (registers dockyard ci ...)
 from dockyard.cli import costs as _costs  # noqa: E402,F401  (registers dockyard costs)
 from dockyard.cli import export as _export  # noqa: E402,F401  (registers dockyard export ...)
