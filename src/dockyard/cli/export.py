@@ -48,6 +48,7 @@ def _write(text: str, dest: Path | None) -> None:
     if dest is None:
         sys.stdout.write(text)  # not through Rich: the file as it is
         return
+    dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {dest}", err=True)
 

@@ -131,6 +131,7 @@ class DockyardModelSensor(BaseSensorOperator):
             outcome = results.check(client, root, self.nodes)
         if outcome.done:
             return self.execute_complete(context, {"results": outcome.results, "failures": outcome.failures})
+        self.log.info("waiting for %s in the triggerer (DockyardNodeTrigger)", ", ".join(self.nodes))
         self.defer(
             trigger=DockyardNodeTrigger(root, self.nodes, self.server, self.conn_id, self.poke_interval),
             method_name="execute_complete",

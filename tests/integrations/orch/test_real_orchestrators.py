@@ -1,0 +1,169 @@
+"""The generated files in the orchestrators' real libraries, against a real ``dockyard serve``
+(TLS, a test CA) on a copy of the shop: ``dockyard export ... --server`` writes the file from
+the server's last manifest, the orchestrator loads and runs it (Airflow: ``dag.test()``;
+Prefect: the flow; Dagster: ``materialize``). ``fct_orders`` is broken first: its task fails
+with dbt's error; the test fixes the model while the run goes on, and the task's retry (a
+``dbt build --select fct_orders+``) succeeds, and so do its downstream tasks, from the retry's
+results. Each library is installed by the test into a cached virtual environment
+(~/.cache/dockyard-test-clients), skipped with the reason when it cannot be.
+``DOCKYARD_SKIP_REAL_CLIENTS=1`` skips them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from tests.api.served import client_python, copy_shop, start_server, stop_server
+
+from dockyard.client import Client
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("DOCKYARD_SKIP_REAL_CLIENTS") == "1", reason="DOCKYARD_SKIP_REAL_CLIENTS=1"),
+]
+SRC = str(Path(__file__).resolve().parents[3] / "src")
+ORCH_JOB = """
+  - name: "Orch"
+    environment: dev
+    commands: ["dbt seed", "dbt run"]
+"""
+BROKEN_SQL = "select * from no_such_table_for_the_retry_test\n"
+AIRFLOW = """
+import os, sys
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:
+    from airflow.models.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+dag = bag.get_dag("dockyard_orch")
+print("TASKS", sorted(dag.task_ids))
+dr = dag.test()
+for ti in sorted(dr.get_task_instances(), key=lambda t: t.task_id):
+    print("TI", ti.task_id, ti.state, ti.try_number)
+print("DAGRUN", dr.state)
+"""
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("orch")
+    shop = copy_shop(tmp)
+    (shop / "dockyard.yml").write_text((shop / "dockyard.yml").read_text() + ORCH_JOB)
+    server = start_server(shop, tmp)
+    try:
+        with Client(server.url, server.token, verify=str(server.ca)) as dy:
+            first = dy.wait(dy.trigger("Orch", cause="a first manifest").id, poll=0.5, timeout=300)
+        assert first.succeeded, first.raw
+        yield server
+    finally:
+        stop_server(server)
+
+
+def export(served, target: str, dest: Path) -> Path:
+    env = {**served.env, "SSL_CERT_FILE": str(served.ca), "DOCKYARD_TOKEN": served.read_token}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dockyard", "export", target, "Orch", "--server", served.url, "--out", str(dest)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return dest
+
+
+class Fixer(threading.Thread):
+    """Breaks ``fct_orders``; once a run after ``since`` recorded its error, puts it back."""
+
+    def __init__(self, served):
+        super().__init__(daemon=True)
+        self.served, self.model = served, served.shop / "models" / "marts" / "fct_orders.sql"
+        self.good = self.model.read_text()
+        self.model.write_text(BROKEN_SQL)
+        with Client(served.url, served.token, verify=str(served.ca)) as dy:
+            self.since = max(r.id for r in dy.runs(limit=1))
+        self.failed_run: int | None = None
+        self.stop = threading.Event()
+
+    def run(self):
+        with Client(self.served.url, self.served.token, verify=str(self.served.ca)) as dy:
+            while not self.stop.is_set() and self.failed_run is None:
+                for r in dy.runs(limit=5):
+                    node = dy.run(r.id).node("model.shop.fct_orders") if r.id > self.since else None
+                    if node and node["status"] == "error":
+                        self.model.write_text(self.good)
+                        self.failed_run = r.id
+                self.stop.wait(0.3)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.model.write_text(self.good)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+
+def orchestrate(python: Path, args: list[str], script: str, served, env: dict) -> subprocess.CompletedProcess:
+    """``script`` in the orchestrator's venv, dockyard's client and integrations on its path."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKYARD_", "VIRTUAL_ENV"))}
+    env = {**base, "PYTHONPATH": SRC, "SSL_CERT_FILE": str(served.ca), "DOCKYARD_TOKEN": served.token, **env}
+    return subprocess.run([str(python), "-c", script, *args], capture_output=True, text=True, env=env, timeout=400)
+
+
+def runs_after(served, since: int) -> list:
+    with Client(served.url, served.token, verify=str(served.ca)) as dy:
+        return [dy.run(r.id) for r in dy.runs(limit=20) if r.id > since]
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["reschedule", "deferrable"])
+def test_airflow_dag_per_model_tasks_fail_and_retry(served, tmp_path, deferrable):
+    python = client_python("airflow-dbt-cloud", ["apache-airflow-providers-dbt-cloud"], timeout=600)
+    dag = export(served, "airflow", tmp_path / "dags" / "dockyard_orch.py")
+    text = dag.read_text()
+    assert "retry_delay': timedelta(seconds=10)" in text
+    dag.write_text(text.replace("timedelta(seconds=10)", "timedelta(seconds=1)"))
+    home = tmp_path / "airflow"
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dag.parent),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "PYTHONPATH": SRC,
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable).lower(),
+    }
+    for command in (["db", "migrate"], ["dags", "reserialize"]):
+        setup = subprocess.run(
+            [str(python.with_name("airflow")), *command],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env, "DOCKYARD_TOKEN": served.read_token},
+            timeout=300,
+        )
+        assert setup.returncode == 0, setup.stderr[-3000:]
+    started = time.monotonic()
+    with Fixer(served) as fixer:
+        proc = orchestrate(python, [str(dag.parent)], AIRFLOW, served, env)
+    elapsed = time.monotonic() - started
+    out = proc.stdout + proc.stderr
+    (tmp_path / "airflow.log").write_text(out)
+    assert proc.returncode == 0, out[-6000:]
+    states = {line.split()[1]: line.split()[2:] for line in proc.stdout.splitlines() if line.startswith("TI ")}
+    assert states["trigger"] == ["success", "1"], out[-4000:]
+    assert states["fct_orders"] == ["success", "2"], out[-6000:]
+    for task in ("stg_customers", "stg_orders", "stg_order_items", "stg_products", "customer_ltv", "dim_customers"):
+        assert states[task][0] == "success", (task, out[-4000:])
+    assert "DAGRUN success" in proc.stdout
+    assert fixer.failed_run is not None
+    assert "model.shop.fct_orders error in run" in out  # the first try failed with dbt's error
+    retries = [r for r in runs_after(served, fixer.since) if r.raw.get("cause", "").startswith("dockyard retry of run")]
+    assert len(retries) == 1 and retries[0].succeeded
+    assert retries[0].raw["cause"] == f"dockyard retry of run {fixer.failed_run}: fct_orders"
+    assert {n["unique_id"] for n in retries[0].nodes} >= {"model.shop.fct_orders", "model.shop.dim_customers"}
+    assert ("in the triggerer (DockyardNodeTrigger)" in out) == deferrable, out[-4000:]
+    print(f"airflow dag.test ({'deferrable' if deferrable else 'reschedule'}): {elapsed:.1f} s")
