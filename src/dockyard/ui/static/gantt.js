@@ -2,7 +2,8 @@
 // dockyard.timing). Bars are coloured by status class (text and icons elsewhere carry the
 // status too); the critical path is outlined and linked; peak concurrency is a marked line.
 // Keyboard: focus the chart (Tab), then Left/Right step through the nodes by start time,
-// Up/Down move along the critical path, Home/End jump to the first/last node.
+// Up/Down move along the critical path, Home/End jump to the first/last node. A checkbox
+// collapses the idle stretches (on by default when they are most of the run).
 "use strict";
 (function () {
   const NS = "http://www.w3.org/2000/svg";
@@ -22,25 +23,54 @@
     return m + "m " + String(r).padStart(2, "0") + "s";
   }
 
-  function draw(box, data) {
-    const width = Math.max(box.clientWidth || 0, 600);
+  // real seconds -> drawn seconds; with ``collapse`` each idle gap longer than 2% of the run
+  // is drawn 2% wide (dbt's start-up between steps otherwise takes most of the chart)
+  function timeMap(data, collapse) {
     const span = data.span > 0 ? data.span : 1;
+    const cap = span * 0.02;
+    const gaps = collapse ? (data.gaps || []).filter(function (g) { return g.e - g.s > cap; }) : [];
+    const map = function (t) {
+      let out = t;
+      for (const g of gaps) {
+        if (t >= g.e) out -= (g.e - g.s) - cap;
+        else if (t > g.s) out -= (t - g.s) - ((t - g.s) * cap) / (g.e - g.s);
+      }
+      return out;
+    };
+    return { map: map, shown: map(span), gaps: gaps, span: span };
+  }
+
+  function idleShare(data) {
+    const idle = (data.gaps || []).reduce(function (a, g) { return a + (g.e - g.s); }, 0);
+    return data.span > 0 ? idle / data.span : 0;
+  }
+
+  function draw(box, data, collapse) {
+    const width = Math.max(box.clientWidth || 0, 600);
+    const tm = timeMap(data, collapse);
+    const span = tm.span;
     const lanes = Math.max(data.lanes, 1);
     const height = TOP + lanes * (ROW + GAP) + BOTTOM;
-    const x = function (t) { return LEFT + (t / span) * (width - 2 * LEFT); };
+    const x = function (t) { return LEFT + (tm.map(t) / (tm.shown || 1)) * (width - 2 * LEFT); };
     const y = function (lane) { return TOP + lane * (ROW + GAP); };
     const svg = el("svg", { class: "gantt-chart", width: width, height: height, viewBox: "0 0 " + width + " " + height,
       tabindex: "0", role: "img", "aria-label": data.bars.length + " nodes over " + fmt(span) + "; use the arrow keys" });
-    // time axis
-    const ticks = 6;
-    for (let i = 0; i <= ticks; i++) {
-      const t = (span * i) / ticks;
-      el("line", { class: "axis", x1: x(t), x2: x(t), y1: TOP - 4, y2: height - BOTTOM,
+    // time axis: evenly spaced, or (collapsed) where each stretch of work starts
+    let marks = [];
+    if (tm.gaps.length) marks = [0].concat(tm.gaps.map(function (g) { return g.e; }), [span]);
+    else for (let i = 0; i <= 6; i++) marks.push((span * i) / 6);
+    let lastX = -Infinity;
+    marks.forEach(function (t, i) {
+      const at = x(t);
+      el("line", { class: "axis", x1: at, x2: at, y1: TOP - 4, y2: height - BOTTOM,
         stroke: "currentColor", "stroke-opacity": "0.15" }, svg);
-      const label = el("text", { class: "tick", x: x(t), y: 12, fill: "currentColor", "font-size": "11",
-        "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle" }, svg);
+      if (at - lastX < 56 && i !== marks.length - 1) return;
+      if (i === marks.length - 1 && at - lastX < 56) return;
+      lastX = at;
+      const label = el("text", { class: "tick", x: at, y: 12, fill: "currentColor", "font-size": "11",
+        "text-anchor": i === 0 ? "start" : i === marks.length - 1 ? "end" : "middle" }, svg);
       label.textContent = "+" + fmt(t);
-    }
+    });
     for (const g of data.gaps || []) {
       const r = el("rect", { class: "idle", x: x(g.s), y: TOP - 4, width: Math.max(x(g.e) - x(g.s), 1),
         height: height - TOP - BOTTOM + 4, fill: "currentColor", "fill-opacity": "0.06" }, svg);
@@ -128,11 +158,25 @@
     const box = document.getElementById("gantt");
     const data = window.dockyard && window.dockyard.data("gantt-data");
     if (!box || !data) return;
-    draw(box, data);
+    const chart = document.createElement("div");
+    let collapse = idleShare(data) > 0.4;
+    if ((data.gaps || []).length) {
+      const label = document.createElement("label");
+      label.className = "gantt-collapse";
+      const box2 = document.createElement("input");
+      box2.type = "checkbox";
+      box2.checked = collapse;
+      box2.addEventListener("change", function () { collapse = box2.checked; draw(chart, data, collapse); });
+      label.appendChild(box2);
+      label.appendChild(document.createTextNode(" Collapse idle time (" + Math.round(idleShare(data) * 100) + "% of the run)"));
+      box.appendChild(label);
+    }
+    box.appendChild(chart);
+    draw(chart, data, collapse);
     let timer = null;
     window.addEventListener("resize", function () {
       clearTimeout(timer);
-      timer = setTimeout(function () { draw(box, data); }, 150);
+      timer = setTimeout(function () { draw(chart, data, collapse); }, 150);
     });
   });
 })();
