@@ -150,3 +150,22 @@ def test_workers_page_shows_the_processes(client, ui_app):
         assert proc["kind"] in row
         assert ("alive" if proc["alive"] else "stopped") in row
     assert "Queue" in text and "Next fires" in text and "Daily Production Run" in text
+
+
+def test_every_ui_route_is_documented(site):
+    """Each page and endpoint of the UI (every router of PAGES) appears in docs/*.md."""
+    from pathlib import Path
+
+    from dockyard.api.app import api_routes
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    text = "\n".join(p.read_text() for p in docs.glob("*.md"))
+    normal = {
+        re.sub(r"\{[^}]*\}", "{}", m).rstrip("/") or "/" for m in re.findall(r"(?<![\w.])/[A-Za-z0-9_./{}:-]*", text)
+    }
+    missing = sorted(
+        path
+        for path, _, _ in api_routes(site)
+        if not path.startswith("/api/") and path != "/metrics" and re.sub(r"\{[^}]*\}", "{}", path) not in normal
+    )
+    assert not missing, f"UI routes not documented in docs/*.md: {missing}"
