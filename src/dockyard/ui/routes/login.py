@@ -10,6 +10,7 @@ import math
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from dockyard import tokens as tok
 from dockyard.api.auth import Buckets
@@ -59,9 +60,23 @@ def login_page(request: Request, next: str | None = None):
     return _page(request, local_path(next))
 
 
+def _open(app, token: str, name: str, password: str):
+    """A session for a valid token or name and password: (opened or None, the error to show)."""
+    if token:
+        record = app.tokens.by_digest(tok.digest(token)) if tok.well_formed(token) else None
+        if record is not None and record.active:
+            return app.users.open_session(record.scope, token_id=record.id), None
+        return None, "This token is not valid (or was revoked)."
+    user = app.users.verify(name, password) if name and password else None  # argon2: ~50 ms, off the loop
+    if user is not None:
+        return app.users.open_session(user.scope, user_id=user.id), None
+    return None, "Wrong name or password."
+
+
 @router.post("/login")
 async def login(request: Request):
-    form = await check_action(request, resolve(request) or _VISITOR, "read")
+    viewer = await run_in_threadpool(resolve, request)
+    form = await check_action(request, viewer or _VISITOR, "read")
     next_path = local_path(form.get("next"))
     users = request.app.state.dockyard.users
     token, name, password = form.get("token", "").strip(), form.get("name", "").strip(), form.get("password", "")
@@ -70,29 +85,20 @@ async def login(request: Request):
     wait = max(by_address.take(address), by_name.take(name.lower()) if name and not token else 0.0)
     if wait:
         retry = max(1, math.ceil(wait))
-        return _page(
+        return await run_in_threadpool(
+            _page,
             request,
             next_path,
             error=f"Too many login attempts: try again in {retry} s.",
             status_code=429,
             headers={"Retry-After": str(retry)},
         )
-    opened = None
-    if token:
-        record = request.app.state.dockyard.tokens.by_digest(tok.digest(token)) if tok.well_formed(token) else None
-        if record is not None and record.active:
-            opened = users.open_session(record.scope, token_id=record.id)
-        error = "This token is not valid (or was revoked)."
-    else:
-        user = users.verify(name, password) if name and password else None
-        if user is not None:
-            opened = users.open_session(user.scope, user_id=user.id)
-        error = "Wrong name or password."
+    opened, error = await run_in_threadpool(_open, request.app.state.dockyard, token, name, password)
     if opened is None:
-        return _page(request, next_path, error=error, status_code=401)
+        return await run_in_threadpool(_page, request, next_path, error=error, status_code=401)
     old = request.cookies.get(SESSION_COOKIE)
     if old:
-        users.close_session(old)
+        await run_in_threadpool(users.close_session, old)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -108,10 +114,11 @@ async def login(request: Request):
 
 @router.post("/logout")
 async def logout(request: Request):
-    await check_action(request, resolve(request) or _VISITOR, "read")
+    viewer = await run_in_threadpool(resolve, request)
+    await check_action(request, viewer or _VISITOR, "read")
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        request.app.state.dockyard.users.close_session(cookie)
+        await run_in_threadpool(request.app.state.dockyard.users.close_session, cookie)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=is_https(request), httponly=True, samesite="lax")
     return response
