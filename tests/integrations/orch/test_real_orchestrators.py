@@ -167,3 +167,42 @@ def test_airflow_dag_per_model_tasks_fail_and_retry(served, tmp_path, deferrable
     assert {n["unique_id"] for n in retries[0].nodes} >= {"model.shop.fct_orders", "model.shop.dim_customers"}
     assert ("in the triggerer (DockyardNodeTrigger)" in out) == deferrable, out[-4000:]
     print(f"airflow dag.test ({'deferrable' if deferrable else 'reschedule'}): {elapsed:.1f} s")
+
+
+PREFECT = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("flows", sys.argv[1])
+flows = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(flows)
+state = flows.orch(poll=1.0, return_state=True)
+print("FLOW", state.type.value)
+for result in state.result():
+    for node, found in result.items():
+        print("NODE", node, found["status"], found["run_id"])
+"""
+
+
+def test_prefect_flow_per_model_tasks_fail_and_retry(served, tmp_path):
+    python = client_python("prefect-dbt", ["prefect-dbt", "dbt-core>=1.10,<1.12"])
+    flow = export(served, "prefect", tmp_path / "flows" / "dockyard_orch.py")
+    env = {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }
+    started = time.monotonic()
+    with Fixer(served) as fixer:
+        proc = orchestrate(python, [str(flow)], PREFECT, served, env)
+    elapsed = time.monotonic() - started
+    out = proc.stdout + proc.stderr
+    (tmp_path / "prefect.log").write_text(out)
+    assert proc.returncode == 0, out[-6000:]
+    assert "FLOW COMPLETED" in proc.stdout, out[-4000:]
+    nodes = {line.split()[1]: line.split()[2:] for line in proc.stdout.splitlines() if line.startswith("NODE ")}
+    assert len(nodes) == 7 and all(v[0] == "success" for v in nodes.values()), nodes
+    retries = [r for r in runs_after(served, fixer.since) if r.raw.get("cause", "").startswith("dockyard retry of run")]
+    assert len(retries) == 1 and retries[0].succeeded
+    assert nodes["model.shop.fct_orders"][1] == nodes["model.shop.dim_customers"][1] == str(retries[0].id)
+    assert nodes["model.shop.stg_orders"][1] == str(fixer.failed_run)
+    assert "model.shop.fct_orders error in run" in out and "retry 2: dockyard run" in out
+    print(f"prefect flow: {elapsed:.1f} s")
