@@ -30,10 +30,17 @@ XSS = (
     "Customers <script>window.dockyardXss = 'script'; alert('script')</script>"
     "<img src=x onerror=\"window.dockyardXss = 'img'; alert('img')\"> end."
 )
+# a model that fails with markup in its error message (DuckDB echoes the table's name)
+XSS_MODEL = """{{ config(enabled=var('ui_xss', false)) }}
+select * from "<img src=x onerror=alert('message')><script>alert('message')</script>"
+"""
 UI_JOBS = f"""
   - name: "UI slow"
     environment: dev
     commands: {json.dumps(["dbt seed --select raw_customers"] + ["dbt run --select stg_customers"] * SLOW_STEPS)}
+  - name: "UI xss"
+    environment: dev
+    commands: ["dbt run --select ui_xss --vars '{{ui_xss: true}}'"]
 """
 
 
@@ -92,6 +99,8 @@ def prepare_shop(tmp: Path) -> Path:
     marker = "description: Cleaned customers, one row per customer."
     assert marker in text, "examples/shop changed: update the XSS description's anchor"
     staging.write_text(text.replace(marker, "description: " + json.dumps(XSS)))
+    (shop / "models" / "ui").mkdir()
+    (shop / "models" / "ui" / "ui_xss.sql").write_text(XSS_MODEL)
     return shop
 
 
@@ -116,13 +125,18 @@ def wait_healthy(served: UiServer, timeout: float = 90) -> None:
 
 @dataclass
 class Watch:
-    """What a page did that it must not: dialogs, CSP violations, script errors, failed requests."""
+    """What a page did that it must not: dialogs, CSP violations, script errors, failed loads."""
 
     dialogs: list[str] = field(default_factory=list)
     csp: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # script errors, console.error
+    loads: list[str] = field(default_factory=list)  # responses >= 400 (a test's forged POST too)
 
     def clean(self) -> bool:
+        return not (self.dialogs or self.csp or self.errors or self.loads)
+
+    def nothing_ran(self) -> bool:
+        """No dialog, no CSP violation, no script error (failed requests allowed)."""
         return not (self.dialogs or self.csp or self.errors)
 
 

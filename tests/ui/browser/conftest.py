@@ -83,7 +83,15 @@ def ui_server(tmp_path_factory) -> Iterator[UiServer]:
 def read_user(ui_server) -> tuple[str, str]:
     """A read-scope user made by ``dockyard users create`` (name, password)."""
     user = dockyard(
-        ui_server.env, ui_server.shop, "users", "create", USER, "--scope", "read", input=f"{PASSWORD}\n{PASSWORD}\n"
+        ui_server.env,
+        ui_server.shop,
+        "users",
+        "create",
+        USER,
+        "--scope",
+        "read",
+        "--password-stdin",
+        input=f"{PASSWORD}\n",
     )
     assert user.returncode == 0, user.stdout + user.stderr
     return USER, PASSWORD
@@ -123,8 +131,14 @@ def context(browser, ui_server, watch, request):
             d.dismiss()
 
         def console(msg):
-            if msg.type == "error":
-                (watch.csp if "Content Security Policy" in msg.text else watch.errors).append(msg.text)
+            if msg.type != "error":
+                return
+            if "Content Security Policy" in msg.text:
+                watch.csp.append(msg.text)
+            elif msg.text.startswith("Failed to load resource"):
+                watch.loads.append(f"{msg.text} ({msg.location.get('url')})")
+            else:
+                watch.errors.append(msg.text)
 
         page.on("dialog", dialog)
         page.on("console", console)
