@@ -186,6 +186,7 @@ def test_model_page(shop_app, client):
     assert 'id="tests"' in text and "unique_fct_orders_order_id" in text
     assert "select=%2Bfct_orders%2B" in text  # lineage link
     assert 'id="compiled-sql"' in text
+    assert "Not enough runs for a trend yet." in text  # one run so far
     broken = page(client, f"/models/dev/{BROKEN}")
     assert "<script>alert(1)</script>" not in broken and "st-error" in broken
     assert "not run in this environment" in page(client, "/models/prod/model.shop.fct_orders")
@@ -217,6 +218,11 @@ def test_ci_run_shows_its_selection(shop_app, client):
     assert "No node has both a start and an end time yet." in text
     data = page(client, f"/runs/{run_id}/live?log_offset=0", headers={"Accept": "application/json"})
     assert json.loads(data)["nodes_total"] == 0
+    # the runs list finds it by its pull request, by branch it does not have
+    assert f'href="/runs/{run_id}"' in page(client, "/runs?pr=42")
+    assert f'href="/runs/{run_id}"' not in page(client, "/runs?pr=4")
+    assert f'href="/runs/{run.id}"' not in page(client, "/runs?pr=42")
+    assert "No runs match" in page(client, "/runs?branch=main")
 
 
 def test_live_endpoint_and_cancel_with_and_without_csrf(shop_app, client):
@@ -286,3 +292,6 @@ def test_runs_list_query_walks_an_index(shop_app):
     # the count stops at its cap
     count = str(reader.count_query(RunFilter(), cap=10).compile(engine, compile_kwargs={"literal_binds": True}))
     assert "LIMIT 11" in count
+    found, total, more = reader.list_page(RunFilter(), limit=1, cap=2)
+    assert len(found) == 1 and total == 2 and more  # four runs by now: "2+"
+    assert reader.list_page(RunFilter(), limit=1, cap=100)[1:] == (app.runs.count(), False)
