@@ -37,6 +37,7 @@ EXECUTED = {"model": "MODEL", "seed": "SEED", "snapshot": "SNAPSHOT", "test": "T
 RELATIONS = {"model", "seed", "snapshot", "source"}
 FAILED = {"error", "fail", "runtime error"}
 FINAL_STATES = {"success": RunState.COMPLETE, "cancelled": RunState.ABORT}
+COMPILE_ONLY = {"generate", "compile", "ls", "list", "show", "parse"}  # steps that execute nothing
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ class Step:
 
 
 def load_steps(root: Path, artifacts) -> list[Step]:
-    """The steps that kept both a ``run_results.json`` and a ``manifest.json`` (``artifacts``:
-    the run's ArtifactRefs; ``root``: its artifacts folder). One manifest is read once."""
+    """The steps that executed nodes and kept both a ``run_results.json`` and a
+    ``manifest.json`` (``artifacts``: the run's ArtifactRefs; ``root``: its artifacts
+    folder); ``docs generate``, ``compile``, ``ls`` only compile. One manifest is read once."""
     by_step: dict[int, dict[str, Any]] = {}
     for ref in artifacts:
         by_step.setdefault(ref.step_index, {})[ref.name] = ref
@@ -62,6 +64,8 @@ def load_steps(root: Path, artifacts) -> list[Step]:
         if m.sha256 not in manifests or not m.sha256:
             manifests[m.sha256] = json.loads((root / m.path).read_text())
         results = json.loads((root / refs["run_results.json"].path).read_text())
+        if (results.get("args") or {}).get("which") in COMPILE_ONLY:
+            continue
         steps.append(Step(index, manifests[m.sha256], results))
     return steps
 
@@ -166,11 +170,19 @@ class RunLineage:
             job_facets["documentation"] = documentation_job.DocumentationJobFacet(description=node["description"])
         parent_id, parent_name = self.parent(run)
         run_facets: dict[str, Any] = {
-            "parent": parent_run.ParentRunFacet.create(runId=parent_id, namespace=self.namespace, name=parent_name),
+            "parent": parent_run.ParentRunFacet(
+                run=parent_run.Run(runId=parent_id),
+                job=parent_run.Job(namespace=self.namespace, name=parent_name),
+                root=parent_run.Root(
+                    run=parent_run.RootRun(runId=parent_id),
+                    job=parent_run.RootJob(namespace=self.namespace, name=parent_name),
+                ),
+            ),
             "processing_engine": processing_engine_run.ProcessingEngineRunFacet(version=dbt_version, name="dbt"),
         }
         job = Job(namespace=self.namespace, name=uid, facets=job_facets)
-        inputs = [self._dataset(p, InputDataset) for p in self._inputs(step.manifest, node)]
+        relations = {self._relation(p): p for p in self._inputs(step.manifest, node)}  # a source over a seed: once
+        inputs = [self._dataset(p, InputDataset) for p in relations.values()]
         outputs = []
         if kind != "test" and (node.get("config") or {}).get("materialized") != "ephemeral":
             outputs = [self._dataset(node, OutputDataset)]
