@@ -16,7 +16,7 @@ from dockyard.client import AsyncClient, Client, Run
 from dockyard.errors import DockyardError
 
 DONE = frozenset({"success", "pass", "warn", "error", "fail", "skipped", "runtime error"})
-FAILED = frozenset({"error", "fail", "runtime error"})
+FAILED = frozenset({"error", "fail", "runtime error", "skipped"})  # dbt skips what a failure holds up
 RETRY_CAUSE = "dockyard retry of run {root}: "
 
 
@@ -64,7 +64,8 @@ def decide(runs: list[Run], nodes: list[str]) -> Outcome:
             if found and found.get("status") in DONE:
                 results[node] = {**found, "run_id": run.id}
                 if found["status"] in FAILED:
-                    failures.append(f"{node} {found['status']} in run {run.id}: {found.get('message') or ''}".strip())
+                    why = found.get("message") or ("an upstream node failed" if found["status"] == "skipped" else "")
+                    failures.append(f"{node} {found['status']} in run {run.id}: {why}".strip())
                 break
             if not run.final:
                 return Outcome(False, results, failures)

@@ -206,3 +206,59 @@ def test_prefect_flow_per_model_tasks_fail_and_retry(served, tmp_path):
     assert nodes["model.shop.stg_orders"][1] == str(fixer.failed_run)
     assert "model.shop.fct_orders error in run" in out and "retry 2: dockyard run" in out
     print(f"prefect flow: {elapsed:.1f} s")
+
+
+DAGSTER = """
+import importlib.util, sys
+import dagster as dg
+spec = importlib.util.spec_from_file_location("defs", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+dg.Definitions.validate_loadable(mod.defs)
+resources = {"dockyard": mod.DockyardResource(url=mod.SERVER, poll=1.0)}
+selection = sys.argv[2].split(",") if len(sys.argv) > 2 else None
+result = dg.materialize([mod.assets], resources=resources, selection=selection, raise_on_error=False)
+print("SUCCESS", result.success)
+for event in result.get_asset_materialization_events():
+    meta = event.materialization.metadata
+    print("MAT", event.asset_key.to_user_string(), meta["dockyard/run_id"].value, meta["dockyard/status"].value,
+          meta["execution_time_s"].value)
+for event in result.all_events:
+    if event.is_step_failure:
+        print("FAILURE", event.step_failure_data.error.message.replace(chr(10), " "))
+"""
+
+
+def test_dagster_assets_per_model_fail_and_reexecute(served, tmp_path):
+    python = client_python("dagster", ["dagster", "httpx"])
+    defs = export(served, "dagster", tmp_path / "dockyard_orch.py")
+    env = {"DAGSTER_HOME": str(tmp_path / "dagster")}
+    (tmp_path / "dagster").mkdir()
+    model = served.shop / "models" / "marts" / "fct_orders.sql"
+    good = model.read_text()
+    started = time.monotonic()
+    try:
+        model.write_text(BROKEN_SQL)
+        first = orchestrate(python, [str(defs)], DAGSTER, served, env)
+    finally:
+        model.write_text(good)
+    again = orchestrate(python, [str(defs), "fct_orders,customer_ltv,dim_customers"], DAGSTER, served, env)
+    elapsed = time.monotonic() - started
+    for proc in (first, again):
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    mats = {line.split()[1]: line.split()[2:] for line in first.stdout.splitlines() if line.startswith("MAT ")}
+    assert "SUCCESS False" in first.stdout
+    assert set(mats) == {"stg_customers", "stg_orders", "stg_order_items", "stg_products"}, first.stdout
+    assert "model.shop.fct_orders error in run" in first.stdout
+    assert "model.shop.dim_customers was not run" not in first.stdout  # dbt skipped it: a result
+    mats = {line.split()[1]: line.split()[2:] for line in again.stdout.splitlines() if line.startswith("MAT ")}
+    assert "SUCCESS True" in again.stdout and set(mats) == {"fct_orders", "customer_ltv", "dim_customers"}
+    with Client(served.url, served.token, verify=str(served.ca)) as dy:
+        rerun = dy.run(int(mats["fct_orders"][0]))
+    assert rerun.raw["overrides"]["steps_override"] == ["dbt build --select fct_orders customer_ltv dim_customers"]
+    assert {n["unique_id"] for n in rerun.nodes if n["resource_type"] == "model"} == {
+        "model.shop.fct_orders",
+        "model.shop.customer_ltv",
+        "model.shop.dim_customers",
+    }
+    print(f"dagster materialize twice: {elapsed:.1f} s")
