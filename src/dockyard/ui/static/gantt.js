@@ -46,7 +46,7 @@
   }
 
   function draw(box, data, collapse) {
-    const width = Math.max(box.clientWidth || 0, 600);
+    const width = Math.max(box.clientWidth || 0, 280); // the box's width: no page overflow on a phone
     const tm = timeMap(data, collapse);
     const span = tm.span;
     const lanes = Math.max(data.lanes, 1);
