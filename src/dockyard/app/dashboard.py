@@ -13,6 +13,7 @@ from typing import Any
 from dockyard import clock
 from dockyard.domain import RunRecord
 from dockyard.errors import DockyardError
+from dockyard.store.run_pages import RunFilter
 from dockyard.store.search import RunSearch
 
 RECENT = 20  # runs of a job in its sparkline
@@ -52,7 +53,13 @@ class Dashboard:
         return self.app.store.reader
 
     def _search(self, **filters: Any) -> list[RunRecord]:
+        """Runs by :class:`RunSearch` (with a count: for the few active runs only)."""
         return self.reader.runs.search_runs(RunSearch(**filters))[0]
+
+    def _newest(self, limit: int, **filters: Any) -> list[RunRecord]:
+        """The newest runs matching ``filters``, without counting them all (a job or an
+        environment with 100,000 runs costs the LIMIT, not a count)."""
+        return self.reader.run_pages.list_page(RunFilter(**filters), limit=limit, cap=0)[0]
 
     # -- jobs ---------------------------------------------------------------------------------
     def jobs(self, recent: int = RECENT) -> list[JobRow]:
@@ -60,7 +67,7 @@ class Dashboard:
         rows = []
         for view in self.app.jobs.list():
             record = view.record
-            runs = self._search(job_ids=[record.id], limit=recent)
+            runs = self._newest(recent, job_ids=[record.id])
             fires = self.app.next_fires(record, 1)
             durations = [(r.id, r.duration_s, r.status.value) for r in reversed(runs) if r.duration_s is not None]
             rows.append(
@@ -77,21 +84,24 @@ class Dashboard:
             )
         return rows
 
-    def job(self, job_id: int, *, limit: int = 200) -> dict[str, Any]:
-        """One job: its view, YAML definition, trigger options and its recent runs' durations
-        (the trend chart: up to ``limit`` finished runs, oldest first)."""
+    def job(self, job_id: int, *, limit: int = 200, recent: int = 20) -> dict[str, Any]:
+        """One job: its view, YAML definition, next fires, its ``recent`` newest runs with
+        their number (counted up to 10,000: ``more`` beyond), and the durations of its last
+        ``limit`` runs that finished (the trend chart, oldest first)."""
         view = self.app.jobs.get(job_id)
-        runs = self._search(job_ids=[job_id], limit=limit)
-        fires = self.app.next_fires(view.record, 3)
+        runs, total, more = self.reader.run_pages.list_page(RunFilter(job_ids=[job_id]), limit=recent)
+        history = runs if limit <= recent else self._newest(limit, job_ids=[job_id])
         trend = [
-            (r.id, r.duration_s, r.status.value, r.finished_at) for r in reversed(runs) if r.duration_s is not None
+            (r.id, r.duration_s, r.status.value, r.finished_at) for r in reversed(history) if r.duration_s is not None
         ]
         return {
             "view": view,
             "yaml": job_yaml(view.config),
-            "next_fires": fires,
+            "next_fires": self.app.next_fires(view.record, 3),
+            "runs": runs,
+            "total": total,
+            "more": more,
             "trend": trend,
-            "environments": sorted(self.app.config.environments),
         }
 
     # -- runs in progress and the queue -------------------------------------------------------
@@ -158,9 +168,13 @@ class Dashboard:
                 deployed = None
         out = []
         for name, env in sorted(self.app.config.environments.items()):
-            last = self._search(environments=[name], limit=1)
-            good = self._search(environments=[name], statuses=["success"], limit=1)
-            success = good[0] if good else None
+            last = self._newest(1, environments=[name])
+            success = None  # an environment that never ran has no success to look for
+            if last and last[0].status.value == "success":
+                success = last[0]
+            elif last:
+                good = self._newest(1, environments=[name], statuses=["success"])
+                success = good[0] if good else None
             out.append(
                 {
                     "name": name,

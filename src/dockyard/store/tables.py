@@ -642,3 +642,5 @@ ui_sessions = Table(  # a login: the SHA-256 of its cookie, for a user or an API
 Index("ix_ui_sessions_user_id", ui_sessions.c.user_id)
 Index("ix_ui_sessions_token_id", ui_sessions.c.token_id)
 Index("ix_ui_sessions_expires_at", ui_sessions.c.expires_at)
+# an environment's newest runs (the UI's environments page, the runs list by environment)
+Index("ix_runs_environment_id", runs.c.environment, runs.c.id.desc())

@@ -36,10 +36,8 @@ async def jobs_page(request: Request, viewer: ViewerDep):
 
 
 def _job_context(app, job_id: int) -> dict:
-    board = Dashboard(app)
-    data = board.job(job_id)
-    runs, total = app.runs.search(job_ids=[job_id], limit=RECENT_RUNS)
-    return {**data, "runs": runs, "total": total, "chart": trend(data["trend"])}
+    data = Dashboard(app).job(job_id, recent=RECENT_RUNS)
+    return {**data, "chart": trend(data["trend"])}
 
 
 @router.get("/jobs/{job_id}")

@@ -1,4 +1,4 @@
-"""The web UI's users and sessions (issue 11)
+"""The web UI's users and sessions, and an index of runs by environment (issue 11)
 
 Revision ID: 0011
 Revises: 0010
@@ -51,9 +51,11 @@ def upgrade() -> None:
     op.create_index("ix_ui_sessions_user_id", "ui_sessions", ["user_id"])
     op.create_index("ix_ui_sessions_token_id", "ui_sessions", ["token_id"])
     op.create_index("ix_ui_sessions_expires_at", "ui_sessions", ["expires_at"])
+    op.create_index("ix_runs_environment_id", "runs", ["environment", sa.text("id DESC")])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_environment_id", table_name="runs")
     op.drop_index("ix_ui_sessions_expires_at", table_name="ui_sessions")
     op.drop_index("ix_ui_sessions_token_id", table_name="ui_sessions")
     op.drop_index("ix_ui_sessions_user_id", table_name="ui_sessions")
