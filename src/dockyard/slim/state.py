@@ -96,50 +96,38 @@ def fetch_from_server(server: str, token: str | None, environment: str, dest: Pa
     """The manifest of the last successful run of ``environment`` on a dockyard server,
     written to ``dest/manifest.json``; returns ``{"run_id": ..., "timings": {...}}`` or None
     when the server has no such run. Raises :class:`DockyardError` when the server cannot
-    be asked (its answer, never the token, in the message)."""
-    import httpx
+    be asked (its answer, never the token, in the message). ``client``: a
+    :class:`dockyard.client.Client` (by default one for ``server``, which retries 429/503)."""
+    from dockyard.client import Client, ClientError
 
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     own = client is None
-    client = client or httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=60)
     try:
-        runs = _get(client, "/api/v1/runs", params={"environment": environment, "status": "success", "limit": 20})
-        for run in runs.get("data") or []:
-            arts = _get(client, f"/api/v1/runs/{run['id']}/artifacts").get("data") or []
+        client = client or Client(server, token or "", timeout=60, retries=2)
+        for run in client.runs(environment=environment, status="success", limit=20):
+            arts = client.artifacts(run.id)
             manifests = sorted((a for a in arts if a.get("name") == MANIFEST), key=lambda a: a.get("step_index") or 0)
             if not manifests:
                 continue
-            response = client.get(f"/api/v1/runs/{run['id']}/artifacts/{manifests[-1]['path']}")
-            _check(response, server)
+            content = client.artifact(run.id, manifests[-1]["path"])
             private_dir(dest)
-            (dest / MANIFEST).write_bytes(response.content)
-            detail = _get(client, f"/api/v1/runs/{run['id']}").get("data") or {}
+            (dest / MANIFEST).write_bytes(content)
             timings = {
                 n.get("unique_id"): n.get("execution_time_s")
-                for n in detail.get("nodes") or []
+                for n in client.nodes(run.id)
                 if n.get("unique_id") and n.get("execution_time_s") is not None
             }
-            return {"run_id": run["id"], "timings": timings}
+            return {"run_id": run.id, "timings": timings}
         return None
-    except httpx.HTTPError as exc:
+    except ClientError as exc:
+        if not exc.http_status:
+            raise DockyardError(
+                f"cannot read the base state from {server}: {exc.message}",
+                hint="check --server and that the server is running",
+            ) from None
         raise DockyardError(
-            f"cannot read the base state from {server}: {type(exc).__name__}",
-            hint="check --server and that the server is running",
+            f"the dockyard server {server} answered {exc.http_status} ({exc.message})",
+            hint="check the token (a read scope is enough) and the server's URL",
         ) from None
     finally:
-        if own:
+        if own and client is not None:
             client.close()
-
-
-def _get(client, path: str, params: dict | None = None) -> dict:
-    response = client.get(path, params=params)
-    _check(response, str(client.base_url))
-    return response.json()
-
-
-def _check(response, server: str) -> None:
-    if response.status_code >= 400:
-        raise DockyardError(
-            f"the dockyard server {server} answered {response.status_code} for {response.request.url.path}",
-            hint="check the token (a read scope is enough) and the server's URL",
-        )
