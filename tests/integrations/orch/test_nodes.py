@@ -45,3 +45,15 @@ def test_failures_carry_dbt_messages_skips_and_nodes_not_run():
     assert missing.done and missing.failures == ["model.p.a was not run: run 5 ended error (step 1 failed)"]
     unselected = decide([run(5, "success")], [A])
     assert unselected.done and not unselected.failures and unselected.results[A]["status"] == "not run"
+
+
+def test_importing_dockyard_needs_no_orchestrator():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dockyard.client, dockyard.integrations.nodes, dockyard.integrations.render, dockyard.cli.main\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'prefect', 'dagster')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
