@@ -9,4 +9,5 @@ PAGES: tuple[str, ...] = (
     "workers",
     "runs",
     "models",
+    "lineage", "docs", "observe",
 )
