@@ -204,3 +204,18 @@ def test_users_cli(shop, ui_app):
     assert missing.exit_code != 0 and "no user" in missing.output
     with ui_app.store.engine.connect() as conn:  # the store holds an argon2id hash, not the password
         assert conn.exec_driver_sql("select count(*) from users").scalar() == 0
+
+
+def test_a_session_expires_after_ui_session_hours(site, ui_app, locked, monkeypatch):
+    from datetime import timedelta
+
+    from dockyard import clock
+
+    with browser(site) as client:
+        response = login(client, token=locked)
+        max_age = int(session_cookie(response).split("Max-Age=")[1].split(";")[0])
+        assert max_age == int(ui_app.config.server.ui_session_hours * 3600) == 12 * 3600
+        assert client.get("/jobs").status_code == 200
+        real = clock.now
+        monkeypatch.setattr(clock, "now", lambda: real() + timedelta(hours=12, seconds=1))
+        assert client.get("/jobs").status_code == 303

@@ -169,3 +169,29 @@ def test_every_ui_route_is_documented(site):
         if not path.startswith("/api/") and path != "/metrics" and re.sub(r"\{[^}]*\}", "{}", path) not in normal
     )
     assert not missing, f"UI routes not documented in docs/*.md: {missing}"
+
+
+def test_filters_format_and_escape():
+    from datetime import UTC, datetime
+
+    from dockyard.ui.templating import number, status, when
+
+    assert [duration(s) for s in (None, 0.25, 4.2, 42, 63, 3600 * 2 + 300, 86400 * 3)] == [
+        "-",
+        "250 ms",
+        "4.2s",
+        "42s",
+        "1m 03s",
+        "2h 05m",
+        "3d 00h",
+    ]
+    stamp = when(datetime(2024, 5, 1, 2, 3, 4, tzinfo=UTC))
+    assert (
+        stamp == '<time datetime="2024-05-01T02:03:04Z" title="2024-05-01 02:03:04 UTC">2024-05-01 02:03:04 UTC</time>'
+    )
+    assert "never" in when(None)
+    badge = status(RunStatus.ERROR)
+    assert 'class="badge st-error"' in badge and "✗" in badge and "error" in badge
+    evil = status('"><script>x</script>')
+    assert "<script>" not in evil and "&lt;script&gt;" in evil
+    assert number(1234567) == "1,234,567" and number(None) == "-"

@@ -117,7 +117,3 @@ class Users:
     def close_session(self, cookie: str) -> None:
         if cookie and len(cookie) <= 200:
             self._store.close_session(_digest(cookie))
-
-    def end_token_sessions(self, token_ids: list[int]) -> int:
-        """End the sessions opened with these tokens (a revocation); how many."""
-        return self._store.end_sessions(token_ids=token_ids)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, select, update
 
 from dockyard import clock
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
@@ -149,22 +149,3 @@ class Users(Repository):
     def close_session(self, digest: str) -> None:
         with self.db.write() as conn:
             conn.execute(delete(ui_sessions).where(ui_sessions.c.digest == digest))
-
-    def end_sessions(self, *, user_id: int | None = None, token_ids: list[int] | None = None) -> int:
-        """End a user's sessions, or those opened with these tokens; how many."""
-        conds = []
-        if user_id is not None:
-            conds.append(ui_sessions.c.user_id == user_id)
-        if token_ids:
-            conds.append(ui_sessions.c.token_id.in_(token_ids))
-        if not conds:
-            return 0
-        with self.db.write() as conn:
-            return conn.execute(delete(ui_sessions).where(or_(*conds))).rowcount or 0
-
-    def count_sessions(self) -> int:
-        now = clock.now()
-        with self.db.read() as conn:
-            return conn.execute(
-                select(func.count()).select_from(ui_sessions).where(and_(ui_sessions.c.expires_at > now))
-            ).scalar_one()

@@ -109,7 +109,10 @@ def create_site(app, **create_app_kwargs) -> FastAPI:
                 message = "This page does not exist" if code == 404 else str(exc.detail)
             else:
                 code, message = 422, "; ".join(str(e.get("msg", "invalid value")) for e in exc.errors()[:3])
-            return templating.render(request, "error.html", status_code=code, code=code, message=message)
+            page = templating.render(request, "error.html", status_code=code, code=code, message=message)
+            if retry := getattr(exc, "retry_after", None):  # 429: when to try again
+                page.headers["Retry-After"] = str(retry)
+            return page
 
         return handler
 
