@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from dockyard import files
 from dockyard.app.lineage_pages import LineagePages
@@ -54,8 +54,9 @@ def docs_index(request: Request, viewer: ViewerDep):
 
 
 @router.get("/docs/{environment}")
-def docs_root(environment: str, viewer: ViewerDep):
-    return RedirectResponse(f"/docs/{environment}/", status_code=307)
+async def docs_home(request: Request, environment: str, viewer: ViewerDep):
+    """The docs' index.html (``/docs/prod/`` arrives here too: the API drops a trailing slash)."""
+    return await docs_file(request, environment, "index.html", viewer)
 
 
 def _inlined(index: bytes, root) -> bytes:
