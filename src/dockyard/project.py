@@ -13,8 +13,8 @@ from dockyard.config.loader import LoadedConfig, read_yaml
 from dockyard.config.model import Environment
 from dockyard.errors import ConfigError, Location, ProjectError
 from dockyard.permissions import open_private, private_dir
+from dockyard.secrets import UnreadableSecret, read_reference
 
-MAX_SECRET_BYTES = 64 * 1024  # a secret file (file:PATH) larger than this is refused
 # Variables of dockyard's own environment that every dbt process gets.
 BASE_ENV = (
     "PATH",
@@ -159,39 +159,11 @@ def resolve_secrets(loaded: LoadedConfig, env_name: str) -> dict[str, str]:
     env = loaded.config.environments[env_name]
     out: dict[str, str] = {}
     for name, ref in env.secrets.items():
-        where = loaded.location("environments", env_name, "secrets", name)
-        if ref.startswith("env:"):
-            source = ref[4:]
-            if source not in os.environ:
-                raise ConfigError(
-                    f"secret {name} reads ${source}, which is not set",
-                    location=where,
-                    hint=f"export {source}=... in the environment dockyard runs in",
-                )
-            out[name] = os.environ[source]
-        else:
-            path = Path(os.path.expanduser(ref[5:]))
-            try:
-                with open(path, "rb") as fh:  # a secret is short: never read /dev/zero to its end
-                    data = fh.read(MAX_SECRET_BYTES + 1)
-            except OSError as exc:
-                raise ConfigError(
-                    f"secret {name} cannot read {path}: {exc.strerror}",
-                    location=where,
-                    hint="check the file exists and is readable",
-                ) from None
-            if len(data) > MAX_SECRET_BYTES:
-                raise ConfigError(
-                    f"secret {name}: {path} is larger than {MAX_SECRET_BYTES // 1024} kiB",
-                    location=where,
-                    hint="point the reference at the file holding only the secret",
-                )
-            try:
-                out[name] = data.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                raise ConfigError(
-                    f"secret {name}: {path} is not UTF-8 text", location=where, hint="store the secret as UTF-8 text"
-                ) from None
+        try:  # an empty variable is a value (a profile may read an optional secret)
+            out[name] = read_reference(ref, allow_empty=True)
+        except UnreadableSecret as exc:
+            where = loaded.location("environments", env_name, "secrets", name)
+            raise ConfigError(f"secret {name} {exc.problem}", location=where, hint=exc.hint) from None
     return out
 
 

@@ -18,6 +18,9 @@ regex. Values shorter than :data:`MIN_LENGTH` characters are not masked (masking
 would shred every log); a warning is logged once per process, as Airflow does.
 
 Scrubbing fails closed: if it raises, the text is replaced by :data:`REDACTION_FAILED`.
+
+:func:`read_reference` is the one reader of secret references (``env:NAME``, ``file:PATH``)
+for environments' secrets, webhook secrets and alert channels.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import base64
 import binascii
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 log = logging.getLogger(__name__)
@@ -151,3 +156,59 @@ class Scrubber:
         if isinstance(obj, (list, tuple)):
             return [self.scrub_obj(v) for v in obj]
         return obj
+
+
+# -- secret references -------------------------------------------------------------------------
+MAX_SECRET_BYTES = 64 * 1024  # a secret file (file:PATH) larger than this is refused
+
+
+class UnreadableSecret(Exception):
+    """A secret reference that gives no value: ``problem`` says why (to follow the caller's
+    words for the secret, e.g. ``secret TOKEN``), ``hint`` how to fix it. Each caller raises
+    its own located error from it."""
+
+    def __init__(self, problem: str, hint: str):
+        super().__init__(problem)
+        self.problem = problem
+        self.hint = hint
+
+
+def is_reference(value: str) -> bool:
+    return value.startswith(("env:", "file:"))
+
+
+def read_reference(ref: str, *, allow_empty: bool = False) -> str:
+    """The value behind ``env:NAME`` (the variable's value) or ``file:PATH`` (the file's
+    UTF-8 text, stripped, at most :data:`MAX_SECRET_BYTES`: a secret is short, so a reference
+    to ``/dev/zero`` is refused, never read to its end). Raises :class:`UnreadableSecret`
+    when the variable is not set, the file cannot be read, is too large or not UTF-8, or the
+    value is empty (unless ``allow_empty``)."""
+    if ref.startswith("env:"):
+        name = ref[4:]
+        value = os.environ.get(name)
+        if value is None or (not value and not allow_empty):
+            state = "which is not set" if value is None else "which is empty"
+            raise UnreadableSecret(f"reads ${name}, {state}", f"export {name}=... in the environment dockyard runs in")
+        return value
+    if not ref.startswith("file:"):
+        raise UnreadableSecret(f"is {ref[:20]!r}, not a reference", "write env:NAME or file:PATH")
+    path = Path(os.path.expanduser(ref[5:]))
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_SECRET_BYTES + 1)
+    except OSError as exc:
+        raise UnreadableSecret(
+            f"cannot read {path}: {exc.strerror or type(exc).__name__}", "check the file exists and is readable"
+        ) from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise UnreadableSecret(
+            f"{path} is larger than {MAX_SECRET_BYTES // 1024} kiB",
+            "point the reference at a file holding only the secret",
+        )
+    try:
+        value = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UnreadableSecret(f"{path} is not UTF-8 text", "store the secret as UTF-8 text") from None
+    if not value and not allow_empty:
+        raise UnreadableSecret(f"{path} is empty", "write the secret into it")
+    return value

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from dockyard.config.loader import LoadedConfig, load_config
 from dockyard.errors import ConfigError, ConfigErrors, DockyardError, Location
-from dockyard.project import MAX_SECRET_BYTES, DbtProject
+from dockyard.project import DbtProject
 from dockyard.repository import Repository, RepositoryError
+from dockyard.secrets import UnreadableSecret, read_reference
 from dockyard.views import iso
 
 log = logging.getLogger("dockyard.app.repository")
@@ -286,14 +287,7 @@ def _relabel(exc: ConfigError, path: Path, config_path: str, sha: str) -> Config
 
 def _secret(ref: str, where: Location) -> str:
     """The value behind a secret reference (``env:NAME``, ``file:PATH``)."""
-    if ref.startswith("env:"):
-        value = os.environ.get(ref[4:])
-        if value is None:
-            raise ConfigError(f"the secret reads ${ref[4:]}, which is not set", location=where, hint="export it")
-        return value
-    path = Path(os.path.expanduser(ref[5:]))
     try:
-        with open(path, "rb") as fh:
-            return fh.read(MAX_SECRET_BYTES).decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"the secret cannot read {path}: {exc}", location=where, hint="check the file") from None
+        return read_reference(ref, allow_empty=True)
+    except UnreadableSecret as exc:
+        raise ConfigError(f"the secret {exc.problem}", location=where, hint=exc.hint) from None

@@ -23,19 +23,14 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from dockyard import clock
 from dockyard.alert import Alert
 from dockyard.errors import DockyardError
-from dockyard.project import MAX_SECRET_BYTES
-from dockyard.secrets import Scrubber
+from dockyard.secrets import Scrubber, UnreadableSecret, is_reference, read_reference
 from dockyard.store.notifications import Delivery
 
 log = logging.getLogger("dockyard.app.alerts")
-# httpx logs every request's full URL at INFO (httpcore at DEBUG): a webhook URL is a secret
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 SLOTS = 8  # deliveries in flight at once, per process
 MAX_BACKOFF_S = 3600.0
 
@@ -47,19 +42,10 @@ class SecretError(DockyardError):
 def resolve_secret(value: str, seen: list[str] | None = None) -> str:
     """The value behind ``env:NAME`` or ``file:PATH``; a literal is returned as it is.
     Each value resolved is appended to ``seen`` (to scrub errors with)."""
-    if value.startswith("env:"):
-        out = os.environ.get(value[4:])
-        if out is None:
-            raise SecretError(f"${value[4:]} is not set", hint=f"export {value[4:]}=... where dockyard runs")
-    elif value.startswith("file:"):
-        path = Path(os.path.expanduser(value[5:]))
-        try:
-            with open(path, "rb") as fh:
-                out = fh.read(MAX_SECRET_BYTES).decode("utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SecretError(f"cannot read the secret file {path}: {type(exc).__name__}") from None
-    else:
-        out = value
+    try:
+        out = read_reference(value, allow_empty=True) if is_reference(value) else value
+    except UnreadableSecret as exc:
+        raise SecretError(f"the secret {exc.problem}", hint=exc.hint) from None
     if seen is not None and out:
         seen.append(out)
     return out

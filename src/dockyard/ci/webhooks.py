@@ -14,17 +14,15 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs
 
 from dockyard.errors import ConfigError, DockyardError, NotFoundError
 from dockyard.payload import PayloadError, loads  # a signed delivery that cannot be read: 400
+from dockyard.secrets import UnreadableSecret, read_reference
 
-MAX_SECRET_BYTES = 64 * 1024
 DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,255}$")
 SHA = re.compile(r"^[0-9a-fA-F]{4,64}$")
 ZERO_SHA = re.compile(r"^0+$")
@@ -90,31 +88,11 @@ def resolve_secret(ref: str | None, what: str, location=None) -> str | None:
     """The value behind a secret reference (``env:NAME``, ``file:PATH``); None when unset."""
     if not ref:
         return None
-    if ref.startswith("env:"):
-        value = os.environ.get(ref[4:])
-        if not value:
-            raise ConfigError(
-                f"{what} reads ${ref[4:]}, which is not set",
-                location=location,
-                hint=f"export {ref[4:]}=... in the environment of dockyard serve",
-            )
-        return value
-    path = Path(os.path.expanduser(ref[5:]))
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_SECRET_BYTES + 1)
-        if len(data) > MAX_SECRET_BYTES:
-            raise ConfigError(f"{what}: {path} is larger than 64 kiB", location=location, hint="hold only the secret")
-        value = data.decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{what} cannot read {path}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}",
-            location=location,
-            hint="check the file exists, is readable and holds the secret as UTF-8 text",
-        ) from None
-    if not value:
-        raise ConfigError(f"{what}: {path} is empty", location=location, hint="write the secret into it")
-    return value
+        return read_reference(ref)
+    except UnreadableSecret as exc:
+        hint = exc.hint.replace("dockyard runs in", "of dockyard serve")
+        raise ConfigError(f"{what} {exc.problem}", location=location, hint=hint) from None
 
 
 # -- verification -------------------------------------------------------------------------------
