@@ -9,5 +9,7 @@ PAGES: tuple[str, ...] = (
     "workers",
     "runs",
     "models",
-    "lineage", "docs", "observe",
+    "lineage",
+    "docs",
+    "observe",
 )
