@@ -57,7 +57,7 @@ def serve(
         )
     out.print(
         f"dockyard serving on http{'s' if ssl_certfile else ''}://{host}:{port or server.port} "
-        f"(API tokens {'required' if auth else 'not required until the first one is created'})"
+        f"(web UI at /, API at /api/v1; tokens {'required' if auth else 'not required until the first one is created'})"
     )
     raise typer.Exit(
         run_serve(
