@@ -373,6 +373,7 @@ def drawing(graph: Graph, select_: str | None = None, exclude: str | None = None
         {
             "id": u,
             "name": graph.nodes[u]["name"],
+            "label": _label(u, graph.nodes[u]),
             "type": graph.nodes[u]["resource_type"],
             "x": coords[u][0],
             "y": coords[u][1],
@@ -414,3 +415,11 @@ def cached(data: bytes, *, tests: bool = False) -> Graph:
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     return graph
+
+
+def _label(uid: str, node: dict) -> str:
+    """What the graph shows: a source as ``source_name.table`` (a seed and the source that
+    reads it often share a name), anything else by its name."""
+    if node["resource_type"] == "source" and uid.count(".") >= 3:
+        return ".".join(uid.split(".")[2:])
+    return node["name"]

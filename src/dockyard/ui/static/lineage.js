@@ -72,7 +72,7 @@
       if (!label) { ctx.fillStyle = c; ctx.fillRect(x, y, Math.max(2, 4 * s), h); continue; }
       ctx.fillStyle = c; ctx.fillText(ICON[n.status] || "○", x + 6 * s, y + h / 2);
       ctx.fillStyle = FG;
-      var text = n.name, max = w - 24 * s;
+      var text = n.label || n.name, max = w - 24 * s;
       if (ctx.measureText(text).width > max) {
         while (text.length > 3 && ctx.measureText(text + "…").width > max) text = text.slice(0, -1);
         text += "…";
