@@ -1,6 +1,6 @@
 """dockyard.lineage: the graph of a manifest, dbt's selector subset, the layered layout.
 A synthetic manifest (dicts shaped like dbt's manifest.json v12); the comparison with
-``dbt ls`` on the real shop is in tests/ui/test_lineage.py."""
+``dbt ls`` on the real shop is in tests/ui/test_lineage_pages.py."""
 
 from __future__ import annotations
 
