@@ -6,6 +6,7 @@ server that answers 503 with Retry-After, then 200."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -119,7 +120,9 @@ def test_async_client(served):
                 await dy.run(999999)
             return final, events, json.loads(body), exc.value
 
-    final, events, results, error = asyncio.run(main())
+    # a loop of its own in a thread: a sync Playwright session of the UI tests may hold this thread's loop
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        final, events, results, error = pool.submit(asyncio.run, main()).result()
     assert final.status == "success" and events[-1].run.status == "success"
     assert {r["unique_id"] for r in results["results"]} == {"model.shop.stg_customers"}
     assert error.http_status == 404
