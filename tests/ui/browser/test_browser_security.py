@@ -128,7 +128,8 @@ def test_a_description_with_script_does_not_run_in_the_hosted_docs(admin_page, u
     connect = policy.get("connect-src", policy.get("default-src", ""))
     assert set(connect.split()) <= {"'self'", "'none'"}, policy
     page.goto("/docs/prod/#!/model/model.shop.stg_customers")
-    page.wait_for_function("() => document.body && /Customers\\s*end\\./.test(document.body.innerText)", timeout=30_000)
+    # dbt's docs render the description (its markup shown or dropped by their sanitiser)
+    page.wait_for_function("() => document.body && /Customers/.test(document.body.innerText)", timeout=30_000)
     page.wait_for_timeout(1000)  # give an injected handler its chance
     for frame in page.frames:
         assert frame.evaluate(NO_GLOBAL), frame.url

@@ -11,6 +11,9 @@ description ends the script element)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
@@ -25,7 +28,7 @@ router = APIRouter(include_in_schema=False)
 # what dbt's index.html needs: its inline scripts and styles, AngularJS's expression
 # compiler (new Function), data: images and fonts; nothing to connect to but 'self'
 DOCS_CSP = (
-    "sandbox allow-scripts; default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+    "sandbox allow-scripts; default-src 'self'; script-src 'self' {scripts} 'unsafe-eval'; "
     "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
 )
@@ -59,6 +62,24 @@ async def docs_home(request: Request, environment: str, viewer: ViewerDep):
     return await docs_file(request, environment, "index.html", viewer)
 
 
+def _script_hashes(page: bytes) -> str:
+    """CSP sources for exactly the page's own inline scripts (``'sha256-...'``), so markup a
+    model description smuggles into the rendered docs (an ``onerror`` handler, a script
+    element) is refused by the browser. Scanned as HTML tokenizes: a script's text ends at the
+    first ``</script``."""
+    out, at, lower = [], 0, page.lower()
+    while (start := lower.find(b"<script", at)) != -1:
+        body = lower.find(b">", start) + 1
+        end = lower.find(b"</script", body)
+        if body == 0 or end == -1:
+            break
+        if page[body:end].strip():
+            digest = base64.b64encode(hashlib.sha256(page[body:end]).digest()).decode()
+            out.append(f"'sha256-{digest}'")
+        at = end + 8
+    return " ".join(dict.fromkeys(out)) or "'none'"
+
+
 def _inlined(index: bytes, root) -> bytes:
     for marker, name in INLINE:
         if marker in index and files.exists(root, name):
@@ -73,10 +94,15 @@ async def docs_file(request: Request, environment: str, path: str, viewer: Viewe
     if environment not in lp.app.config.environments:
         raise NotFoundError(f"no docs for environment '{environment}'")
     run_id, file = await run_in_threadpool(lp.docs_file, environment, path or "index.html")
-    headers = {"Content-Security-Policy": DOCS_CSP, "X-Docs-Run": str(run_id), "Cache-Control": "no-store"}
+    headers = {
+        "Content-Security-Policy": DOCS_CSP.format(scripts=""),
+        "X-Docs-Run": str(run_id),
+        "Cache-Control": "no-store",
+    }
     kind = TYPES.get(file.suffix.lower(), "application/octet-stream")
     if file.name == "index.html":
         body = await run_in_threadpool(lambda: _inlined(file.read_bytes(), file.parent))
+        headers["Content-Security-Policy"] = DOCS_CSP.format(scripts=_script_hashes(body))
         return Response(body, media_type=kind, headers=headers)
     chunks, size = files.stream(file.parent, file.name)
     return StreamingResponse(chunks, media_type=kind, headers={**headers, "Content-Length": str(size)})
