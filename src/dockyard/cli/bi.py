@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +13,7 @@ import typer
 
 from dockyard.cli.app import ConfigOpt, JsonOpt, _app, _emit, cli, out
 from dockyard.cli.errors import handle_errors
-from dockyard.cli.export import export_app
+from dockyard.cli.export import _write, export_app
 from dockyard.text import escape
 
 sync_app = typer.Typer(no_args_is_help=True, help="Push the dbt project's descriptions to other tools.")
@@ -84,13 +83,7 @@ def export_catalog(
         document = catalog.export(_environment(catalog, env))
     finally:
         app.close()
-    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    if dest is None:
-        sys.stdout.write(text)
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {dest}", err=True)
+    _write(json.dumps(document, indent=2, sort_keys=True) + "\n", dest)
 
 
 @sync_app.command("metabase")
