@@ -36,6 +36,7 @@ def seed_runs(app: App, count: int, *, days: int = 200) -> None:
             job_id, name, env = jobs[i % len(jobs)]
             status, code = rng.choice(STATUSES)
             trigger = rng.choice(TRIGGERS)
+            pr = rng.randint(1, 300) if trigger == "github_pr" else None
             created = start + step * i
             took = timedelta(seconds=rng.randint(20, 900))
             rows.append(
@@ -50,7 +51,8 @@ def seed_runs(app: App, count: int, *, days: int = 200) -> None:
                     "cause": f"bench {trigger}",
                     "attempt": 1,
                     "priority": 0,
-                    "overrides": {"github_pull_request_id": rng.randint(1, 300)} if trigger == "github_pr" else None,
+                    "overrides": {"github_pull_request_id": pr} if pr else None,
+                    "pr_number": pr,
                     "git_sha": hashlib.sha1(str(i).encode()).hexdigest(),
                     "git_branch": rng.choice(BRANCHES),
                     "created_at": created,

@@ -18,7 +18,7 @@ def test_migrate_is_idempotent(empty_url: str) -> None:
         assert store.migrate() is True
         assert store.migrate() is False
         with store.engine.connect() as conn:
-            assert current_revision(conn) == head_revision() == "0011"
+            assert current_revision(conn) == head_revision() == "0012"
         job_ids = store.jobs.sync_jobs([{"name": "a", "environment": "prod"}])
     with Store(empty_url) as again:  # a second process start
         assert again.migrate() is False
@@ -82,6 +82,44 @@ def test_upgrade_from_0001_keeps_runs_and_downgrade_round_trips(empty_url: str) 
             assert "claimed_at" not in {c["name"] for c in inspect(conn).get_columns("runs")}
         assert store.migrate() is True
         assert store.runs.get_run(1).status.value == "starting"
+
+
+def test_0012_backfills_the_pull_request_of_every_run(empty_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import column, insert, select, table, text
+
+    from dockyard.store.migrations import upgrade
+    from dockyard.store.tables import pr_number_of, runs
+
+    documents = [
+        None,
+        {"github_pull_request_id": 42, "cause": "pr 42"},
+        {"gitlab_merge_request_id": 7},
+        {"non_native_pull_request_id": 1234, "threads_override": 4},
+        {"azure_pull_request_id": None, "non_native_pull_request_id": 9},  # null is not set
+        {"github_pull_request_id": 5, "gitlab_merge_request_id": 6},  # the first field wins
+        {"threads_override": 42, "cause": "github_pull_request_id 42"},  # no pull request
+    ]
+    with Store(empty_url) as store:
+        assert upgrade(store.engine, "0011") is True
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (name, environment, definition, created_at, updated_at) "
+                    "VALUES ('a', 'prod', '{}', '2025-01-01', '2025-01-01')"
+                )
+            )
+            # the columns of 0011 (the table as the old code wrote it, overrides as JSON)
+            old = table("runs", *(column(c.name, c.type) for c in runs.columns if c.name != "pr_number"))
+            row = {"job_id": 1, "job_name": "a", "environment": "prod", "status": "success", "status_code": 10}
+            row |= {"created_at": datetime(2025, 1, 1, tzinfo=UTC), "updated_at": datetime(2025, 1, 1, tzinfo=UTC)}
+            conn.execute(insert(old), [row | {"overrides": d} for d in documents])
+        assert store.migrate() is True
+        with store.engine.connect() as conn:
+            found = conn.execute(select(runs.c.pr_number).order_by(runs.c.id)).scalars().all()
+        assert found == [None, 42, 7, 1234, 9, 5, None]
+        assert found == [pr_number_of(d) for d in documents]  # what new runs get (store.writes)
 
 
 def test_head_revision_matches_alembic() -> None:

@@ -223,6 +223,10 @@ def test_ci_run_shows_its_selection(shop_app, client):
     assert f'href="/runs/{run_id}"' not in page(client, "/runs?pr=4")
     assert f'href="/runs/{run.id}"' not in page(client, "/runs?pr=42")
     assert "No runs match" in page(client, "/runs?branch=main")
+    # overrides rewritten: the pull-request column follows them
+    app.store.runs.set_run_fields(run_id, overrides={"gitlab_merge_request_id": 4})
+    assert f'href="/runs/{run_id}"' in page(client, "/runs?pr=4")
+    assert f'href="/runs/{run_id}"' not in page(client, "/runs?pr=42")
 
 
 def test_live_endpoint_and_cancel_with_and_without_csrf(shop_app, client):
@@ -284,6 +288,7 @@ def test_runs_list_query_walks_an_index(shop_app):
         (RunFilter(), "SCAN runs"),  # the primary key's order: newest first, stops after the page
         (RunFilter(statuses=["error"]), "USING INDEX ix_runs_status"),
         (RunFilter(job_ids=[1]), "USING INDEX ix_runs_job_id_id"),
+        (RunFilter(pr=42), "USING INDEX ix_runs_pr_number_id"),  # a column, not the overrides' JSON
     ):
         query = reader.list_query(f, limit=25).compile(engine, compile_kwargs={"literal_binds": True})
         with engine.connect() as conn:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard import files, timing
-from dockyard.app.ci import PR_FIELDS, pr_number
+from dockyard.app.ci import pr_number
 from dockyard.domain import FAILED_STATUSES, StepStatus
 from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store.run_pages import RunFilter
@@ -98,7 +98,7 @@ class RunPages:
         """The page of runs the query parameters ask for (status, job, trigger, branch, pr,
         environment, since, until, page); bad values raise :class:`DockyardError` (400)."""
         keep = {k: v.strip() for k, v in params.items() if k in FILTERS and v and v.strip()}
-        f = RunFilter(pr_keys=tuple(PR_FIELDS.values()))
+        f = RunFilter()
         if "status" in keep:
             f.statuses = [s.strip() for s in keep["status"].split(",") if s.strip()]
         if "job" in keep:

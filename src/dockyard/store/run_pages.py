@@ -1,8 +1,9 @@
 """Reads of the web UI's runs list, run page and model page (read-only; ``reader.run_pages``).
 
 Every read is bounded (LIMIT, or a list of ids) and walks an index: the list by the runs'
-primary key (newest first) or ``ix_runs_status``/``ix_runs_job_id_id``, a model's history by
-``ix_node_results_unique_id_run_id``. The list's total is counted up to ``count_cap`` rows
+primary key (newest first) or ``ix_runs_status``/``ix_runs_job_id_id``/``ix_runs_pr_number_id``
+(a pull request's runs: the ``pr_number`` column, written with the overrides), a model's
+history by ``ix_node_results_unique_id_run_id``. The list's total is counted up to ``count_cap`` rows
 (``SELECT count(*) FROM (... LIMIT cap)``): a filter that matches most of 100,000 runs stops
 early instead of counting them all, and the page says "10,000+".
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, select
 
 from dockyard.domain import COMPILED
 from dockyard.store import records as rec
@@ -33,7 +34,6 @@ class RunFilter:
     environments: list[str] | None = None
     branch: str | None = None
     pr: int | None = None
-    pr_keys: tuple[str, ...] = ()  # the override fields that carry a pull request (app.ci.PR_FIELDS)
     since: datetime | None = None  # created at or after
     until: datetime | None = None  # created before
 
@@ -49,10 +49,8 @@ class RunFilter:
             conds.append(runs.c.environment.in_(self.environments))
         if self.branch:
             conds.append(runs.c.git_branch == self.branch)
-        if self.pr is not None and self.pr_keys:
-            # the document's text first (cheap), then the fields that carry a pull request
-            conds.append(cast(runs.c.overrides, String).like(f"%{int(self.pr)}%"))
-            conds.append(or_(*(cast(runs.c.overrides[k].as_string(), String) == str(self.pr) for k in self.pr_keys)))
+        if self.pr is not None:  # the column written with the overrides (0012)
+            conds.append(runs.c.pr_number == int(self.pr))
         if self.since is not None:
             conds.append(runs.c.created_at >= self.since)
         if self.until is not None:

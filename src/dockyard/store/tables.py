@@ -102,6 +102,29 @@ jobs = Table(
     sqlite_autoincrement=True,  # ids are never reused
 )
 
+#: The trigger overrides that carry a run's pull request, in the order the first set one
+#: wins (dbt Cloud's names; ``dockyard.app.ci.PR_FIELDS`` maps providers to them).
+PR_OVERRIDE_KEYS = (
+    "github_pull_request_id",
+    "gitlab_merge_request_id",
+    "azure_pull_request_id",
+    "non_native_pull_request_id",
+)
+
+
+def pr_number_of(overrides: dict | None) -> int | None:
+    """The ``pr_number`` column of a run with these overrides: the first pull-request field
+    set (as ``dockyard.app.ci.pr_number`` reads it), else None."""
+    for key in PR_OVERRIDE_KEYS:
+        value = (overrides or {}).get(key)
+        if value is not None and value != "":
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 runs = Table(
     "runs",
     metadata,
@@ -142,6 +165,9 @@ runs = Table(
     # 0004: {"target", "profiles_dir", "sessions": [[client addr, port, first seen]]} of the
     # running step's dbt on a PostgreSQL warehouse (see dockyard.runner.sessions)
     Column("warehouse_sessions", JSONDoc, nullable=True),
+    # 0012: the pull request of the overrides (the first of PR_OVERRIDE_KEYS set), written
+    # with them (dockyard.store.writes); the runs list's pr= filter walks ix_runs_pr_number_id
+    Column("pr_number", Integer, nullable=True),
     PrimaryKeyConstraint("id", name="pk_runs"),
     ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_runs_job_id_jobs", ondelete="SET NULL"),
     ForeignKeyConstraint(["retry_of"], ["runs.id"], name="fk_runs_retry_of_runs", ondelete="SET NULL"),
@@ -644,3 +670,5 @@ Index("ix_ui_sessions_token_id", ui_sessions.c.token_id)
 Index("ix_ui_sessions_expires_at", ui_sessions.c.expires_at)
 # an environment's newest runs (the UI's environments page, the runs list by environment)
 Index("ix_runs_environment_id", runs.c.environment, runs.c.id.desc())
+# a pull request's runs, newest first (0012)
+Index("ix_runs_pr_number_id", runs.c.pr_number, runs.c.id.desc())

@@ -23,7 +23,7 @@ from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store import records as rec
 from dockyard.store.base import Repository, fence, run_not_found
 from dockyard.store.outbox import EventRow, final_event, lease_epoch, load_run, run_event, write_events
-from dockyard.store.tables import artifacts, node_results, run_steps, runs
+from dockyard.store.tables import artifacts, node_results, pr_number_of, run_steps, runs
 
 TRIGGERS = ("schedule", "manual", "api", "job_completion", "retry", "ci")
 TRANSITION_FIELDS = frozenset(
@@ -105,6 +105,7 @@ class RunWrites(Repository):
             has_warnings=False,
             trigger=trigger,
             overrides=rec.jsonable(overrides),
+            pr_number=pr_number_of(overrides),
             created_at=now,
             updated_at=now,
             queued_at=now,
@@ -167,6 +168,7 @@ class RunWrites(Repository):
             raise TypeError(f"set_run_fields() got unsupported fields: {', '.join(sorted(bad))}")
         if "overrides" in fields:
             fields["overrides"] = rec.jsonable(fields["overrides"])
+            fields["pr_number"] = pr_number_of(fields["overrides"])
         stmt = update(runs).where(runs.c.id == run_id).values(updated_at=clock.now(), **fields)
         with self.db.write() as conn:
             fence(conn, run_id, epoch)
