@@ -111,6 +111,14 @@ class Repository:
             return None
         return self._resolve(ref)
 
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        """Whether commit ``older`` is an ancestor of ``newer`` (both in the cached clone;
+        False when either is not there)."""
+        if not self.cache.is_dir() or not (SHA.match(older) and SHA.match(newer)):
+            return False
+        proc = self._git("merge-base", "--is-ancestor", older, newer, check=False, what="merge-base")
+        return proc.returncode == 0
+
     def _resolve(self, ref: str) -> str | None:
         proc = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False, what="resolve")
         out = proc.stdout.decode().strip()

@@ -124,3 +124,31 @@ def test_a_polled_new_head_is_deployed_and_its_on_merge_jobs_run_once(served):
     duty._next = 0.0
     duty.run(Tick(now(), TickReport(), {}))  # nothing new on the branch: nothing queued again
     assert len(_runs(app, "Deploy")) == 1
+
+
+def test_a_late_delivery_of_an_older_push_neither_builds_nor_cancels_the_newer_run(served):
+    """Deliveries are not ordered: the ``synchronize`` of the PR's first push arriving after
+    the second's must not queue the old sha nor cancel the new head's run; an event for a
+    commit that is not behind the head (a force push) still builds."""
+    remote, app, send = served
+    old = remote.commit(tiny_project(11, ON_MERGE), "pr: first", branch="feature-late")
+    new = remote.commit(tiny_project(12, ON_MERGE), "pr: second", branch="feature-late")
+    remote.push_ref("refs/pull/11/head")  # refs/pull/11/head is the second commit
+    first = send.github("pull_request", pull_request(11, action="synchronize", sha=new, ref="feature-late"))
+    assert first.status_code == 200, first.text
+    [newer] = first.json()["data"]["runs"]
+    late = send.github("pull_request", pull_request(11, action="synchronize", sha=old, ref="feature-late"))
+    assert late.status_code == 200, late.text
+    body = late.json()["data"]
+    assert body["stale"] is True and body["runs"] == [] and body["cancelled"] == [] and body["head_sha"] == new
+    assert app.runs.get(newer).status.value == "queued"
+    # a force push rewrites the PR: its new head (a sibling of the old commits) builds, and
+    # the run of the replaced head is cancelled
+    git("checkout", "--quiet", "--detach", old, cwd=remote.work)
+    forced = remote.commit(tiny_project(13, ON_MERGE), "pr: rewritten", branch="feature-forced")
+    git("push", "--quiet", "--force", str(remote.bare), "HEAD:refs/pull/11/head", cwd=remote.work)
+    assert not app.repository.is_ancestor(new, forced)
+    again = send.github("pull_request", pull_request(11, action="synchronize", sha=forced, ref="feature-forced"))
+    assert again.status_code == 200, again.text
+    [latest] = again.json()["data"]["runs"]
+    assert again.json()["data"]["cancelled"] == [newer] and app.runs.get(latest).git_sha == forced

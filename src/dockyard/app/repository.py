@@ -101,6 +101,10 @@ class RepositoryService:
         """Fetch the branch (``ref`` None), a ref or a sha from the remote; the full sha."""
         return self.repo.fetch(ref)
 
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        """Whether ``older`` is an ancestor commit of ``newer`` in the cached clone."""
+        return self.enabled and self.repo.is_ancestor(older, newer)
+
     def deployed(self) -> str | None:
         """The sha whose jobs are in force (None without ``repository:`` or before a deploy)."""
         if not self.enabled:

@@ -2,7 +2,9 @@
 
 * pull request opened, reopened, synchronised (GitLab: open, reopen, update with new
   commits): every CI job (``app.ci.jobs()``) is queued as a CI run of the PR's head sha,
-  then the PR's older CI runs still queued or running are cancelled;
+  then the PR's older CI runs still queued or running are cancelled; with ``repository:``
+  a delivery whose head sha is no longer the PR's head (``refs/pull/N/head``: a late or
+  redelivered event of an older push) queues and cancels nothing;
 * closed or merged: the PR's active CI runs are cancelled and its schema dropped
   (``app.ci.cleanup``);
 * push to ``repository.branch``: ``app.deploy(sha)``; when the commit is deployed, the jobs
@@ -124,7 +126,27 @@ class Controller:
     def build(self, event: PullRequestEvent, key: str) -> dict[str, Any]:
         """Queue the CI jobs for the PR's head sha, then cancel the PR's older CI runs."""
         ci = self.app.ci
-        self.fetch_head(event)
+        head = self.fetch_head(event)
+        if head is not None and event.head_sha and self.superseded(event.head_sha, head):
+            # a late or redelivered event of an older push (deliveries are not ordered): the
+            # pull request's head has moved on past it, and its newer runs must not be cancelled
+            log.warning(
+                "%s pull request #%s: the %s delivery is for %s, the head is now %s: ignored",
+                event.provider,
+                event.number,
+                event.action,
+                event.head_sha,
+                head,
+            )
+            return {
+                "pull_request": event.number,
+                "action": event.action,
+                "runs": [],
+                "cancelled": [],
+                "stale": True,
+                "head_sha": head,
+                "note": f"the pull request's head is {head}, not {event.head_sha}: nothing queued or cancelled",
+            }
         runs = []
         for view in ci.jobs():
             body = ci.trigger_options(
@@ -154,22 +176,30 @@ class Controller:
         )
         return {"pull_request": event.number, "action": event.action, "runs": runs, "cancelled": cancelled}
 
-    def fetch_head(self, event: PullRequestEvent) -> None:
+    def fetch_head(self, event: PullRequestEvent) -> str | None:
         """With ``repository:``, fetch the PR's head ref (``refs/pull/N/head``,
         ``refs/merge-requests/N/head``) into the cached clone, so its sha is there when the run
-        checks it out, also for a pull request from a fork; best effort (the run fetches the
-        sha itself otherwise)."""
+        checks it out, also for a pull request from a fork; returns the ref's sha, the PR's
+        head now (None without ``repository:`` or when the fetch failed: best effort, the run
+        fetches the sha itself)."""
         if not self.app.repository.enabled:
-            return
+            return None
         ref = (
             f"refs/pull/{event.number}/head"
             if event.provider == "github"
             else f"refs/merge-requests/{event.number}/head"
         )
         try:
-            self.app.repository.fetch(ref)
+            return self.app.repository.fetch(ref)
         except DockyardError as exc:
             log.warning("%s pull request #%s: fetching %s failed: %s", event.provider, event.number, ref, exc.what)
+            return None
+
+    def superseded(self, sha: str, head: str) -> bool:
+        """Whether the pull request's head ``head`` is a later commit than ``sha`` (a
+        descendant: after a force push, or when the provider's ref lags, the event builds)."""
+        sha, head = sha.lower(), head.lower()
+        return sha != head and self.app.repository.is_ancestor(sha, head)
 
     def close(self, event: PullRequestEvent) -> dict[str, Any]:
         cancelled = self.cancel_runs(event.provider, event.number)
