@@ -30,7 +30,15 @@ def local_graph(app, job: str, group_by: str = "model", server: str | None = Non
         )
     run_id, path = found
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    return graph(manifest, job=view.name, environment=env, source=f"run {run_id}", group_by=group_by, server=server)
+    return graph(
+        manifest,
+        job=view.name,
+        environment=env,
+        source=f"run {run_id}",
+        group_by=group_by,
+        server=server,
+        tests=runs_tests(view.config.commands),
+    )
 
 
 def remote_graph(client, job: str, group_by: str = "model") -> Graph:
@@ -45,7 +53,35 @@ def remote_graph(client, job: str, group_by: str = "model") -> Graph:
         raise DockyardError(f"environment {env!r} has no successful run with a manifest on {client.url}")
     manifest = json.loads(found[1])
     name = chosen[0]["name"]
-    return graph(manifest, job=name, environment=env, source=f"run {found[0]}", group_by=group_by, server=client.url)
+    tests = runs_tests(chosen[0].get("commands") or [])
+    return graph(
+        manifest, job=name, environment=env, source=f"run {found[0]}", group_by=group_by, server=client.url, tests=tests
+    )
+
+
+def runs_tests(commands: list[str]) -> bool:
+    """Whether a job with these commands runs dbt tests (``dbt build`` or ``dbt test``)."""
+    for command in commands:
+        words = [w for w in str(command).split() if not w.startswith("-")]
+        if len(words) > 1 and words[0] == "dbt" and words[1] in ("build", "test"):
+            return True
+    return False
+
+
+def model_tests(manifest: dict, models: set[str]) -> dict[str, dict[str, str]]:
+    """Each model's dbt tests (name -> unique id): the tests attached to it (dbt's
+    ``attached_node``; a singular test on one model only, otherwise)."""
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    for uid, node in (manifest.get("nodes") or {}).items():
+        if node.get("resource_type") != "test":
+            continue
+        attached = node.get("attached_node")
+        if not attached:
+            deps = [d for d in (node.get("depends_on") or {}).get("nodes") or [] if d in models]
+            attached = deps[0] if len(set(deps)) == 1 else None
+        if attached in models:
+            out[attached][node.get("name") or uid] = uid
+    return out
 
 
 def model_edges(manifest: dict) -> dict[str, set[str]]:
@@ -76,8 +112,17 @@ def group_of(node: dict, group_by: str) -> str:
 
 
 def graph(
-    manifest: dict, *, job: str, environment: str, source: str, group_by: str = "model", server: str | None = None
+    manifest: dict,
+    *,
+    job: str,
+    environment: str,
+    source: str,
+    group_by: str = "model",
+    server: str | None = None,
+    tests: bool = False,
 ) -> Graph:
+    """The tasks of ``manifest``'s models grouped by ``group_by``; with ``tests`` (the job
+    runs dbt tests), each task lists its models' tests."""
     if group_by not in GROUPS:
         raise DockyardError(f"--group-by {group_by!r}: one of {', '.join(GROUPS)}")
     edges = model_edges(manifest)
@@ -87,6 +132,7 @@ def graph(
         members[group_of(nodes[uid], group_by)].append(uid)
     of = {uid: group for group, uids in members.items() for uid in uids}
     names = identifiers(sorted(members))
+    checks = model_tests(manifest, set(edges)) if tests else {}
     tasks = []
     for group in sorted(members):
         uids = sorted(members[group])
@@ -99,6 +145,7 @@ def graph(
                 select=sorted(nodes[u]["name"] for u in uids),
                 upstream=up,
                 folder=posixpath.dirname(nodes[uids[0]].get("path") or "") or "models",
+                tests={name: test for u in uids for name, test in checks.get(u, {}).items()},
             )
         )
     result = Graph(job=job, environment=environment, source=source, group_by=group_by, server=server, tasks=tasks)

@@ -3,7 +3,8 @@
 (``AssetSpec`` per model, with the dbt dependencies); materialising all of them triggers the
 job, a subset (a selection, or a re-execution from failure) builds only those models
 (``dbt build --select``). Each materialisation carries the run id, rows and seconds; failed
-models fail the step with dbt's error. :class:`DockyardResource` holds the server.
+models fail the step with dbt's error. When the job runs dbt tests, each model's tests are
+asset checks on its asset, with the tests' results. :class:`DockyardResource` holds the server.
 
 (No ``from __future__ import annotations``: Dagster reads the ``context`` annotation.)"""
 
@@ -33,10 +34,50 @@ def _meta(spec: dg.AssetSpec, key: str) -> list[str]:
     return list(getattr(value, "value", value) or [])
 
 
-def dockyard_assets(*, job: str | int, specs: list[dg.AssetSpec], name: str = "dockyard_assets"):
-    """A multi-asset materialised by a run of ``job``."""
+def check_specs(specs: list[dg.AssetSpec], checks: dict[str, dict[str, str]]) -> dict[dg.AssetCheckKey, str]:
+    """The asset check of each dbt test (``checks``: asset -> test name -> unique id), keyed
+    to its test's unique id."""
+    out = {}
+    for spec in specs:
+        for test_name, test in sorted((checks.get(spec.key.to_user_string()) or {}).items()):
+            out[dg.AssetCheckKey(spec.key, test_name)] = test
+    return out
 
-    @dg.multi_asset(specs=specs, name=name, can_subset=True, required_resource_keys={"dockyard"})
+
+def check_result(key: dg.AssetCheckKey, test: str, run) -> dg.AssetCheckResult:
+    """A dbt test's result as an asset check result: passed when it passed; a warning is a
+    failed check of severity WARN (as dagster-dbt reports it); a test the run did not run
+    fails with WARN and says so."""
+    found = run.node(test) or {}
+    status = str(found.get("status") or "not run")
+    severity = dg.AssetCheckSeverity.WARN if status in ("warn", "not run") else dg.AssetCheckSeverity.ERROR
+    metadata = {"dockyard/run_id": run.id, "dockyard/status": status, "dbt/unique_id": test}
+    if found.get("message"):
+        metadata["dockyard/message"] = str(found["message"])[:2000]
+    if found.get("failures") is not None:
+        metadata["dbt/failures"] = found["failures"]
+    return dg.AssetCheckResult(
+        asset_key=key.asset_key, check_name=key.name, passed=status == "pass", severity=severity, metadata=metadata
+    )
+
+
+def dockyard_assets(
+    *,
+    job: str | int,
+    specs: list[dg.AssetSpec],
+    checks: dict[str, dict[str, str]] | None = None,
+    name: str = "dockyard_assets",
+):
+    """A multi-asset materialised by a run of ``job``; ``checks`` (asset -> dbt test name ->
+    unique id) become asset checks with the tests' results."""
+    tests = check_specs(specs, checks or {})
+    check_defs = [
+        dg.AssetCheckSpec(key.name, asset=key.asset_key, description=f"dbt test {t}") for key, t in tests.items()
+    ]
+
+    @dg.multi_asset(
+        specs=specs, check_specs=check_defs, name=name, can_subset=True, required_resource_keys={"dockyard"}
+    )
     def _assets(context: dg.AssetExecutionContext):
         dockyard: DockyardResource = context.resources.dockyard
         chosen = [s for s in specs if s.key in context.selected_asset_keys]
@@ -62,6 +103,9 @@ def dockyard_assets(*, job: str | int, specs: list[dg.AssetSpec], name: str = "d
                 "execution_time_s": round(sum(r.get("execution_time_s") or 0.0 for r in found), 3),
             }
             yield dg.MaterializeResult(asset_key=spec.key, metadata=metadata)
+            for key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
+                if key.asset_key == spec.key and key in tests:
+                    yield check_result(key, tests[key], final)
         if failures:
             raise dg.Failure(description="; ".join(failures))
 

@@ -26,6 +26,7 @@ class Task:
     select: list[str]  # the models' names, for --select
     upstream: list[str] = field(default_factory=list)  # task names
     folder: str = ""
+    tests: dict[str, str] = field(default_factory=dict)  # the models' dbt tests: name -> unique id
 
 
 @dataclass(frozen=True)
@@ -159,9 +160,18 @@ def dagster(graph: Graph) -> str:
             f"    AssetSpec({t.name!r}, deps={t.upstream!r}, group_name={(t.folder or 'models').replace('/', '_')!r}, "
             f"metadata={{'dockyard/nodes': {t.nodes!r}, 'dockyard/select': {t.select!r}}}),"
         )
+    lines.append("]\n")
+    # the job runs dbt tests: each model's tests are asset checks on its asset
+    lines.append("CHECKS = {" if any(t.tests for t in graph.tasks) else "CHECKS = {}\n")
+    for t in graph.ordered():
+        if t.tests:
+            lines.append(f"    {t.name!r}: {{")
+            lines += [f"        {name!r}: {test!r}," for name, test in sorted(t.tests.items())]
+            lines.append("    },")
+    if any(t.tests for t in graph.tasks):
+        lines.append("}\n")
     lines += [
-        "]\n",
-        f"assets = dockyard_assets(job=JOB, specs=SPECS, name={'dockyard_' + graph.slug!r})",
+        f"assets = dockyard_assets(job=JOB, specs=SPECS, checks=CHECKS, name={'dockyard_' + graph.slug!r})",
         "defs = Definitions(assets=[assets], resources={'dockyard': DockyardResource(url=SERVER)})",
     ]
     return "\n".join(lines) + "\n"

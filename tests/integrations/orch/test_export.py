@@ -17,7 +17,7 @@ import pytest
 from tests.api.served import copy_shop
 from typer.testing import CliRunner
 
-from dockyard.app.exports import graph, model_edges
+from dockyard.app.exports import graph, model_edges, runs_tests
 from dockyard.cli.main import cli
 from dockyard.errors import DockyardError
 from dockyard.integrations import render
@@ -61,7 +61,8 @@ def name_of(manifest: dict) -> dict[str, str]:
 
 
 def rendered(manifest: dict, target: str, group_by: str = "model") -> str:
-    g = graph(manifest, job=JOB, environment=ENV, source="run 1", group_by=group_by, server="https://dockyard:8580")
+    server = "https://dockyard:8580"
+    g = graph(manifest, job=JOB, environment=ENV, source="run 1", group_by=group_by, server=server, tests=True)
     return render.RENDERERS[target](g)
 
 
@@ -194,3 +195,21 @@ def test_cli_exports_from_the_local_store(shop, tmp_path, monkeypatch):
     assert "JOB = 'API smoke'" in out.read_text() and "environment 'dev'" in out.read_text()
     printed = runner.invoke(cli, ["export", "dagster", "API smoke", "--config", config])
     assert printed.exit_code == 0 and "AssetSpec('fct_orders'" in printed.stdout
+
+
+def test_dbt_tests_become_each_models_asset_checks(manifest):
+    """The tests attached to a model (generic tests by ``attached_node``, a singular test on
+    one model) are its checks; only for a job that runs tests."""
+    checks = {t.name: t.tests for t in graph(manifest, job=JOB, environment=ENV, source="run 1", tests=True).tasks}
+    tests = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] == "test"}
+    # every shop test but the singular one over two models is on one model
+    singular = {k for k, v in tests.items() if not v.get("attached_node")}
+    assert sum(len(c) for c in checks.values()) == len(tests) - len(singular) and len(singular) == 1
+    unique = next(k for k in tests if k.startswith("test.shop.unique_fct_orders_order_id."))
+    assert checks["fct_orders"]["unique_fct_orders_order_id"] == unique
+    relationship = next(k for k in tests if k.startswith("test.shop.relationships_fct_orders_customer_id"))
+    assert relationship in checks["fct_orders"].values()  # on fct_orders, though it refs dim_customers
+    without = graph(manifest, job=JOB, environment=ENV, source="run 1").tasks
+    assert all(t.tests == {} for t in without)
+    assert runs_tests(["dbt seed", "dbt build --exclude resource_type:seed"])
+    assert runs_tests(["dbt --no-partial-parse test --select x"]) and not runs_tests(["dbt run", "dbt seed"])

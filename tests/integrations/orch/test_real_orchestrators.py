@@ -31,6 +31,9 @@ ORCH_JOB = """
   - name: "Orch"
     environment: dev
     commands: ["dbt seed", "dbt run"]
+  - name: "Orch build"
+    environment: dev
+    commands: ["dbt seed", "dbt build --exclude resource_type:seed"]
 """
 BROKEN_SQL = "select * from no_such_table_for_the_retry_test\n"
 AIRFLOW = """
@@ -65,10 +68,10 @@ def served(tmp_path_factory):
         stop_server(server)
 
 
-def export(served, target: str, dest: Path) -> Path:
+def export(served, target: str, dest: Path, job: str = "Orch") -> Path:
     env = {**served.env, "SSL_CERT_FILE": str(served.ca), "DOCKYARD_TOKEN": served.read_token}
     proc = subprocess.run(
-        [sys.executable, "-m", "dockyard", "export", target, "Orch", "--server", served.url, "--out", str(dest)],
+        [sys.executable, "-m", "dockyard", "export", target, job, "--server", served.url, "--out", str(dest)],
         capture_output=True,
         text=True,
         env=env,
@@ -223,6 +226,9 @@ for event in result.get_asset_materialization_events():
     meta = event.materialization.metadata
     print("MAT", event.asset_key.to_user_string(), meta["dockyard/run_id"].value, meta["dockyard/status"].value,
           meta["execution_time_s"].value)
+for check in result.get_asset_check_evaluations():
+    print("CHECK", check.asset_key.to_user_string(), check.check_name, check.passed, check.severity.value,
+          check.metadata["dockyard/status"].value)
 for event in result.all_events:
     if event.is_step_failure:
         print("FAILURE", event.step_failure_data.error.message.replace(chr(10), " "))
@@ -231,7 +237,7 @@ for event in result.all_events:
 
 def test_dagster_assets_per_model_fail_and_reexecute(served, tmp_path):
     python = client_python("dagster", ["dagster", "httpx"])
-    defs = export(served, "dagster", tmp_path / "dockyard_orch.py")
+    defs = export(served, "dagster", tmp_path / "dockyard_orch.py", job="Orch build")
     env = {"DAGSTER_HOME": str(tmp_path / "dagster")}
     (tmp_path / "dagster").mkdir()
     model = served.shop / "models" / "marts" / "fct_orders.sql"
@@ -251,8 +257,17 @@ def test_dagster_assets_per_model_fail_and_reexecute(served, tmp_path):
     assert set(mats) == {"stg_customers", "stg_orders", "stg_order_items", "stg_products"}, first.stdout
     assert "model.shop.fct_orders error in run" in first.stdout
     assert "model.shop.dim_customers was not run" not in first.stdout  # dbt skipped it: a result
+    # dbt tests are asset checks: the staging models' tests ran (a warn test is a failed check
+    # of severity WARN, as in dagster-dbt); the failed model's tests were skipped, not reported
+    checks = [line.split()[1:] for line in first.stdout.splitlines() if line.startswith("CHECK ")]
+    assert ["stg_customers", "unique_stg_customers_customer_id", "True", "ERROR", "pass"] in checks, first.stdout
+    assert ["stg_customers", "warn_stg_customers_unknown_country_code", "False", "WARN", "warn"] in checks
+    assert not [c for c in checks if c[0] in ("fct_orders", "customer_ltv", "dim_customers")], checks
     mats = {line.split()[1]: line.split()[2:] for line in again.stdout.splitlines() if line.startswith("MAT ")}
     assert "SUCCESS True" in again.stdout and set(mats) == {"fct_orders", "customer_ltv", "dim_customers"}
+    checks = [line.split()[1:] for line in again.stdout.splitlines() if line.startswith("CHECK ")]
+    assert ["fct_orders", "unique_fct_orders_order_id", "True", "ERROR", "pass"] in checks, again.stdout
+    assert {c[0] for c in checks} == {"fct_orders", "customer_ltv", "dim_customers"}
     with Client(served.url, served.token, verify=str(served.ca)) as dy:
         rerun = dy.run(int(mats["fct_orders"][0]))
     assert rerun.raw["overrides"]["steps_override"] == ["dbt build --select fct_orders customer_ltv dim_customers"]
