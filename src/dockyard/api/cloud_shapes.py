@@ -2,7 +2,10 @@
 
 ``run_steps`` starts with the three steps every dbt Cloud run has (clone, profile, deps;
 clients such as prefect-dbt skip ``index <= 3``), then one ``Invoke dbt with `<command>```
-step per command, numbered from 1. Artifacts are listed relative to dbt's target folder
+step per command, numbered from 1. A run that failed or was cancelled lists its steps (without
+logs) even when ``include_related`` does not ask for them: prefect-dbt's targeted retry
+(``DbtCloudJobRun.retry_failed_steps``) reads ``run_steps`` from a plain ``GET runs/{id}``
+to find the failed step. Artifacts are listed relative to dbt's target folder
 and accumulate over the steps: ``?step=N`` shows what the target folder held after step N.
 """
 
@@ -119,9 +122,10 @@ def _log(cat: Catalog, run: StoredRun, index: int, tail_bytes: int) -> str:
 
 
 def run_steps(
-    cat: Catalog, run: StoredRun, *, full_debug: bool, log_tail: int = LOG_TAIL_BYTES
+    cat: Catalog, run: StoredRun, *, full_debug: bool, log_tail: int = LOG_TAIL_BYTES, with_logs: bool = True
 ) -> list[dict[str, Any]]:
-    """``log_tail``: bytes of each step's log (the end of it); lists use less."""
+    """``log_tail``: bytes of each step's log (the end of it); lists use less. Without
+    ``with_logs``, ``logs`` and ``debug_logs`` are empty (no log file is read)."""
     started = run.started_at is not None
     if started:
         pre = (10, "Success")
@@ -138,7 +142,7 @@ def run_steps(
     per_step = min(log_tail, max(4096, LOG_BUDGET // max(1, len(run.steps))))
     for step in run.steps:
         code = STEP_CODES.get(step.status, (1, "Queued"))
-        logs = _log(cat, run, step.index, per_step)
+        logs = _log(cat, run, step.index, per_step) if with_logs else ""
         debug = logs if full_debug else "\n".join(logs.splitlines()[-DEBUG_TAIL_LINES:])
         steps.append(
             _step(
@@ -278,4 +282,6 @@ def run_object(
         out["environment"] = environment
     if "run_steps" in include:
         out["run_steps"] = run_steps(cat, run, full_debug="debug_logs" in include, log_tail=log_tail)
+    elif run.status in (RunStatus.ERROR, RunStatus.CANCELLED) and run.steps:
+        out["run_steps"] = run_steps(cat, run, full_debug=False, with_logs=False)  # prefect-dbt's retry
     return out
