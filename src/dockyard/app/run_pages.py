@@ -17,11 +17,13 @@ from typing import Any
 
 from dockyard import files, timing
 from dockyard.app.ci import pr_number
+from dockyard.app.run_nodes import NodeTable, node_table
 from dockyard.domain import FAILED_STATUSES, StepStatus
 from dockyard.errors import DockyardError, NotFoundError
 from dockyard.store.run_pages import RunFilter
 
 PER_PAGE = 25
+FAILED_SHOWN = 100  # failed nodes shown with their error and SQL (the table has them all)
 LOG_CHUNK = 256 * 1024  # the most log bytes one poll returns
 LOG_START = 64 * 1024  # a first poll (offset -1) starts this far from the end
 MAX_JSON_BYTES = 256 * 1024 * 1024  # a manifest or run_results.json larger than this is not parsed
@@ -43,7 +45,8 @@ class RunsPage:
 @dataclass
 class RunPage:
     run: Any
-    nodes: list  # executed nodes, failed first
+    nodes: list  # executed nodes, in the store's order (step, start)
+    table: NodeTable  # the page of them the node table shows
     failed: list[dict]  # {"node", "sql"}
     timeline: dict
     steps: list[dict]
@@ -51,6 +54,7 @@ class RunPage:
     ci: dict | None
     pr: tuple[int, str] | None
     counts: dict[str, int] = field(default_factory=dict)
+    failed_more: int = 0  # failed nodes past the first FAILED_SHOWN (in the table only)
 
 
 def _cached(kind: str, sha: str, path: Path, parse):
@@ -120,9 +124,11 @@ class RunPages:
         return RunsPage(runs, total, more, page, pages, keep, self.reader.choices())
 
     # -- one run ------------------------------------------------------------------------------
-    def run(self, run_id: int) -> RunPage:
-        run = self.app.runs.get(run_id)
-        nodes = run.executed_nodes
+    def run(self, run_id: int, params: dict[str, str] | None = None) -> RunPage:
+        """The run page: ``params`` choose the node table's page, filter and sort
+        (:func:`dockyard.app.run_nodes.node_table`)."""
+        run = self._run(run_id)
+        nodes = run.nodes
         by_step = {a.step_index: {} for a in run.artifacts}
         for a in run.artifacts:
             by_step[a.step_index][a.name] = a
@@ -145,7 +151,7 @@ class RunPages:
         ]
         failed_nodes = [n for n in nodes if n.status in FAILED_STATUSES]
         failed = []
-        for n in failed_nodes:
+        for n in failed_nodes[:FAILED_SHOWN]:
             sql = ""
             rr = by_step.get(n.step_index or 0, {}).get("run_results.json")
             if rr is not None:
@@ -153,11 +159,7 @@ class RunPages:
             if not sql and views.get(n.step_index or 0):
                 sql = views[n.step_index]["sql"].get(n.unique_id, "")
             failed.append({"node": n, "sql": sql})
-        order = {id(n): i for i, n in enumerate(failed_nodes)}
-        ordered = sorted(nodes, key=lambda n: (order.get(id(n), len(order)), n.step_index or 0, _start(n)))
-        counts: dict[str, int] = {}
-        for n in nodes:
-            counts[n.status] = counts.get(n.status, 0) + 1
+        table = node_table(run.id, nodes, params or {})
         pr = pr_number(run.overrides)
         ci = None
         if pr is not None:
@@ -166,13 +168,30 @@ class RunPages:
             except (DockyardError, OSError, ValueError):
                 ci = None
         steps = [{"step": s, "duration_s": _seconds(s.started_at, s.finished_at)} for s in sorted(run.steps, key=_idx)]
-        return RunPage(run, ordered, failed, data, steps, list(run.artifacts), ci, pr, counts)
+        page = RunPage(run, nodes, table, failed, data, steps, list(run.artifacts), ci, pr, dict(table.statuses))
+        page.failed_more = len(failed_nodes) - len(failed)
+        return page
+
+    def nodes(self, run_id: int, params: dict[str, str]) -> tuple[Any, NodeTable]:
+        """The run (no steps) and its page's node table alone (``GET /runs/{id}/nodes``:
+        runpage.js swaps it in without reloading the page)."""
+        run = self.app.runs.summary(run_id, with_steps=False)
+        return run, node_table(run_id, self._nodes(run_id), params)
+
+    def _run(self, run_id: int):
+        """The run with its steps, artifacts and executed nodes (the page's columns only)."""
+        run = self.app.runs.summary(run_id)
+        run.nodes = self._nodes(run_id)
+        return run
+
+    def _nodes(self, run_id: int) -> list:
+        return self.reader.run_nodes(run_id)
 
     def live(self, run_id: int, log_offset: int = -1) -> dict[str, Any]:
         """A running run's state for the page's poll: status, steps, nodes done of total, and
         the log bytes after ``log_offset`` (-1: the last 64 KB), with the next offset."""
-        run = self.app.runs.get(run_id)
-        nodes = run.executed_nodes
+        run = self._run(run_id)
+        nodes = run.nodes
         done = sum(1 for n in nodes if n.finished_at is not None)
         segments = self._log_segments(run)
         size = sum(len(s) if isinstance(s, bytes) else s[1] for s in segments)
@@ -309,10 +328,6 @@ def _read_segments(segments: list, start: int, limit: int) -> bytes:
 
 def _idx(step) -> int:
     return step.index
-
-
-def _start(node) -> float:
-    return node.started_at.timestamp() if node.started_at else float("inf")
 
 
 def _seconds(a: datetime | None, b: datetime | None) -> float | None:

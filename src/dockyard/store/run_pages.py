@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select
 
-from dockyard.domain import COMPILED
+from dockyard.domain import COMPILED, NodeResult
 from dockyard.store import records as rec
 from dockyard.store.base import Repository
 from dockyard.store.queries import RunQueries
@@ -24,6 +24,21 @@ from dockyard.store.records import StoredRun
 from dockyard.store.tables import artifacts, node_results, runs
 
 COUNT_CAP = 10_000
+#: The node columns a run page shows or times (NodeResult's fields; not the
+#: ``adapter_response`` document nor ``compiled_path``).
+PAGE_NODE_COLUMNS = (
+    "step_index",
+    "unique_id",
+    "name",
+    "resource_type",
+    "status",
+    "started_at",
+    "finished_at",
+    "execution_time_s",
+    "rows_affected",
+    "message",
+    "thread",
+)
 
 
 @dataclass
@@ -80,6 +95,19 @@ class RunPageReader(Repository):
         for run in found:
             run.steps = steps.get(run.id, [])
         return found, min(total, cap), total > cap
+
+    def run_nodes(self, run_id: int) -> list[NodeResult]:
+        """The run's executed node results for its page, in the store's order (step, start,
+        id): the page's columns only (no ``adapter_response`` document to decode, no
+        ``compiled_path``), without the nodes of steps that only compiled."""
+        cols = [node_results.c[name] for name in PAGE_NODE_COLUMNS]
+        query = (
+            select(*cols)
+            .where(node_results.c.run_id == run_id, node_results.c.status != COMPILED)
+            .order_by(node_results.c.step_index, node_results.c.started_at.asc().nulls_last(), node_results.c.id)
+        )
+        with self.db.read() as conn:
+            return [NodeResult(**dict(zip(PAGE_NODE_COLUMNS, row, strict=True))) for row in conn.execute(query)]
 
     def choices(self) -> dict[str, list[str]]:
         """Distinct environments and triggers of the newest 1,000 runs (for the filter form)."""

@@ -47,7 +47,9 @@ def test_run_page_numbers_equal_the_store(admin_page, prod, watch):
     assert nodes, "the production run executed no node"
     # counts: every executed node has a row, with its status; the header counts them by status
     rows = page.locator("table#nodes tbody tr")
+    assert len(nodes) <= 100, "the shop's run fits one page of the node table (test_browser_nodes pages)"
     assert rows.count() == len(nodes)
+    assert f"of {len(nodes)}." in page.locator("#nodes-summary").inner_text()
     shown = Counter(
         (r["uid"], int(r["step"]), r["status"])
         for r in rows.evaluate_all(

@@ -41,8 +41,16 @@ def runs_list(request: Request, viewer: ViewerDep):
 
 @router.get("/runs/{run_id}")
 def run_page(request: Request, run_id: int, viewer: ViewerDep):
+    """The run; ``q``, ``status``, ``sort`` and ``page`` choose the node table's rows."""
     rp = pages(request)
-    return render(request, "runs/run.html", p=rp.run(run_id))
+    return render(request, "runs/run.html", p=rp.run(run_id, dict(request.query_params)))
+
+
+@router.get("/runs/{run_id}/nodes")
+def run_nodes(request: Request, run_id: int, viewer: ViewerDep):
+    """The run page's node table alone (same parameters), for runpage.js to swap in."""
+    run, table = pages(request).nodes(run_id, dict(request.query_params))
+    return render(request, "runs/_nodes.html", r=run, t=table)
 
 
 @router.get("/runs/{run_id}/live")

@@ -1,5 +1,7 @@
 // The run page's live part (the log tail, step statuses, nodes done) while the run runs,
-// polling /runs/{id}/live?log_offset=N; and the model page's duration trend (an SVG).
+// polling /runs/{id}/live?log_offset=N; the node table's pages, sorts and filters fetched
+// from /runs/{id}/nodes and swapped in (the links and the form work without this: same
+// query parameters, the whole page); and the model page's duration trend (an SVG).
 "use strict";
 (function () {
   const NS = "http://www.w3.org/2000/svg";
@@ -46,6 +48,59 @@
     loop();
   }
 
+  // the node table: a sort or page link, the form, typing in the filter box or choosing a
+  // status fetches the table alone; the address follows (a deep link), focus stays put
+  function nodeTable(run) {
+    const form = document.getElementById("nodes-form");
+    const box = document.getElementById("nodes-table");
+    if (!form || !box) return;
+    const input = form.querySelector("input[name=q]");
+    const select = form.querySelector("select[name=status]");
+    let seq = 0, timer = null;
+    function query(params) {
+      const out = new URLSearchParams();
+      for (const [k, v] of params) if (v !== "") out.set(k, v);
+      return out.toString();
+    }
+    async function load(q, focusKey) {
+      const mine = ++seq;
+      const url = "/runs/" + run.id + (q ? "?" + q : "");
+      box.setAttribute("aria-busy", "true");
+      try {
+        const res = await fetch("/runs/" + run.id + "/nodes" + (q ? "?" + q : ""),
+          { headers: { Accept: "text/html" }, credentials: "same-origin" });
+        if (mine !== seq) return;
+        if (!res.ok || res.redirected) { window.location.assign(url + "#nodes-section"); return; }
+        const html = await res.text();
+        if (mine !== seq) return;
+        box.innerHTML = html; // the server's template: every value escaped
+        if (window.dockyard && window.dockyard.localTimes) window.dockyard.localTimes(box);
+        history.replaceState(null, "", url + "#nodes-section");
+        if (focusKey) { // a link: the form shows the table's filters
+          const params = new URLSearchParams(q);
+          if (input) input.value = params.get("q") || "";
+          if (select) select.value = params.get("status") || "";
+        }
+        const target = focusKey && box.querySelector('[data-key="' + focusKey + '"]');
+        if (target) target.focus();
+      } catch (e) {
+        if (mine === seq) window.location.assign(url + "#nodes-section");
+      } finally {
+        if (mine === seq) box.removeAttribute("aria-busy");
+      }
+    }
+    box.addEventListener("click", function (e) {
+      const a = e.target.closest("a[data-key]");
+      if (!a || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
+      load(query(new URL(a.href, window.location.href).searchParams), a.dataset.key);
+    });
+    function fromForm() { clearTimeout(timer); load(query(new FormData(form))); }
+    form.addEventListener("submit", function (e) { e.preventDefault(); fromForm(); });
+    if (input) input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(fromForm, 250); });
+    if (select) select.addEventListener("change", fromForm);
+  }
+
   function trend(box, points) {
     const w = Math.max(box.clientWidth || 0, 480), h = 140, pad = 24;
     const max = Math.max.apply(null, points.map(function (p) { return p.s; })) || 1;
@@ -82,6 +137,7 @@
     const d = window.dockyard;
     const run = d && d.data("run-data");
     if (run && !run.final) live(run);
+    if (run) nodeTable(run);
     const box = document.getElementById("trend");
     const points = d && d.data("trend-data");
     if (box && points && points.length > 1) trend(box, points);
