@@ -31,6 +31,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,17 @@ def manifest_of(models: int, workdir: Path) -> Path:
     return manifest
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def commit() -> str:
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return found.stdout.strip() or "unknown"
+
+
 def percentiles(samples: list[float]) -> dict:
     s = sorted(samples)
 
@@ -107,7 +119,6 @@ async def server_times(app: App, urls: list[str], requests: int) -> dict[str, di
 def lineage_tti(shop: Path, env: dict, loads: int, nodes: int) -> dict:
     """Navigation start to ``window.dockyardReady`` on /lineage?env=prod, ``loads`` times."""
     from playwright.sync_api import sync_playwright
-    from tests.api.served import free_port
 
     port = free_port()
     log = open(shop.parent / "serve.log", "w")  # noqa: SIM115 - the server's life
@@ -187,6 +198,7 @@ def main() -> None:
         seed_runs(app, args.runs)
         run_id, nodes = big_run(app, manifest)
         seeded = time.perf_counter() - started
+        load_before = [round(x, 2) for x in os.getloadavg()]
         print(f"seeded {args.runs:,} runs and run {run_id} with {nodes:,} nodes in {seeded:.1f} s", flush=True)
         job = ids["Daily Production Run"]
         since = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%d")
@@ -208,6 +220,8 @@ def main() -> None:
         result = {
             "time": datetime.now(UTC).isoformat(),
             "cpus": os.cpu_count(),
+            "commit": commit(),
+            "load_average_before": load_before,
             "runs_in_store": args.runs + 1,
             "big_run_nodes": nodes,
             "seed_seconds": round(seeded, 1),
@@ -220,6 +234,7 @@ def main() -> None:
             result["lineage_tti"] = lineage_tti(shop, env, args.loads, nodes)
             tti = result["lineage_tti"]
             print(f"  /lineage?env=prod  p50 {tti['p50_ms']} ms  max {tti['max_ms']} ms")
+        result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         out = ROOT / "bench" / "results" / f"ui-pages-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result) + "\n")
