@@ -161,7 +161,8 @@ with DAG("dockyard_client_flows", schedule=None, start_date=dt.datetime(2026, 1,
                                      job_name="API smoke", **WAIT)
     artifact = DbtCloudGetJobRunArtifactOperator(task_id="artifact", run_id="{{ ti.xcom_pull(task_ids='by_name') }}",
                                                  path="manifest.json", output_file_name=str(OUT))
-    deferred = DbtCloudRunJobOperator(task_id="deferred", job_id=JOB, deferrable=True, **WAIT)
+    deferred = DbtCloudRunJobOperator(task_id="deferred", project_name="shop", environment_name="dev",
+                                      job_name="API smoke", deferrable=True, **WAIT)
     started_b = DbtCloudRunJobOperator(task_id="started_b", job_id=JOB, wait_for_termination=False)
     deferred_sensor = DbtCloudJobRunSensor(task_id="deferred_sensor", deferrable=True,
                                            run_id="{{ ti.xcom_pull(task_ids='started_b') }}", **SENSE)
