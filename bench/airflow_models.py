@@ -1,9 +1,10 @@
 """The per-model Airflow DAG of ``dockyard export airflow`` against one dbt invocation and
-against Astronomer Cosmos (one dbt process per model), on a generated 100-model project
+against Astronomer Cosmos (one dbt invocation per model), on a generated 100-model project
 (issue 12, Performance: within 1.5x of the single invocation, at least 5x faster than Cosmos).
 
     .venv/bin/python bench/airflow_models.py [--models 100] [--rounds 3] [--threads 4]
-                                             [--sides single,ours,cosmos] [--workdir DIR]
+                                             [--sides single,ours,cosmos] [--cosmos-rounds R]
+                                             [--workdir DIR]
 
 Setup (untimed): ``gen_project.py --models N`` (DuckDB, target ``dev``) into ``--workdir``
 (default ``/tmp/dockyard-airflow-bench``, reused), ``dbt seed`` and ``dbt snapshot`` once
@@ -22,9 +23,10 @@ Then ``--rounds`` rounds; in each, every side runs the same N models on the same
 * **ours**: the exported DAG (a trigger task, then one ``DockyardModelSensor`` per model with
   the dbt dependencies; defaults: reschedule mode) run with ``dag.test()``; dbt runs once, in
   the server's worker. Wall time from the DAG run's start to the last task's end.
-* **cosmos**: a ``DbtDag`` (``ExecutionMode.LOCAL``, Cosmos's default invocation, one dbt
-  ``run --select <model>`` per model task; manifest load mode; ``TestBehavior.NONE`` so that
-  it runs the same models and nothing else) run with ``dag.test()``: the same span.
+* **cosmos**: a ``DbtDag`` (``ExecutionMode.LOCAL``, one dbt ``run --select <model>`` per
+  model task, through ``dbtRunner`` in the task's process, Cosmos's default when dbt is
+  importable; manifest load mode; ``TestBehavior.NONE`` so that it runs the same models and
+  nothing else) run with ``dag.test()``: the same span.
 
 ``dag.test()`` runs the tasks one at a time in one process (as Airflow's own debugging path
 does), for both DAGs. Prints a table (median, min-max, per-round figures) and the ratios
@@ -201,6 +203,22 @@ class Server:
             raise SystemExit(f"dockyard serve exited ({self.proc.returncode}): see {self.log.name}")
         httpx.get(f"{self.url}/api/v1/health", timeout=10).raise_for_status()
 
+    def last_run(self, last_end: float) -> dict:
+        """The DAG's dockyard run: its dbt span, and the last task's end after it."""
+        from dockyard.client import Client
+
+        with Client(self.url, self.token) as client:
+            run = client.run(client.runs(limit=1)[0].id).raw
+
+        def ts(key: str) -> float:
+            return datetime.fromisoformat(str(run[key]).replace("Z", "+00:00")).timestamp()
+
+        return {
+            "dockyard_run": run["id"],
+            "run_queued_to_finished_s": ts("finished_at") - ts("created_at"),
+            "tail_after_run_s": last_end - ts("finished_at"),
+        }
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -251,6 +269,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--cosmos-rounds", type=int, default=None, help="rounds with Cosmos (default: --rounds)")
     ap.add_argument("--sides", default="single,ours,cosmos")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dockyard-airflow-bench"))
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -288,6 +307,8 @@ def main() -> None:
         with open(results, "a") as out:
             for rnd in range(1, args.rounds + 1):
                 for side in sides:
+                    if side == "cosmos" and args.cosmos_rounds is not None and rnd > args.cosmos_rounds:
+                        continue
                     log = work / "logs" / f"{side}-{rnd}.log"
                     if side == "single":
                         sh([*dbt, "parse", "--target", "dev"], work / "logs" / f"parse-{rnd}.log", env, cwd=project)
@@ -296,11 +317,21 @@ def main() -> None:
                     else:
                         server.check()
                         row = run_dag(python, homes[side], dag_id if side == "ours" else "cosmos_models", log)
+                        row["to_first_task_s"] = row["first_start"] - row["dag_start"]
+                        if side == "ours":
+                            row.update(server.last_run(row["last_end"]))
                     row.update(side=side, round=rnd, loadavg_1m=os.getloadavg()[0])
                     times[side].append(row["wall"])
                     out.write(json.dumps({**meta, **row}) + "\n")
                     out.flush()
-                    print(f"round {rnd} {side:7s} {row['wall']:7.2f} s  load {row['loadavg_1m']:.2f}", flush=True)
+                    extra = "".join(
+                        f"  {k} {row[k]:.2f}"
+                        for k in ("to_first_task_s", "run_queued_to_finished_s", "tail_after_run_s")
+                        if k in row
+                    )
+                    print(
+                        f"round {rnd} {side:7s} {row['wall']:7.2f} s  load {row['loadavg_1m']:.2f}{extra}", flush=True
+                    )
             summary = report(times)
             out.write(json.dumps({**meta, "summary": summary}) + "\n")
     finally:
