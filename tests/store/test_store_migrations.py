@@ -89,6 +89,7 @@ def test_0012_backfills_the_pull_request_of_every_run(empty_url: str) -> None:
 
     from sqlalchemy import column, insert, select, table, text
 
+    from dockyard.app.ci import pr_number
     from dockyard.store.migrations import upgrade
     from dockyard.store.tables import pr_number_of, runs
 
@@ -120,6 +121,17 @@ def test_0012_backfills_the_pull_request_of_every_run(empty_url: str) -> None:
             found = conn.execute(select(runs.c.pr_number).order_by(runs.c.id)).scalars().all()
         assert found == [None, 42, 7, 1234, 9, 5, None]
         assert found == [pr_number_of(d) for d in documents]  # what new runs get (store.writes)
+        assert found == [(pr_number(d) or (None,))[0] for d in documents]  # what app.ci reads
+
+
+def test_the_pull_request_fields_agree_everywhere() -> None:
+    import importlib
+
+    from dockyard.app.ci import PR_FIELDS
+    from dockyard.store.tables import PR_OVERRIDE_KEYS
+
+    migration = importlib.import_module("dockyard.store.migrations.versions.0012_run_pr")
+    assert tuple(PR_FIELDS.values()) == PR_OVERRIDE_KEYS == migration.PR_KEYS
 
 
 def test_head_revision_matches_alembic() -> None:
