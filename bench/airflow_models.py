@@ -229,7 +229,7 @@ class Server:
         self.log.close()
 
 
-def airflow_home(work: Path, name: str, dag_text: str, python: Path, env: dict) -> dict:
+def airflow_home(work: Path, name: str, dag_text: str, python: Path, env: dict, src: Path = ROOT / "src") -> dict:
     home = work / "airflow" / name
     dags = home / "dags"
     shutil.rmtree(home, ignore_errors=True)
@@ -241,7 +241,7 @@ def airflow_home(work: Path, name: str, dag_text: str, python: Path, env: dict) 
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
         "PATH": f"{python.parent}:{env['PATH']}",
-        "PYTHONPATH": str(ROOT / "src"),
+        "PYTHONPATH": str(src),
     }
     sh([str(python), "-m", "airflow", "db", "migrate"], work / "logs" / f"{name}-migrate.log", env, timeout=600)
     return env
@@ -271,6 +271,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--cosmos-rounds", type=int, default=None, help="rounds with Cosmos (default: --rounds)")
     ap.add_argument("--sides", default="single,ours,cosmos")
+    ap.add_argument(
+        "--src", type=Path, default=ROOT / "src", help="the dockyard source the DAG imports (to compare two versions)"
+    )
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dockyard-airflow-bench"))
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
@@ -287,7 +290,14 @@ def main() -> None:
     python = airflow_python()
     server = Server(project, work, env)
     times: dict[str, list[float]] = {s: [] for s in sides}
-    meta = {"date": stamp, "models": args.models, "threads": args.threads, **code_state(), "cpus": os.cpu_count()}
+    meta = {
+        "src": str(args.src),
+        "date": stamp,
+        "models": args.models,
+        "threads": args.threads,
+        **code_state(),
+        "cpus": os.cpu_count(),
+    }
     try:
         server.warm()
         dag = work / "dockyard_models.py"
@@ -299,7 +309,8 @@ def main() -> None:
         dag_id = next(x.split("'")[1] for x in dag.read_text().splitlines() if "dag_id=" in x)
         homes = {}
         if "ours" in sides:
-            homes["ours"] = airflow_home(work, "ours", dag.read_text(), python, {**env, "DOCKYARD_TOKEN": server.token})
+            ours_env = {**env, "DOCKYARD_TOKEN": server.token}
+            homes["ours"] = airflow_home(work, "ours", dag.read_text(), python, ours_env, args.src)
         if "cosmos" in sides:
             sh([str(BIN / "dbt"), "parse"], work / "logs" / "cosmos-parse.log", env, cwd=project)
             homes["cosmos"] = airflow_home(work, "cosmos", COSMOS_DAG.format(project=str(project)), python, env)
