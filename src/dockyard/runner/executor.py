@@ -48,6 +48,7 @@ from dockyard.dbt.selection import has_selection
 from dockyard.domain import FAILED_STATUSES, ArtifactRef, NodeResult, RunStatus, StepStatus
 from dockyard.errors import DbtInvocationError
 from dockyard.permissions import private_dir, write_private
+from dockyard.runner import manifest_env
 from dockyard.runner.invocation import DbtInvocation
 from dockyard.runner.output import COMPILED_PATHS_EVENT, DbtEvent, LogLine
 from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
@@ -423,6 +424,8 @@ class Executor:
             except OSError as exc:
                 log.warning("cannot read artifact %s: %s", src, exc)
                 continue
+            if name == "manifest.json":  # a partial parse keeps an older run's metadata.env
+                data = manifest_env.with_env(data, manifest_env.custom_env(self.plan.env))
             data = self.scrubber.scrub_bytes(data)
             tmp = dest_dir / f".{name}.tmp"
             try:
