@@ -70,7 +70,9 @@ def test_a_tick_of_many_due_jobs_takes_a_bounded_number_of_statements(shop, cloc
     # (+12: the observability duties read their queues once a tick: notifications, monitors,
     # the digest, the warehouse history; independent of the number of jobs)
     assert len(statements) <= 22 + 8 * batches, f"{len(statements)} statements for {JOBS} jobs"
-    assert len(transactions) <= 8 + batches, f"{len(transactions)} transactions for {JOBS} jobs"
+    # (+1: a duty paced by the real clock, not the test's, may fall due inside this tick on a
+    # loaded machine: seen once in CI with 11 for 250 jobs)
+    assert len(transactions) <= 9 + batches, f"{len(transactions)} transactions for {JOBS} jobs"
     runs = cron_runs(app)
     assert len(runs) == JOBS and {r.job for r in runs} == {f"every-{i:04d}" for i in range(JOBS)}
     assert {r.scheduled_for for r in runs} == {datetime(2026, 6, 1, 0, 1, tzinfo=UTC)}
