@@ -34,6 +34,8 @@ class Execution:
 
     def __init__(self, app):
         self.app = app
+        # a worker slot's warm parents (dockyard.runner.warm.WarmPool); None: no warm runs
+        self.warm_pool = None
 
     def run_job(
         self,
@@ -285,6 +287,9 @@ class Execution:
                 hide_files=hidden_files(self.app.loaded, env_name, self.app.store_url),
             ),
         )
+        if self.warm_pool is not None and plan.mode == "fork" and preload:
+            if env.warm if env.warm is not None else self.app.config.runner.warm:
+                plan.warm, plan.warm_name = self.warm_pool, env_name
         return ci_run.prepare(plan) if ci_run is not None else plan
 
     def finish(

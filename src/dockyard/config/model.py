@@ -44,6 +44,10 @@ class RunnerConfig(Strict):
     preload: bool | None = None
     grace_seconds: float = Field(10.0, ge=0, le=600)
     inherit_env: list[str] = Field(default_factory=list)
+    # warm runs in workers (docs/warm-runs.md): a parsed manifest kept per environment
+    warm: bool = True
+    warm_idle_seconds: float = Field(900.0, gt=0, le=7 * 86400)
+    warm_max_memory_mb: int = Field(4096, ge=64, le=1 << 20)
 
 
 class ServerConfig(Strict):
@@ -138,6 +142,8 @@ class Environment(Strict):
     pr_schema_prefix: str | None = Field(None, max_length=40, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # a personal schema on a laptop: dbt_<OS user>, or $DOCKYARD_DEV_SCHEMA
     personal_schema: bool = False
+    # warm runs for this environment (default: runner.warm)
+    warm: bool | None = None
 
     @field_validator("env")
     @classmethod

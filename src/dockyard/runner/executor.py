@@ -55,6 +55,7 @@ from dockyard.runner.plan import Recorder, RunOutcome, RunPlan, StepPlan
 from dockyard.runner.process import group_members
 from dockyard.runner.sessions import SessionWatch, sessions_doc
 from dockyard.runner.steplog import StepLog, append_line, describe
+from dockyard.runner.warm import not_warm
 from dockyard.runner.workspace import ProjectLock, RunTarget
 from dockyard.secrets import Scrubber
 
@@ -215,6 +216,7 @@ class Executor:
                 preload=plan.preload,
                 view=self._view,
                 prelude=step.prelude,
+                **self._warm(argv, step, note),
             )
             lock = self._project_lock() if writes_project(argv) else None
             if lock is not None:
@@ -244,6 +246,8 @@ class Executor:
                 rec.step_finished(index, StepStatus.ERROR, None, clock.now(), log_rel)
                 return _StepEnd(StepStatus.ERROR, None, None)
             assert inv.pid is not None
+            if inv.warm is not None and inv.warm_answer and not inv.warm_answer.get("parsed"):
+                note("warm: no parse, the manifest in memory matches the project")
             self.pids.append(inv.pid)
             rec.process_started(index, inv.pid)
             watch = self._session_watch()
@@ -257,6 +261,8 @@ class Executor:
                     lock.release()
                 if watch and not ended_normally:
                     watch.sweep(note)  # dbt is gone: cancel any query it left running
+            if plan.warm is not None:
+                plan.warm.sweep()  # a warm parent grown past its memory ceiling goes now
             logf.flush()
             if logf.vanished():
                 logf.restore()
@@ -302,6 +308,27 @@ class Executor:
                 log.warning("run %s step %s: could not keep dbt's partial parse: %s", plan.run_id, index, describe(exc))
         rec.step_finished(index, status, exit_code, clock.now(), log_rel)
         return _StepEnd(status, exit_code, stop_reason, has_warnings)
+
+    def _warm(self, argv: list[str], step: StepPlan, note) -> dict:
+        """The warm parent for this step (``warm``, ``warm_request``), or nothing when warm
+        runs are off or the step cannot use one (then the reason goes to its log)."""
+        plan = self.plan
+        if plan.warm is None or plan.mode != "fork":
+            return {}
+        why = not_warm(argv, prelude=step.prelude is not None, project_dir=str(plan.project_dir))
+        if why is not None:
+            note(f"warm: {why}; the step parses as usual")
+            return {}
+        shared = self._shared_target()
+        try:
+            parent = plan.warm.get(plan.warm_name)
+        except OSError as exc:
+            note(f"warm: no warm parent ({describe(exc)}); the step parses as usual")
+            return {}
+        return {
+            "warm": parent,
+            "warm_request": {"skip": [str(shared.parent.parent), str(plan.run_dir)], "cache_dir": str(shared)},
+        }
 
     def _wait_for_lock(self, lock: ProjectLock, index: int, note) -> str | None:
         """Take the project lock, heart-beating and watching the cancel flag and the deadline

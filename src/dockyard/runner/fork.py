@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from dockyard import environ
 from dockyard.permissions import dbt_umask
@@ -136,8 +137,11 @@ def fork_child(
     ev_w: int,
     parent_pid: int,
     prelude: Callable[[Path], None] | None = None,
+    manifest: Any = None,
 ) -> None:
-    """Body of a fork-mode child. Never returns."""
+    """Body of a fork-mode child. Never returns. ``manifest``: a manifest parsed by the
+    warm parent this child was forked from (:mod:`dockyard.runner.warm`); the step runs
+    with it, without parsing, and its artifacts get this invocation's metadata."""
     code = 2
     try:
         # Objects inherited from the parent (its database connections, say) must never be
@@ -152,8 +156,9 @@ def fork_child(
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         with contextlib.suppress(ValueError):
             signal.set_wakeup_fd(-1)
-        os.close(out_r)
-        os.close(ev_r)
+        for fd in (out_r, ev_r):
+            if fd >= 0:
+                os.close(fd)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
@@ -199,11 +204,16 @@ def fork_child(
             except Exception:  # never break dbt because of a lost event
                 pass
 
+        stamped = manifest is None
+
         def forward_event(msg) -> None:
+            nonlocal stamped
+            if not stamped:  # the first event: this invocation's id, time and metadata.env
+                stamped = True
+                _stamp_metadata(manifest, msg.info.invocation_id)
             if msg.info.name in forward:
                 forward_raw(msg_to_dict(msg))
 
-        manifest = None
         if prelude is not None:  # parse once: the prelude reads this parse, the step reuses it
             parsed = dbtRunner(callbacks=[forward_event]).invoke(parse_argv(args))
             if not parsed.success:
@@ -211,7 +221,7 @@ def fork_child(
                 print("dockyard: dbt parse failed: nothing was built", file=sys.stderr)
                 return
             try:
-                prelude(Path(_option(args, "--target-path") or "target"))
+                prelude(Path(option(args, "--target-path") or "target"))
             except Exception as exc:  # a DockyardError says what and how to fix it
                 print(f"Error: {exc}", file=sys.stderr)
                 print("dockyard: the step was stopped before building anything", file=sys.stderr)
@@ -248,6 +258,22 @@ def fork_child(
         os._exit(code)
 
 
+def _stamp_metadata(manifest: Any, invocation_id: str) -> None:
+    """A reused manifest's metadata made this invocation's, as its own parse would have made
+    it: ``invocation_id``, ``generated_at`` and ``env`` (``DBT_ENV_CUSTOM_ENV_*``)."""
+    with contextlib.suppress(Exception):
+        from datetime import UTC, datetime
+
+        from dbt_common.events.functions import get_metadata_vars
+        from dbt_common.invocation import get_invocation_started_at
+
+        meta = manifest.metadata
+        meta.invocation_id = invocation_id
+        meta.generated_at = datetime.now(UTC).replace(tzinfo=None)
+        meta.env = dict(get_metadata_vars())
+        meta.invocation_started_at = get_invocation_started_at()
+
+
 def _exit_code(result) -> int:
     """dbt's CLI exit code of a ``dbtRunnerResult`` (0 success, 1 failed result, 2 error);
     a usage error, which dbt does not print when invoked programmatically, is printed."""
@@ -261,7 +287,7 @@ def _exit_code(result) -> int:
     return 2
 
 
-def _option(args: Sequence[str], flag: str) -> str | None:
+def option(args: Sequence[str], flag: str) -> str | None:
     """The value of ``flag`` in ``args`` (``--flag value`` or ``--flag=value``; the last one)."""
     found = None
     for i, arg in enumerate(args):

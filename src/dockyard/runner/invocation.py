@@ -49,6 +49,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from dockyard.dbt.events import NODE_EVENTS
 from dockyard.errors import DbtInvocationError
@@ -56,7 +57,7 @@ from dockyard.permissions import dbt_umask
 from dockyard.runner.fork import VIEW_WARNING, ensure_resource_tracker, fork_child, preload_dbt, warm_dbt
 from dockyard.runner.isolation import FileView, enter_view
 from dockyard.runner.output import COMPILED_PATHS_EVENT, DbtEvent, LogLine, clean_line, human_line, strip_ansi
-from dockyard.runner.process import group_members, lifeline
+from dockyard.runner.process import end_group, group_members, lifeline
 
 __all__ = [
     "COMPILED_PATHS_EVENT",
@@ -125,6 +126,8 @@ class DbtInvocation:
         preload: bool = True,
         view: FileView | None = None,
         prelude: Callable[[Path], None] | None = None,
+        warm: Any = None,
+        warm_request: Mapping[str, Any] | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -142,6 +145,11 @@ class DbtInvocation:
         self.preload = preload
         self.view = view or FileView()  # what of dockyard's files dbt must not see
         self.prelude = prelude  # fork mode: parse, prelude(target folder), then args (dockyard.runner.fork)
+        # fork mode: a warm parent (dockyard.runner.warm.WarmParent) to fork the step from,
+        # with what more its request carries (the folders the key skips, its cache folder)
+        self.warm = warm if mode == "fork" and prelude is None else None
+        self.warm_request = dict(warm_request or {})
+        self.warm_answer: dict | None = None  # what the warm parent said (parsed, why, fallback)
         self.pid: int | None = None
         self.returncode: int | None = None
         self.started_at: float | None = None
@@ -161,7 +169,9 @@ class DbtInvocation:
             raise DbtInvocationError(f"the dbt project folder {self.project_dir} does not exist")
         self._sel = selectors.DefaultSelector()
         if self.mode == "fork":
-            self._start_fork()
+            if self.warm is None or not self._start_warm():
+                self.warm = None
+                self._start_fork()
         else:
             self._start_subprocess()
         self.started_at = time.monotonic()
@@ -256,6 +266,56 @@ class DbtInvocation:
         self.pid = pid
         self._add_stream(out_r, "text", "stdout")  # stdout and stderr, interleaved as written
         self._add_stream(ev_r, "events", "events")
+
+    def _start_warm(self) -> bool:
+        """Have the warm parent fork the step (see :mod:`dockyard.runner.warm`); False when it
+        cannot (its output so far and the reason are kept for the log)."""
+        out_r, out_w = os.pipe()
+        ev_r, ev_w = os.pipe()
+        request = {
+            "args": self.args,
+            "project_dir": self.project_dir,
+            "env": self.env,
+            "forward": sorted(self.forward),
+            "hide": list(self.view.hide),
+            "reveal": list(self.view.reveal),
+            **self.warm_request,
+        }
+        try:
+            answer = self.warm.begin(request, [out_w, ev_w])
+        finally:
+            os.close(out_w)
+            os.close(ev_w)
+        self.warm_answer = answer
+        if "pid" not in answer:
+            for fd in (out_r, ev_r):  # what the warm parent wrote (a failed parse) goes to the log
+                self._streams[fd] = stream = _Stream(fd, "text" if fd == out_r else "events", "stdout")
+                self._read_all(stream)
+            self._pending = [p for p in self._pending if isinstance(p, LogLine)]
+            why = answer.get("fallback") or "the warm parent could not start the step"
+            self._pending.append(
+                LogLine(f"{time.strftime('%H:%M:%S', time.gmtime())}  [dockyard] warm: {why}; the step parses as usual")
+            )
+            self._streams.clear()
+            return False
+        self.pid = int(answer["pid"])
+        self._add_stream(out_r, "text", "stdout")
+        self._add_stream(ev_r, "events", "events")
+        return True
+
+    def _read_all(self, stream: _Stream) -> None:
+        while True:
+            try:
+                chunk = os.read(stream.fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            stream.buf += chunk
+            self._split(stream)
+        self._split(stream, final=True)
+        os.close(stream.fd)
+        stream.open = False
 
     # -- output ----------------------------------------------------------------------
 
@@ -370,6 +430,11 @@ class DbtInvocation:
         """Notice the leader's exit, kill what is left of its group, then reap it."""
         if self._reaped or self.pid is None:
             return
+        if self.warm is not None:  # the warm parent reaps the child and sends its exit code
+            code = self.warm.exit_code()
+            if code is not None:
+                self.returncode, self._reaped, self._exited_at = code, True, time.monotonic()
+            return
         try:
             info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:  # somebody else reaped it (a SIGCHLD handler, say)
@@ -392,32 +457,9 @@ class DbtInvocation:
         self._exited_at = time.monotonic()
 
     def _end_group(self) -> None:
-        """The leader has exited (a zombie, not reaped yet): end the rest of its group.
-
-        The unreaped leader pins the process group id, so signalling the group cannot hit
-        an unrelated group that reused the id. What is left (e.g. the multiprocessing
-        resource tracker dbt starts, which cleans up dbt's semaphores when dbt is gone) gets
-        :data:`GROUP_EXIT_GRACE_S` to end by itself, then SIGKILL. Without ``/proc`` the
-        group is killed at once.
-        """
+        """The leader has exited: end the rest of its group (:func:`process.end_group`)."""
         assert self.pid is not None
-        deadline = time.monotonic() + GROUP_EXIT_GRACE_S
-        killed = False
-        while True:
-            members = group_members(self.pid)
-            if members == []:
-                return
-            if members is None:
-                self._signal_group(signal.SIGKILL)
-                return
-            if not killed and time.monotonic() >= deadline:
-                self._signal_group(signal.SIGKILL)
-                killed = True
-                deadline = time.monotonic() + GROUP_EXIT_GRACE_S
-            elif killed and time.monotonic() >= deadline:
-                log.warning("processes %s of dbt's process group %d survive SIGKILL", members, self.pid)
-                return
-            time.sleep(0.01)
+        end_group(self.pid, GROUP_EXIT_GRACE_S)
 
     def _signal_group(self, sig: int) -> bool:
         if self.pid is None or self._reaped:

@@ -56,6 +56,10 @@ class RunPlan:
     # lines dockyard writes at the top of the first step's log (a pull-request build without
     # a base manifest says so there)
     notes: list[str] = field(default_factory=list)
+    # warm runs (dockyard.runner.warm): the worker's pool of warm parents and the name of this
+    # run's one (its environment); None: every step parses in its own child
+    warm: Any = None
+    warm_name: str = ""
 
 
 class Recorder(ABC):

@@ -3,7 +3,12 @@ members of a process group."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import time
+
+log = logging.getLogger(__name__)
 
 
 def lifeline(parent: int) -> None:
@@ -53,5 +58,39 @@ def signal_pid(pid: int, sig: int) -> None:
     """``os.kill`` that ignores a process already gone (or no longer ours)."""
     try:
         os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def end_group(pgid: int, grace: float = 1.0) -> None:
+    """The leader ``pgid`` has exited (a zombie, not reaped yet): end the rest of its group.
+
+    The unreaped leader pins the process group id, so signalling the group cannot hit an
+    unrelated group that reused the id. What is left (e.g. the multiprocessing resource
+    tracker dbt starts, which cleans up dbt's semaphores when dbt is gone) gets ``grace``
+    seconds to end by itself, then SIGKILL. Without ``/proc`` the group is killed at once.
+    """
+    deadline = time.monotonic() + grace
+    killed = False
+    while True:
+        members = group_members(pgid)
+        if members == []:
+            return
+        if members is None:
+            _killpg(pgid)
+            return
+        if not killed and time.monotonic() >= deadline:
+            _killpg(pgid)
+            killed = True
+            deadline = time.monotonic() + grace
+        elif killed and time.monotonic() >= deadline:
+            log.warning("processes %s of dbt's process group %d survive SIGKILL", members, pgid)
+            return
+        time.sleep(0.01)
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass

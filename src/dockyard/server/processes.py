@@ -96,6 +96,7 @@ def run_scheduler(app, stop: Stop | None = None) -> None:
 
 def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) -> None:
     from dockyard.runner.fork import preload_dbt, warm_dbt
+    from dockyard.runner.warm import WarmPool
     from dockyard.server.worker import Worker
 
     seal_process()
@@ -108,16 +109,25 @@ def run_worker_slot(config_path: str | None, store_url: str | None, stop: Stop) 
         outputs = []
     preload_dbt(adapters=sorted({str(o["type"]) for o in outputs if isinstance(o, dict) and o.get("type")}))
     warm_dbt()
+    runner = app.config.runner
+    pool = WarmPool(runner.warm_idle_seconds, runner.warm_max_memory_mb)
+    app.execution.warm_pool = pool
     reloader = Reloader(app)
 
     def follow_config() -> None:
         if app.config.server.reload:
             reloader.check()
+        pool.idle_seconds = app.config.runner.warm_idle_seconds
+        pool.max_memory_mb = app.config.runner.warm_max_memory_mb
+        pool.sweep()  # between runs: evict the idle and the oversized
 
     worker = Worker(
         app, stop=stop, before_claim=follow_config, info=lambda: beat_info(app.config.server, reloader.error)
     )
-    worker.run_forever()
+    try:
+        worker.run_forever()
+    finally:
+        pool.close()
 
 
 def run_worker(config_path: str | None, store_url: str | None, concurrency: int) -> int:
