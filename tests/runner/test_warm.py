@@ -245,7 +245,9 @@ def test_fallback_reasons():
 def normal(manifest_text: str, target: Path) -> dict:
     data = json.loads(manifest_text.replace(str(target), "<target>"))
     data["metadata"] = {
-        k: v for k, v in data["metadata"].items() if k not in {"invocation_id", "generated_at", "invocation_started_at", "run_started_at"}
+        k: v
+        for k, v in data["metadata"].items()
+        if k not in {"invocation_id", "generated_at", "invocation_started_at", "run_started_at"}
     }
     for group in ("nodes", "sources", "macros", "exposures", "metrics", "semantic_models", "unit_tests"):
         for item in (data.get(group) or {}).values():
