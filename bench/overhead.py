@@ -69,6 +69,15 @@ DOCKYARD = str(BIN / "dockyard")
 GEN = Path("/work/shared/bench/gen_project.py")
 DEFAULT_COMMANDS = ["dbt seed", "dbt snapshot", "dbt run", "dbt test"]
 TARGET = "dev"
+EXAMPLE = ROOT / "examples" / "shop"
+# the bundled example's production job ("Daily Production Run"), on its prod target
+EXAMPLE_COMMANDS = ["dbt seed", "dbt source freshness", "dbt snapshot", "dbt run", "dbt test", "dbt docs generate"]
+
+
+def target_of(proj: Path) -> str:
+    return "prod" if proj.name == "shop" else TARGET
+
+
 JOB = "bench"
 TIME_TARGET = 1.05
 MEM_TARGET = 1.2
@@ -186,7 +195,12 @@ def run_measured(argv: list[str], cwd: Path, env: dict, out, interval: float) ->
 # -- the project -----------------------------------------------------------------------
 
 
-def ensure_project(workdir: Path, n: int, seed_rows: int) -> Path:
+def ensure_project(workdir: Path, n: int | str, seed_rows: int) -> Path:
+    if n == "shop":  # a fresh copy of the bundled example (no state, no DuckDB files)
+        proj = workdir / "shop"
+        shutil.rmtree(proj, ignore_errors=True)
+        shutil.copytree(EXAMPLE, proj, ignore=shutil.ignore_patterns(".dockyard", "target", "logs", "*.duckdb*"))
+        return proj
     proj = workdir / f"p{n}"
     if (proj / "dbt_project.yml").exists():
         return proj
@@ -220,7 +234,7 @@ def write_dockyard_yml(proj: Path, commands: list[str], mode: str, preload: bool
         f"runner: {json.dumps(runner)}",
         "environments:",
         f"  {TARGET}:",
-        f"    target: {TARGET}",
+        f"    target: {target_of(proj)}",
         "jobs:",
         f"  - name: {JOB}",
         f"    environment: {TARGET}",
@@ -234,6 +248,8 @@ def write_dockyard_yml(proj: Path, commands: list[str], mode: str, preload: bool
 
 def duckdb_files(proj: Path) -> list[Path]:
     """The DuckDB file of target dev (read from profiles.yml) and its WAL."""
+    if proj.name == "shop":
+        return [proj / "shop_prod.duckdb", proj / "shop_prod.duckdb.wal"]
     text = (proj / "profiles.yml").read_text()
     m = re.search(rf"^\s+{TARGET}:\s*\n(?:\s+.*\n)*?\s+path:\s*(\S+)", text, re.M)
     if not m:
@@ -262,7 +278,7 @@ def run_raw(proj: Path, commands: list[str], env: dict, log: Path, interval: flo
                 DBT,
                 *words[1:],
                 "--target",
-                TARGET,
+                target_of(proj),
                 "--profiles-dir",
                 str(proj),
                 "--project-dir",
@@ -375,7 +391,11 @@ def print_table(n: int, mode: str, rounds: int, summary: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="100,500", help="comma-separated model counts")
+    ap.add_argument(
+        "--sizes",
+        default="100,500",
+        help="comma-separated model counts; 'shop' is the bundled example (its 6-step job)",
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mode", choices=("fork", "subprocess"), default="fork", help="dockyard's runner.mode")
     ap.add_argument(
@@ -403,14 +423,20 @@ def main() -> None:
     ap.add_argument("--seed-rows", type=int, default=2000, help="passed to gen_project.py")
     ap.add_argument("--sample-ms", type=float, default=50.0)
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument(
+        "--server",
+        action="store_true",
+        help="warm-server mode: the dockyard side is the job triggered through a running `dockyard serve` "
+        "(one worker slot, warm runs), trigger to final status (see bench/warm_server.py)",
+    )
     args = ap.parse_args()
     for cmd in args.commands:
         if not cmd.startswith("dbt "):
             ap.error(f"a command must start with 'dbt ': {cmd!r}")
     raw_extra = shlex.split(args.raw_extra)
     preload = None if args.preload == "default" else args.preload == "true"
-    variant = args.mode + ("" if preload is None else f"-preload-{args.preload}")
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    variant = args.mode + ("" if preload is None else f"-preload-{args.preload}") + ("-server" if args.server else "")
+    sizes: list[int | str] = [s.strip() if s.strip() == "shop" else int(s) for s in args.sizes.split(",") if s.strip()]
     interval = args.sample_ms / 1000
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -443,18 +469,33 @@ def main() -> None:
 
         for n in sizes:
             proj = ensure_project(args.workdir, n, args.seed_rows)
-            config = write_dockyard_yml(proj, args.commands, args.mode, preload)
+            commands = EXAMPLE_COMMANDS if n == "shop" and args.commands == DEFAULT_COMMANDS else args.commands
+            config = write_dockyard_yml(proj, commands, args.mode, preload)
             logs = args.workdir / "logs" / f"p{n}-{variant}"
             logs.mkdir(parents=True, exist_ok=True)
+            server = None
+            if args.server:
+                from warm_server import WarmServer
+
+                server = WarmServer(BIN, proj, config, env, logs / "serve.log", JOB)
+
+                def on_server(log, proj=proj, server=server):
+                    reset_db(proj)
+                    result = server.run(interval, TreeSampler)
+                    log.write_text(json.dumps(result) + "\n")
+                    return result
+
             sides = {
-                "raw": lambda log, proj=proj: run_raw(proj, args.commands, env, log, interval, raw_extra),
-                "dockyard": lambda log, proj=proj, config=config: run_dockyard(proj, config, env, log, interval),
+                "raw": lambda log, proj=proj, commands=commands: run_raw(proj, commands, env, log, interval, raw_extra),
+                "dockyard": on_server
+                if server is not None
+                else (lambda log, proj=proj, config=config: run_dockyard(proj, config, env, log, interval)),
             }
             base = {
                 "size": n,
                 "mode": args.mode,
                 "preload": preload,
-                "commands": args.commands,
+                "commands": commands,
                 "raw_extra": raw_extra,
                 "machine": machine,
                 "dockyard_code": code_state(),
@@ -474,7 +515,7 @@ def main() -> None:
                     log = logs / f"round{rnd}-{side}.log"
                     r = sides[side](log)
                     check(side, r, log)
-                    if full_reparse(log) if side == "raw" else dockyard_full_reparse(proj):
+                    if full_reparse(log) if side == "raw" else (server is None and dockyard_full_reparse(proj)):
                         reparsed[side] += 1
                     runs[side].append(r)
                     record({**base, "kind": "run", "round": rnd, "side": side, **r})
@@ -503,6 +544,18 @@ def main() -> None:
             summary["dockyard_parent_peak_pss_median"] = statistics.median(r["peak_root_pss"] for r in runs["dockyard"])
             summary["max_loadavg_1m"] = max(r["loadavg_1m_end"] for rs in runs.values() for r in rs)
             summary["full_reparses"] = reparsed  # measured runs in which dbt parsed from scratch
+            if server is not None:
+                server.stop()
+                firsts = [r["first_node_s"] for r in runs["dockyard"] if r.get("first_node_s") is not None]
+                summary["first_node_s"] = stats(firsts) if firsts else None
+                summary["warm_parses"] = [r.get("warm_parses") for r in runs["dockyard"]]
+                print(
+                    f"  server: trigger to first node p50 {statistics.median(firsts):.2f} s; "
+                    f"warm parses per run {summary['warm_parses']}"
+                    if firsts
+                    else "  server: no node started",
+                    flush=True,
+                )
             record({**base, "kind": "summary", "rounds": args.rounds, **summary})
             print_table(n, variant, args.rounds, summary)
 
