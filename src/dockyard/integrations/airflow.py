@@ -54,6 +54,7 @@ def connection(server: str | None, conn_id: str | None) -> tuple[str | None, str
 
 
 _CLIENTS: dict[tuple, Client] = {}
+_ROOTS: dict[tuple, int] = {}  # (pid, dag id, DAG run id, trigger task) -> dockyard run id
 _CLIENTS_LOCK = threading.Lock()
 
 
@@ -139,10 +140,19 @@ class DockyardModelSensor(BaseSensorOperator):
         self.near_wait, self.near_poll = near_wait, near_poll
 
     def _root(self, context: Any) -> int:
-        root = context["ti"].xcom_pull(task_ids=self.trigger_task_id)
+        """The run id the trigger task pushed; kept per DAG run in this process (an XCom read
+        costs a round trip to Airflow's API, and ``dag.test()`` runs every task in one process;
+        the trigger's idempotency key gives a retried trigger the same run)."""
+        key = (os.getpid(), context["ti"].dag_id, context["run_id"], self.trigger_task_id)
+        root = _ROOTS.get(key)
         if root is None:
-            raise AirflowException(f"no dockyard run id in the XCom of {self.trigger_task_id!r}")
-        return int(root)
+            root = context["ti"].xcom_pull(task_ids=self.trigger_task_id)
+            if root is None:
+                raise AirflowException(f"no dockyard run id in the XCom of {self.trigger_task_id!r}")
+            if len(_ROOTS) > 256:
+                _ROOTS.clear()
+            _ROOTS[key] = root = int(root)
+        return root
 
     def _retry_if_retrying(self, context: Any, client: Client, root: int) -> None:
         try_number = context["ti"].try_number

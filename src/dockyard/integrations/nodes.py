@@ -10,6 +10,8 @@ newer run of the family is still going, the task waits. A retry queues ``dbt bui
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from dockyard.client import AsyncClient, Client, Run
@@ -77,15 +79,52 @@ def decide(runs: list[Run], nodes: list[str]) -> Outcome:
     return Outcome(True, results, failures)
 
 
+# Final runs never change: kept on the client (one per server and token in a process: see
+# dockyard.integrations.airflow.shared_client), so that the many model tasks one process runs
+# (a worker, or ``dag.test()``, which runs every task in one) fetch a finished run with all
+# its node results once, not once per task.
+_FINAL_MAX = 64
+_FINAL_LOCK = threading.Lock()
+
+
+def _finals(client: Client | AsyncClient) -> OrderedDict[int, Run]:
+    finals = getattr(client, "_dockyard_final_runs", None)
+    if finals is None:
+        finals = OrderedDict()
+        client._dockyard_final_runs = finals  # type: ignore[union-attr]
+    return finals
+
+
+def _known(client: Client | AsyncClient, run_id: int) -> Run | None:
+    with _FINAL_LOCK:
+        return _finals(client).get(run_id)
+
+
+def _keep(client: Client | AsyncClient, run: Run) -> Run:
+    if run.final:
+        with _FINAL_LOCK:
+            finals = _finals(client)
+            finals[run.id] = run
+            while len(finals) > _FINAL_MAX:
+                finals.popitem(last=False)
+    return run
+
+
 def check(client: Client, root_id: int, nodes: list[str]) -> Outcome:
-    root = client.run(root_id)
-    later = [client.run(r.id) for r in family(root, client.runs(**family_filters(root)))[:-1]]
+    root = _known(client, root_id) or _keep(client, client.run(root_id))
+    later = [
+        _known(client, r.id) or _keep(client, client.run(r.id))
+        for r in family(root, client.runs(**family_filters(root)))[:-1]
+    ]
     return decide([*later, root], nodes)
 
 
 async def check_async(client: AsyncClient, root_id: int, nodes: list[str]) -> Outcome:
-    root = await client.run(root_id)
-    later = [await client.run(r.id) for r in family(root, await client.runs(**family_filters(root)))[:-1]]
+    root = _known(client, root_id) or _keep(client, await client.run(root_id))
+    later = [
+        _known(client, r.id) or _keep(client, await client.run(r.id))
+        for r in family(root, await client.runs(**family_filters(root)))[:-1]
+    ]
     return decide([*later, root], nodes)
 
 
