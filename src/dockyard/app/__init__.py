@@ -146,6 +146,13 @@ class App:
         return Execution(self)
 
     @cached_property
+    def handoff(self):
+        """``dockyard run`` through a running server's warm worker slots (docs/cli.md)."""
+        from dockyard.app.handoff import Handoff
+
+        return Handoff(self)
+
+    @cached_property
     def state(self) -> Status:
         """The server's state: processes, queue, config, health (read-only)."""
         return Status(self)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,10 +10,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from dockyard.cli.app import EXIT, WIDTH, ConfigOpt, JsonOpt, _app, _emit, cli, out, state
+from dockyard.cli.app import ConfigOpt, JsonOpt, _app, _emit, cli, out, state
 from dockyard.cli.errors import err_console, handle_errors
-from dockyard.cli.progress import Progress
-from dockyard.cli.render import TerminalConsole, cell, run_table, show_run, styled
+from dockyard.cli.progress import foreground, handed_off
+from dockyard.cli.render import cell, run_table, show_run, styled
 from dockyard.domain import RunStatus
 from dockyard.text import escape
 from dockyard.views import iso, job_dict, run_dict
@@ -88,55 +87,23 @@ def run(
     env: Annotated[str | None, typer.Option("--env", help="Run in another environment.")] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo dbt's log lines.")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run it in this process even when a running server has worker slots.")
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Run a job now, in the foreground. Exit 0 on success, 1 on failure, 130 when cancelled."""
+    """Run a job now, in the foreground (through a running server's worker slots when one is
+    alive, see --local). Exit 0 on success, 1 on failure, 130 when cancelled."""
     app = _app(config)
     record, job_cfg = app.job(job)
-    _foreground(
+    if not local and handed_off(app, record.id, env, as_json, quiet):
+        return
+    foreground(
         lambda observer, on_start: app.run_job(record.id, environment=env, observer=observer, on_start=on_start),
         lambda run_id: f"Run {run_id}: {record.name} on {env or job_cfg.environment}",
         as_json,
         quiet,
     )
-
-
-def _foreground(start, title, as_json: bool, quiet: bool) -> None:
-    """What ``run`` does around the App call, for any foreground run: progress (dbt's log
-    lines unless quiet or JSON), Ctrl-C/SIGTERM cancel, the summary or JSON, the exit code.
-    ``start(observer, on_start)`` runs it; ``title(run_id)`` is the first line printed."""
-    from dockyard.environ import seal_process
-
-    seal_process()  # dbt steps must not read this process's environment (/proc/<pid>/environ)
-    console = (
-        TerminalConsole(stderr=True, highlight=False) if as_json else TerminalConsole(highlight=False, width=WIDTH)
-    )
-    progress = Progress(console, [], echo_logs=not (as_json or quiet))
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_start(run_id, executor):
-        def cancel(signum, frame):
-            console.print(
-                Text("Cancelling: stopping dbt (Ctrl-C again does not skip the grace period)", style="yellow")
-            )
-            executor.cancel()
-
-        signal.signal(signal.SIGINT, cancel)
-        signal.signal(signal.SIGTERM, cancel)
-        progress.commands = [s.command for s in executor.plan.steps]
-        console.print(Text(escape(title(run_id)), style="bold"))
-
-    try:
-        with progress:
-            result = start(progress, on_start)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if as_json:
-        _emit(run_dict(result))
-    else:
-        show_run(console, result, all_nodes=False)
-    raise typer.Exit(EXIT.get(result.status, 1))
 
 
 @cli.command()
@@ -165,7 +132,7 @@ def rerun(
             f"rerun of run {old.id}{' from failure' if from_failure else ''})"
         )
 
-    _foreground(
+    foreground(
         lambda observer, on_start: app.runs.rerun(
             run_id, from_failure=from_failure, queued=False, observer=observer, on_start=on_start
         ),

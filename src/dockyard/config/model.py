@@ -48,6 +48,8 @@ class RunnerConfig(Strict):
     warm: bool = True
     warm_idle_seconds: float = Field(900.0, gt=0, le=7 * 86400)
     warm_max_memory_mb: int = Field(4096, ge=64, le=1 << 20)
+    # dockyard run hands its run to a live worker slot of a running server (docs/cli.md)
+    hand_off: bool = True
 
 
 class ServerConfig(Strict):
