@@ -306,7 +306,7 @@ def run_raw(proj: Path, commands: list[str], env: dict, log: Path, interval: flo
 
 def run_dockyard(proj: Path, config: Path, env: dict, log: Path, interval: float) -> dict:
     reset_db(proj)
-    argv = [DOCKYARD, "run", JOB, "--quiet", "--config", str(config)]
+    argv = [DOCKYARD, "run", JOB, "--quiet", "--local", "--config", str(config)]
     with open(log, "w") as out:
         r = run_measured(argv, proj, env, out, interval)
     r.pop("argv")

@@ -84,7 +84,7 @@ class Execution:
         run is recorded (the profile target, the secrets, an overlapping run)."""
         self.app.project.target_for(env_name, self.app.job_target(record, job, env_name))
         resolve_secrets(self.app.loaded, env_name)  # fail before a run is recorded
-        self._refuse_overlap(record, job)
+        self.refuse_overlap(record, job)
         run_id = self.app.store.runs.create_run(
             record.id,
             record.name,
@@ -103,7 +103,7 @@ class Execution:
         )
         return deliver_after(self.app, run_id, lambda: self.execute(run_id, observer=observer, on_start=on_start))
 
-    def _refuse_overlap(self, record, job: Job) -> None:
+    def refuse_overlap(self, record, job: Job) -> None:
         """A foreground run starts at once (it does not wait for a worker slot or the
         concurrency limits, which workers apply to it in turn), but never overlaps a run of
         the same job unless the job allows it."""

@@ -81,7 +81,7 @@ class Handoff:
         self.app.triggers.check_environment(env_name)
         self.app.project.target_for(env_name, self.app.job_target(record, job, env_name))
         # the foreground rule, one place: refuse to overlap a starting or running run of the job
-        self.app.execution._refuse_overlap(record, job)
+        self.app.execution.refuse_overlap(record, job)
         self.app.triggers.check_queue(record.id)
         result = self.app.triggers.enqueue(
             record.id, environment=env_name, trigger="manual", cause=CAUSE, commands=job.all_commands, coalesce=False
