@@ -213,7 +213,7 @@ def bench_growth(work: Path, runs: int, url: str, label: str) -> dict:
     proj = project(work / f"growth-{label}", ROOT / "examples" / "shop", None)
     env = env_for(work / f"growth-{label}", url)
     (work / f"growth-{label}").mkdir(exist_ok=True)
-    cmd = [*DOCKYARD, "run", "Daily Production Run", "--quiet", "--config", str(proj / "dockyard.yml")]
+    cmd = [*DOCKYARD, "run", "Daily Production Run", "--quiet", "--local", "--config", str(proj / "dockyard.yml")]
     subprocess.run(cmd, cwd=proj, env=env, check=True, capture_output=True)  # warm-up: schema, first parse
     before = store_bytes(url)
     t0 = time.perf_counter()

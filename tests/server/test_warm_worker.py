@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import duckdb
 import pytest
+from tests.faults.conftest import children, wait_for
 
 from dockyard.app import App
-from tests.faults.conftest import children, wait_for
 
 JOBS = [
     {"name": "build", "environment": "dev", "commands": ["dbt run --select stg_numbers numbers_summary", "dbt ls"]},
