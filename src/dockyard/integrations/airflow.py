@@ -116,7 +116,9 @@ class DockyardModelSensor(BaseSensorOperator):
     ``near_wait``, before it reschedules (or defers), instead of coming back a whole
     ``poke_interval`` (and, rescheduled, a task start) later at every level of the DAG."""
 
-    template_fields = ("nodes", "select")
+    # nodes and select are the literal ids the export wrote: nothing to render, and with no
+    # template field Airflow skips storing rendered fields, one API call per task
+    template_fields: tuple[str, ...] = ()
 
     def __init__(
         self,
