@@ -78,6 +78,10 @@ def test_one_parse_for_the_selection_and_the_build(fork_shop, parses):
     assert logs.count("Running with dbt") == 2  # the parse, then the build (which does not parse)
     assert shop.app.store.pr_schemas.get("ci", 31).schema == "dbt_ci_pr_31"
     assert result.report["comparisons"][0]["columns_added"] == ["x"]
+    # compared by the build's own dbt process, on its parse: no second dbt process (ci/ops)
+    assert result.report["compared"] is True and parses() == 1
+    assert not (shop.app.state_dir / "ci" / "ops").exists()
+    assert results["args"]["which"] == "build"  # the run-operation wrote no run_results.json over it
 
 
 def test_the_next_push_starts_from_the_partial_parse_the_one_parse_kept(fork_shop, parses):

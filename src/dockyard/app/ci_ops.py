@@ -25,6 +25,28 @@ MACROS = """{# written by dockyard: listing and dropping pull-request schemas #}
   {{ log('dockyard-schemas: ' ~ tojson(names), info=True) }}
 {% endmacro %}
 
+
+{% macro dockyard__drop_schemas(schemas) %}
+  {% set dropped = [] %}
+  {% for name in list_schemas(target.database).columns[0].values() | sort %}
+    {% for wanted in schemas %}
+      {% set n, w = name | lower, wanted | lower %}
+      {% if (n == w or n.startswith(w ~ '_')) and name not in dropped %}
+        {% do drop_schema(api.Relation.create(database=target.database, schema=name)) %}
+        {% do dropped.append(name) %}
+      {% endif %}
+    {% endfor %}
+  {% endfor %}
+  {% if dropped %}{% do adapter.commit() %}{% endif %}
+  {{ log('dockyard-dropped: ' ~ tojson(dropped), info=True) }}
+{% endmacro %}
+"""
+
+
+# rows and columns of relation pairs; also put into a pull request's CI copy, so that its
+# build's dbt process compares right after the build, on the manifest it parsed
+COMPARE_FILE = "dockyard__compare.sql"
+COMPARE_MACRO = """{# written by dockyard: rows and columns of the changed models #}
 {% macro dockyard__compare(pairs) %}
   {% set out = {} %}
   {% for pair in pairs %}
@@ -45,27 +67,14 @@ MACROS = """{# written by dockyard: listing and dropping pull-request schemas #}
   {% endfor %}
   {{ log('dockyard-compared: ' ~ tojson(out), info=True) }}
 {% endmacro %}
-
-{% macro dockyard__drop_schemas(schemas) %}
-  {% set dropped = [] %}
-  {% for name in list_schemas(target.database).columns[0].values() | sort %}
-    {% for wanted in schemas %}
-      {% set n, w = name | lower, wanted | lower %}
-      {% if (n == w or n.startswith(w ~ '_')) and name not in dropped %}
-        {% do drop_schema(api.Relation.create(database=target.database, schema=name)) %}
-        {% do dropped.append(name) %}
-      {% endif %}
-    {% endfor %}
-  {% endfor %}
-  {% if dropped %}{% do adapter.commit() %}{% endif %}
-  {{ log('dockyard-dropped: ' ~ tojson(dropped), info=True) }}
-{% endmacro %}
 """
+COMPARED_MARK = "dockyard-compared: "
 
 
 def _operation(app, env_name: str, macro: str, args: dict | None = None):
     """Run one dockyard macro; the list (or mapping) it logs."""
-    return run_macro(app, env_name, macro, args, macros={"dockyard__ops.sql": MACROS}, folder="ci/ops")
+    macros = {"dockyard__ops.sql": MACROS, COMPARE_FILE: COMPARE_MACRO}
+    return run_macro(app, env_name, macro, args, macros=macros, folder="ci/ops")
 
 
 def drop_schemas(app, env_name: str, schemas: list[str]) -> list[str]:
@@ -117,32 +126,50 @@ def compare(app, run_id: int) -> list[dict]:
     root = app.runs.artifact_root(run_id)
     try:
         report = json.loads((root / "ci.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if report.get("compared"):  # done by the build's own dbt process (see pairs())
+        return report.get("comparisons") or []
+    try:
         base = mf.load(app.runs.folder(run_id) / "state" / "manifest.json")
     except (OSError, ValueError):
         return []
     manifests = sorted(root.glob("step-*/manifest.json"), key=lambda p: int(p.parent.name.split("-")[1]))
     if not manifests:
         return []
-    new = mf.load(manifests[-1])
-    pairs = []
-    for s in report.get("selected", []):
+    found_pairs = pairs(mf.load(manifests[-1]), base, report.get("selected", []))
+    if not found_pairs:
+        return []
+    try:
+        found = _operation(app, report["environment"], "dockyard__compare", {"pairs": found_pairs})
+    except DockyardError as exc:
+        log.warning("run %s: no row and column comparison: %s", run_id, exc.what)
+        return []
+    report["comparisons"] = comparisons(found_pairs, found)
+    write_report(app.runs.folder(run_id), report)
+    return report["comparisons"]
+
+
+def pairs(new: dict, base: dict, selected: list[dict]) -> list[dict]:
+    """The relations to compare: each selected model changed itself (not only downstream),
+    materialised as a table or incremental, in the pull request and in the base."""
+    out = []
+    for s in selected:
         uid = s["unique_id"]
         node, old = (new.get("nodes") or {}).get(uid), (base.get("nodes") or {}).get(uid)
         if s["reason"].startswith("downstream of ") or not node or not old or node.get("resource_type") != "model":
             continue
         if (node.get("config") or {}).get("materialized") not in COMPARED:
             continue
-        pairs.append({"unique_id": uid, "pr": _rel(node), "base": _rel(old)})
-    if not pairs:
-        return []
-    try:
-        found = _operation(app, report["environment"], "dockyard__compare", {"pairs": pairs})
-    except DockyardError as exc:
-        log.warning("run %s: no row and column comparison: %s", run_id, exc.what)
-        return []
+        out.append({"unique_id": uid, "pr": _rel(node), "base": _rel(old)})
+    return out
+
+
+def comparisons(pairs: list[dict], found: dict) -> list[dict]:
+    """What ``dockyard__compare`` logged for ``pairs``, as the summary's rows."""
     out = []
     for pair in pairs:
-        sides = found.get(pair["unique_id"]) or {}
+        sides = (found or {}).get(pair["unique_id"]) or {}
         pr, old = sides.get("pr") or {}, sides.get("base") or {}
         pr_cols, old_cols = dict(pr.get("columns") or []), dict(old.get("columns") or [])
         out.append(
@@ -155,8 +182,6 @@ def compare(app, run_id: int) -> list[dict]:
                 "columns_changed": [c for c in pr_cols if c in old_cols and pr_cols[c] != old_cols[c]],
             }
         )
-    report["comparisons"] = out
-    write_report(app.runs.folder(run_id), report)
     return out
 
 

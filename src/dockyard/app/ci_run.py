@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from dockyard import permissions
+from dockyard.app import ci_ops
 from dockyard.errors import CancelledError, DockyardError, SetupError
 from dockyard.runner.invocation import DbtInvocation
 from dockyard.runner.output import LogLine
@@ -75,7 +76,9 @@ class CiRun:
     def prepare(self, plan):
         """The run's plan (:class:`dockyard.runner.plan.RunPlan`) made a pull-request build."""
         base_env = self.options.base or self.app.config.ci.base
-        copy = shadow.make(Path(plan.project_dir), self.shadow_dir())
+        # the CI copy carries the comparison macro: the build's own dbt process runs it after
+        # the build, on the manifest it parsed (no second dbt process, no second parse)
+        copy = shadow.make(Path(plan.project_dir), self.shadow_dir(), {ci_ops.COMPARE_FILE: ci_ops.COMPARE_MACRO})
         state_dir = plan.run_dir / "state"
         base = self._base(base_env, state_dir)
         steps = []
@@ -113,8 +116,10 @@ class CiRun:
         if first is not None:
             # one parse: the step's dbt child parses, runs the prelude, then builds with the
             # parsed manifest; ci.json is written from there (its folder shown to that child)
-            def prelude(target: Path) -> None:
-                self.select(mf.load(target / state.MANIFEST), base_path, state_dir, plan.run_dir, report)
+            def prelude(target: Path):
+                new = mf.load(target / state.MANIFEST)
+                chosen = self.select(new, base_path, state_dir, plan.run_dir, report)
+                return self._comparison(new, chosen, first.argv, copy, plan.run_dir)
 
             steps = [dataclasses.replace(s, prelude=prelude) if s is first else s for s in plan.steps]
             artifacts = permissions.private_dir(plan.run_dir / "artifacts")
@@ -141,6 +146,30 @@ class CiRun:
         chosen = {"selected": selection.selected, "deleted": selection.deleted, "exposures": selection.exposures}
         write_report(run_dir, {**report, **chosen})
         pr_schema.check(new, [s["unique_id"] for s in selection.built()], self.schema)
+        return {**report, **chosen, "_base": base_manifest}
+
+    def _comparison(self, new: dict, report: dict, argv: list[str], copy: Path, run_dir: Path):
+        """What the build's dbt process does after a successful build (fork mode): compare the
+        changed table models with the base's (``dockyard__compare``, with the parsed manifest),
+        into ci.json. None when there is nothing to compare."""
+        base = report.pop("_base", {})
+        pairs = ci_ops.pairs(new, base, report.get("selected", []))
+        if not pairs:
+            return None
+        flags = _managed(argv, copy)
+        command = ["run-operation", "dockyard__compare", "--args", json.dumps({"pairs": pairs}), *flags]
+        command += ["--no-write-json", "--quiet", "--log-level-file", "none"]  # nothing in the step log
+
+        def after(run_dbt) -> None:
+            found = None
+            for message in run_dbt(command):
+                if message.startswith(ci_ops.COMPARED_MARK):
+                    found = json.loads(message[len(ci_ops.COMPARED_MARK) :])
+            if found is None:
+                raise DockyardError("dockyard__compare logged no answer")
+            write_report(run_dir, {**report, "comparisons": ci_ops.comparisons(pairs, found), "compared": True})
+
+        return after
 
     def _base(self, base_env: str, state_dir: Path) -> dict | None:
         """The base manifest copied into ``state_dir``: ``{manifest, source, run_id, timings}``."""

@@ -3,7 +3,9 @@
 See :mod:`dockyard.runner.invocation` for the constraint fork mode puts on its caller.
 
 A step with a *prelude* (:attr:`dockyard.runner.plan.StepPlan.prelude`: a pull-request
-build's selection and schema check) parses once: the child runs ``dbt parse`` with the
+build's selection and schema check) parses once (when the prelude returns a callable, it is
+called after a successful step with a function that invokes dbt on the same manifest: a
+pull-request build's row and column comparison): the child runs ``dbt parse`` with the
 step's own parse flags (:func:`parse_argv`), calls the prelude with its target folder (where
 ``manifest.json`` was just written), then ``dbtRunner(manifest=<the parsed manifest>)``
 runs the step, which skips parsing (dbt/cli/requires.py ``setup_manifest`` uses the given
@@ -136,7 +138,7 @@ def fork_child(
     ev_r: int,
     ev_w: int,
     parent_pid: int,
-    prelude: Callable[[Path], None] | None = None,
+    prelude: Callable[[Path], Any] | None = None,
     manifest: Any = None,
 ) -> None:
     """Body of a fork-mode child. Never returns. ``manifest``: a manifest parsed by the
@@ -205,6 +207,7 @@ def fork_child(
                 pass
 
         stamped = manifest is None
+        after = None
 
         def forward_event(msg) -> None:
             nonlocal stamped
@@ -221,7 +224,7 @@ def fork_child(
                 print("dockyard: dbt parse failed: nothing was built", file=sys.stderr)
                 return
             try:
-                prelude(Path(option(args, "--target-path") or "target"))
+                after = prelude(Path(option(args, "--target-path") or "target"))
             except Exception as exc:  # a DockyardError says what and how to fix it
                 print(f"Error: {exc}", file=sys.stderr)
                 print("dockyard: the step was stopped before building anything", file=sys.stderr)
@@ -229,6 +232,8 @@ def fork_child(
                 return
             manifest = parsed.result
         result = dbtRunner(manifest=manifest, callbacks=[forward_event]).invoke(list(args))
+        if callable(after) and result.success:  # the prelude's follow-up, on the same manifest
+            _after(after, manifest)
         with contextlib.suppress(Exception):  # compiled paths are known here, not in the events
             paths = {
                 r.node.unique_id: r.node.compiled_path
@@ -256,6 +261,29 @@ def fork_child(
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _after(after: Callable, manifest: Any) -> None:
+    """Call ``after(run_dbt)``: ``run_dbt(args)`` invokes dbt on ``manifest`` (no parse) and
+    returns the messages it logged. A failure is a warning in the step log, never the step's."""
+    from dbt.cli.main import dbtRunner
+
+    def run_dbt(argv: list[str]) -> list[str]:
+        messages: list[str] = []
+
+        def collect(msg) -> None:
+            with contextlib.suppress(Exception):
+                messages.append(str(msg.info.msg))
+
+        done = dbtRunner(manifest=manifest, callbacks=[collect]).invoke(list(argv))
+        if not done.success:
+            raise RuntimeError(f"dbt {argv[0]} failed: {done.exception or 'see above'}")
+        return messages
+
+    try:
+        after(run_dbt)
+    except Exception as exc:  # noqa: BLE001 - the step succeeded; say what did not
+        print(f"dockyard: warning: after the step: {exc}", file=sys.stderr)
 
 
 def _stamp_metadata(manifest: Any, invocation_id: str) -> None:

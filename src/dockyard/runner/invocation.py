@@ -125,7 +125,7 @@ class DbtInvocation:
         python: str | None = None,
         preload: bool = True,
         view: FileView | None = None,
-        prelude: Callable[[Path], None] | None = None,
+        prelude: Callable[[Path], Any] | None = None,
         warm: Any = None,
         warm_request: Mapping[str, Any] | None = None,
     ):

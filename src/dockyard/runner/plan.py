@@ -21,7 +21,7 @@ class StepPlan:
     # target, vars and target folder), then calls prelude(<its target folder>) (raising fails
     # the step before anything is built), then runs argv with the parsed manifest, without
     # parsing again (see dockyard.runner.fork)
-    prelude: Callable[[Path], None] | None = None
+    prelude: Callable[[Path], Any] | None = None
 
 
 @dataclass
