@@ -268,7 +268,7 @@ def test_a_served_step_sees_only_its_environment_and_no_process_shows_the_store_
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.communicate()
-    probe.check(ancestors=3)  # the dbt process, the worker slot, the worker, serve
+    probe.check(ancestors=4)  # the dbt process, its warm parent, the worker slot, the worker, serve
 
 
 # -- the parts on their own ------------------------------------------------------------------
