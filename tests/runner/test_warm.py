@@ -339,6 +339,27 @@ def test_postgres_warm_and_cold_give_the_same_results(project, tmp_path, pool):
         )
 
 
+def test_the_worker_keeps_beating_while_the_warm_parent_parses(project, tmp_path, pool):
+    """A parse of a big project takes a minute: the worker must renew its lease meanwhile
+    (a blocked worker slot is restarted by the supervisor after 25 s)."""
+    ticks: list[float] = []
+    target = tmp_path / "target"
+    inv = DbtInvocation(
+        ["compile", "--profiles-dir", str(project), "--target-path", str(target)],
+        project_dir=project,
+        env=base_env(tmp_path, WARM_DB=str(tmp_path / "warm.duckdb")),
+        warm=pool.get("dev"),
+        tick=lambda: ticks.append(time.monotonic()),
+    )
+    started = time.monotonic()
+    inv.start()
+    waited = time.monotonic() - started
+    lines, _ = collect(inv)
+    assert inv.returncode == 0 and inv.warm_answer["parsed"], lines
+    assert waited > 0.5 and len(ticks) >= int(waited / 0.25) - 1, (waited, len(ticks))
+    assert any("warm: parsing" in line for line in lines)
+
+
 def test_the_log_says_why_it_parsed(project, tmp_path, pool):
     step(pool, project, tmp_path, "compile")
     (project / "models" / "base.sql").write_text("select 5 as id, 'x' as name\n")

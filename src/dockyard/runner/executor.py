@@ -328,6 +328,7 @@ class Executor:
         return {
             "warm": parent,
             "warm_request": {"skip": [str(shared.parent.parent), str(plan.run_dir)], "cache_dir": str(shared)},
+            "tick": self.recorder.tick,  # a worker renews its lease while the warm parent parses
         }
 
     def _wait_for_lock(self, lock: ProjectLock, index: int, note) -> str | None:

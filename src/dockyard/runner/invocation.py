@@ -128,6 +128,7 @@ class DbtInvocation:
         prelude: Callable[[Path], Any] | None = None,
         warm: Any = None,
         warm_request: Mapping[str, Any] | None = None,
+        tick: Callable[[], None] | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -150,6 +151,7 @@ class DbtInvocation:
         self.warm = warm if mode == "fork" and prelude is None else None
         self.warm_request = dict(warm_request or {})
         self.warm_answer: dict | None = None  # what the warm parent said (parsed, why, fallback)
+        self.tick = tick  # called while the warm parent parses (a worker renews its lease)
         self.pid: int | None = None
         self.returncode: int | None = None
         self.started_at: float | None = None
@@ -269,7 +271,9 @@ class DbtInvocation:
 
     def _start_warm(self) -> bool:
         """Have the warm parent fork the step (see :mod:`dockyard.runner.warm`); False when it
-        cannot (its output so far and the reason are kept for the log)."""
+        cannot (its output so far and the reason are kept for the log). While the warm parent
+        parses (a minute for a big project), its output is read into the log and ``tick`` is
+        called (a worker renews its lease there)."""
         out_r, out_w = os.pipe()
         ev_r, ev_w = os.pipe()
         request = {
@@ -282,26 +286,45 @@ class DbtInvocation:
             **self.warm_request,
         }
         try:
-            answer = self.warm.begin(request, [out_w, ev_w])
+            sent = self.warm.send(request, [out_w, ev_w])
         finally:
             os.close(out_w)
             os.close(ev_w)
-        self.warm_answer = answer
-        if "pid" not in answer:
-            for fd in (out_r, ev_r):  # what the warm parent wrote (a failed parse) goes to the log
-                self._streams[fd] = stream = _Stream(fd, "text" if fd == out_r else "events", "stdout")
-                self._read_all(stream)
-            self._pending = [p for p in self._pending if isinstance(p, LogLine)]
-            why = answer.get("fallback") or "the warm parent could not start the step"
-            self._pending.append(
-                LogLine(f"{time.strftime('%H:%M:%S', time.gmtime())}  [dockyard] warm: {why}; the step parses as usual")
-            )
-            self._streams.clear()
-            return False
-        self.pid = int(answer["pid"])
         self._add_stream(out_r, "text", "stdout")
         self._add_stream(ev_r, "events", "events")
+        answer: dict | None = None if sent else {"fallback": "the warm parent ended"}
+        try:
+            while answer is None:
+                answer = self.warm.answer(0.25)
+                assert self._sel is not None
+                for key, _ in self._sel.select(0):  # the warm parent's parse, as it goes
+                    self._read(self._streams[key.fd])
+                if answer is None and self.tick is not None:
+                    self.tick()
+        except BaseException:
+            self.warm.stop()  # abandoned mid-step (a lost lease): its state is unknown
+            self._drop_streams()
+            raise
+        self.warm_answer = answer
+        if "pid" not in answer:
+            for stream in self._streams.values():  # the rest of what it wrote (a failed parse)
+                if stream.open:
+                    os.set_blocking(stream.fd, True)
+                    self._read_all(stream)
+            self._pending = [p for p in self._pending if isinstance(p, LogLine)]
+            why = answer.get("fallback") or "the warm parent could not start the step"
+            stamp = time.strftime("%H:%M:%S", time.gmtime())
+            self._pending.append(LogLine(f"{stamp}  [dockyard] warm: {why}; the step parses as usual"))
+            self._drop_streams()
+            return False
+        self.pid = int(answer["pid"])
         return True
+
+    def _drop_streams(self) -> None:
+        for stream in self._streams.values():
+            if stream.open:
+                self._release(stream)
+        self._streams.clear()
 
     def _read_all(self, stream: _Stream) -> None:
         while True:
@@ -313,9 +336,7 @@ class DbtInvocation:
                 break
             stream.buf += chunk
             self._split(stream)
-        self._split(stream, final=True)
-        os.close(stream.fd)
-        stream.open = False
+        self._close_stream(stream)
 
     # -- output ----------------------------------------------------------------------
 

@@ -146,21 +146,42 @@ class WarmParent:
             return False
         return done == 0
 
-    def begin(self, request: dict, fds: Sequence[int]) -> dict:
-        """Send a step; the parent's answer: ``{"pid", "parsed", "why"}`` (the child runs),
-        ``{"exit"}`` (the parse failed: no child), or ``{"fallback": reason}``."""
+    def send(self, request: dict, fds: Sequence[int]) -> bool:
+        """Send a step (its two pipes attached); False when the parent is gone."""
         assert self.sock is not None
         self.last_used = time.monotonic()
         try:
             _send(self.sock, {"op": "step", **request}, fds)
-            answer, _ = _recv(self.sock)
         except OSError as exc:
-            answer = None
             log.warning("warm parent of %s: %s", self.name, exc)
+            self.stop()
+            return False
+        self.busy = True
+        return True
+
+    def answer(self, timeout: float) -> dict | None:
+        """The parent's answer to the step sent, once it has one (None: not yet; it may be
+        parsing): ``{"pid", "parsed", "why"}`` (the child runs) or ``{"fallback": reason}``."""
+        import select
+
+        if self.sock is None:
+            return {"fallback": "the warm parent ended"}
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return None
+        answer, _ = _recv(self.sock)
         if answer is None:
             self.stop()
             return {"fallback": "the warm parent ended"}
         self.busy = "pid" in answer
+        return answer
+
+    def begin(self, request: dict, fds: Sequence[int]) -> dict:
+        """:meth:`send`, then wait for :meth:`answer` (tests; the executor keeps beating)."""
+        if not self.send(request, fds):
+            return {"fallback": "the warm parent ended"}
+        while (answer := self.answer(1.0)) is None:
+            pass
         return answer
 
     def fileno(self) -> int:
