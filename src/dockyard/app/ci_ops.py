@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from dockyard.app.warehouse import run_macro
 from dockyard.errors import DockyardError
+from dockyard.slim import compare as comparing
 from dockyard.slim import schema as pr_schema
 
 log = logging.getLogger("dockyard.app.ci")
@@ -43,37 +44,9 @@ MACROS = """{# written by dockyard: listing and dropping pull-request schemas #}
 """
 
 
-# rows and columns of relation pairs; also put into a pull request's CI copy, so that its
-# build's dbt process compares right after the build, on the manifest it parsed
-COMPARE_FILE = "dockyard__compare.sql"
-COMPARE_MACRO = """{# written by dockyard: rows and columns of the changed models #}
-{% macro dockyard__compare(pairs) %}
-  {% set out = {} %}
-  {% for pair in pairs %}
-    {% set sides = {} %}
-    {% for side in ['pr', 'base'] %}
-      {% set r = pair[side] %}
-      {% set rel = adapter.get_relation(database=r[0], schema=r[1], identifier=r[2]) %}
-      {% if rel is not none %}
-        {% set rows = run_query('select count(*) from ' ~ rel).columns[0].values()[0] %}
-        {% set cols = [] %}
-        {% for c in adapter.get_columns_in_relation(rel) %}
-          {% do cols.append([c.name, c.data_type]) %}
-        {% endfor %}
-        {% do sides.update({side: {'rows': rows | int, 'columns': cols}}) %}
-      {% endif %}
-    {% endfor %}
-    {% do out.update({pair['unique_id']: sides}) %}
-  {% endfor %}
-  {{ log('dockyard-compared: ' ~ tojson(out), info=True) }}
-{% endmacro %}
-"""
-COMPARED_MARK = "dockyard-compared: "
-
-
 def _operation(app, env_name: str, macro: str, args: dict | None = None):
     """Run one dockyard macro; the list (or mapping) it logs."""
-    macros = {"dockyard__ops.sql": MACROS, COMPARE_FILE: COMPARE_MACRO}
+    macros = {"dockyard__ops.sql": MACROS, comparing.FILE: comparing.MACRO}
     return run_macro(app, env_name, macro, args, macros=macros, folder="ci/ops")
 
 
@@ -113,9 +86,6 @@ def janitor(app, env_name: str, open_prs: set[int] | None, now: datetime) -> lis
     return dropped
 
 
-COMPARED = ("table", "incremental")
-
-
 def compare(app, run_id: int) -> list[dict]:
     """Rows and columns of the pull request's changed table and incremental models against
     the base's (one ``dbt run-operation``); written into the run's ci.json as
@@ -137,7 +107,7 @@ def compare(app, run_id: int) -> list[dict]:
     manifests = sorted(root.glob("step-*/manifest.json"), key=lambda p: int(p.parent.name.split("-")[1]))
     if not manifests:
         return []
-    found_pairs = pairs(mf.load(manifests[-1]), base, report.get("selected", []))
+    found_pairs = comparing.pairs(mf.load(manifests[-1]), base, report.get("selected", []))
     if not found_pairs:
         return []
     try:
@@ -145,45 +115,6 @@ def compare(app, run_id: int) -> list[dict]:
     except DockyardError as exc:
         log.warning("run %s: no row and column comparison: %s", run_id, exc.what)
         return []
-    report["comparisons"] = comparisons(found_pairs, found)
+    report["comparisons"] = comparing.comparisons(found_pairs, found)
     write_report(app.runs.folder(run_id), report)
     return report["comparisons"]
-
-
-def pairs(new: dict, base: dict, selected: list[dict]) -> list[dict]:
-    """The relations to compare: each selected model changed itself (not only downstream),
-    materialised as a table or incremental, in the pull request and in the base."""
-    out = []
-    for s in selected:
-        uid = s["unique_id"]
-        node, old = (new.get("nodes") or {}).get(uid), (base.get("nodes") or {}).get(uid)
-        if s["reason"].startswith("downstream of ") or not node or not old or node.get("resource_type") != "model":
-            continue
-        if (node.get("config") or {}).get("materialized") not in COMPARED:
-            continue
-        out.append({"unique_id": uid, "pr": _rel(node), "base": _rel(old)})
-    return out
-
-
-def comparisons(pairs: list[dict], found: dict) -> list[dict]:
-    """What ``dockyard__compare`` logged for ``pairs``, as the summary's rows."""
-    out = []
-    for pair in pairs:
-        sides = (found or {}).get(pair["unique_id"]) or {}
-        pr, old = sides.get("pr") or {}, sides.get("base") or {}
-        pr_cols, old_cols = dict(pr.get("columns") or []), dict(old.get("columns") or [])
-        out.append(
-            {
-                "unique_id": pair["unique_id"],
-                "rows_pr": pr.get("rows"),
-                "rows_base": old.get("rows"),
-                "columns_added": [c for c in pr_cols if c not in old_cols],
-                "columns_removed": [c for c in old_cols if c not in pr_cols],
-                "columns_changed": [c for c in pr_cols if c in old_cols and pr_cols[c] != old_cols[c]],
-            }
-        )
-    return out
-
-
-def _rel(node: dict) -> list:
-    return [node.get("database"), node.get("schema"), node.get("alias") or node.get("name")]

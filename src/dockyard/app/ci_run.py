@@ -33,14 +33,13 @@ import time
 from pathlib import Path
 
 from dockyard import permissions
-from dockyard.app import ci_ops
 from dockyard.errors import CancelledError, DockyardError, SetupError
 from dockyard.runner.invocation import DbtInvocation
 from dockyard.runner.output import LogLine
 from dockyard.runner.workspace import RunTarget
+from dockyard.slim import compare, shadow, state
 from dockyard.slim import manifest as mf
 from dockyard.slim import schema as pr_schema
-from dockyard.slim import shadow, state
 
 log = logging.getLogger("dockyard.app.ci")
 PARSE_TIMEOUT_S = 1800
@@ -78,7 +77,7 @@ class CiRun:
         base_env = self.options.base or self.app.config.ci.base
         # the CI copy carries the comparison macro: the build's own dbt process runs it after
         # the build, on the manifest it parsed (no second dbt process, no second parse)
-        copy = shadow.make(Path(plan.project_dir), self.shadow_dir(), {ci_ops.COMPARE_FILE: ci_ops.COMPARE_MACRO})
+        copy = shadow.make(Path(plan.project_dir), self.shadow_dir(), {compare.FILE: compare.MACRO})
         state_dir = plan.run_dir / "state"
         base = self._base(base_env, state_dir)
         steps = []
@@ -153,7 +152,7 @@ class CiRun:
         changed table models with the base's (``dockyard__compare``, with the parsed manifest),
         into ci.json. None when there is nothing to compare."""
         base = report.pop("_base", {})
-        pairs = ci_ops.pairs(new, base, report.get("selected", []))
+        pairs = compare.pairs(new, base, report.get("selected", []))
         if not pairs:
             return None
         flags = _managed(argv, copy)
@@ -163,11 +162,11 @@ class CiRun:
         def after(run_dbt) -> None:
             found = None
             for message in run_dbt(command):
-                if message.startswith(ci_ops.COMPARED_MARK):
-                    found = json.loads(message[len(ci_ops.COMPARED_MARK) :])
+                if message.startswith(compare.MARK):
+                    found = json.loads(message[len(compare.MARK) :])
             if found is None:
                 raise DockyardError("dockyard__compare logged no answer")
-            write_report(run_dir, {**report, "comparisons": ci_ops.comparisons(pairs, found), "compared": True})
+            write_report(run_dir, {**report, "comparisons": compare.comparisons(pairs, found), "compared": True})
 
         return after
 
