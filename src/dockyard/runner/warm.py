@@ -41,6 +41,7 @@ import gc
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -162,8 +163,6 @@ class WarmParent:
     def answer(self, timeout: float) -> dict | None:
         """The parent's answer to the step sent, once it has one (None: not yet; it may be
         parsing): ``{"pid", "parsed", "why"}`` (the child runs) or ``{"fallback": reason}``."""
-        import select
-
         if self.sock is None:
             return {"fallback": "the warm parent ended"}
         ready, _, _ = select.select([self.sock], [], [], timeout)
@@ -176,27 +175,13 @@ class WarmParent:
         self.busy = "pid" in answer
         return answer
 
-    def begin(self, request: dict, fds: Sequence[int]) -> dict:
-        """:meth:`send`, then wait for :meth:`answer` (tests; the executor keeps beating)."""
-        if not self.send(request, fds):
-            return {"fallback": "the warm parent ended"}
-        while (answer := self.answer(1.0)) is None:
-            pass
-        return answer
-
-    def fileno(self) -> int:
+    def exit_code(self) -> int | None:
+        """The running child's exit code once the parent has reaped it (None: not yet; -1: the
+        parent died)."""
         assert self.sock is not None
-        return self.sock.fileno()
-
-    def exit_code(self, block: bool = False) -> int | None:
-        """The running child's exit code once the parent has reaped it (-1: the parent died)."""
-        assert self.sock is not None
-        if not block:
-            import select
-
-            ready, _, _ = select.select([self.sock], [], [], 0)
-            if not ready:
-                return None
+        ready, _, _ = select.select([self.sock], [], [], 0)
+        if not ready:
+            return None
         answer, _ = _recv(self.sock)
         self.busy = False
         self.last_used = time.monotonic()
