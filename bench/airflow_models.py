@@ -220,13 +220,9 @@ class Server:
         }
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        from warm_server import stop_server  # bench/ is on sys.path when a bench script runs
+
+        stop_server(self.proc, self.log)
 
 
 def airflow_home(work: Path, name: str, dag_text: str, python: Path, env: dict, src: Path = ROOT / "src") -> dict:

@@ -137,10 +137,15 @@ class WarmServer:
 
     def stop(self) -> None:
         self.client.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        stop_server(self.proc, self.log)
+
+
+def stop_server(proc: subprocess.Popen, log) -> None:
+    """SIGTERM a ``dockyard serve``, SIGKILL after 90 s, then close its log (bench/airflow_models.py too)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
